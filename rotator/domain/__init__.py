@@ -1,0 +1,1 @@
+"""Pure domain core: no DNS, database, scheduler or logging imports live here."""

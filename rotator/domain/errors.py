@@ -1,0 +1,58 @@
+"""One error root with a flat family (certbot style). Messages are one line, say what is
+wrong and how to fix it; the CLI prints them as-is and exits non-zero."""
+
+
+class RotatorError(Exception):
+    """Root of every error rotator raises on purpose."""
+
+
+class ConfigError(RotatorError):
+    """A configuration or policy file is invalid."""
+
+
+class PolicyError(ConfigError):
+    """A policy file is invalid (message names file, key and problem)."""
+
+
+class RecordError(RotatorError):
+    """A DKIM TXT record cannot be built or parsed."""
+
+
+class IllegalTransition(RotatorError):
+    """An event does not apply to the key's current state. Nothing is recorded."""
+
+
+class ConcurrencyError(RotatorError):
+    """Another writer appended to the same stream first; re-read and decide again."""
+
+
+class NotFound(RotatorError):
+    """A named key, identity or policy does not exist."""
+
+
+class InputError(RotatorError):
+    """Operator input (a domain, a selector, an option) is invalid."""
+
+
+class ExternalError(RotatorError):
+    """A side effect failed (DNS, signer reload, filesystem). Carries a short reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PublishError(ExternalError):
+    """The DNS publisher did not accept an update (REFUSED, NOTAUTH, BADSIG, timeout...)."""
+
+
+class ProbeError(ExternalError):
+    """A nameserver could not be queried or its answer could not be used."""
+
+
+class SignerError(ExternalError):
+    """The signer configuration could not be written or reloaded."""
+
+
+class AlreadyRunning(RotatorError):
+    """A second daemon was started on the same database."""

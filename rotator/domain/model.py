@@ -1,0 +1,185 @@
+"""Projections as pure folds over events: KeyState per key, IdentityState per identity.
+
+`apply_key` and `apply_identity` are the only places that interpret events; the SQLite store
+calls them inside the append transaction and again when rebuilding, so the live projection
+and a rebuilt one cannot disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from . import events as ev
+from .errors import IllegalTransition
+from .machine import check_transition
+from .states import Action, State
+
+
+@dataclass(frozen=True)
+class KeyState:
+    key_id: str
+    identity: str
+    domain: str
+    selector: str
+    policy: str
+    algorithm: str
+    bits: int
+    fingerprint: str
+    zone: str
+    record_name: str
+    record: str
+    ttl: int
+    state: State
+    since: datetime
+    created_at: datetime
+    version: int
+    next_action: Action | None
+    next_action_at: datetime | None
+    attempts: int = 0
+    last_error: str | None = None
+    replaces: str | None = None
+    successor: str | None = None
+    revocation_published: bool = False
+    tombstone_removed: bool = False
+    activated_at: datetime | None = None
+    drain_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class IdentityState:
+    identity: str
+    domain: str
+    zone: str
+    policy: str
+    signing_pattern: str
+    created_at: datetime
+    version: int
+    active_key: str | None = None
+    pending_key: str | None = None
+    rotation_due_at: datetime | None = None
+
+
+def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
+    """Fold one key event into the key's state. Raises IllegalTransition if it cannot apply."""
+    if isinstance(event, ev.KeyGenerated):
+        if key is not None:
+            raise IllegalTransition(f"key {event.key_id} already exists")
+        return KeyState(
+            key_id=event.key_id,
+            identity=event.identity,
+            domain=event.domain,
+            selector=event.selector,
+            policy=event.policy,
+            algorithm=event.algorithm,
+            bits=event.bits,
+            fingerprint=event.fingerprint,
+            zone=event.zone,
+            record_name=event.record_name,
+            record=event.record,
+            ttl=event.ttl,
+            state=State.GENERATED,
+            since=event.at,
+            created_at=event.at,
+            version=1,
+            next_action=Action.PUBLISH,
+            next_action_at=event.at,
+            replaces=event.replaces,
+        )
+    if key is None:
+        raise IllegalTransition(f"key {event.key_id} does not exist (no KeyGenerated event)")
+    new_state = check_transition(
+        key.key_id,
+        key.state,
+        type(event).__name__,
+        revocation_published=key.revocation_published,
+        tombstone_removed=key.tombstone_removed,
+    )
+    moved = new_state is not key.state
+    base = replace(
+        key,
+        state=new_state,
+        since=event.at if moved else key.since,
+        version=key.version + 1,
+    )
+    if isinstance(event, ev.ActionFailed):
+        return replace(
+            base,
+            attempts=event.attempt,
+            last_error=event.error,
+            next_action_at=event.retry_at,
+        )
+    # Success of any action resets the retry counter.
+    base = replace(base, attempts=0, last_error=None)
+    if isinstance(event, ev.KeyPublished):
+        return replace(base, next_action=Action.VERIFY, next_action_at=event.at)
+    if isinstance(event, ev.KeyVerified):
+        return replace(base, next_action=Action.ACTIVATE, next_action_at=event.activate_at)
+    if isinstance(event, ev.KeyActivated):
+        # While active the key owes nothing itself: rotation is scheduled on its identity.
+        return replace(base, next_action=None, next_action_at=None, activated_at=event.at)
+    if isinstance(event, ev.DrainStarted):
+        return replace(
+            base,
+            next_action=Action.REVOKE,
+            next_action_at=event.drain_until,
+            drain_until=event.drain_until,
+            successor=event.successor,
+        )
+    if isinstance(event, ev.RevocationPublished):
+        return replace(
+            base,
+            revocation_published=True,
+            record=event.record,
+            next_action=Action.VERIFY_REVOCATION,
+            next_action_at=event.at,
+        )
+    if isinstance(event, ev.KeyRevoked):
+        return replace(base, next_action=Action.DESTROY, next_action_at=event.at)
+    if isinstance(event, ev.KeyDestroyed):
+        return replace(
+            base, next_action=Action.REMOVE_TOMBSTONE, next_action_at=event.tombstone_until
+        )
+    if isinstance(event, ev.TombstoneRemoved):
+        return replace(base, tombstone_removed=True, next_action=None, next_action_at=None)
+    raise IllegalTransition(f"key {key.key_id}: unhandled event {type(event).__name__}")
+
+
+def apply_identity(ident: IdentityState | None, event: ev.Event) -> IdentityState | None:
+    """Fold an event into its identity's state (key events update the identity too)."""
+    if isinstance(event, ev.IdentityAdded):
+        if ident is not None:
+            raise IllegalTransition(f"identity {event.identity} already exists")
+        return IdentityState(
+            identity=event.identity,
+            domain=event.domain,
+            zone=event.zone,
+            policy=event.policy,
+            signing_pattern=event.signing_pattern,
+            created_at=event.at,
+            version=1,
+            rotation_due_at=event.at,  # the first key is due at once
+        )
+    if ident is None:
+        if isinstance(event, ev.IdentityEvent | ev.KeyEvent):
+            raise IllegalTransition(f"identity {event.identity} does not exist")
+        return None
+    if isinstance(event, ev.RotationRequested):
+        if ident.pending_key is not None:
+            raise IllegalTransition(
+                f"identity {ident.identity}: a rotation is already in progress "
+                f"(key {ident.pending_key}); wait for it to become active"
+            )
+        return replace(ident, version=ident.version + 1, rotation_due_at=event.at)
+    if isinstance(event, ev.KeyGenerated):
+        return replace(ident, pending_key=event.key_id, rotation_due_at=None)
+    if isinstance(event, ev.KeyActivated):
+        return replace(
+            ident, active_key=event.key_id, pending_key=None, rotation_due_at=event.rotate_at
+        )
+    return ident
+
+
+def field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]

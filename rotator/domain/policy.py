@@ -1,0 +1,260 @@
+"""Policies: validated, immutable rotation rules, and the arithmetic on them.
+
+Parsing works on an already-loaded mapping (TOML is read by rotator.policies); a cron
+expression is turned into a schedule by an injected factory so this module stays pure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from . import selector as sel
+from .errors import PolicyError
+from .record import RecordTags
+
+ALGORITHMS: dict[str, tuple[int, ...]] = {"rsa": (1024, 2048, 3072, 4096), "ed25519": (256,)}
+DEFAULT_BITS = {"rsa": 2048, "ed25519": 256}
+_DURATION = re.compile(r"^\s*(?:(\d+)\s*w)?\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*"
+                       r"(?:(\d+)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
+_FLAGS = {"y", "s"}
+_HASHES = {"sha1", "sha256"}
+
+
+class Schedule(Protocol):
+    """When the next rotation is due after `after` (an aware UTC datetime)."""
+
+    def next_rotation(self, after: datetime) -> datetime: ...
+
+    def describe(self) -> str: ...
+
+    def min_interval(self) -> timedelta: ...
+
+
+@dataclass(frozen=True)
+class IntervalSchedule:
+    interval: timedelta
+
+    def next_rotation(self, after: datetime) -> datetime:
+        return after + self.interval
+
+    def describe(self) -> str:
+        return f"every {format_duration(self.interval)}"
+
+    def min_interval(self) -> timedelta:
+        return self.interval
+
+
+CronFactory = Callable[[str], Schedule]
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    source: str
+    algorithm: str
+    bits: int
+    schedule: Schedule
+    max_queue_time: timedelta
+    drain_multiplier: float
+    ttl: int
+    selector_template: str
+    esp: str
+    collision: str
+    tags: RecordTags
+    verify_timeout: timedelta
+    retry_base: timedelta
+    retry_max: timedelta
+    tombstone_retention: timedelta
+
+    @property
+    def drain_window(self) -> timedelta:
+        """How long a retired key's public key stays published: multiplier x max queue time."""
+        return self.max_queue_time * self.drain_multiplier
+
+    def backoff(self, attempt: int) -> timedelta:
+        """Exponential backoff for the n-th consecutive failure (1-based), capped."""
+        delay = self.retry_base * (2 ** max(0, min(attempt - 1, 30)))
+        return min(delay, self.retry_max)
+
+    def rotate_at(self, activated_at: datetime) -> datetime:
+        return self.schedule.next_rotation(activated_at)
+
+    def drain_until(self, retired_at: datetime) -> datetime:
+        return retired_at + self.drain_window
+
+    def tombstone_until(self, destroyed_at: datetime) -> datetime:
+        return destroyed_at + self.tombstone_retention
+
+
+def parse_duration(value: object) -> timedelta:
+    """'30s', '5m', '1h30m', '5d', '2w', or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like \"5d\" or \"30s\"")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return timedelta(seconds=value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a duration like \"5d\" or \"30s\"")
+    m = _DURATION.match(value)
+    if not m or not any(m.groups()):
+        raise ValueError(f"{value!r} is not a duration; use e.g. \"5d\", \"12h\", \"30s\"")
+    w, d, h, mi, s = m.groups()
+    return timedelta(
+        weeks=int(w or 0), days=int(d or 0), hours=int(h or 0), minutes=int(mi or 0),
+        seconds=float(s or 0),
+    )
+
+
+def format_duration(td: timedelta) -> str:
+    secs = td.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size and secs % size == 0:
+            return f"{int(secs // size)}{unit}"
+    return f"{secs:g}s"
+
+
+class _Reader:
+    """Reads one section of the policy mapping, raising PolicyError naming file and key."""
+
+    def __init__(self, source: str, data: Mapping[str, Any]) -> None:
+        self.source = source
+        self.data = data
+        self.used: set[tuple[str, str]] = set()
+
+    def fail(self, section: str, key: str, problem: str) -> PolicyError:
+        where = f"[{section}].{key}" if key else f"[{section}]"
+        return PolicyError(f"{self.source}: {where}: {problem}")
+
+    def get(self, section: str, key: str, default: Any) -> Any:
+        block = self.data.get(section, {})
+        if not isinstance(block, Mapping):
+            raise self.fail(section, "", "must be a table")
+        self.used.add((section, key))
+        return block.get(key, default)
+
+    def duration(self, section: str, key: str, default: str, minimum: float = 0) -> timedelta:
+        raw = self.get(section, key, default)
+        try:
+            td = parse_duration(raw)
+        except ValueError as exc:
+            raise self.fail(section, key, str(exc)) from None
+        if td.total_seconds() < minimum:
+            raise self.fail(section, key, f"must be at least {minimum:g}s, got {raw!r}")
+        return td
+
+    def check_unknown(self) -> None:
+        for section, block in self.data.items():
+            if section == "description":
+                continue
+            if not isinstance(block, Mapping):
+                raise self.fail(section, "", "must be a table, e.g. [" + section + "]")
+            for key in block:
+                if (section, key) not in self.used:
+                    raise self.fail(section, key, "unknown setting (check the spelling; see "
+                                    "README 'Policy reference')")
+
+
+def parse_policy(
+    name: str, data: Mapping[str, Any], source: str, cron: CronFactory
+) -> Policy:
+    r = _Reader(source, data)
+
+    algorithm = r.get("key", "algorithm", "rsa")
+    if algorithm not in ALGORITHMS:
+        raise r.fail("key", "algorithm", f"{algorithm!r} is not supported; use rsa or ed25519")
+    bits = r.get("key", "bits", DEFAULT_BITS[algorithm])
+    if isinstance(bits, bool) or bits not in ALGORITHMS[algorithm]:
+        allowed = ", ".join(str(b) for b in ALGORITHMS[algorithm])
+        raise r.fail("key", "bits", f"{bits!r} is not valid for {algorithm}; use {allowed}")
+
+    interval = r.get("rotation", "interval", None)
+    cron_expr = r.get("rotation", "cron", None)
+    schedule: Schedule
+    if interval is not None and cron_expr is not None:
+        raise r.fail("rotation", "cron", "set either interval or cron, not both")
+    if cron_expr is not None:
+        if not isinstance(cron_expr, str):
+            raise r.fail("rotation", "cron", "must be a string like \"0 3 1 * *\"")
+        try:
+            schedule = cron(cron_expr)
+        except ValueError as exc:
+            raise r.fail("rotation", "cron", f"{cron_expr!r}: {exc}") from None
+    else:
+        schedule = IntervalSchedule(r.duration("rotation", "interval", "30d", minimum=1))
+
+    max_queue = r.duration("drain", "max_queue_time", "5d")
+    multiplier = r.get("drain", "multiplier", 3)
+    if isinstance(multiplier, bool) or not isinstance(multiplier, int | float) or multiplier < 1:
+        raise r.fail("drain", "multiplier", f"must be a number >= 1, got {multiplier!r}")
+
+    ttl = r.get("dns", "ttl", 3600)
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= 2_147_483_647:
+        raise r.fail("dns", "ttl", f"must be an integer number of seconds, got {ttl!r}")
+
+    template = r.get("selector", "template", "{mon}{yyyy}.{esp}")
+    esp = r.get("selector", "esp", "myesp")
+    collision = r.get("selector", "collision", "suffix")
+    if not isinstance(template, str):
+        raise r.fail("selector", "template", "must be a string like \"{mon}{yyyy}.{esp}\"")
+    try:
+        sel.check_template(template)
+        sel.validate_selector(str(esp))
+    except ValueError as exc:
+        raise r.fail("selector", "template", str(exc)) from None
+    except Exception as exc:  # InputError from validate_selector
+        raise r.fail("selector", "esp", str(exc)) from None
+    if collision not in ("suffix", "fail"):
+        raise r.fail("selector", "collision", f"{collision!r}: use \"suffix\" or \"fail\"")
+    try:
+        sel.render(template, datetime(2026, 11, 24, 12, 0, 0), str(esp))
+    except Exception as exc:
+        raise r.fail("selector", "template", str(exc)) from None
+
+    flags = r.get("record", "flags", [])
+    hashes = r.get("record", "hashes", [])
+    service = r.get("record", "service", "")
+    notes = r.get("record", "notes", "")
+    if not isinstance(flags, list) or not set(flags) <= _FLAGS:
+        raise r.fail("record", "flags", f"{flags!r}: use a list of \"y\" and/or \"s\"")
+    if not isinstance(hashes, list) or not set(hashes) <= _HASHES:
+        raise r.fail("record", "hashes", f"{hashes!r}: use a list of \"sha256\" and/or \"sha1\"")
+    if algorithm == "ed25519" and hashes and "sha256" not in hashes:
+        raise r.fail("record", "hashes", "ed25519 signatures use sha256; include it")
+    if service not in ("", "*", "email"):
+        raise r.fail("record", "service", f"{service!r}: use \"email\" or \"*\"")
+    if not isinstance(notes, str):
+        raise r.fail("record", "notes", "must be a string")
+
+    verify_timeout = r.duration("verify", "timeout", "1h", minimum=1)
+    retry_base = r.duration("retry", "base", "30s", minimum=0.05)
+    retry_max = r.duration("retry", "max", "1h", minimum=0.05)
+    if retry_max < retry_base:
+        raise r.fail("retry", "max", "must be at least [retry].base")
+    tombstone = r.duration("tombstone", "retention", "30d")
+    r.check_unknown()
+
+    return Policy(
+        name=name,
+        source=source,
+        algorithm=algorithm,
+        bits=int(bits),
+        schedule=schedule,
+        max_queue_time=max_queue,
+        drain_multiplier=float(multiplier),
+        ttl=ttl,
+        selector_template=template,
+        esp=str(esp),
+        collision=collision,
+        tags=RecordTags(
+            flags=tuple(flags), hashes=tuple(hashes), service=service, notes=notes
+        ),
+        verify_timeout=verify_timeout,
+        retry_base=retry_base,
+        retry_max=retry_max,
+        tombstone_retention=tombstone,
+    )

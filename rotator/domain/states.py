@@ -1,0 +1,31 @@
+"""Key lifecycle states (see README: state diagram and what each state promises)."""
+
+from enum import StrEnum
+
+
+class State(StrEnum):
+    GENERATED = "generated"
+    PUBLISHED = "published"
+    VERIFIED = "verified"
+    ACTIVE = "active"
+    DRAINING = "draining"
+    REVOKED = "revoked"
+    DESTROYED = "destroyed"
+
+
+# Keys in these states may still be promoted to active for their identity.
+PENDING = frozenset({State.GENERATED, State.PUBLISHED, State.VERIFIED})
+# Keys whose public key must still be served (mail signed with them may be in flight).
+SERVING = frozenset({State.PUBLISHED, State.VERIFIED, State.ACTIVE, State.DRAINING})
+
+
+class Action(StrEnum):
+    """The next side effect the daemon owes a key (or an identity)."""
+
+    PUBLISH = "publish"
+    VERIFY = "verify"
+    ACTIVATE = "activate"
+    REVOKE = "revoke"  # publish the empty-p= record
+    VERIFY_REVOCATION = "verify-revocation"
+    DESTROY = "destroy"
+    REMOVE_TOMBSTONE = "remove-tombstone"

@@ -1,0 +1,149 @@
+"""Small Protocols the application service talks to; adapters/ implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from .domain.events import Event
+from .domain.model import IdentityState, KeyState
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+# --- DNS ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordChange:
+    """Replace the TXT RRset at `name` with one record `text`, or delete it (text None)."""
+
+    name: str  # absolute owner name, e.g. "nov2026.myesp._domainkey.example.com."
+    ttl: int
+    text: str | None
+
+
+class Publisher(Protocol):
+    def apply(self, zone: str, changes: Sequence[RecordChange]) -> str:
+        """Apply all changes to `zone` (idempotent). Returns the server that accepted them.
+        Raises PublishError(reason) if any part was not accepted."""
+        ...
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one address of one authoritative nameserver answered for one name (TXT)."""
+
+    nameserver: str  # NS host name, or the configured label
+    address: str  # "ip" or "ip:port" as queried
+    rcode: str = "NOERROR"
+    authoritative: bool = False
+    texts: tuple[str, ...] = ()  # one entry per TXT RR, its strings concatenated
+    error: str | None = None  # timeout, network error, malformed answer
+
+
+class NameserverProbe(Protocol):
+    def observe(self, zone: str, name: str) -> list[Observation]:
+        """Query every address of every authoritative nameserver of `zone` directly (RD=0)
+        for the TXT at `name`. Raises ProbeError if the nameserver set cannot be found."""
+        ...
+
+
+# --- keys and signer ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GeneratedKey:
+    public_key_b64: str  # the p= value
+    fingerprint: str  # sha256 hex of the public key
+    path: Path
+
+
+class KeyStore(Protocol):
+    def generate(self, key_id: str, algorithm: str, bits: int) -> GeneratedKey: ...
+
+    def path(self, key_id: str) -> Path: ...
+
+    def exists(self, key_id: str) -> bool: ...
+
+    def destroy(self, key_id: str) -> bool:
+        """Overwrite with zeros, fsync, unlink. Idempotent; True if a file was wiped."""
+        ...
+
+    def stored_ids(self) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class SigningEntry:
+    key_id: str
+    domain: str
+    selector: str
+    key_path: Path
+    signing_pattern: str  # e.g. "*@example.com"
+
+
+class Signer(Protocol):
+    def apply(self, entries: Sequence[SigningEntry]) -> None:
+        """Atomically rewrite the signer configuration to exactly `entries`, then reload.
+        Raises SignerError(reason)."""
+        ...
+
+
+# --- event store -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    position: int
+    stream_id: str
+    version: int
+    event: Event
+    hash: str
+    prev_hash: str
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    identity: str | None = None
+    domain: str | None = None
+    selector: str | None = None
+    key_id: str | None = None
+    types: tuple[str, ...] = ()
+    actor: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after_position: int = 0
+    limit: int | None = None
+
+
+class EventStore(Protocol):
+    def append(self, events: Sequence[Event], expected: dict[str, int]) -> list[StoredEvent]:
+        """Append atomically; `expected` maps stream_id -> its version before this append.
+        Raises ConcurrencyError if any stream moved, IllegalTransition if an event does not
+        apply; in both cases nothing is written."""
+        ...
+
+    def key(self, key_id: str) -> KeyState | None: ...
+
+    def keys(self, identity: str | None = None) -> list[KeyState]: ...
+
+    def due_keys(self, now: datetime, limit: int = 1000) -> list[KeyState]: ...
+
+    def identity(self, identity: str) -> IdentityState | None: ...
+
+    def identities(self) -> list[IdentityState]: ...
+
+    def due_identities(self, now: datetime, limit: int = 1000) -> list[IdentityState]: ...
+
+    def selectors(self, domain: str) -> set[str]: ...
+
+    def events(self, flt: LogFilter = LogFilter()) -> Iterator[StoredEvent]: ...
+
+    def stream_version(self, stream_id: str) -> int: ...
+
+    def info(self) -> dict[str, Any]: ...
