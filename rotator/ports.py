@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from .domain.events import Event
 from .domain.model import IdentityState, KeyState
+from .domain.verification import Observation as Observation  # re-exported for adapters
 
 
 class Clock(Protocol):
@@ -33,18 +34,6 @@ class Publisher(Protocol):
         """Apply all changes to `zone` (idempotent). Returns the server that accepted them.
         Raises PublishError(reason) if any part was not accepted."""
         ...
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What one address of one authoritative nameserver answered for one name (TXT)."""
-
-    nameserver: str  # NS host name, or the configured label
-    address: str  # "ip" or "ip:port" as queried
-    rcode: str = "NOERROR"
-    authoritative: bool = False
-    texts: tuple[str, ...] = ()  # one entry per TXT RR, its strings concatenated
-    error: str | None = None  # timeout, network error, malformed answer
 
 
 class NameserverProbe(Protocol):
@@ -130,7 +119,7 @@ class EventStore(Protocol):
 
     def key(self, key_id: str) -> KeyState | None: ...
 
-    def keys(self, identity: str | None = None) -> list[KeyState]: ...
+    def list_keys(self, identity: str | None = None) -> list[KeyState]: ...
 
     def due_keys(self, now: datetime, limit: int = 1000) -> list[KeyState]: ...
 

@@ -18,8 +18,10 @@ from .record import RecordTags
 
 ALGORITHMS: dict[str, tuple[int, ...]] = {"rsa": (1024, 2048, 3072, 4096), "ed25519": (256,)}
 DEFAULT_BITS = {"rsa": 2048, "ed25519": 256}
-_DURATION = re.compile(r"^\s*(?:(\d+)\s*w)?\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*"
-                       r"(?:(\d+)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
+_DURATION = re.compile(
+    r"^\s*(?:(\d+)\s*w)?\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*"
+    r"(?:(\d+)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$"
+)
 _FLAGS = {"y", "s"}
 _HASHES = {"sha1", "sha256"}
 
@@ -78,7 +80,7 @@ class Policy:
     def backoff(self, attempt: int) -> timedelta:
         """Exponential backoff for the n-th consecutive failure (1-based), capped."""
         delay = self.retry_base * (2 ** max(0, min(attempt - 1, 30)))
-        return min(delay, self.retry_max)
+        return delay if delay < self.retry_max else self.retry_max
 
     def rotate_at(self, activated_at: datetime) -> datetime:
         return self.schedule.next_rotation(activated_at)
@@ -93,19 +95,22 @@ class Policy:
 def parse_duration(value: object) -> timedelta:
     """'30s', '5m', '1h30m', '5d', '2w', or a number of seconds."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration like \"5d\" or \"30s\"")
+        raise ValueError('expected a duration like "5d" or "30s"')
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("must not be negative")
         return timedelta(seconds=value)
     if not isinstance(value, str) or not value.strip():
-        raise ValueError("expected a duration like \"5d\" or \"30s\"")
+        raise ValueError('expected a duration like "5d" or "30s"')
     m = _DURATION.match(value)
     if not m or not any(m.groups()):
-        raise ValueError(f"{value!r} is not a duration; use e.g. \"5d\", \"12h\", \"30s\"")
+        raise ValueError(f'{value!r} is not a duration; use e.g. "5d", "12h", "30s"')
     w, d, h, mi, s = m.groups()
     return timedelta(
-        weeks=int(w or 0), days=int(d or 0), hours=int(h or 0), minutes=int(mi or 0),
+        weeks=int(w or 0),
+        days=int(d or 0),
+        hours=int(h or 0),
+        minutes=int(mi or 0),
         seconds=float(s or 0),
     )
 
@@ -155,13 +160,14 @@ class _Reader:
                 raise self.fail(section, "", "must be a table, e.g. [" + section + "]")
             for key in block:
                 if (section, key) not in self.used:
-                    raise self.fail(section, key, "unknown setting (check the spelling; see "
-                                    "README 'Policy reference')")
+                    raise self.fail(
+                        section,
+                        key,
+                        "unknown setting (check the spelling; see README 'Policy reference')",
+                    )
 
 
-def parse_policy(
-    name: str, data: Mapping[str, Any], source: str, cron: CronFactory
-) -> Policy:
+def parse_policy(name: str, data: Mapping[str, Any], source: str, cron: CronFactory) -> Policy:
     r = _Reader(source, data)
 
     algorithm = r.get("key", "algorithm", "rsa")
@@ -179,7 +185,7 @@ def parse_policy(
         raise r.fail("rotation", "cron", "set either interval or cron, not both")
     if cron_expr is not None:
         if not isinstance(cron_expr, str):
-            raise r.fail("rotation", "cron", "must be a string like \"0 3 1 * *\"")
+            raise r.fail("rotation", "cron", 'must be a string like "0 3 1 * *"')
         try:
             schedule = cron(cron_expr)
         except ValueError as exc:
@@ -200,7 +206,7 @@ def parse_policy(
     esp = r.get("selector", "esp", "myesp")
     collision = r.get("selector", "collision", "suffix")
     if not isinstance(template, str):
-        raise r.fail("selector", "template", "must be a string like \"{mon}{yyyy}.{esp}\"")
+        raise r.fail("selector", "template", 'must be a string like "{mon}{yyyy}.{esp}"')
     try:
         sel.check_template(template)
         sel.validate_selector(str(esp))
@@ -209,7 +215,7 @@ def parse_policy(
     except Exception as exc:  # InputError from validate_selector
         raise r.fail("selector", "esp", str(exc)) from None
     if collision not in ("suffix", "fail"):
-        raise r.fail("selector", "collision", f"{collision!r}: use \"suffix\" or \"fail\"")
+        raise r.fail("selector", "collision", f'{collision!r}: use "suffix" or "fail"')
     try:
         sel.render(template, datetime(2026, 11, 24, 12, 0, 0), str(esp))
     except Exception as exc:
@@ -220,13 +226,13 @@ def parse_policy(
     service = r.get("record", "service", "")
     notes = r.get("record", "notes", "")
     if not isinstance(flags, list) or not set(flags) <= _FLAGS:
-        raise r.fail("record", "flags", f"{flags!r}: use a list of \"y\" and/or \"s\"")
+        raise r.fail("record", "flags", f'{flags!r}: use a list of "y" and/or "s"')
     if not isinstance(hashes, list) or not set(hashes) <= _HASHES:
-        raise r.fail("record", "hashes", f"{hashes!r}: use a list of \"sha256\" and/or \"sha1\"")
+        raise r.fail("record", "hashes", f'{hashes!r}: use a list of "sha256" and/or "sha1"')
     if algorithm == "ed25519" and hashes and "sha256" not in hashes:
         raise r.fail("record", "hashes", "ed25519 signatures use sha256; include it")
     if service not in ("", "*", "email"):
-        raise r.fail("record", "service", f"{service!r}: use \"email\" or \"*\"")
+        raise r.fail("record", "service", f'{service!r}: use "email" or "*"')
     if not isinstance(notes, str):
         raise r.fail("record", "notes", "must be a string")
 
@@ -250,9 +256,7 @@ def parse_policy(
         selector_template=template,
         esp=str(esp),
         collision=collision,
-        tags=RecordTags(
-            flags=tuple(flags), hashes=tuple(hashes), service=service, notes=notes
-        ),
+        tags=RecordTags(flags=tuple(flags), hashes=tuple(hashes), service=service, notes=notes),
         verify_timeout=verify_timeout,
         retry_base=retry_base,
         retry_max=retry_max,

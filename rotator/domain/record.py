@@ -100,7 +100,7 @@ def parse_record(text: str) -> dict[str, str]:
 
 
 def is_revoked(tags: dict[str, str]) -> bool:
-    return tags.get("p", None) == REVOKED_P
+    return tags.get("p") == REVOKED_P
 
 
 def records_match(expected: str, observed: str) -> bool:

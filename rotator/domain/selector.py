@@ -10,9 +10,7 @@ from datetime import datetime
 from .errors import InputError
 
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-TEMPLATE_FIELDS = frozenset(
-    {"mon", "yyyy", "yy", "mm", "dd", "hh", "mi", "ss", "unix", "esp"}
-)
+TEMPLATE_FIELDS = frozenset({"mon", "yyyy", "yy", "mm", "dd", "hh", "mi", "ss", "unix", "esp"})
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _SUFFIXES = string.ascii_lowercase[1:]  # b..z: "nov2026.myesp" then "nov2026b.myesp"
 
@@ -23,9 +21,7 @@ def check_template(template: str) -> None:
         if name is None:
             continue
         if name not in TEMPLATE_FIELDS or spec or conv:
-            raise ValueError(
-                f"unknown field {{{name}}}; use {', '.join(sorted(TEMPLATE_FIELDS))}"
-            )
+            raise ValueError(f"unknown field {{{name}}}; use {', '.join(sorted(TEMPLATE_FIELDS))}")
 
 
 def render(template: str, when: datetime, esp: str) -> str:
@@ -67,7 +63,7 @@ def choose(template: str, when: datetime, esp: str, taken: Container[str], colli
     if collision == "fail":
         raise InputError(
             f"selector {selector!r} is already used for this domain; change the policy's "
-            "selector template or set collision = \"suffix\""
+            'selector template or set collision = "suffix"'
         )
     first, dot, rest = selector.partition(".")
     for letter in _SUFFIXES:

@@ -1,0 +1,491 @@
+"""Event store on SQLite (sqlite-utils): an append-only, hash-chained event log plus the
+key and identity projections, updated in the same transaction as the append.
+
+- events: global position, (stream_id, version) UNIQUE for optimistic concurrency,
+  UTC timestamp, type, query columns, JSON payload, actor, reason, prev_hash, hash.
+- UPDATE/DELETE on events is refused by triggers (append-only).
+- WAL mode, busy timeout, secure_delete; BEGIN IMMEDIATE for writers so that a concurrent
+  writer waits instead of failing on a lock upgrade.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from ..domain import events as ev
+from ..domain.errors import ConcurrencyError, IllegalTransition, RotatorError
+from ..domain.model import IdentityState, KeyState, apply_identity, apply_key
+from ..domain.states import Action, State
+from ..ports import LogFilter, StoredEvent
+from ..timeutil import iso, parse_iso
+
+GENESIS = "0" * 64
+BUSY_TIMEOUT_MS = 10_000
+
+migrations = Migrations("rotator")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE events (
+            position INTEGER PRIMARY KEY AUTOINCREMENT,
+            stream_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            type TEXT NOT NULL,
+            identity TEXT,
+            key_id TEXT,
+            domain TEXT,
+            selector TEXT,
+            actor TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            UNIQUE (stream_id, version)
+        );
+        CREATE INDEX events_key ON events (key_id);
+        CREATE INDEX events_domain ON events (domain);
+        CREATE INDEX events_identity ON events (identity);
+        CREATE INDEX events_type ON events (type);
+        CREATE INDEX events_at ON events (at);
+        CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+            BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+        CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+            BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+
+        CREATE TABLE keys (
+            key_id TEXT PRIMARY KEY,
+            identity TEXT NOT NULL,
+            domain TEXT NOT NULL,
+            selector TEXT NOT NULL,
+            policy TEXT NOT NULL,
+            algorithm TEXT NOT NULL,
+            bits INTEGER NOT NULL,
+            fingerprint TEXT NOT NULL,
+            zone TEXT NOT NULL,
+            record_name TEXT NOT NULL,
+            record TEXT NOT NULL,
+            ttl INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            since TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            next_action TEXT,
+            next_action_at TEXT,
+            attempts INTEGER NOT NULL,
+            last_error TEXT,
+            replaces TEXT,
+            successor TEXT,
+            revocation_published INTEGER NOT NULL,
+            tombstone_removed INTEGER NOT NULL,
+            activated_at TEXT,
+            drain_until TEXT
+        );
+        CREATE UNIQUE INDEX keys_domain_selector ON keys (domain, selector);
+        CREATE INDEX keys_identity ON keys (identity);
+        CREATE INDEX keys_due ON keys (next_action_at) WHERE next_action_at IS NOT NULL;
+
+        CREATE TABLE identities (
+            identity TEXT PRIMARY KEY,
+            domain TEXT NOT NULL,
+            zone TEXT NOT NULL,
+            policy TEXT NOT NULL,
+            signing_pattern TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            active_key TEXT,
+            pending_key TEXT,
+            rotation_due_at TEXT
+        );
+        CREATE INDEX identities_due ON identities (rotation_due_at)
+            WHERE rotation_due_at IS NOT NULL;
+        """
+    )
+
+
+# --- row <-> state conversion ------------------------------------------------------------
+
+
+def _to_row(obj: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, datetime):
+            v = iso(v)
+        elif isinstance(v, Enum):
+            v = v.value
+        elif isinstance(v, bool):
+            v = int(v)
+        row[f.name] = v
+    return row
+
+
+_KEY_DATES = {"since", "created_at", "next_action_at", "activated_at", "drain_until"}
+_IDENT_DATES = {"created_at", "rotation_due_at"}
+
+
+def _key_from_row(row: dict[str, Any]) -> KeyState:
+    data = dict(row)
+    for name in _KEY_DATES:
+        if data.get(name) is not None:
+            data[name] = parse_iso(data[name])
+    data["state"] = State(data["state"])
+    data["next_action"] = Action(data["next_action"]) if data["next_action"] else None
+    data["revocation_published"] = bool(data["revocation_published"])
+    data["tombstone_removed"] = bool(data["tombstone_removed"])
+    return KeyState(**data)
+
+
+def _identity_from_row(row: dict[str, Any]) -> IdentityState:
+    data = dict(row)
+    for name in _IDENT_DATES:
+        if data.get(name) is not None:
+            data[name] = parse_iso(data[name])
+    return IdentityState(**data)
+
+
+def event_hash(row: dict[str, Any]) -> str:
+    """sha256 over the canonical JSON of an event row (minus its own hash)."""
+    body = {k: row[k] for k in sorted(row) if k != "hash"}
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+def _event_from_row(row: dict[str, Any]) -> StoredEvent:
+    common = {
+        "at": parse_iso(row["at"]),
+        "actor": row["actor"],
+        "reason": row["reason"],
+        "identity": row["identity"],
+        "domain": row["domain"],
+        "key_id": row["key_id"],
+        "selector": row["selector"],
+    }
+    event = ev.event_from_record(row["type"], common, json.loads(row["payload"]))
+    return StoredEvent(
+        position=row["position"],
+        stream_id=row["stream_id"],
+        version=row["version"],
+        event=event,
+        hash=row["hash"],
+        prev_hash=row["prev_hash"],
+    )
+
+
+class SqliteEventStore:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+        )
+        self.db = sqlite_utils.Database(conn)
+        self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self.db.execute("PRAGMA secure_delete = ON")
+        self.db.execute("PRAGMA foreign_keys = ON")
+        if self.db.journal_mode != "wal":
+            self.db.enable_wal()
+        self.db.execute("PRAGMA synchronous = FULL")
+        migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        # IMMEDIATE takes the write lock up front: the fold below reads projections that
+        # must not change before we commit.
+        self.db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.db.conn.execute("COMMIT")
+
+    # --- writes ------------------------------------------------------------------------
+
+    def append(self, events: Sequence[ev.Event], expected: dict[str, int]) -> list[StoredEvent]:
+        if not events:
+            return []
+        stored: list[StoredEvent] = []
+        with self._write():
+            last = self.db.execute(
+                "SELECT hash FROM events ORDER BY position DESC LIMIT 1"
+            ).fetchone()
+            prev_hash = last[0] if last else GENESIS
+            versions: dict[str, int] = {}
+            keys: dict[str, KeyState | None] = {}
+            idents: dict[str, IdentityState | None] = {}
+            for event in events:
+                stream = event.stream_id
+                if stream not in versions:
+                    current = self.stream_version(stream)
+                    want = expected.get(stream)
+                    if want is not None and want != current:
+                        raise ConcurrencyError(
+                            f"{stream} is at version {current}, expected {want}; "
+                            "someone else changed it first, retry"
+                        )
+                    versions[stream] = current
+                versions[stream] += 1
+                self._fold(event, keys, idents)
+                row = self._row(event, stream, versions[stream], prev_hash)
+                try:
+                    pos = self.db.execute(
+                        "INSERT INTO events (stream_id, version, at, type, identity, key_id, "
+                        "domain, selector, actor, reason, payload, prev_hash, hash) VALUES "
+                        "(:stream_id, :version, :at, :type, :identity, :key_id, :domain, "
+                        ":selector, :actor, :reason, :payload, :prev_hash, :hash)",
+                        row,
+                    ).lastrowid
+                except sqlite3.IntegrityError as exc:
+                    raise ConcurrencyError(f"{stream}: {exc}; retry") from exc
+                prev_hash = row["hash"]
+                stored.append(
+                    StoredEvent(
+                        int(pos or 0),
+                        stream,
+                        versions[stream],
+                        event,
+                        row["hash"],
+                        row["prev_hash"],
+                    )
+                )
+            self._save(keys, idents)
+        return stored
+
+    def _row(self, event: ev.Event, stream: str, version: int, prev_hash: str) -> dict[str, Any]:
+        # The position is not part of the hash input (it is assigned on insert); the chain
+        # itself orders events, and a reorder breaks prev_hash links.
+        row: dict[str, Any] = {
+            "stream_id": stream,
+            "version": version,
+            "at": iso(event.at),
+            "type": type(event).__name__,
+            "identity": getattr(event, "identity", None),
+            "key_id": getattr(event, "key_id", None),
+            "domain": getattr(event, "domain", None),
+            "selector": getattr(event, "selector", None),
+            "actor": event.actor,
+            "reason": event.reason,
+            "payload": json.dumps(event.payload(), sort_keys=True, separators=(",", ":")),
+            "prev_hash": prev_hash,
+        }
+        row["hash"] = event_hash(row)
+        return row
+
+    def _fold(
+        self,
+        event: ev.Event,
+        keys: dict[str, KeyState | None],
+        idents: dict[str, IdentityState | None],
+    ) -> None:
+        if isinstance(event, ev.KeyEvent):
+            if event.key_id not in keys:
+                keys[event.key_id] = self.key(event.key_id)
+            keys[event.key_id] = apply_key(keys[event.key_id], event)
+        name = getattr(event, "identity", None)
+        if name is not None:
+            if name not in idents:
+                idents[name] = self.identity(name)
+            idents[name] = apply_identity(idents[name], event)
+
+    def _save(
+        self, keys: dict[str, KeyState | None], idents: dict[str, IdentityState | None]
+    ) -> None:
+        key_rows = [_to_row(k) for k in keys.values() if k is not None]
+        ident_rows = [_to_row(i) for i in idents.values() if i is not None]
+        try:
+            if key_rows:
+                self.db.table("keys").upsert_all(key_rows, pk="key_id")
+            if ident_rows:
+                self.db.table("identities").upsert_all(ident_rows, pk="identity")
+        except sqlite3.IntegrityError as exc:
+            if "selector" in str(exc):
+                raise IllegalTransition(f"selector already used for this domain: {exc}") from exc
+            raise
+
+    # --- reads -------------------------------------------------------------------------
+
+    def stream_version(self, stream_id: str) -> int:
+        row = self.db.execute(
+            "SELECT MAX(version) FROM events WHERE stream_id = ?", [stream_id]
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def key(self, key_id: str) -> KeyState | None:
+        rows = list(self.db.query("SELECT * FROM keys WHERE key_id = ?", [key_id]))
+        return _key_from_row(rows[0]) if rows else None
+
+    def list_keys(self, identity: str | None = None) -> list[KeyState]:
+        if identity is None:
+            rows = self.db.query("SELECT * FROM keys ORDER BY domain, created_at")
+        else:
+            rows = self.db.query(
+                "SELECT * FROM keys WHERE identity = ? ORDER BY created_at", [identity]
+            )
+        return [_key_from_row(r) for r in rows]
+
+    def due_keys(self, now: datetime, limit: int = 1000) -> list[KeyState]:
+        rows = self.db.query(
+            "SELECT * FROM keys WHERE next_action_at IS NOT NULL AND next_action_at <= ? "
+            "ORDER BY next_action_at LIMIT ?",
+            [iso(now), limit],
+        )
+        return [_key_from_row(r) for r in rows]
+
+    def next_due(self) -> datetime | None:
+        """Earliest pending action time over keys and identities (for the scheduler)."""
+        row = self.db.execute(
+            "SELECT MIN(t) FROM (SELECT MIN(next_action_at) AS t FROM keys "
+            "WHERE next_action_at IS NOT NULL UNION ALL SELECT MIN(rotation_due_at) "
+            "FROM identities WHERE rotation_due_at IS NOT NULL)"
+        ).fetchone()
+        return parse_iso(row[0]) if row and row[0] else None
+
+    def identity(self, identity: str) -> IdentityState | None:
+        rows = list(self.db.query("SELECT * FROM identities WHERE identity = ?", [identity]))
+        return _identity_from_row(rows[0]) if rows else None
+
+    def identities(self) -> list[IdentityState]:
+        return [
+            _identity_from_row(r)
+            for r in self.db.query("SELECT * FROM identities ORDER BY identity")
+        ]
+
+    def due_identities(self, now: datetime, limit: int = 1000) -> list[IdentityState]:
+        rows = self.db.query(
+            "SELECT * FROM identities WHERE rotation_due_at IS NOT NULL "
+            "AND rotation_due_at <= ? ORDER BY rotation_due_at LIMIT ?",
+            [iso(now), limit],
+        )
+        return [_identity_from_row(r) for r in rows]
+
+    def selectors(self, domain: str) -> set[str]:
+        return {
+            r["selector"]
+            for r in self.db.query("SELECT selector FROM keys WHERE domain = ?", [domain])
+        }
+
+    def events(self, flt: LogFilter = LogFilter()) -> Iterator[StoredEvent]:
+        where = ["position > :after"]
+        params: dict[str, Any] = {"after": flt.after_position}
+        for col in ("identity", "domain", "selector", "key_id", "actor"):
+            value = getattr(flt, col)
+            if value is not None:
+                where.append(f"{col} = :{col}")
+                params[col] = value
+        if flt.types:
+            names = []
+            for i, t in enumerate(flt.types):
+                params[f"t{i}"] = t
+                names.append(f":t{i}")
+            where.append(f"type IN ({', '.join(names)})")
+        if flt.since is not None:
+            where.append("at >= :since")
+            params["since"] = iso(flt.since)
+        if flt.until is not None:
+            where.append("at <= :until")
+            params["until"] = iso(flt.until)
+        sql = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY position"
+        if flt.limit is not None:
+            sql += f" LIMIT {int(flt.limit)}"
+        for row in self.db.query(sql, params):
+            yield _event_from_row(row)
+
+    def info(self) -> dict[str, Any]:
+        count = self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        return {"path": str(self.path), "events": count}
+
+    # --- audit and rebuild ---------------------------------------------------------------
+
+    def verify_chain(self) -> tuple[int, str | None]:
+        """Recompute the hash chain. Returns (events checked, first problem or None)."""
+        prev = GENESIS
+        n = 0
+        expected_pos = 1
+        for row in self.db.query("SELECT * FROM events ORDER BY position"):
+            n += 1
+            pos = row["position"]
+            if pos != expected_pos:
+                return n, f"event at position {expected_pos} is missing (next is {pos})"
+            if row["prev_hash"] != prev:
+                return n, f"event {pos}: prev_hash does not link to event {pos - 1}"
+            body = {k: v for k, v in row.items() if k != "position"}
+            if event_hash(body) != row["hash"]:
+                return n, f"event {pos}: content does not match its hash (edited)"
+            prev = row["hash"]
+            expected_pos += 1
+        return n, None
+
+    def replay(self) -> tuple[dict[str, KeyState], dict[str, IdentityState]]:
+        """Fold every event from scratch (in memory)."""
+        keys: dict[str, KeyState | None] = {}
+        idents: dict[str, IdentityState | None] = {}
+        for stored in self.events():
+            event = stored.event
+            if isinstance(event, ev.KeyEvent):
+                keys[event.key_id] = apply_key(keys.get(event.key_id), event)
+            name = getattr(event, "identity", None)
+            if name is not None:
+                idents[name] = apply_identity(idents.get(name), event)
+        return (
+            {k: v for k, v in keys.items() if v is not None},
+            {k: v for k, v in idents.items() if v is not None},
+        )
+
+    def rebuild(self, check_only: bool = False) -> list[str]:
+        """Rebuild the projections from the log. Returns the differences found between the
+        live projection and the replayed one; unless check_only, replaces the live one."""
+        with self._write():
+            keys, idents = self.replay()
+            diffs = _diff("key", {k.key_id: k for k in self.list_keys()}, keys)
+            diffs += _diff("identity", {i.identity: i for i in self.identities()}, idents)
+            if not check_only:
+                self.db.execute("DELETE FROM keys")
+                self.db.execute("DELETE FROM identities")
+                self._save(dict(keys.items()), dict(idents.items()))
+        return diffs
+
+
+def _diff(kind: str, live: dict[str, Any], rebuilt: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for ident in sorted(set(live) | set(rebuilt)):
+        a, b = live.get(ident), rebuilt.get(ident)
+        if a is None or b is None:
+            out.append(
+                f"{kind} {ident}: {'missing from live projection' if a is None else 'not in the log'}"
+            )
+            continue
+        for f in dataclasses.fields(a):
+            if getattr(a, f.name) != getattr(b, f.name):
+                out.append(
+                    f"{kind} {ident}: {f.name} live={getattr(a, f.name)!r} "
+                    f"rebuilt={getattr(b, f.name)!r}"
+                )
+    return out
+
+
+def open_store(path: Path | str) -> SqliteEventStore:
+    try:
+        return SqliteEventStore(path)
+    except sqlite3.DatabaseError as exc:
+        raise RotatorError(f"cannot open database {path}: {exc}") from exc

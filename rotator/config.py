@@ -1,0 +1,183 @@
+"""rotator.toml: where the database, keys, policies and signer files live, and how to reach
+the DNS. Relative paths are resolved against the config file's directory."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import shlex
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .domain.errors import ConfigError
+
+DEFAULT_CONFIG = Path("/etc/rotator/rotator.toml")
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    primary: str  # host of the primary that takes UPDATEs
+    primary_port: int
+    tsig_name: str
+    tsig_secret: str  # base64
+    tsig_algorithm: str = "hmac-sha256"
+    timeout: float = 5.0
+    nameserver_port: int = 53  # port used when querying discovered authoritative servers
+    resolver: tuple[str, ...] = ()  # where to look up NS records and their addresses
+    nameservers: tuple[str, ...] = ()  # explicit authoritative addresses (skip discovery)
+
+
+@dataclass(frozen=True)
+class SignerConfig:
+    key_table: Path
+    signing_table: Path
+    reload: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    database: Path
+    key_dir: Path
+    policy_dir: Path
+    tick_seconds: float
+    dns: DnsConfig
+    signer: SignerConfig
+    log_format: str = "auto"  # auto | json | console
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _fail(path: Path, key: str, problem: str) -> ConfigError:
+    return ConfigError(f"{path}: {key}: {problem}")
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    cfg_path = Path(path or os.environ.get("ROTATOR_CONFIG") or DEFAULT_CONFIG)
+    try:
+        data = tomllib.loads(cfg_path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{cfg_path}: config file not found; pass --config or set ROTATOR_CONFIG "
+            "(see deploy/rotator.toml)"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{cfg_path}: invalid TOML: {exc}") from None
+    base = cfg_path.resolve().parent
+
+    def path_of(table: Mapping[str, Any], key: str, where: str, default: str | None = None) -> Path:
+        raw = table.get(key, default)
+        if not isinstance(raw, str) or not raw:
+            raise _fail(cfg_path, where, "missing or not a string path")
+        p = Path(raw)
+        return p if p.is_absolute() else base / p
+
+    dns = data.get("dns")
+    if not isinstance(dns, Mapping):
+        raise _fail(cfg_path, "[dns]", "missing table; set primary, tsig_name, tsig_secret")
+    primary = dns.get("primary")
+    if not isinstance(primary, str) or not primary:
+        raise _fail(cfg_path, "dns.primary", 'missing; e.g. "127.0.0.1:5300"')
+    host, port = split_hostport(primary, 53, cfg_path, "dns.primary")
+    secret = dns.get("tsig_secret")
+    secret_file = dns.get("tsig_secret_file")
+    if secret is None and isinstance(secret_file, str):
+        sp = Path(secret_file) if Path(secret_file).is_absolute() else base / secret_file
+        try:
+            secret = sp.read_text().strip()
+        except OSError as exc:
+            raise _fail(cfg_path, "dns.tsig_secret_file", f"cannot read {sp}: {exc.strerror}")
+    if not isinstance(secret, str) or not secret:
+        raise _fail(cfg_path, "dns.tsig_secret", "missing; set tsig_secret or tsig_secret_file")
+    try:
+        base64.b64decode(secret, validate=True)
+    except (binascii.Error, ValueError):
+        raise _fail(cfg_path, "dns.tsig_secret", "is not base64 (as tsig-keygen prints it)")
+    tsig_name = dns.get("tsig_name")
+    if not isinstance(tsig_name, str) or not tsig_name:
+        raise _fail(cfg_path, "dns.tsig_name", "missing; the TSIG key name the primary knows")
+    resolver = dns.get("resolver", [])
+    nameservers = dns.get("nameservers", [])
+    for key, value in (("dns.resolver", resolver), ("dns.nameservers", nameservers)):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _fail(cfg_path, key, 'must be a list of "ip" or "ip:port" strings')
+        for v in value:
+            split_hostport(v, 53, cfg_path, key)
+    dns_cfg = DnsConfig(
+        primary=host,
+        primary_port=port,
+        tsig_name=tsig_name,
+        tsig_secret=secret,
+        tsig_algorithm=str(dns.get("tsig_algorithm", "hmac-sha256")),
+        timeout=_number(dns.get("timeout", 5.0), cfg_path, "dns.timeout"),
+        nameserver_port=int(
+            _number(dns.get("nameserver_port", 53), cfg_path, "dns.nameserver_port")
+        ),
+        resolver=tuple(resolver),
+        nameservers=tuple(nameservers),
+    )
+
+    signer = data.get("signer", {})
+    if not isinstance(signer, Mapping):
+        raise _fail(cfg_path, "[signer]", "must be a table")
+    reload = signer.get("reload", [])
+    if isinstance(reload, str):
+        reload = shlex.split(reload)
+    if not isinstance(reload, list) or not all(isinstance(a, str) for a in reload):
+        raise _fail(cfg_path, "signer.reload", "must be a command string or list of strings")
+    signer_cfg = SignerConfig(
+        key_table=path_of(signer, "key_table", "signer.key_table", "opendkim/KeyTable"),
+        signing_table=path_of(
+            signer, "signing_table", "signer.signing_table", "opendkim/SigningTable"
+        ),
+        reload=tuple(reload),
+    )
+    log_format = data.get("log_format", "auto")
+    if log_format not in ("auto", "json", "console"):
+        raise _fail(cfg_path, "log_format", 'use "auto", "json" or "console"')
+    tick = _number(data.get("tick_seconds", 30), cfg_path, "tick_seconds")
+    if tick <= 0:
+        raise _fail(cfg_path, "tick_seconds", "must be > 0")
+    return Config(
+        path=cfg_path,
+        database=path_of(data, "database", "database", "rotator.db"),
+        key_dir=path_of(data, "key_dir", "key_dir", "keys"),
+        policy_dir=path_of(data, "policy_dir", "policy_dir", "policies"),
+        tick_seconds=tick,
+        dns=dns_cfg,
+        signer=signer_cfg,
+        log_format=log_format,
+    )
+
+
+def _number(value: object, path: Path, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(path, key, f"must be a number, got {value!r}")
+    return float(value)
+
+
+def split_hostport(
+    text: str, default_port: int, path: Path | None = None, key: str = "address"
+) -> tuple[str, int]:
+    """'1.2.3.4', '1.2.3.4:53', '[::1]:53', '::1' -> (host, port)."""
+    host, port = text, default_port
+    if text.startswith("["):
+        end = text.find("]")
+        host = text[1:end]
+        if text[end + 1 :].startswith(":"):
+            port = _port(text[end + 2 :], text, path, key)
+    elif text.count(":") == 1:
+        host, p = text.split(":")
+        port = _port(p, text, path, key)
+    if not host:
+        raise ConfigError(f"{path or ''}: {key}: {text!r} has no host")
+    return host, port
+
+
+def _port(p: str, text: str, path: Path | None, key: str) -> int:
+    if not p.isdigit() or not 0 < int(p) < 65536:
+        raise ConfigError(f"{path or ''}: {key}: {text!r} has an invalid port")
+    return int(p)

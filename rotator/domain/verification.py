@@ -1,0 +1,65 @@
+"""Judging what authoritative nameservers answered against what was published (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .record import records_match
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one address of one authoritative nameserver answered for one name (TXT)."""
+
+    nameserver: str  # NS host name, or the configured label
+    address: str  # "ip:port" as queried
+    rcode: str = "NOERROR"
+    authoritative: bool = False
+    texts: tuple[str, ...] = ()  # one entry per TXT RR, its strings concatenated
+    error: str | None = None  # timeout, network error, malformed answer
+
+
+def judge_one(expected: str, obs: Observation) -> str | None:
+    """None if this answer proves the record is served, else why not."""
+    if obs.error:
+        return obs.error
+    if obs.rcode != "NOERROR":
+        return obs.rcode
+    if not obs.authoritative:
+        return "answer is not authoritative (AA=0): lame delegation or wrong server"
+    if not obs.texts:
+        return "no TXT record at the name (NODATA)"
+    if len(obs.texts) > 1:
+        return f"{len(obs.texts)} TXT records at the name; verifiers need exactly one"
+    if not records_match(expected, obs.texts[0]):
+        return "record differs from the published one (old or foreign data)"
+    return None
+
+
+def judge(
+    expected: str, observations: list[Observation]
+) -> tuple[bool, tuple[dict[str, Any], ...]]:
+    """All addresses of all authoritative nameservers must serve exactly `expected`."""
+    results = []
+    for obs in observations:
+        problem = judge_one(expected, obs)
+        results.append(
+            {
+                "nameserver": obs.nameserver,
+                "address": obs.address,
+                "ok": problem is None,
+                "detail": problem or "match",
+            }
+        )
+    ok = bool(results) and all(r["ok"] for r in results)
+    return ok, tuple(results)
+
+
+def summarize(results: tuple[dict[str, Any], ...]) -> str:
+    bad = [f"{r['address']} ({r['nameserver']}): {r['detail']}" for r in results if not r["ok"]]
+    if not results:
+        return "no authoritative nameserver found"
+    if not bad:
+        return f"all {len(results)} nameserver addresses match"
+    return f"{len(bad)}/{len(results)} nameserver addresses disagree: " + "; ".join(bad)

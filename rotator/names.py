@@ -1,0 +1,43 @@
+"""Domain name input validation (IDNA 2008 via the idna package, RFC 1035 lengths)."""
+
+from __future__ import annotations
+
+import re
+
+import idna
+
+from .domain.errors import InputError
+
+_LDH = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+
+
+def normalize_domain(name: str) -> str:
+    """Lower-case A-label form without the trailing dot; InputError naming the problem."""
+    raw = name.strip().rstrip(".")
+    if not raw:
+        raise InputError("domain name is empty; give a name like example.com")
+    labels = []
+    for label in raw.split("."):
+        if not label:
+            raise InputError(f"domain {name!r}: empty label (two dots in a row?)")
+        if label.isascii():
+            label = label.lower()
+        else:
+            try:
+                label = idna.encode(label, uts46=True).decode("ascii")
+            except idna.IDNAError as exc:
+                raise InputError(f"domain {name!r}: label {label!r} is not valid IDNA: {exc}")
+        if len(label) > 63:
+            raise InputError(f"domain {name!r}: label {label[:20]!r}... is longer than 63 octets")
+        if not _LDH.match(label):
+            raise InputError(
+                f"domain {name!r}: label {label!r} may only hold letters, digits, hyphens "
+                "(not at either end) and underscores"
+            )
+        labels.append(label)
+    out = ".".join(labels)
+    if len(out) > 253:
+        raise InputError(f"domain {name!r} is longer than 253 octets")
+    if len(labels) < 2:
+        raise InputError(f"domain {name!r}: give a fully qualified name like example.com")
+    return out

@@ -1,0 +1,44 @@
+"""Load and validate policies/*.toml (one policy per file, named after the file)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from .adapters.cron import cron_schedule
+from .domain.errors import NotFound, PolicyError
+from .domain.policy import Policy, parse_policy
+
+
+def load_policy_file(path: Path) -> Policy:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise PolicyError(f"{path}: no such policy file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{path}: invalid TOML: {exc}") from None
+    return parse_policy(path.stem, data, str(path), cron_schedule)
+
+
+class PolicySet:
+    """All policies of a directory, validated up front so a bad file stops start-up."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise PolicyError(
+                f"{self.directory}: policy directory not found; set policy_dir in the config"
+            )
+        self.policies = {p.stem: load_policy_file(p) for p in sorted(self.directory.glob("*.toml"))}
+
+    def get(self, name: str) -> Policy:
+        try:
+            return self.policies[name]
+        except KeyError:
+            known = ", ".join(sorted(self.policies)) or "none"
+            raise NotFound(
+                f"policy {name!r} not found in {self.directory} (known: {known})"
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self.policies)

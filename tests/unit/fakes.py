@@ -1,0 +1,95 @@
+"""In-memory adapters for fast unit tests of the core (never proof that DNS works)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from rotator.domain.errors import PublishError, SignerError
+from rotator.domain.policy import parse_policy
+from rotator.ports import Observation, RecordChange, SigningEntry
+
+
+class ManualClock:
+    def __init__(self, start: datetime | None = None) -> None:
+        self.t = start or datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += timedelta(seconds=seconds)
+
+
+class FakeDns:
+    """A zone store that plays publisher and (two-address) probe."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, str] = {}
+        self.fail_publish: str | None = None
+        self.lagging: set[str] = set()  # names the "secondary" has not caught up on
+        self.updates = 0
+
+    def apply(self, zone: str, changes: Sequence[RecordChange]) -> str:
+        if self.fail_publish:
+            raise PublishError(self.fail_publish)
+        self.updates += 1
+        for c in changes:
+            if c.text is None:
+                self.records.pop(c.name, None)
+            else:
+                self.records[c.name] = c.text
+        return "fake-primary"
+
+    def observe(self, zone: str, name: str) -> list[Observation]:
+        out = []
+        for ns, addr in (("ns1", "127.0.0.1:53"), ("ns2", "127.0.0.2:53")):
+            text = self.records.get(name)
+            if ns == "ns2" and name in self.lagging:
+                text = None
+            out.append(
+                Observation(
+                    nameserver=ns,
+                    address=addr,
+                    rcode="NOERROR" if text is not None else "NXDOMAIN",
+                    authoritative=True,
+                    texts=(text,) if text is not None else (),
+                )
+            )
+        return out
+
+
+class FakeSigner:
+    def __init__(self) -> None:
+        self.entries: list[SigningEntry] = []
+        self.fail: str | None = None
+        self.applied = 0
+
+    def apply(self, entries: Sequence[SigningEntry]) -> None:
+        if self.fail:
+            raise SignerError(self.fail)
+        self.applied += 1
+        self.entries = list(entries)
+
+
+DEMO = {
+    "key": {"algorithm": "ed25519"},
+    "rotation": {"interval": "60s"},
+    "drain": {"max_queue_time": "10s", "multiplier": 3},
+    "dns": {"ttl": 5},
+    "selector": {"template": "s{hh}{mi}{ss}.{esp}", "esp": "myesp"},
+    "retry": {"base": "1s", "max": "8s"},
+    "tombstone": {"retention": "20s"},
+}
+
+
+def demo_policy(**overrides: dict[str, object]) -> object:
+    data = {k: dict(v) for k, v in DEMO.items()}
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update(values)
+    return parse_policy(
+        "demo",
+        data,
+        "policies/demo.toml",
+        lambda e: (_ for _ in ()).throw(ValueError("no cron in unit tests")),
+    )
