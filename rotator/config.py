@@ -89,13 +89,17 @@ def load_config(path: Path | str | None = None) -> Config:
         try:
             secret = sp.read_text().strip()
         except OSError as exc:
-            raise _fail(cfg_path, "dns.tsig_secret_file", f"cannot read {sp}: {exc.strerror}")
+            raise _fail(
+                cfg_path, "dns.tsig_secret_file", f"cannot read {sp}: {exc.strerror}"
+            ) from None
     if not isinstance(secret, str) or not secret:
         raise _fail(cfg_path, "dns.tsig_secret", "missing; set tsig_secret or tsig_secret_file")
     try:
         base64.b64decode(secret, validate=True)
     except (binascii.Error, ValueError):
-        raise _fail(cfg_path, "dns.tsig_secret", "is not base64 (as tsig-keygen prints it)")
+        raise _fail(
+            cfg_path, "dns.tsig_secret", "is not base64 (as tsig-keygen prints it) from None"
+        )
     tsig_name = dns.get("tsig_name")
     if not isinstance(tsig_name, str) or not tsig_name:
         raise _fail(cfg_path, "dns.tsig_name", "missing; the TSIG key name the primary knows")

@@ -26,7 +26,9 @@ def normalize_domain(name: str) -> str:
             try:
                 label = idna.encode(label, uts46=True).decode("ascii")
             except idna.IDNAError as exc:
-                raise InputError(f"domain {name!r}: label {label!r} is not valid IDNA: {exc}")
+                raise InputError(
+                    f"domain {name!r}: label {label!r} is not valid IDNA: {exc}"
+                ) from None
         if len(label) > 63:
             raise InputError(f"domain {name!r}: label {label[:20]!r}... is longer than 63 octets")
         if not _LDH.match(label):

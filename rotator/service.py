@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypedDict
+from typing import ClassVar, TypedDict
 
 import structlog
 
@@ -153,12 +153,11 @@ class Service:
         wiped = []
         for key_id in self.keystore.stored_ids():
             key = known.get(key_id)
-            if key is None or key.state in (State.REVOKED, State.DESTROYED):
-                # Unknown: never recorded. Revoked/destroyed: must be gone already.
-                if key is None or key.state is State.DESTROYED:
-                    self.keystore.destroy(key_id)
-                    wiped.append(key_id)
-                    log.warning("orphan_key_wiped", key_id=key_id)
+            # Unknown: KeyGenerated never landed. Destroyed: a leftover that must not exist.
+            if key is None or key.state is State.DESTROYED:
+                self.keystore.destroy(key_id)
+                wiped.append(key_id)
+                log.warning("orphan_key_wiped", key_id=key_id)
         self.sync_signer()
         return wiped
 
@@ -480,7 +479,7 @@ class Service:
             return
         report.failed += len(keys)
 
-    _handlers: dict[Action, Callable[[Service, list[KeyState], TickReport], None]] = {
+    _handlers: ClassVar[dict[Action, Callable[[Service, list[KeyState], TickReport], None]]] = {
         Action.PUBLISH: _publish,
         Action.VERIFY: _verify,
         Action.ACTIVATE: _activate,

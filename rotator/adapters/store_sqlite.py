@@ -385,7 +385,8 @@ class SqliteEventStore:
             for r in self.db.query("SELECT selector FROM keys WHERE domain = ?", [domain])
         }
 
-    def events(self, flt: LogFilter = LogFilter()) -> Iterator[StoredEvent]:
+    def events(self, flt: LogFilter | None = None) -> Iterator[StoredEvent]:
+        flt = flt or LogFilter()
         where = ["position > :after"]
         params: dict[str, Any] = {"after": flt.after_position}
         for col in ("identity", "domain", "selector", "key_id", "actor"):
@@ -471,9 +472,8 @@ def _diff(kind: str, live: dict[str, Any], rebuilt: dict[str, Any]) -> list[str]
     for ident in sorted(set(live) | set(rebuilt)):
         a, b = live.get(ident), rebuilt.get(ident)
         if a is None or b is None:
-            out.append(
-                f"{kind} {ident}: {'missing from live projection' if a is None else 'not in the log'}"
-            )
+            where = "missing from the live projection" if a is None else "not in the log"
+            out.append(f"{kind} {ident}: {where}")
             continue
         for f in dataclasses.fields(a):
             if getattr(a, f.name) != getattr(b, f.name):
