@@ -98,8 +98,8 @@ def load_config(path: Path | str | None = None) -> Config:
         base64.b64decode(secret, validate=True)
     except (binascii.Error, ValueError):
         raise _fail(
-            cfg_path, "dns.tsig_secret", "is not base64 (as tsig-keygen prints it) from None"
-        )
+            cfg_path, "dns.tsig_secret", "is not base64 (as tsig-keygen prints it)"
+        ) from None
     tsig_name = dns.get("tsig_name")
     if not isinstance(tsig_name, str) or not tsig_name:
         raise _fail(cfg_path, "dns.tsig_name", "missing; the TSIG key name the primary knows")
