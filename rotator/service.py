@@ -14,6 +14,7 @@ from typing import ClassVar, TypedDict
 
 import structlog
 
+from . import faults
 from .domain import events as ev
 from .domain import selector as sel
 from .domain.errors import (
@@ -208,6 +209,7 @@ class Service:
         )
         key_id = uuid.uuid4().hex[:16]
         generated = self.keystore.generate(key_id, policy.algorithm, policy.bits)
+        faults.point("after-key-written")
         record = build_record(policy.algorithm, generated.public_key_b64, policy.tags)
         event = ev.KeyGenerated(
             at=now,
@@ -290,6 +292,7 @@ class Service:
             except ExternalError as exc:
                 self._failed(zone_keys, action, exc.reason, report)
                 continue
+            faults.point(f"after-dns-{action.value}")
             now = self.clock.now()
             self._record([success(k, now, server) for k in zone_keys], zone_keys, report, action)
             for k in zone_keys:
@@ -359,6 +362,7 @@ class Service:
             except ExternalError as exc:
                 self._failed([key], Action.ACTIVATE, exc.reason, report)
                 continue
+            faults.point("after-signer-written")
             now = self.clock.now()
             batch: list[ev.KeyEvent] = [
                 ev.KeyActivated(
@@ -412,6 +416,7 @@ class Service:
             except ExternalError as exc:
                 self._failed([key], Action.DESTROY, exc.reason, report)
                 continue
+            faults.point("after-key-wiped")
             now = self.clock.now()
             policy = self.policy(key.policy)
             event = ev.KeyDestroyed(**_ids(key, now), tombstone_until=policy.tombstone_until(now))
