@@ -290,9 +290,8 @@ def log(
     """The audit log: every event, oldest first."""
     for t in types:
         if t not in EVENT_TYPES:
-            raise click.BadParameter(
-                f"unknown event type {t!r}; use one of {', '.join(sorted(EVENT_TYPES))}",
-                param_hint="--type",
+            raise click.ClickException(
+                f"--type: unknown event type {t!r}; use one of {', '.join(sorted(EVENT_TYPES))}"
             )
     app = _app(ctx)
     flt = LogFilter(
@@ -427,9 +426,8 @@ def _time_arg(value: str | None, name: str) -> datetime | None:
     try:
         return datetime.now(UTC) - parse_duration(value)
     except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is neither an ISO time (2026-11-24T10:00:00Z) nor a duration (2h)",
-            param_hint=name,
+        raise click.ClickException(
+            f"{name}: {value!r} is neither an ISO time (2026-11-24T10:00:00Z) nor a duration"
         ) from None
 
 

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from .domain.events import Event
 from .domain.model import IdentityState, KeyState
+from .domain.states import State
 from .domain.verification import Observation as Observation  # re-exported for adapters
 
 
@@ -119,7 +120,9 @@ class EventStore(Protocol):
 
     def key(self, key_id: str) -> KeyState | None: ...
 
-    def list_keys(self, identity: str | None = None) -> list[KeyState]: ...
+    def list_keys(
+        self, identity: str | None = None, state: State | None = None
+    ) -> list[KeyState]: ...
 
     def due_keys(self, now: datetime, limit: int = 1000) -> list[KeyState]: ...
 

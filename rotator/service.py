@@ -349,34 +349,40 @@ class Service:
     # --- activate ------------------------------------------------------------------------
 
     def _activate(self, keys: list[KeyState], report: TickReport) -> None:
+        # One signer rewrite + reload for every key due now: an emergency over 1,000
+        # domains must not reload the signer 1,000 times.
+        entries = {e.signing_pattern + " " + e.domain: e for e in self._signing_entries()}
+        plan: list[tuple[KeyState, KeyState | None]] = []
         for key in keys:
             ident = self.store.identity(key.identity)
             if ident is None:  # pragma: no cover - the fold forbids keys without identity
                 continue
-            policy = self.policy(key.policy)
             old = self.store.key(ident.active_key) if ident.active_key else None
-            entries = [e for e in self._signing_entries() if e.key_id != (old and old.key_id)]
-            entries.append(self._entry(key, ident))
-            try:
-                self.signer.apply(entries)
-            except ExternalError as exc:
-                self._failed([key], Action.ACTIVATE, exc.reason, report)
-                continue
-            faults.point("after-signer-written")
-            now = self.clock.now()
+            entry = self._entry(key, ident)
+            entries[entry.signing_pattern + " " + entry.domain] = entry
+            plan.append((key, old))
+        if not plan:
+            return
+        try:
+            self.signer.apply(list(entries.values()))
+        except ExternalError as exc:
+            self._failed([k for k, _ in plan], Action.ACTIVATE, exc.reason, report)
+            return
+        faults.point("after-signer-written")
+        now = self.clock.now()
+        for key, old in plan:
             batch: list[ev.KeyEvent] = [
                 ev.KeyActivated(
                     **_ids(key, now),
-                    rotate_at=policy.rotate_at(now),
+                    rotate_at=self.policy(key.policy).rotate_at(now),
                     previous=old.key_id if old else None,
                 )
             ]
             if old is not None:
-                old_policy = self.policy(old.policy)
                 batch.append(
                     ev.DrainStarted(
                         **_ids(old, now),
-                        drain_until=old_policy.drain_until(now),
+                        drain_until=self.policy(old.policy).drain_until(now),
                         successor=key.key_id,
                     )
                 )
@@ -390,13 +396,12 @@ class Service:
             )
 
     def _signing_entries(self) -> list[SigningEntry]:
-        entries = []
-        for ident in self.store.identities():
-            if ident.active_key:
-                key = self.store.key(ident.active_key)
-                if key is not None and key.state is State.ACTIVE:
-                    entries.append(self._entry(key, ident))
-        return entries
+        idents = {i.identity: i for i in self.store.identities()}
+        return [
+            self._entry(key, idents[key.identity])
+            for key in self.store.list_keys(state=State.ACTIVE)
+            if key.identity in idents
+        ]
 
     def _entry(self, key: KeyState, ident: IdentityState) -> SigningEntry:
         return SigningEntry(

@@ -53,7 +53,7 @@ class FsKeyStore:
         os.chmod(self.dir, 0o700)
 
     def path(self, key_id: str) -> Path:
-        if not _KEY_ID.match(key_id):
+        if not _KEY_ID.fullmatch(key_id):
             raise InputError(f"invalid key id {key_id!r}")
         return self.dir / f"{key_id}{SUFFIX}"
 

@@ -98,6 +98,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         );
         CREATE UNIQUE INDEX keys_domain_selector ON keys (domain, selector);
         CREATE INDEX keys_identity ON keys (identity);
+        CREATE INDEX keys_state ON keys (state);
         CREATE INDEX keys_due ON keys (next_action_at) WHERE next_action_at IS NOT NULL;
 
         CREATE TABLE identities (
@@ -335,13 +336,20 @@ class SqliteEventStore:
         rows = list(self.db.query("SELECT * FROM keys WHERE key_id = ?", [key_id]))
         return _key_from_row(rows[0]) if rows else None
 
-    def list_keys(self, identity: str | None = None) -> list[KeyState]:
-        if identity is None:
-            rows = self.db.query("SELECT * FROM keys ORDER BY domain, created_at")
-        else:
-            rows = self.db.query(
-                "SELECT * FROM keys WHERE identity = ? ORDER BY created_at", [identity]
-            )
+    def list_keys(
+        self, identity: str | None = None, state: State | None = None
+    ) -> list[KeyState]:
+        where, params = [], []
+        if identity is not None:
+            where.append("identity = ?")
+            params.append(identity)
+        if state is not None:
+            where.append("state = ?")
+            params.append(state.value)
+        sql = "SELECT * FROM keys"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self.db.query(sql + " ORDER BY domain, created_at", params)
         return [_key_from_row(r) for r in rows]
 
     def due_keys(self, now: datetime, limit: int = 1000) -> list[KeyState]:

@@ -23,6 +23,7 @@ _DURATION = re.compile(
     r"(?:(\d+)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$"
 )
 _FLAGS = {"y", "s"}
+MAX_DURATION_S = 10 * 366 * 86400
 _HASHES = {"sha1", "sha256"}
 
 
@@ -79,8 +80,11 @@ class Policy:
 
     def backoff(self, attempt: int) -> timedelta:
         """Exponential backoff for the n-th consecutive failure (1-based), capped."""
-        delay = self.retry_base * (2 ** max(0, min(attempt - 1, 30)))
-        return delay if delay < self.retry_max else self.retry_max
+        # Compare in seconds first: base x 2^n overflows timedelta long before any cap.
+        factor = 2 ** max(0, min(attempt - 1, 62))
+        if self.retry_base.total_seconds() * factor >= self.retry_max.total_seconds():
+            return self.retry_max
+        return self.retry_base * factor
 
     def rotate_at(self, activated_at: datetime) -> datetime:
         return self.schedule.next_rotation(activated_at)
@@ -97,8 +101,8 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, bool):
         raise ValueError('expected a duration like "5d" or "30s"')
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("must not be negative")
+        if not 0 <= value <= MAX_DURATION_S:  # also rejects nan
+            raise ValueError(f"must be between 0 and {MAX_DURATION_S}s (10 years)")
         return timedelta(seconds=value)
     if not isinstance(value, str) or not value.strip():
         raise ValueError('expected a duration like "5d" or "30s"')
@@ -106,13 +110,16 @@ def parse_duration(value: object) -> timedelta:
     if not m or not any(m.groups()):
         raise ValueError(f'{value!r} is not a duration; use e.g. "5d", "12h", "30s"')
     w, d, h, mi, s = m.groups()
-    return timedelta(
-        weeks=int(w or 0),
-        days=int(d or 0),
-        hours=int(h or 0),
-        minutes=int(mi or 0),
-        seconds=float(s or 0),
+    total = (
+        int(w or 0) * 604800
+        + int(d or 0) * 86400
+        + int(h or 0) * 3600
+        + int(mi or 0) * 60
+        + float(s or 0)
     )
+    if total > MAX_DURATION_S:
+        raise ValueError(f"{value!r} is longer than 10 years")
+    return timedelta(seconds=total)
 
 
 def format_duration(td: timedelta) -> str:
@@ -195,8 +202,12 @@ def parse_policy(name: str, data: Mapping[str, Any], source: str, cron: CronFact
 
     max_queue = r.duration("drain", "max_queue_time", "5d")
     multiplier = r.get("drain", "multiplier", 3)
-    if isinstance(multiplier, bool) or not isinstance(multiplier, int | float) or multiplier < 1:
-        raise r.fail("drain", "multiplier", f"must be a number >= 1, got {multiplier!r}")
+    if (
+        isinstance(multiplier, bool)
+        or not isinstance(multiplier, int | float)
+        or not 1 <= multiplier <= 100  # also rejects nan and inf
+    ):
+        raise r.fail("drain", "multiplier", f"must be a number from 1 to 100, got {multiplier!r}")
 
     ttl = r.get("dns", "ttl", 3600)
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= 2_147_483_647:

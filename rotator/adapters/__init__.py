@@ -1,0 +1,1 @@
+"""Adapters: the I/O edges implementing rotator.ports."""

@@ -1,0 +1,138 @@
+"""RFC 2136 dynamic UPDATE with TSIG over TCP (dnspython). All the publisher's DNS traffic
+lives in this one small class; every failure becomes a one-line PublishError reason."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.TXT
+import dns.tsig
+import dns.tsigkeyring
+import dns.update
+
+from ..domain.errors import PublishError
+from ..domain.record import split_strings
+from ..ports import RecordChange
+
+
+class Rfc2136Publisher:
+    def __init__(
+        self,
+        server: str,
+        port: int,
+        tsig_name: str,
+        tsig_secret: str,
+        tsig_algorithm: str = "hmac-sha256",
+        timeout: float = 5.0,
+        max_message: int = 60000,
+    ) -> None:
+        self.server = server
+        self.port = port
+        self.timeout = timeout
+        self.max_message = max_message
+        try:
+            self.keyring = dns.tsigkeyring.from_text({tsig_name: tsig_secret})
+        except (binascii.Error, ValueError) as exc:
+            raise PublishError(f"TSIG secret for {tsig_name} is not base64: {exc}") from None
+        self.key_name = dns.name.from_text(tsig_name)
+        self.algorithm = dns.name.from_text(tsig_algorithm)
+        base64.b64decode(tsig_secret)  # validated above; keeps the intent explicit
+        self.last_message_count = 0
+
+    @property
+    def where(self) -> str:
+        host = f"[{self.server}]" if ":" in self.server else self.server
+        return f"{host}:{self.port}"
+
+    def apply(self, zone: str, changes: Sequence[RecordChange]) -> str:
+        messages = self._messages(zone, changes)
+        self.last_message_count = len(messages)
+        for update in messages:
+            self._send(zone, update)
+        return self.where
+
+    def _new(self, zone: str) -> dns.update.UpdateMessage:
+        return dns.update.UpdateMessage(
+            zone, keyring=self.keyring, keyname=self.key_name, keyalgorithm=self.algorithm
+        )
+
+    def _messages(self, zone: str, changes: Sequence[RecordChange]) -> list[dns.update.UpdateMessage]:
+        """Pack changes into as few UPDATEs as fit max_message octets (TSIG included)."""
+        messages: list[dns.update.UpdateMessage] = []
+        current = self._new(zone)
+        count = 0
+        for change in changes:
+            trial = self._new(zone)
+            for rrset in current.update:
+                trial.update.append(rrset)
+            self._add(trial, change)
+            if count and len(trial.to_wire()) > self.max_message:
+                messages.append(current)
+                current = self._new(zone)
+                count = 0
+                self._add(current, change)
+            else:
+                current = trial
+            count += 1
+        if count:
+            messages.append(current)
+        return messages
+
+    @staticmethod
+    def _add(update: dns.update.UpdateMessage, change: RecordChange) -> None:
+        name = dns.name.from_text(change.name)
+        if change.text is None:
+            update.delete(name, dns.rdatatype.TXT)
+            return
+        rdata = dns.rdtypes.ANY.TXT.TXT(
+            dns.rdataclass.IN, dns.rdatatype.TXT, split_strings(change.text)
+        )
+        update.replace(name, change.ttl, rdata)
+
+    def _send(self, zone: str, update: dns.update.UpdateMessage) -> None:
+        try:
+            response = dns.query.tcp(update, self.server, port=self.port, timeout=self.timeout)
+        except dns.tsig.PeerBadKey:
+            raise PublishError(
+                f"TSIG BADKEY from {self.where} for zone {zone}: the server does not know key "
+                f"{self.key_name.to_text(omit_final_dot=True)} (check dns.tsig_name)"
+            ) from None
+        except (dns.tsig.PeerBadSignature, dns.tsig.BadSignature):
+            raise PublishError(
+                f"TSIG BADSIG from {self.where} for zone {zone}: check dns.tsig_secret"
+            ) from None
+        except (dns.tsig.PeerBadTime, dns.tsig.PeerBadTruncation) as exc:
+            raise PublishError(
+                f"TSIG {type(exc).__name__} from {self.where} for zone {zone}: check clocks"
+            ) from None
+        except dns.exception.Timeout:
+            raise PublishError(
+                f"timeout after {self.timeout:g}s sending UPDATE to {self.where} for zone {zone}"
+            ) from None
+        except ConnectionRefusedError:
+            raise PublishError(f"connection refused by {self.where} (is the primary up?)") from None
+        except (OSError, EOFError) as exc:
+            raise PublishError(f"network error talking to {self.where}: {exc}") from None
+        except dns.exception.DNSException as exc:
+            raise PublishError(f"bad answer from {self.where} for zone {zone}: {exc}") from None
+        rcode = response.rcode()
+        if rcode != dns.rcode.NOERROR:
+            hint = {
+                dns.rcode.REFUSED: "the server refused: is the zone on it and the key allowed?",
+                dns.rcode.NOTAUTH: "the server is not authoritative for the zone, or TSIG failed",
+                dns.rcode.NOTZONE: "a record name is outside the zone",
+                dns.rcode.SERVFAIL: "the server failed to apply the update",
+            }.get(rcode, "")
+            raise PublishError(
+                f"{dns.rcode.to_text(rcode)} from {self.where} for zone {zone}"
+                + (f" ({hint})" if hint else "")
+            )

@@ -1,0 +1,105 @@
+"""Direct queries to every address of every authoritative nameserver of a zone (the
+skeleton of octoDNS's report command): RD=0, UDP with TCP fallback on truncation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+
+from ..config import split_hostport
+from ..domain.errors import ProbeError
+from ..ports import Observation
+
+
+def _fmt(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+class AuthoritativeProbe:
+    def __init__(
+        self,
+        port: int = 53,
+        timeout: float = 3.0,
+        nameservers: Sequence[str] = (),
+        resolver: Sequence[str] = (),
+    ) -> None:
+        self.port = port
+        self.timeout = timeout
+        self.fixed = [split_hostport(n, port) for n in nameservers]
+        if resolver:
+            self.resolver = dns.resolver.Resolver(configure=False)
+            hosts = [split_hostport(r, 53) for r in resolver]
+            self.resolver.nameservers = [h for h, _ in hosts]
+            self.resolver.nameserver_ports = {h: p for h, p in hosts}
+        else:
+            self.resolver = dns.resolver.Resolver()
+        self.resolver.lifetime = timeout
+        self.resolver.timeout = timeout
+        self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="probe")
+
+    def targets(self, zone: str) -> list[tuple[str, str, int]]:
+        """(ns name, address, port) for every address of every NS of the zone."""
+        if self.fixed:
+            return [(_fmt(h, p), h, p) for h, p in self.fixed]
+        where = ", ".join(str(n) for n in self.resolver.nameservers)
+        try:
+            ns_answer = self.resolver.resolve(zone, dns.rdatatype.NS, raise_on_no_answer=True)
+        except dns.exception.DNSException as exc:
+            raise ProbeError(f"no NS records for zone {zone} at resolver {where}: {exc}") from None
+        out: list[tuple[str, str, int]] = []
+        for rr in ns_answer:
+            host = rr.target.to_text(omit_final_dot=True)
+            found = False
+            for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                try:
+                    answer = self.resolver.resolve(host, rdtype, raise_on_no_answer=False)
+                except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                    continue
+                except dns.exception.DNSException as exc:
+                    raise ProbeError(f"cannot resolve nameserver {host}: {exc}") from None
+                for addr in answer:
+                    out.append((host, addr.to_text(), self.port))
+                    found = True
+            if not found:
+                raise ProbeError(f"nameserver {host} of zone {zone} has no A or AAAA address")
+        return sorted(out)
+
+    def observe(self, zone: str, name: str) -> list[Observation]:
+        targets = self.targets(zone)
+        return list(self.pool.map(lambda t: self._query(t[0], t[1], t[2], name), targets))
+
+    def _query(self, ns: str, ip: str, port: int, name: str) -> Observation:
+        address = _fmt(ip, port)
+        q = dns.message.make_query(name, dns.rdatatype.TXT)
+        q.flags &= ~dns.flags.RD
+        try:
+            r = dns.query.udp(q, ip, port=port, timeout=self.timeout)
+            if r.flags & dns.flags.TC:
+                r = dns.query.tcp(q, ip, port=port, timeout=self.timeout)
+        except dns.exception.Timeout:
+            return Observation(ns, address, error=f"timeout after {self.timeout:g}s")
+        except (OSError, dns.exception.DNSException) as exc:
+            return Observation(ns, address, error=f"query failed: {exc}")
+        qname = dns.name.from_text(name)
+        texts = tuple(
+            b"".join(rd.strings).decode("ascii", "replace")
+            for rrset in r.answer
+            if rrset.name == qname and rrset.rdtype == dns.rdatatype.TXT
+            for rd in rrset
+        )
+        return Observation(
+            nameserver=ns,
+            address=address,
+            rcode=dns.rcode.to_text(r.rcode()),
+            authoritative=bool(r.flags & dns.flags.AA),
+            texts=texts,
+        )

@@ -1,0 +1,101 @@
+"""Benchmark: does a tick cost O(keys due) rather than O(all keys)?
+
+Fills a store with N active keys (none due) plus D due keys, then times `due_keys` + the
+projection reads the daemon does per tick, and a full tick with in-memory DNS. Prints
+numbers; asserts nothing (see README 'Benchmarks').
+
+    python tests/bench/bench_tick.py [--keys 20000] [--due 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from rotator.adapters.keystore_fs import FsKeyStore  # noqa: E402
+from rotator.adapters.store_sqlite import SqliteEventStore  # noqa: E402
+from rotator.domain import events as ev  # noqa: E402
+from rotator.service import Service  # noqa: E402
+from tests.unit.fakes import FakeDns, FakeSigner, ManualClock, demo_policy  # noqa: E402
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def fill(store: SqliteEventStore, n: int, due: int) -> None:
+    """n identities with an active key whose rotation is a day away; `due` of them due now."""
+    batch: list[ev.Event] = []
+    for i in range(n):
+        d = f"d{i}.example"
+        kid = f"k{i:08d}"
+        rotate_at = T0 - timedelta(seconds=1) if i < due else T0 + timedelta(days=1)
+        ids = {"at": T0, "key_id": kid, "identity": d, "domain": d, "selector": "s1.myesp"}
+        batch += [
+            ev.IdentityAdded(at=T0, identity=d, domain=d, zone=d, policy="demo",
+                             signing_pattern=f"*@{d}"),
+            ev.KeyGenerated(**ids, policy="demo", algorithm="ed25519", bits=256,
+                            fingerprint="00", zone=d, record_name=f"s1.myesp._domainkey.{d}.",
+                            record="v=DKIM1; k=ed25519; p=AAAA", ttl=60),
+            ev.KeyPublished(**ids, server="x"),
+            ev.KeyVerified(**ids, results=(), activate_at=T0),
+            ev.KeyActivated(**ids, rotate_at=rotate_at),
+        ]
+        if len(batch) >= 5000:
+            store.append(batch, {})
+            batch = []
+    store.append(batch, {})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--keys", type=int, default=20000)
+    ap.add_argument("--due", type=int, default=100)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteEventStore(Path(tmp) / "bench.db")
+        t = time.perf_counter()
+        fill(store, args.keys, args.due)
+        fill_s = time.perf_counter() - t
+        print(f"filled {args.keys} identities ({5 * args.keys} events) in {fill_s:.1f}s "
+              f"({5 * args.keys / fill_s:.0f} events/s)")
+
+        reps = 50
+        t = time.perf_counter()
+        for _ in range(reps):
+            store.due_keys(T0)
+            ids = store.due_identities(T0)
+        q_ms = (time.perf_counter() - t) / reps * 1000
+        print(f"due query (keys + identities, {len(ids)} due of {args.keys}): {q_ms:.2f} ms")
+
+        clock = ManualClock(T0)
+        dns = FakeDns()
+        policy = demo_policy()
+        svc = Service(store, lambda _n: policy, dns, dns, FsKeyStore(Path(tmp) / "keys"),
+                      FakeSigner(), clock)
+        tracemalloc.start()
+        t = time.perf_counter()
+        report = svc.tick()
+        tick_s = time.perf_counter() - t
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        print(f"tick rotating {args.due} of {args.keys} identities (ed25519, in-memory DNS): "
+              f"{tick_s:.2f}s, {report.generated} generated, {report.succeeded} steps, "
+              f"peak traced memory {peak / 1e6:.1f} MB")
+        t = time.perf_counter()
+        idle = svc.tick()
+        print(f"idle tick with nothing due: {(time.perf_counter() - t) * 1000:.2f} ms "
+              f"({idle.progressed} steps)")
+        t = time.perf_counter()
+        diffs = store.rebuild(check_only=True)
+        print(f"rebuild --check over {store.info()['events']} events: "
+              f"{time.perf_counter() - t:.1f}s, {len(diffs)} differences")
+
+
+if __name__ == "__main__":
+    main()
