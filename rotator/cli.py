@@ -26,7 +26,8 @@ from .logging import configure
 from .ports import LogFilter, StoredEvent
 from .timeutil import iso, parse_iso, utcnow
 
-console = Console()
+# Piped output (scripts, tests, `| grep`) gets a wide table instead of 80-column wrapping.
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 class RotatorGroup(click.Group):
@@ -432,14 +433,24 @@ def _time_arg(value: str | None, name: str) -> datetime | None:
 
 
 def _when(value: str | datetime | None, now: datetime | None = None) -> str:
+    """'2026-11-24T12:00:00Z (in 3d)' / '(5m ago)' / '(now)'."""
     if value is None:
         return "-"
     dt = parse_iso(value) if isinstance(value, str) else value
-    now = now or utcnow()
-    delta = (dt - now).total_seconds()
-    rel = format_duration(abs(dt - now)).split(".")[0] if abs(delta) >= 1 else "now"
-    suffix = "" if rel == "now" else (" ago" if delta < 0 else "")
-    return f"{iso(dt)[:19]}Z ({'in ' if delta >= 1 else ''}{rel}{suffix})"
+    delta = round((dt - (now or utcnow())).total_seconds())
+    if delta == 0:
+        rel = "now"
+    else:
+        span = _human(abs(delta))
+        rel = f"in {span}" if delta > 0 else f"{span} ago"
+    return f"{iso(dt)[:19]}Z ({rel})"
+
+
+def _human(secs: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs / size:.1f}".removesuffix(".0") + unit
+    return f"{secs}s"
 
 
 def _ago(value: str, now: datetime) -> str:

@@ -49,9 +49,7 @@ tsig_name = "{bind.tsig_name}"
 tsig_secret = "{bind.tsig_secret}"
 tsig_algorithm = "{bind.tsig_algorithm}"
 timeout = 2.0
-nameserver_port = {bind.port}           # the authoritative servers are found through NS records
-resolver = ["{bind.primary}:{bind.port}"]
-
+{bind.verifier_config()}
 [signer]
 key_table = "opendkim/KeyTable"
 signing_table = "opendkim/SigningTable"
@@ -65,8 +63,11 @@ def status_table(daemon: Daemon) -> Table:
     store = daemon.app.store
     table = Table("domain", "selector", "state", "next action", title="keys")
     for k in store.list_keys():
-        nxt = k.next_action.value if k.next_action else ("rotate" if k.state.value == "active"
-                                                          else "-")
+        nxt = (
+            k.next_action.value
+            if k.next_action
+            else ("rotate" if k.state.value == "active" else "-")
+        )
         table.add_row(k.domain, k.selector, k.state.value, nxt)
     return table
 

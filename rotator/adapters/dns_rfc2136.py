@@ -65,7 +65,9 @@ class Rfc2136Publisher:
             zone, keyring=self.keyring, keyname=self.key_name, keyalgorithm=self.algorithm
         )
 
-    def _messages(self, zone: str, changes: Sequence[RecordChange]) -> list[dns.update.UpdateMessage]:
+    def _messages(
+        self, zone: str, changes: Sequence[RecordChange]
+    ) -> list[dns.update.UpdateMessage]:
         """Pack changes into as few UPDATEs as fit max_message octets (TSIG included)."""
         messages: list[dns.update.UpdateMessage] = []
         current = self._new(zone)

@@ -336,9 +336,7 @@ class SqliteEventStore:
         rows = list(self.db.query("SELECT * FROM keys WHERE key_id = ?", [key_id]))
         return _key_from_row(rows[0]) if rows else None
 
-    def list_keys(
-        self, identity: str | None = None, state: State | None = None
-    ) -> list[KeyState]:
+    def list_keys(self, identity: str | None = None, state: State | None = None) -> list[KeyState]:
         where, params = [], []
         if identity is not None:
             where.append("identity = ?")

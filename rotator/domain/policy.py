@@ -81,7 +81,7 @@ class Policy:
     def backoff(self, attempt: int) -> timedelta:
         """Exponential backoff for the n-th consecutive failure (1-based), capped."""
         # Compare in seconds first: base x 2^n overflows timedelta long before any cap.
-        factor = 2 ** max(0, min(attempt - 1, 62))
+        factor = 1 << max(0, min(attempt - 1, 62))
         if self.retry_base.total_seconds() * factor >= self.retry_max.total_seconds():
             return self.retry_max
         return self.retry_base * factor

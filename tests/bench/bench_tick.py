@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from rotator.adapters.keystore_fs import FsKeyStore  # noqa: E402
-from rotator.adapters.store_sqlite import SqliteEventStore  # noqa: E402
-from rotator.domain import events as ev  # noqa: E402
-from rotator.service import Service  # noqa: E402
-from tests.unit.fakes import FakeDns, FakeSigner, ManualClock, demo_policy  # noqa: E402
+from rotator.adapters.keystore_fs import FsKeyStore
+from rotator.adapters.store_sqlite import SqliteEventStore
+from rotator.domain import events as ev
+from rotator.service import Service
+from tests.unit.fakes import FakeDns, FakeSigner, ManualClock, demo_policy
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -37,11 +37,20 @@ def fill(store: SqliteEventStore, n: int, due: int) -> None:
         rotate_at = T0 - timedelta(seconds=1) if i < due else T0 + timedelta(days=1)
         ids = {"at": T0, "key_id": kid, "identity": d, "domain": d, "selector": "s1.myesp"}
         batch += [
-            ev.IdentityAdded(at=T0, identity=d, domain=d, zone=d, policy="demo",
-                             signing_pattern=f"*@{d}"),
-            ev.KeyGenerated(**ids, policy="demo", algorithm="ed25519", bits=256,
-                            fingerprint="00", zone=d, record_name=f"s1.myesp._domainkey.{d}.",
-                            record="v=DKIM1; k=ed25519; p=AAAA", ttl=60),
+            ev.IdentityAdded(
+                at=T0, identity=d, domain=d, zone=d, policy="demo", signing_pattern=f"*@{d}"
+            ),
+            ev.KeyGenerated(
+                **ids,
+                policy="demo",
+                algorithm="ed25519",
+                bits=256,
+                fingerprint="00",
+                zone=d,
+                record_name=f"s1.myesp._domainkey.{d}.",
+                record="v=DKIM1; k=ed25519; p=AAAA",
+                ttl=60,
+            ),
             ev.KeyPublished(**ids, server="x"),
             ev.KeyVerified(**ids, results=(), activate_at=T0),
             ev.KeyActivated(**ids, rotate_at=rotate_at),
@@ -62,8 +71,10 @@ def main() -> None:
         t = time.perf_counter()
         fill(store, args.keys, args.due)
         fill_s = time.perf_counter() - t
-        print(f"filled {args.keys} identities ({5 * args.keys} events) in {fill_s:.1f}s "
-              f"({5 * args.keys / fill_s:.0f} events/s)")
+        print(
+            f"filled {args.keys} identities ({5 * args.keys} events) in {fill_s:.1f}s "
+            f"({5 * args.keys / fill_s:.0f} events/s)"
+        )
 
         reps = 50
         t = time.perf_counter()
@@ -76,25 +87,32 @@ def main() -> None:
         clock = ManualClock(T0)
         dns = FakeDns()
         policy = demo_policy()
-        svc = Service(store, lambda _n: policy, dns, dns, FsKeyStore(Path(tmp) / "keys"),
-                      FakeSigner(), clock)
+        svc = Service(
+            store, lambda _n: policy, dns, dns, FsKeyStore(Path(tmp) / "keys"), FakeSigner(), clock
+        )
         tracemalloc.start()
         t = time.perf_counter()
         report = svc.tick()
         tick_s = time.perf_counter() - t
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        print(f"tick rotating {args.due} of {args.keys} identities (ed25519, in-memory DNS): "
-              f"{tick_s:.2f}s, {report.generated} generated, {report.succeeded} steps, "
-              f"peak traced memory {peak / 1e6:.1f} MB")
+        print(
+            f"tick rotating {args.due} of {args.keys} identities (ed25519, in-memory DNS): "
+            f"{tick_s:.2f}s, {report.generated} generated, {report.succeeded} steps, "
+            f"peak traced memory {peak / 1e6:.1f} MB"
+        )
         t = time.perf_counter()
         idle = svc.tick()
-        print(f"idle tick with nothing due: {(time.perf_counter() - t) * 1000:.2f} ms "
-              f"({idle.progressed} steps)")
+        print(
+            f"idle tick with nothing due: {(time.perf_counter() - t) * 1000:.2f} ms "
+            f"({idle.progressed} steps)"
+        )
         t = time.perf_counter()
         diffs = store.rebuild(check_only=True)
-        print(f"rebuild --check over {store.info()['events']} events: "
-              f"{time.perf_counter() - t:.1f}s, {len(diffs)} differences")
+        print(
+            f"rebuild --check over {store.info()['events']} events: "
+            f"{time.perf_counter() - t:.1f}s, {len(diffs)} differences"
+        )
 
 
 if __name__ == "__main__":

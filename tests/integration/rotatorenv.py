@@ -22,6 +22,10 @@ from rotator.adapters.store_sqlite import SqliteEventStore
 from rotator.demo import write_config
 from rotator.domain.model import KeyState
 
+ROOT = str(Path(__file__).resolve().parents[2])
+# The subprocesses import this checkout's rotator even when it is not installed.
+SUBPROCESS_ENV = {**os.environ, "PYTHONPATH": ROOT, "ROTATOR_CONFIG": ""}
+
 MESSAGE = (
     b"From: Alice <alice@example.test>\r\nTo: bob@example.org\r\n"
     b"Subject: rotation test\r\nMessage-ID: <1@example.test>\r\n"
@@ -29,7 +33,9 @@ MESSAGE = (
 )
 
 
-def query_txt(server: str, port: int, name: str, timeout: float = 2.0) -> tuple[str, bool, list[str]]:
+def query_txt(
+    server: str, port: int, name: str, timeout: float = 2.0
+) -> tuple[str, bool, list[str]]:
     """(rcode, AA flag, TXT texts) straight from one server, recursion not desired."""
     q = dns.message.make_query(name, dns.rdatatype.TXT)
     q.flags &= ~dns.flags.RD
@@ -82,12 +88,15 @@ class RotatorEnv:
 
     # --- CLI ------------------------------------------------------------------------
 
-    def cli(self, *args: str, check: bool = True, env: dict[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [sys.executable, "-m", "rotator.cli", "--config", str(self.config), *args],
-            capture_output=True, text=True, timeout=timeout,
-            env={**os.environ, "ROTATOR_CONFIG": "", **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**SUBPROCESS_ENV, **(env or {})},
             cwd=self.workdir,
         )
         if check and proc.returncode != 0:
@@ -99,10 +108,20 @@ class RotatorEnv:
     def start(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.daemon_log, "ab")  # noqa: SIM115 - closed with the process
         self.daemon = subprocess.Popen(
-            [sys.executable, "-m", "rotator.cli", "--config", str(self.config),
-             "--log-format", "json", "run"],
-            stdout=log, stderr=log, cwd=self.workdir,
-            env={**os.environ, **(env or {})},
+            [
+                sys.executable,
+                "-m",
+                "rotator.cli",
+                "--config",
+                str(self.config),
+                "--log-format",
+                "json",
+                "run",
+            ],
+            stdout=log,
+            stderr=log,
+            cwd=self.workdir,
+            env={**SUBPROCESS_ENV, **(env or {})},
         )
         log.close()
         return self.daemon
@@ -129,7 +148,7 @@ class RotatorEnv:
     def store(self) -> SqliteEventStore:
         return SqliteEventStore(self.workdir / "rotator.db")
 
-    def keys(self, domain: str | None = None) -> list[KeyState]:
+    def list_keys(self, domain: str | None = None) -> list[KeyState]:
         store = self.store()
         try:
             return [k for k in store.list_keys() if domain is None or k.domain == domain]
@@ -143,13 +162,17 @@ class RotatorEnv:
             if value:
                 return value
             if self.daemon is not None and self.daemon.poll() is not None:
-                raise AssertionError(f"daemon exited ({self.daemon.returncode}) while waiting "
-                                     f"for {what}:\n{self.tail()}")
+                raise AssertionError(
+                    f"daemon exited ({self.daemon.returncode}) while waiting "
+                    f"for {what}:\n{self.tail()}"
+                )
             time.sleep(0.2)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}:\n{self.tail()}")
 
-    def key_in_state(self, domain: str, state: str, exclude: set[str] = frozenset()) -> KeyState | None:  # type: ignore[assignment]
-        for k in self.keys(domain):
+    def key_in_state(
+        self, domain: str, state: str, exclude: set[str] = frozenset()
+    ) -> KeyState | None:  # type: ignore[assignment]
+        for k in self.list_keys(domain):
             if k.state.value == state and k.key_id not in exclude:
                 return k
         return None
@@ -161,7 +184,14 @@ class RotatorEnv:
             return "(no daemon log)"
 
     def answers(self, name: str) -> dict[str, tuple[str, bool, list[str]]]:
-        return {
-            ip: query_txt(ip, self.bind.port, name)
-            for ip in (self.bind.primary, self.bind.secondary)
-        }
+        """What the primary and the secondary each answer, queried directly."""
+        out = {}
+        for which in ("primary", "secondary"):
+            ip, port = self.bind.server(which)
+            out[which] = query_txt(ip, port, name)
+        return out
+
+    def verifies(self, signed: bytes) -> bool:
+        """dkimpy verification with its DNS lookup pointed at the secondary."""
+        ip, port = self.bind.server("secondary")
+        return verifies(signed, ip, port)

@@ -21,8 +21,15 @@ from .rotatorenv import RotatorEnv
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 DOMAIN = "example.test"
 SUCCESS_TYPES = {
-    "KeyGenerated", "KeyPublished", "KeyVerified", "KeyActivated", "DrainStarted",
-    "RevocationPublished", "KeyRevoked", "KeyDestroyed", "TombstoneRemoved",
+    "KeyGenerated",
+    "KeyPublished",
+    "KeyVerified",
+    "KeyActivated",
+    "DrainStarted",
+    "RevocationPublished",
+    "KeyRevoked",
+    "KeyDestroyed",
+    "TombstoneRemoved",
 }
 
 
@@ -43,7 +50,7 @@ def assert_consistent(env: RotatorEnv) -> list[dict[str, object]]:
     assert not dupes, f"duplicated events: {dupes}"
     assert "intact" in env.cli("audit", "verify").stdout
     assert "matches" in env.cli("db", "rebuild", "--check").stdout
-    live = {k.key_id for k in env.keys() if k.state.value not in ("destroyed",)}
+    live = {k.key_id for k in env.list_keys() if k.state.value not in ("destroyed",)}
     on_disk = {p.stem for p in (env.workdir / "keys").glob("*.pem")}
     assert on_disk == live, f"key files {on_disk} vs live keys {live}"
     return log
@@ -52,8 +59,13 @@ def assert_consistent(env: RotatorEnv) -> list[dict[str, object]]:
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize(
     "crash_at",
-    ["after-key-written", "after-dns-publish", "after-signer-written", "after-dns-revoke",
-     "after-key-wiped"],
+    [
+        "after-key-written",
+        "after-dns-publish",
+        "after-signer-written",
+        "after-dns-revoke",
+        "after-key-wiped",
+    ],
 )
 def test_crash_between_side_effect_and_event(env: RotatorEnv, crash_at: str) -> None:
     env.cli("domain", "add", DOMAIN, "--policy", "demo")
@@ -75,8 +87,9 @@ def test_crash_between_side_effect_and_event(env: RotatorEnv, crash_at: str) -> 
     if first is None:
         env.wait_for("a key active after restart", lambda: env.key_in_state(DOMAIN, "active"))
     else:
-        env.wait_for("old key destroyed after restart",
-                     lambda: env.key_in_state(DOMAIN, "destroyed"), 60)
+        env.wait_for(
+            "old key destroyed after restart", lambda: env.key_in_state(DOMAIN, "destroyed"), 60
+        )
     assert env.stop() == 0
     log = assert_consistent(env)
     if crash_at == "after-key-written":

@@ -1,0 +1,327 @@
+"""A real BIND 9 primary + secondary on loopback, for the demo and the integration tests.
+
+The primary listens on 127.0.0.1 and the secondary on 127.0.0.2, both on one free high port,
+so the zones' NS records (ns1 -> 127.0.0.1, ns2 -> 127.0.0.2) lead the verifier to both for
+real. named only listens on addresses configured on an interface, so as root the 127.0.0.2
+alias is added to `lo` (still loopback); without root the secondary moves to 127.0.0.1 on a
+second port and the verifier is given both addresses explicitly. The primary takes
+TSIG-signed RFC 2136 updates and NOTIFYs the secondary, which pulls IXFR. Every process
+started here is stopped by stop() / the context manager / atexit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+
+from .domain.errors import RotatorError
+
+PRIMARY = "127.0.0.1"
+SECONDARY = "127.0.0.2"
+_LIVE: set[subprocess.Popen[bytes]] = set()
+
+
+def _kill_all() -> None:  # last resort if a caller forgot stop()
+    for proc in list(_LIVE):
+        if proc.poll() is None:
+            proc.kill()
+
+
+atexit.register(_kill_all)
+
+
+def named_binary() -> str:
+    found = shutil.which("named") or (
+        "/usr/sbin/named" if os.path.exists("/usr/sbin/named") else None
+    )
+    if found is None:
+        raise RotatorError("BIND's named is not installed: apt-get install bind9")
+    return found
+
+
+def has_address(addr: str) -> bool:
+    try:
+        out = subprocess.run(
+            ["ip", "-4", "-o", "addr", "show", "dev", "lo"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout
+    except OSError:
+        return False
+    return f" {addr}/" in out
+
+
+def ensure_loopback_alias(addr: str = SECONDARY) -> bool:
+    """Make `addr` an address of lo (root only). True if named can listen on it."""
+    if has_address(addr):
+        return True
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        return False
+    subprocess.run(
+        ["ip", "addr", "add", f"{addr}/32", "dev", "lo"],
+        capture_output=True,
+        timeout=5,
+        check=False,
+    )
+    return has_address(addr)
+
+
+def free_port(addrs: Sequence[str] = (PRIMARY, SECONDARY), avoid: int = 0) -> int:
+    """A port free for UDP and TCP on the given loopback addresses."""
+    for _ in range(200):
+        port = secrets.randbelow(40000) + 20000
+        if port == avoid:
+            continue
+        try:
+            for addr in addrs:
+                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                    with socket.socket(socket.AF_INET, kind) as s:
+                        s.bind((addr, port))
+        except OSError:
+            continue
+        return port
+    raise RotatorError("no free port found on 127.0.0.1/127.0.0.2")
+
+
+class BindPair:
+    def __init__(
+        self,
+        base_dir: Path,
+        zones: Sequence[str] = ("example.test",),
+        tsig_name: str = "rotator-key",
+        tsig_secret: str | None = None,
+    ) -> None:
+        self.base = Path(base_dir)
+        self.zones = [z.rstrip(".").lower() for z in zones]
+        self.tsig_name = tsig_name
+        self.tsig_secret = tsig_secret or base64.b64encode(secrets.token_bytes(32)).decode()
+        self.tsig_algorithm = "hmac-sha256"
+        self.primary = PRIMARY
+        self.two_addresses = ensure_loopback_alias(SECONDARY)
+        if self.two_addresses:
+            self.secondary = SECONDARY
+            self.port = self.secondary_port = free_port()
+        else:
+            self.secondary = PRIMARY
+            self.port = free_port((PRIMARY,))
+            self.secondary_port = free_port((PRIMARY,), avoid=self.port)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """(ip, port) of the primary and the secondary."""
+        return [(self.primary, self.port), (self.secondary, self.secondary_port)]
+
+    def verifier_config(self) -> str:
+        """rotator.toml [dns] lines that lead the verifier to both servers."""
+        if self.two_addresses:
+            # discovery for real: NS records -> A records -> query each at this port
+            return f'nameserver_port = {self.port}\nresolver = ["{self.primary}:{self.port}"]\n'
+        return (
+            f'nameservers = ["{self.primary}:{self.port}", '
+            f'"{self.secondary}:{self.secondary_port}"]\n'
+        )
+
+    # --- configuration ----------------------------------------------------------------
+
+    def _write(self) -> None:
+        for role in ("primary", "secondary"):
+            (self.base / role).mkdir(parents=True, exist_ok=True)
+        key = (
+            f'key "{self.tsig_name}" {{ algorithm {self.tsig_algorithm}; '
+            f'secret "{self.tsig_secret}"; }};\n'
+        )
+        for role, (addr, port) in zip(("primary", "secondary"), self.addresses, strict=True):
+            d = self.base / role
+            conf = [
+                key,
+                "options {",
+                f'  directory "{d}";',
+                f'  pid-file "{d}/named.pid";',
+                f"  listen-on port {port} {{ {addr}; }};",
+                "  listen-on-v6 { none; };",
+                "  recursion no;",
+                "  dnssec-validation no;",
+                "  notify yes;",
+                "  notify-delay 0;",
+                "  ixfr-from-differences yes;",
+                f"  notify-source {addr};",
+                f"  transfer-source {addr};",
+                "  min-refresh-time 1;",
+                "  min-retry-time 1;",
+                "};",
+                "controls { };",
+                f'logging {{ channel main {{ file "{d}/named.log"; severity info; '
+                "print-time yes; }; category default { main; }; };",
+            ]
+            for zone in self.zones:
+                if role == "primary":
+                    (d / f"{zone}.db").write_text(self._zone_file(zone))
+                    conf.append(
+                        f'zone "{zone}" {{ type primary; file "{d}/{zone}.db"; '
+                        f'allow-update {{ key "{self.tsig_name}"; }}; '
+                        f"also-notify {{ {self.secondary} port {self.secondary_port}; }}; "
+                        f"allow-transfer {{ {self.secondary}; }}; }};"
+                    )
+                else:
+                    conf.append(
+                        f'zone "{zone}" {{ type secondary; file "{d}/{zone}.db"; '
+                        f"primaries {{ {PRIMARY} port {self.port}; }}; "
+                        f"allow-notify {{ {PRIMARY}; }}; }};"
+                    )
+            (d / "named.conf").write_text("\n".join(conf) + "\n")
+
+    def _zone_file(self, zone: str) -> str:
+        return (
+            "$TTL 60\n"
+            f"@ IN SOA ns1.{zone}. hostmaster.{zone}. ( 1 2 1 600 2 )\n"
+            f"@ IN NS ns1.{zone}.\n"
+            f"@ IN NS ns2.{zone}.\n"
+            f"ns1 IN A {PRIMARY}\n"
+            f"ns2 IN A {self.secondary}\n"
+        )
+
+    # --- processes ----------------------------------------------------------------------
+
+    def start(self) -> BindPair:
+        self._write()
+        try:
+            self._start("primary")
+            self._start("secondary")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, role: str) -> None:
+        d = self.base / role
+        cmd = [named_binary(), "-g", "-n", "1", "-c", str(d / "named.conf")]
+        if os.geteuid() == 0:
+            cmd[1:1] = ["-u", "root"]
+        out = open(d / "stderr.log", "ab")  # noqa: SIM115 - owned by the process
+        proc = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+        out.close()
+        self.procs[role] = proc
+        _LIVE.add(proc)
+        deadline = time.monotonic() + 20
+        pending = set(self.zones)
+        while pending and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RotatorError(f"named ({role}) exited {proc.returncode}: {self.tail(role)}")
+            for zone in list(pending):
+                if self.serial(role, zone) is not None:
+                    pending.discard(zone)
+            if pending:
+                time.sleep(0.1)
+        if pending:
+            raise RotatorError(
+                f"named ({role}) did not serve {sorted(pending)} within 20s: {self.tail(role)}"
+            )
+
+    def tail(self, role: str, n: int = 8) -> str:
+        lines: list[str] = []
+        for name in ("stderr.log", "named.log"):
+            with contextlib.suppress(FileNotFoundError):
+                lines += (self.base / role / name).read_text(errors="replace").splitlines()
+        return " | ".join(lines[-n:])
+
+    def _stop(self, role: str) -> None:
+        proc = self.procs.pop(role, None)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        _LIVE.discard(proc)
+
+    def stop(self) -> None:
+        for role in ("secondary", "primary"):
+            self._stop(role)
+
+    def stop_secondary(self) -> None:
+        self._stop("secondary")
+
+    def start_secondary(self) -> None:
+        self._start("secondary")
+
+    def __enter__(self) -> BindPair:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- queries --------------------------------------------------------------------------
+
+    def server(self, which: str) -> tuple[str, int]:
+        """(ip, port) of "primary" or "secondary"."""
+        return self.addresses[0 if which == "primary" else 1]
+
+    def serial(self, which: str, zone: str) -> int | None:
+        addr, port = self.server(which)
+        q = dns.message.make_query(zone, dns.rdatatype.SOA)
+        q.flags &= ~dns.flags.RD
+        try:
+            r = dns.query.udp(q, addr, port=port, timeout=0.5)
+        except (OSError, dns.exception.DNSException):
+            return None
+        for rrset in r.answer:
+            if rrset.rdtype == dns.rdatatype.SOA:
+                return int(rrset[0].serial)
+        return None
+
+    def txt(self, which: str, name: str) -> list[str]:
+        addr, port = self.server(which)
+        q = dns.message.make_query(name, dns.rdatatype.TXT)
+        q.flags &= ~dns.flags.RD
+        r = dns.query.udp(q, addr, port=port, timeout=1.0)
+        if r.flags & dns.flags.TC:
+            r = dns.query.tcp(q, addr, port=port, timeout=1.0)
+        return [
+            b"".join(rd.strings).decode()
+            for rrset in r.answer
+            if rrset.rdtype == dns.rdatatype.TXT
+            for rd in rrset
+        ]
+
+    def wait_for_txt(
+        self, which: str, name: str, predicate: Callable[[list[str]], bool], timeout: float = 10.0
+    ) -> list[str]:
+        deadline = time.monotonic() + timeout
+        seen: list[str] = []
+        while time.monotonic() < deadline:
+            try:
+                seen = self.txt(which, name)
+            except (OSError, dns.exception.DNSException):
+                seen = []
+            if predicate(seen):
+                return seen
+            time.sleep(0.1)
+        raise AssertionError(f"{which} {name}: still {seen} after {timeout}s")
