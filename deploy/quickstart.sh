@@ -27,7 +27,12 @@ install_python() {
   fi
   if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
     echo "quickstart: installing rotator and its test tools into .venv (pip)" >&2
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+    if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' \
+        >.venv/pip.log 2>&1; then
+      cat .venv/pip.log >&2
+      echo "quickstart: pip install failed (log above, also in .venv/pip.log)" >&2
+      exit 1
+    fi
     touch .venv/.installed
   fi
 }

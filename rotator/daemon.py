@@ -107,6 +107,11 @@ class Daemon:
     def __init__(self, app: App) -> None:
         self.app = app
         self.stop_event = threading.Event()
+        # APScheduler 3 holds its job-store lock while shutdown() waits for running jobs, so
+        # a tick that adds its wake-up job during shutdown would deadlock. Ticks run under
+        # this lock and stop adding jobs once `stopping` is set (under the same lock).
+        self.tick_lock = threading.Lock()
+        self.stopping = False
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             job_defaults={
@@ -119,6 +124,13 @@ class Daemon:
         )
 
     def tick(self) -> None:
+        with self.tick_lock:
+            if self.stopping:
+                return
+            self._tick()
+            self._schedule_wakeup()
+
+    def _tick(self) -> None:
         try:
             report = self.app.service.tick()
             if report.progressed or report.failed:
@@ -132,7 +144,6 @@ class Daemon:
             log.error("tick_failed", error=str(exc))
         except Exception:  # keep the daemon alive; the next tick retries
             log.exception("tick_crashed")
-        self._schedule_wakeup()
 
     def _schedule_wakeup(self) -> None:
         """Wake exactly when the next action is due if that is before the next tick. The
@@ -180,6 +191,8 @@ class Daemon:
             self.scheduler.start()
             self.stop_event.wait(timeout=duration)
         finally:
+            with self.tick_lock:  # waits for a running tick to finish its step
+                self.stopping = True
             if self.scheduler.running:
                 self.scheduler.shutdown(wait=True)  # let a running tick finish its step
             for sig, handler in old.items():

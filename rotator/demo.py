@@ -21,6 +21,8 @@ from .daemon import Daemon, build
 from .domain.errors import ConfigError
 from .localdns import BindPair
 from .logging import configure
+from .ports import LogFilter
+from .timeutil import iso
 
 DOMAINS = (("example.test", "example.test"), ("customer.test", "myesp._domainkey.customer.test"))
 
@@ -53,7 +55,7 @@ timeout = 2.0
 [signer]
 key_table = "opendkim/KeyTable"
 signing_table = "opendkim/SigningTable"
-reload = ["sh", "-c", "date >> opendkim/reloads.log"]
+reload = ["sh", "-c", "date >> {workdir}/opendkim/reloads.log"]
 """
     )
     return cfg
@@ -105,11 +107,20 @@ def run_demo(seconds: float, workdir: Path | None) -> None:
         finally:
             stop.set()
         console.print(status_table(daemon))
-        console.print(
-            f"\nconfig: {cfg_path}\nTry: rotator --config {cfg_path} log | tail -n 30\n"
-            f"     rotator --config {cfg_path} audit verify"
-        )
-        if not keep:
-            console.print("(the nameservers are stopped now; pass --workdir to keep the files)")
+        first = next(iter(app.store.list_keys()), None)
+        if first is not None:
+            console.print(f"\n[bold]audit log of key {first.selector} ({first.domain})[/]")
+            for stored in app.store.events(LogFilter(key_id=first.key_id)):
+                e = stored.event
+                console.print(f"  {iso(e.at)[11:23]}  {type(e).__name__}")
+        n, problem = app.store.verify_chain()
+        console.print(f"hash chain: {problem or f'intact over {n} events'}")
+        if keep:
+            console.print(
+                f"\nconfig: {cfg_path}\n  rotator --config {cfg_path} log\n"
+                f"  rotator --config {cfg_path} status --all"
+            )
+        else:
+            console.print("(nameservers stopped, files removed; --workdir DIR keeps them)")
     if not keep:
         shutil.rmtree(work, ignore_errors=True)
