@@ -47,13 +47,27 @@ def _kill_all() -> None:  # last resort if a caller forgot stop()
 atexit.register(_kill_all)
 
 
-def named_binary() -> str:
+def named_binary(workdir: Path | None = None) -> str:
     found = shutil.which("named") or (
         "/usr/sbin/named" if os.path.exists("/usr/sbin/named") else None
     )
     if found is None:
         raise RotatorError("BIND's named is not installed: apt-get install bind9")
+    if workdir is not None and apparmor_enabled():
+        # Debian's AppArmor profile for /usr/sbin/named only lets it read /etc/bind and
+        # /var/cache/bind; a private copy of the binary runs unconfined in our own directory.
+        copy = workdir / "named"
+        if not copy.exists():
+            shutil.copy2(found, copy)
+        return str(copy)
     return found
+
+
+def apparmor_enabled() -> bool:
+    try:
+        return Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y"
+    except OSError:
+        return False
 
 
 def has_address(addr: str) -> bool:
@@ -218,7 +232,7 @@ class BindPair:
 
     def _start(self, role: str) -> None:
         d = self.base / role
-        cmd = [named_binary(), "-g", "-n", "1", "-c", str(d / "named.conf")]
+        cmd = [named_binary(self.base), "-g", "-n", "1", "-c", str(d / "named.conf")]
         if os.geteuid() == 0:
             cmd[1:1] = ["-u", "root"]
         out = open(d / "stderr.log", "ab")  # noqa: SIM115 - owned by the process

@@ -10,6 +10,8 @@ numbers; asserts nothing (see README 'Benchmarks').
 from __future__ import annotations
 
 import argparse
+import io
+import logging
 import sys
 import tempfile
 import time
@@ -66,6 +68,7 @@ def main() -> None:
     ap.add_argument("--keys", type=int, default=20000)
     ap.add_argument("--due", type=int, default=100)
     args = ap.parse_args()
+    configure("json", level=logging.WARNING, stream=io.StringIO())  # numbers only
     with tempfile.TemporaryDirectory() as tmp:
         store = SqliteEventStore(Path(tmp) / "bench.db")
         t = time.perf_counter()

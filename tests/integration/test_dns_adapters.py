@@ -1,0 +1,157 @@
+"""The DNS adapters against real BIND: RFC 2136 + TSIG publishing (idempotent, batched,
+every failure a clear reason) and the authoritative probe (NS discovery, direct queries)."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rdatatype
+import pytest
+
+from rotator.adapters.dns_rfc2136 import Rfc2136Publisher
+from rotator.adapters.probe import AuthoritativeProbe
+from rotator.domain.errors import ProbeError, PublishError
+from rotator.localdns import BindPair, free_port
+from rotator.ports import RecordChange
+
+ZONE = "example.test"
+NAME = "s1.myesp._domainkey.example.test."
+# An RSA-2048 record is ~410 octets: it needs two character-strings.
+TEXT = "v=DKIM1; k=rsa; p=" + base64.b64encode(secrets.token_bytes(294)).decode()
+
+
+def publisher(bind: BindPair, **kw: object) -> Rfc2136Publisher:
+    args: dict[str, object] = {
+        "server": bind.primary,
+        "port": bind.port,
+        "tsig_name": bind.tsig_name,
+        "tsig_secret": bind.tsig_secret,
+        "timeout": 2.0,
+    }
+    args.update(kw)
+    return Rfc2136Publisher(**args)  # type: ignore[arg-type]
+
+
+def raw_strings(bind: BindPair, which: str, name: str) -> list[list[bytes]]:
+    ip, port = bind.server(which)
+    q = dns.message.make_query(name, dns.rdatatype.TXT)
+    q.flags &= ~dns.flags.RD
+    r = dns.query.tcp(q, ip, port=port, timeout=2)
+    return [list(rd.strings) for rrset in r.answer for rd in rrset]
+
+
+def test_publish_reaches_both_servers_in_255_octet_strings(bind_pair: BindPair) -> None:
+    server = publisher(bind_pair).apply(ZONE, [RecordChange(NAME, 60, TEXT)])
+    assert server == f"{bind_pair.primary}:{bind_pair.port}"
+    (strings,) = raw_strings(bind_pair, "primary", NAME)
+    assert len(strings) == 2 and all(len(s) <= 255 for s in strings)
+    assert b"".join(strings).decode() == TEXT
+    # NOTIFY + IXFR bring it to the secondary without any action of ours
+    assert bind_pair.wait_for_txt("secondary", NAME, lambda t: t == [TEXT], 10) == [TEXT]
+
+
+def test_replace_is_idempotent_and_delete_removes(bind_pair: BindPair) -> None:
+    pub = publisher(bind_pair)
+    pub.apply(ZONE, [RecordChange(NAME, 60, TEXT)])
+    pub.apply(ZONE, [RecordChange(NAME, 60, TEXT)])
+    assert bind_pair.txt("primary", NAME) == [TEXT]
+    pub.apply(ZONE, [RecordChange(NAME, 60, "v=DKIM1; p=")])
+    assert bind_pair.txt("primary", NAME) == ["v=DKIM1; p="]
+    pub.apply(ZONE, [RecordChange(NAME, 60, None)])
+    assert bind_pair.txt("primary", NAME) == []
+    pub.apply(ZONE, [RecordChange(NAME, 60, None)])  # deleting nothing is fine too
+
+
+def test_large_batches_are_split_within_the_message_limit(bind_pair: BindPair) -> None:
+    pub = publisher(bind_pair)
+    changes = [RecordChange(f"s{i}.myesp._domainkey.{ZONE}.", 60, TEXT) for i in range(400)]
+    pub.apply(ZONE, changes)
+    assert pub.last_message_count > 1  # 400 x ~450 octets cannot fit one 64 KiB message
+    for i in (0, 137, 399):
+        assert bind_pair.txt("primary", f"s{i}.myesp._domainkey.{ZONE}.") == [TEXT]
+    bind_pair.wait_for_txt("secondary", f"s399.myesp._domainkey.{ZONE}.", bool, 15)
+
+
+def test_bad_tsig_secret_is_a_clear_failure(bind_pair: BindPair) -> None:
+    wrong = base64.b64encode(secrets.token_bytes(32)).decode()
+    with pytest.raises(PublishError, match=r"TSIG|NOTAUTH") as err:
+        publisher(bind_pair, tsig_secret=wrong).apply(ZONE, [RecordChange(NAME, 60, TEXT)])
+    assert "\n" not in err.value.reason
+    assert bind_pair.txt("primary", NAME) == []
+
+
+def test_unknown_tsig_key_is_a_clear_failure(bind_pair: BindPair) -> None:
+    with pytest.raises(PublishError, match=r"TSIG|NOTAUTH"):
+        publisher(bind_pair, tsig_name="nobody").apply(ZONE, [RecordChange(NAME, 60, TEXT)])
+
+
+def test_zone_not_on_server_is_refused(bind_pair: BindPair) -> None:
+    name = "s1._domainkey.other.test."
+    with pytest.raises(PublishError, match=r"REFUSED|NOTAUTH") as err:
+        publisher(bind_pair).apply("other.test", [RecordChange(name, 60, TEXT)])
+    assert "other.test" in err.value.reason
+
+
+def test_nothing_listening_fails_fast() -> None:
+    port = free_port(("127.0.0.1",))
+    pub = Rfc2136Publisher(
+        "127.0.0.1", port, "k", base64.b64encode(b"x" * 32).decode(), timeout=2.0
+    )
+    start = time.monotonic()
+    with pytest.raises(PublishError, match=r"refused|timeout"):
+        pub.apply(ZONE, [RecordChange(NAME, 60, TEXT)])
+    assert time.monotonic() - start < 5
+
+
+def probe_for(bind: BindPair, timeout: float = 1.0) -> AuthoritativeProbe:
+    if bind.two_addresses:
+        return AuthoritativeProbe(
+            port=bind.port, timeout=timeout, resolver=[f"{bind.primary}:{bind.port}"]
+        )
+    return AuthoritativeProbe(
+        timeout=timeout,
+        nameservers=[f"{ip}:{port}" for ip, port in bind.addresses],
+    )
+
+
+def test_probe_finds_every_nameserver_and_queries_each(bind_pair: BindPair) -> None:
+    publisher(bind_pair).apply(ZONE, [RecordChange(NAME, 60, TEXT)])
+    bind_pair.wait_for_txt("secondary", NAME, bool)
+    obs = probe_for(bind_pair).observe(ZONE, NAME)
+    assert sorted(o.address for o in obs) == sorted(f"{i}:{p}" for i, p in bind_pair.addresses)
+    for o in obs:
+        assert (o.rcode, o.authoritative, o.texts, o.error) == ("NOERROR", True, (TEXT,), None)
+    if bind_pair.two_addresses:  # discovered through the zone's NS records
+        assert sorted(o.nameserver for o in obs) == [f"ns1.{ZONE}", f"ns2.{ZONE}"]
+
+
+def test_probe_reports_a_dead_secondary_without_hanging(bind_pair: BindPair) -> None:
+    publisher(bind_pair).apply(ZONE, [RecordChange(NAME, 60, TEXT)])
+    bind_pair.stop_secondary()
+    start = time.monotonic()
+    obs = probe_for(bind_pair, timeout=1.0).observe(ZONE, NAME)
+    assert time.monotonic() - start < 4
+    by_addr = {o.address: o for o in obs}
+    ip, port = bind_pair.server("secondary")
+    dead = by_addr[f"{ip}:{port}"]
+    assert dead.error and "timeout" in dead.error
+    assert by_addr[f"{bind_pair.primary}:{bind_pair.port}"].texts == (TEXT,)
+
+
+def test_probe_explicit_nameservers_override_discovery(bind_pair: BindPair) -> None:
+    publisher(bind_pair).apply(ZONE, [RecordChange(NAME, 60, TEXT)])
+    probe = AuthoritativeProbe(timeout=1.0, nameservers=[f"{bind_pair.primary}:{bind_pair.port}"])
+    (only,) = probe.observe(ZONE, NAME)
+    assert only.authoritative and only.texts == (TEXT,)
+
+
+def test_probe_unknown_zone_is_a_probe_error(bind_pair: BindPair) -> None:
+    if not bind_pair.two_addresses:
+        pytest.skip("NS discovery needs the 127.0.0.2 loopback alias (root)")
+    with pytest.raises(ProbeError, match=r"no NS records for zone other\.test"):
+        probe_for(bind_pair).observe("other.test", "s1._domainkey.other.test.")
