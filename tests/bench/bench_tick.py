@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from rotator.adapters.keystore_fs import FsKeyStore
 from rotator.adapters.store_sqlite import SqliteEventStore
 from rotator.domain import events as ev
+from rotator.logging import configure
 from rotator.service import Service
 from tests.unit.fakes import FakeDns, FakeSigner, ManualClock, demo_policy
 
