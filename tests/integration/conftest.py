@@ -12,6 +12,10 @@ import pytest
 
 from rotator.localdns import BindPair
 
+from .rotatorenv import RotatorEnv
+
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+DOMAIN = "example.test"
 HAVE_NAMED = bool(shutil.which("named") or os.path.exists("/usr/sbin/named"))
 
 
@@ -45,3 +49,14 @@ def bind_factory() -> Iterator[Callable[..., BindPair]]:
 @pytest.fixture
 def bind_pair(tmp_path: Path, bind_factory: Callable[..., BindPair]) -> BindPair:
     return bind_factory(tmp_path / "bind")
+
+
+@pytest.fixture
+def env(tmp_path: Path, bind_factory: Callable[..., BindPair]) -> Iterator[RotatorEnv]:
+    """rotator (CLI + daemon subprocesses) on the shipped policies, beside a BIND pair
+    serving DOMAIN."""
+    renv = RotatorEnv(tmp_path, bind_factory(tmp_path / "bind", zones=(DOMAIN,)), POLICIES)
+    try:
+        yield renv
+    finally:
+        renv.close()

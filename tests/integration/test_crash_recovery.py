@@ -9,17 +9,14 @@ import random
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from rotator.faults import CRASH_EXIT
 
+from .conftest import DOMAIN
 from .rotatorenv import RotatorEnv
 
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
-DOMAIN = "example.test"
 SUCCESS_TYPES = {
     "KeyGenerated",
     "KeyPublished",
@@ -31,16 +28,6 @@ SUCCESS_TYPES = {
     "KeyDestroyed",
     "TombstoneRemoved",
 }
-
-
-@pytest.fixture
-def env(tmp_path: Path, bind_factory: object) -> Iterator[RotatorEnv]:
-    bind = bind_factory(tmp_path / "bind", zones=(DOMAIN,))  # type: ignore[operator]
-    renv = RotatorEnv(tmp_path, bind, POLICIES)
-    try:
-        yield renv
-    finally:
-        renv.close()
 
 
 def assert_consistent(env: RotatorEnv) -> list[dict[str, object]]:

@@ -7,27 +7,13 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from rotator.domain.record import parse_record
 
+from .conftest import DOMAIN
 from .rotatorenv import RotatorEnv, sign
-
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
-DOMAIN = "example.test"
-
-
-@pytest.fixture
-def env(tmp_path: Path, bind_factory: object) -> Iterator[RotatorEnv]:
-    bind = bind_factory(tmp_path / "bind", zones=(DOMAIN,))  # type: ignore[operator]
-    renv = RotatorEnv(tmp_path, bind, POLICIES)
-    try:
-        yield renv
-    finally:
-        renv.close()
 
 
 @pytest.mark.timeout(180)
