@@ -3,6 +3,7 @@ daemon as subprocesses, and direct queries to each nameserver."""
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rdatatype
+from cryptography.hazmat.primitives import serialization
 
 from rotator.adapters.store_sqlite import SqliteEventStore
 from rotator.demo import write_config
@@ -63,11 +65,20 @@ def dkim_dnsfunc(server: str, port: int) -> Callable[..., bytes | None]:
 
 
 def sign(key_path: Path, domain: str, selector: str, algorithm: str = "rsa") -> bytes:
+    pem = key_path.read_bytes()
+    if algorithm == "ed25519":
+        # dkimpy takes an ed25519 private key as the base64 of its 32 raw bytes
+        raw = serialization.load_pem_private_key(pem, password=None).private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        pem = base64.b64encode(raw)
     sig = dkim.sign(
         MESSAGE,
         selector.encode(),
         domain.encode(),
-        key_path.read_bytes(),
+        pem,
         include_headers=[b"from", b"to", b"subject", b"message-id", b"date"],
         signature_algorithm=b"ed25519-sha256" if algorithm == "ed25519" else b"rsa-sha256",
     )

@@ -142,3 +142,39 @@ def test_second_daemon_refuses_to_start(env: RotatorEnv) -> None:
     time.sleep(0.5)
     assert env.stop() == 0
     assert env.store().info()["events"] >= before
+
+
+@pytest.mark.timeout(90)
+def test_ed25519_key_signs_mail_that_verifies_through_dns(env: RotatorEnv) -> None:
+    env.cli("domain", "add", DOMAIN, "--policy", "demo-ed25519")
+    env.start()
+    key = env.wait_for("ed25519 key active", lambda: env.key_in_state(DOMAIN, "active"))
+    tags = parse_record(key.record)
+    assert (tags["k"], tags["h"], tags["t"]) == ("ed25519", "sha256", "s")
+    assert len(tags["p"]) == 44  # 32 raw bytes, base64 (RFC 8463 section 4.2)
+    signed = sign(env.workdir / "keys" / f"{key.key_id}.pem", DOMAIN, key.selector, "ed25519")
+    assert env.verifies(signed)
+    assert env.stop() == 0
+
+
+@pytest.mark.timeout(60)
+def test_rejected_update_is_recorded_and_never_moves_the_key(env: RotatorEnv) -> None:
+    cfg = env.config.read_text()
+    env.config.write_text(cfg.replace(env.bind.tsig_secret, "c2VjcmV0IHRoYXQgaXMgd3Jvbmc="))
+    env.cli("domain", "add", DOMAIN, "--policy", "demo")
+    env.start()
+    failed = env.wait_for(
+        "two failed publications",
+        lambda: next((k for k in env.list_keys(DOMAIN) if k.attempts >= 2), None),
+    )
+    assert failed.state.value == "generated"
+    assert "BADSIG" in (failed.last_error or "")
+    assert env.answers(failed.record_name)["primary"][2] == []
+    assert env.stop() == 0
+    errors = [
+        json.loads(x)
+        for x in env.cli("log", "--json", "--type", "ActionFailed").stdout.splitlines()
+    ]
+    assert errors[0]["payload"]["action"] == "publish"
+    retry_gap = [e["payload"]["retry_at"] for e in errors[:2]]
+    assert retry_gap[0] < retry_gap[1]  # backoff: the second retry is later
