@@ -181,8 +181,8 @@ class RotatorEnv:
         raise AssertionError(f"timed out after {timeout}s waiting for {what}:\n{self.tail()}")
 
     def key_in_state(
-        self, domain: str, state: str, exclude: set[str] = frozenset()
-    ) -> KeyState | None:  # type: ignore[assignment]
+        self, domain: str, state: str, exclude: frozenset[str] | set[str] = frozenset()
+    ) -> KeyState | None:
         for k in self.list_keys(domain):
             if k.state.value == state and k.key_id not in exclude:
                 return k
