@@ -119,6 +119,19 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m002_tenancy(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE identities ADD COLUMN customer TEXT NOT NULL DEFAULT '';
+        ALTER TABLE identities ADD COLUMN mode TEXT NOT NULL DEFAULT 'third-party';
+        ALTER TABLE identities ADD COLUMN role TEXT NOT NULL DEFAULT 'customer';
+        ALTER TABLE identities ADD COLUMN esp_identity TEXT NOT NULL DEFAULT '';
+        CREATE INDEX identities_customer ON identities (customer);
+        """
+    )
+
+
 # --- row <-> state conversion ------------------------------------------------------------
 
 

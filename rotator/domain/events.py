@@ -72,7 +72,11 @@ class IdentityAdded(IdentityEvent):
 
     zone: str
     policy: str
-    signing_pattern: str  # SigningTable pattern, e.g. "*@example.com"
+    signing_pattern: str  # SigningTable pattern, e.g. "*@example.com"; "" for ESP identities
+    customer: str = ""
+    mode: str = "third-party"
+    role: str = "customer"
+    esp_identity: str = ""  # the ESP identity that adds the feedback-loop signature
 
 
 @dataclass(frozen=True, kw_only=True)

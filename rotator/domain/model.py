@@ -56,6 +56,10 @@ class IdentityState:
     signing_pattern: str
     created_at: datetime
     version: int
+    customer: str = ""
+    mode: str = "third-party"
+    role: str = "customer"
+    esp_identity: str = ""
     active_key: str | None = None
     pending_key: str | None = None
     rotation_due_at: datetime | None = None
@@ -159,6 +163,10 @@ def apply_identity(ident: IdentityState | None, event: ev.Event) -> IdentityStat
             signing_pattern=event.signing_pattern,
             created_at=event.at,
             version=1,
+            customer=event.customer,
+            mode=event.mode,
+            role=event.role,
+            esp_identity=event.esp_identity,
             rotation_due_at=event.at,  # the first key is due at once
         )
     if ident is None:

@@ -19,6 +19,18 @@ PENDING = frozenset({State.GENERATED, State.PUBLISHED, State.VERIFIED})
 SERVING = frozenset({State.PUBLISHED, State.VERIFIED, State.ACTIVE, State.DRAINING})
 
 
+class Mode(StrEnum):
+    """How an identity's DKIM records reach the verifiers (see README: ESP setups)."""
+
+    NS_DELEGATION = "ns-delegation"  # customer delegates <esp>._domainkey.<domain> to the ESP
+    THIRD_PARTY = "third-party"  # a domain the ESP controls signs the customer's mail
+
+
+class Role(StrEnum):
+    CUSTOMER = "customer"  # d= is (or stands in for) the customer's domain
+    ESP = "esp"  # the ESP's own domain: the second, feedback-loop signature
+
+
 class Action(StrEnum):
     """The next side effect the daemon owes a key (or an identity)."""
 

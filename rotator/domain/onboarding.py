@@ -1,0 +1,32 @@
+"""What the customer's IT must add to their DNS, per delegation mode, in zone-file syntax."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .states import Mode
+
+DELEGATION_TTL = 86400
+
+
+def customer_records(
+    mode: str, domain: str, zone: str, esp_nameservers: Sequence[str]
+) -> list[str]:
+    """Zone-file lines for the customer's zone; empty when they need to add nothing."""
+    if mode == Mode.NS_DELEGATION:
+        return [
+            f"{zone}. {DELEGATION_TTL} IN NS {ns.rstrip('.')}." for ns in sorted(esp_nameservers)
+        ]
+    return []
+
+
+def explain(mode: str, customer_domain: str, signing_domain: str, zone: str) -> str:
+    if mode == Mode.NS_DELEGATION:
+        return (
+            f"Delegate {zone} to the ESP's DKIM nameservers by adding these records to the "
+            f"{customer_domain} zone. Nothing else is ever needed: keys rotate inside it."
+        )
+    return (
+        f"Nothing to add: mail from {customer_domain} is signed with d={signing_domain}, "
+        f"a domain the ESP controls (zone {zone})."
+    )
