@@ -28,6 +28,7 @@ from .timeutil import iso, parse_iso, utcnow
 
 # Piped output (scripts, tests, `| grep`) gets a wide table instead of 80-column wrapping.
 console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True)
 
 
 class RotatorGroup(click.Group):
@@ -184,6 +185,177 @@ def domain_list(ctx: click.Context) -> None:
             _when(i.rotation_due_at),
         )
     console.print(table)
+
+
+@cli.group(cls=RotatorGroup)
+def esp() -> None:
+    """The ESP's own signing domains (the feedback-loop signature)."""
+
+
+@esp.command("add")
+@click.argument("name")
+@click.option("--policy", "policy_name", required=True)
+@click.option("--zone", default=None, help="DNS zone holding its records (default: NAME)")
+@click.option("--actor", default=None)
+@click.option("--reason", default="")
+@click.pass_context
+def esp_add(
+    ctx: click.Context,
+    name: str,
+    policy_name: str,
+    zone: str | None,
+    actor: str | None,
+    reason: str,
+) -> None:
+    """Manage keys for an ESP signing domain; customers opt in with --esp-signature."""
+    app = _app(ctx)
+    ident = app.service.add_esp(name, policy_name, zone, _actor(actor), reason)
+    console.print(f"added ESP signing domain {ident.domain} (zone {ident.zone})")
+
+
+@cli.group(cls=RotatorGroup)
+def customer() -> None:
+    """Customers: onboarding, bulk import, checks of their DNS."""
+
+
+MODES = ["ns-delegation", "third-party"]
+
+
+@customer.command("add")
+@click.argument("name")
+@click.option("--domain", "domain_name", required=True, help="The customer's sending domain")
+@click.option("--mode", type=click.Choice(MODES), required=True)
+@click.option("--policy", "policy_name", required=True)
+@click.option(
+    "--signing-domain",
+    default="",
+    help="third-party: the ESP-controlled domain that signs (d=) for the customer",
+)
+@click.option("--zone", default="", help="third-party: zone of the signing domain's records")
+@click.option("--esp-signature", default="", help="Also sign with this ESP signing domain")
+@click.option("--actor", default=None)
+@click.option("--reason", default="")
+@click.pass_context
+def customer_add(
+    ctx: click.Context,
+    name: str,
+    domain_name: str,
+    mode: str,
+    policy_name: str,
+    signing_domain: str,
+    zone: str,
+    esp_signature: str,
+    actor: str | None,
+    reason: str,
+) -> None:
+    """Onboard a customer domain and print exactly what their IT must add to DNS."""
+    from .service import CustomerRow
+
+    app = _app(ctx)
+    row = CustomerRow(name, domain_name, mode, policy_name, signing_domain, esp_signature, zone)
+    (ident,) = app.service.add_customers([row], _actor(actor), reason)
+    _print_onboarding(app, ident)
+
+
+def _print_onboarding(app: Any, ident: Any) -> None:
+    text, records = app.service.onboarding(ident)
+    console.print(f"[bold]{ident.customer}[/]: {ident.mode}, d={ident.domain}, zone {ident.zone}")
+    console.print(text)
+    for line in records:
+        click.echo(line)
+
+
+@customer.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--actor", default=None)
+@click.option("--reason", default="")
+@click.pass_context
+def customer_import(ctx: click.Context, csv_file: Path, actor: str | None, reason: str) -> None:
+    """Onboard many customers from CSV (columns: customer, domain, mode, policy, and
+    optionally signing_domain, esp_signature, zone). Every row is checked before anything is
+    added; a bad row names its line and field and adds nothing."""
+    import csv
+
+    from rich.progress import track
+
+    from .service import CustomerRow
+
+    app = _app(ctx)
+    with csv_file.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        required = {"customer", "domain", "mode", "policy"}
+        missing = required - set(reader.fieldnames or [])
+        if missing:
+            raise click.ClickException(
+                f"{csv_file}: header lacks {', '.join(sorted(missing))}; expected "
+                "customer,domain,mode,policy[,signing_domain,esp_signature,zone]"
+            )
+        rows = [
+            CustomerRow(
+                customer=r.get("customer") or "",
+                domain=r.get("domain") or "",
+                mode=r.get("mode") or "",
+                policy=r.get("policy") or "",
+                signing_domain=r.get("signing_domain") or "",
+                esp_signature=r.get("esp_signature") or "",
+                zone=r.get("zone") or "",
+                where=f"{csv_file.name} line {reader.line_num}",
+            )
+            for r in reader
+        ]
+    if not rows:
+        raise click.ClickException(f"{csv_file}: no customer rows")
+    added = app.service.add_customers(
+        rows,
+        _actor(actor),
+        reason,
+        progress=lambda it: track(
+            it, description="checking rows", total=len(rows), console=err_console, transient=True
+        ),
+    )
+    for ident in track(added, description="onboarding text", console=err_console, transient=True):
+        _print_onboarding(app, ident)
+    console.print(f"imported {len(added)} customer domains from {csv_file}")
+
+
+@customer.command("list")
+@click.pass_context
+def customer_list(ctx: click.Context) -> None:
+    app = _app(ctx)
+    table = Table("customer", "mode", "d=", "zone", "signs mail of", "esp signature")
+    for i in app.store.identities():
+        if i.customer:
+            table.add_row(
+                i.customer, i.mode, i.domain, i.zone, i.signing_pattern, i.esp_identity or "-"
+            )
+    console.print(table)
+
+
+@customer.command("check")
+@click.argument("name")
+@click.pass_context
+def customer_check(ctx: click.Context, name: str) -> None:
+    """Report which of the customer's required DNS records are present and which missing."""
+    app = _app(ctx)
+    idents = [i for i in app.store.identities() if i.customer == name]
+    if not idents:
+        raise click.ClickException(f"no customer named {name!r}; see `rotator customer list`")
+    missing = 0
+    for ident in idents:
+        _, records = app.service.onboarding(ident)
+        problem = app.service.check_customer_dns(ident)
+        state = "[red]missing[/]" if problem else "[green]present[/]"
+        if not records:
+            console.print(f"{ident.domain}: nothing required from the customer ({ident.mode})")
+            continue
+        console.print(f"{ident.domain}: {ident.mode} records {state}")
+        for line in records:
+            click.echo(f"  {line}")
+        if problem:
+            missing += 1
+            console.print(f"  {problem}")
+    if missing:
+        raise click.ClickException(f"{missing} of {len(idents)} domains await customer DNS")
 
 
 # --- operations ---------------------------------------------------------------------------

@@ -29,6 +29,7 @@ class DnsConfig:
     nameserver_port: int = 53  # port used when querying discovered authoritative servers
     resolver: tuple[str, ...] = ()  # where to look up NS records and their addresses
     nameservers: tuple[str, ...] = ()  # explicit authoritative addresses (skip discovery)
+    esp_nameservers: tuple[str, ...] = ()  # names customers delegate to (NS delegation)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,9 @@ def load_config(path: Path | str | None = None) -> Config:
         raise _fail(cfg_path, "dns.tsig_name", "missing; the TSIG key name the primary knows")
     resolver = dns.get("resolver", [])
     nameservers = dns.get("nameservers", [])
+    esp_ns = dns.get("esp_nameservers", [])
+    if not isinstance(esp_ns, list) or not all(isinstance(v, str) and v for v in esp_ns):
+        raise _fail(cfg_path, "dns.esp_nameservers", "must be a list of host names")
     for key, value in (("dns.resolver", resolver), ("dns.nameservers", nameservers)):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise _fail(cfg_path, key, 'must be a list of "ip" or "ip:port" strings')
@@ -122,6 +126,7 @@ def load_config(path: Path | str | None = None) -> Config:
         ),
         resolver=tuple(resolver),
         nameservers=tuple(nameservers),
+        esp_nameservers=tuple(esp_ns),
     )
 
     signer = data.get("signer", {})

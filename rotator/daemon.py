@@ -66,6 +66,7 @@ def build(config: Config) -> App:
         keystore=FsKeyStore(config.key_dir),
         signer=signer,
         clock=SystemClock(),
+        nameserver_names=dns.esp_nameservers,
     )
     return App(config, store, policies, service)
 

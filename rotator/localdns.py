@@ -123,19 +123,28 @@ class BindPair:
         zones: Sequence[str] = ("example.test",),
         tsig_name: str = "rotator-key",
         tsig_secret: str | None = None,
+        ips: tuple[str, str] = (PRIMARY, SECONDARY),
+        port: int | None = None,
+        extra_records: dict[str, list[str]] | None = None,
     ) -> None:
+        """`ips` and `port` let a second pair (say the customer's DNS on 127.0.0.3/.4) share
+        the port of the first, so one nameserver_port reaches every authoritative server.
+        `extra_records` adds zone-file lines (e.g. a delegation with glue) per zone."""
         self.base = Path(base_dir)
         self.zones = [z.rstrip(".").lower() for z in zones]
         self.tsig_name = tsig_name
         self.tsig_secret = tsig_secret or base64.b64encode(secrets.token_bytes(32)).decode()
         self.tsig_algorithm = "hmac-sha256"
-        self.primary = PRIMARY
-        self.two_addresses = ensure_loopback_alias(SECONDARY)
+        self.extra_records = extra_records or {}
+        self.primary = ips[0]
+        self.two_addresses = all(ensure_loopback_alias(ip) for ip in ips if ip != PRIMARY)
         if self.two_addresses:
-            self.secondary = SECONDARY
-            self.port = self.secondary_port = free_port()
+            self.secondary = ips[1]
+            self.port = self.secondary_port = port or free_port(ips)
         else:
-            self.secondary = PRIMARY
+            if port is not None:
+                raise RotatorError(f"loopback aliases {ips} need root (ip addr add)")
+            self.primary = self.secondary = PRIMARY
             self.port = free_port((PRIMARY,))
             self.secondary_port = free_port((PRIMARY,), avoid=self.port)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -203,8 +212,8 @@ class BindPair:
                 else:
                     conf.append(
                         f'zone "{zone}" {{ type secondary; file "{d}/{zone}.db"; '
-                        f"primaries {{ {PRIMARY} port {self.port}; }}; "
-                        f"allow-notify {{ {PRIMARY}; }}; }};"
+                        f"primaries {{ {self.primary} port {self.port}; }}; "
+                        f"allow-notify {{ {self.primary}; }}; }};"
                     )
             (d / "named.conf").write_text("\n".join(conf) + "\n")
 
@@ -214,8 +223,9 @@ class BindPair:
             f"@ IN SOA ns1.{zone}. hostmaster.{zone}. ( 1 2 1 600 2 )\n"
             f"@ IN NS ns1.{zone}.\n"
             f"@ IN NS ns2.{zone}.\n"
-            f"ns1 IN A {PRIMARY}\n"
+            f"ns1 IN A {self.primary}\n"
             f"ns2 IN A {self.secondary}\n"
+            + "".join(line + "\n" for line in self.extra_records.get(zone, []))
         )
 
     # --- processes ----------------------------------------------------------------------

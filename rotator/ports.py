@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from .domain.events import Event
 from .domain.model import IdentityState, KeyState
 from .domain.states import State
+from .domain.verification import DelegationView as DelegationView
 from .domain.verification import Observation as Observation  # re-exported for adapters
 
 
@@ -41,6 +42,11 @@ class NameserverProbe(Protocol):
     def observe(self, zone: str, name: str) -> list[Observation]:
         """Query every address of every authoritative nameserver of `zone` directly (RD=0)
         for the TXT at `name`. Raises ProbeError if the nameserver set cannot be found."""
+        ...
+
+    def delegation(self, zone: str) -> DelegationView:
+        """Ask the parent zone's authoritative servers (RD=0) which NS they hand out for
+        `zone`, and the zone's own NS set. Never raises: problems go in .error."""
         ...
 
 

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar, TypedDict
+from typing import ClassVar, TypedDict, TypeVar
 
 import structlog
 
 from . import faults
 from .domain import events as ev
+from .domain import onboarding
 from .domain import selector as sel
 from .domain.errors import (
     ConcurrencyError,
@@ -28,8 +29,8 @@ from .domain.errors import (
 from .domain.model import IdentityState, KeyState
 from .domain.policy import Policy
 from .domain.record import build_record, revoked_record
-from .domain.states import Action, State
-from .domain.verification import judge, summarize
+from .domain.states import Action, Mode, Role, State
+from .domain.verification import judge, judge_delegation, summarize
 from .names import normalize_domain
 from .ports import (
     Clock,
@@ -43,6 +44,29 @@ from .ports import (
 )
 
 log = structlog.get_logger("rotator")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CustomerRow:
+    """One customer signing domain to onboard (a CLI call or a CSV row)."""
+
+    customer: str
+    domain: str
+    mode: str
+    policy: str
+    signing_domain: str = ""
+    esp_signature: str = ""
+    zone: str = ""
+    where: str = "input"  # "row 7" for CSV imports, for error messages
+
+
+def _field(name: str, parse: Callable[[str], T], value: str) -> T:
+    try:
+        return parse(value)
+    except RotatorError as exc:
+        raise InputError(f"{name}: {exc}") from None
+
 
 MAX_PASSES = 8  # per tick: lets a key chain publish -> verify -> activate without waiting
 
@@ -69,7 +93,7 @@ class Service:
         keystore: KeyStore,
         signer: Signer,
         clock: Clock,
-        publisher_name: str = "primary",
+        nameserver_names: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.policy = policies
@@ -78,6 +102,9 @@ class Service:
         self.keystore = keystore
         self.signer = signer
         self.clock = clock
+        # The ESP's DKIM nameserver names (config dns.esp_nameservers): what customers
+        # delegate to. Empty: read from each zone's own NS records.
+        self.nameserver_names = frozenset(n.rstrip(".").lower() for n in nameserver_names)
 
     # --- operator use cases --------------------------------------------------------------
 
@@ -90,6 +117,128 @@ class Service:
         actor: str = "operator",
         reason: str = "",
     ) -> IdentityState:
+        """An identity the ESP controls outright (`rotator domain add`)."""
+        event = self.identity_event(
+            domain,
+            policy,
+            zone,
+            signing_pattern or f"*@{normalize_domain(domain)}",
+            actor=actor,
+            reason=reason,
+        )
+        return self._add([event])[0]
+
+    def add_esp(
+        self,
+        domain: str,
+        policy: str,
+        zone: str | None = None,
+        actor: str = "operator",
+        reason: str = "",
+    ) -> IdentityState:
+        """The ESP's own signing domain: the second, feedback-loop signature on customer
+        mail (customers opt in with --esp-signature)."""
+        event = self.identity_event(
+            domain, policy, zone, "", role=Role.ESP, actor=actor, reason=reason
+        )
+        return self._add([event])[0]
+
+    def add_customers(
+        self,
+        rows: Sequence[CustomerRow],
+        actor: str = "operator",
+        reason: str = "",
+        progress: Callable[[Iterable[CustomerRow]], Iterable[CustomerRow]] = iter,
+    ) -> list[IdentityState]:
+        """Validate every row first, then add them all in one transaction: a bad row
+        changes nothing. Errors name the row (its line in a CSV file) and the field."""
+        events: list[ev.IdentityAdded] = []
+        seen: set[str] = set()
+        for row in progress(rows):
+            try:
+                event = self.customer_event(row, actor, reason)
+            except RotatorError as exc:
+                raise InputError(f"{row.where}: {exc}") from None
+            if event.identity in seen:
+                raise InputError(f"{row.where}: domain {event.domain} appears twice")
+            seen.add(event.identity)
+            events.append(event)
+        return self._add(events)
+
+    def customer_event(self, row: CustomerRow, actor: str, reason: str) -> ev.IdentityAdded:
+        customer = row.customer.strip()
+        if not customer or len(customer) > 100 or any(c in customer for c in ",\n\t"):
+            raise InputError("customer: give a name of 1-100 characters without commas")
+        try:
+            mode = Mode(row.mode)
+        except ValueError:
+            raise InputError(
+                f"mode: {row.mode!r} is not one of {', '.join(m.value for m in Mode)}"
+            ) from None
+        domain = _field("domain", normalize_domain, row.domain)
+        esp_identity = ""
+        if row.esp_signature:
+            esp_identity = _field("esp_signature", normalize_domain, row.esp_signature)
+            esp = self.store.identity(esp_identity)
+            if esp is None or esp.role != Role.ESP:
+                raise InputError(
+                    f"esp_signature: {esp_identity} is not an ESP signing domain; add it with "
+                    "`rotator esp add`"
+                )
+        pol = _field("policy", self.policy, row.policy)
+        if mode is Mode.NS_DELEGATION:
+            if row.signing_domain:
+                raise InputError("signing_domain: only third-party customers have one")
+            zone = f"{pol.esp}._domainkey.{domain}"
+            return self.identity_event(
+                domain,
+                pol.name,
+                zone,
+                f"*@{domain}",
+                customer=customer,
+                mode=mode,
+                esp_identity=esp_identity,
+                actor=actor,
+                reason=reason,
+            )
+        if not row.signing_domain:
+            raise InputError(
+                "signing_domain: third-party customers need the ESP-controlled domain that "
+                "signs for them (e.g. acme.esp-dkim.net)"
+            )
+        signing = _field("signing_domain", normalize_domain, row.signing_domain)
+        if _is_within(signing, domain):
+            raise InputError(
+                f"signing_domain: {signing} is inside the customer's own domain; a "
+                "third-party signing domain is one the ESP controls"
+            )
+        return self.identity_event(
+            signing,
+            pol.name,
+            row.zone or None,
+            f"*@{domain}",
+            customer=customer,
+            mode=mode,
+            esp_identity=esp_identity,
+            actor=actor,
+            reason=reason,
+        )
+
+    def identity_event(
+        self,
+        domain: str,
+        policy: str,
+        zone: str | None,
+        signing_pattern: str,
+        *,
+        customer: str = "",
+        mode: Mode = Mode.THIRD_PARTY,
+        role: Role = Role.CUSTOMER,
+        esp_identity: str = "",
+        actor: str = "operator",
+        reason: str = "",
+    ) -> ev.IdentityAdded:
+        """Validate and build (not record) the event that adds one signing identity."""
         domain = normalize_domain(domain)
         zone = normalize_domain(zone) if zone else domain
         if not (_is_within(domain, zone) or _is_within(zone, f"_domainkey.{domain}")):
@@ -108,7 +257,7 @@ class Service:
             )
         if self.store.identity(domain) is not None:
             raise InputError(f"domain {domain} is already managed; see `rotator status`")
-        event = ev.IdentityAdded(
+        return ev.IdentityAdded(
             at=self.clock.now(),
             actor=actor,
             reason=reason,
@@ -116,13 +265,51 @@ class Service:
             domain=domain,
             zone=zone,
             policy=policy,
-            signing_pattern=signing_pattern or f"*@{domain}",
+            signing_pattern=signing_pattern,
+            customer=customer,
+            mode=mode.value,
+            role=role.value,
+            esp_identity=esp_identity,
         )
-        self.store.append([event], {event.stream_id: 0})
-        log.info("identity_added", domain=domain, zone=zone, policy=policy, actor=actor)
-        ident = self.store.identity(domain)
-        assert ident is not None
-        return ident
+
+    def _add(self, events: Sequence[ev.IdentityAdded]) -> list[IdentityState]:
+        self.store.append(list(events), {e.stream_id: 0 for e in events})
+        out = []
+        for e in events:
+            log.info(
+                "identity_added",
+                domain=e.domain,
+                zone=e.zone,
+                policy=e.policy,
+                mode=e.mode,
+                role=e.role,
+                customer=e.customer,
+                actor=e.actor,
+            )
+            ident = self.store.identity(e.identity)
+            assert ident is not None
+            out.append(ident)
+        return out
+
+    def onboarding(self, ident: IdentityState) -> tuple[str, list[str]]:
+        """(explanation, zone-file lines) the customer's IT must add for this identity."""
+        customer_domain = ident.signing_pattern.partition("@")[2] or ident.domain
+        records = onboarding.customer_records(
+            ident.mode, ident.domain, ident.zone, self.esp_nameservers(ident.zone)
+        )
+        return onboarding.explain(ident.mode, customer_domain, ident.domain, ident.zone), records
+
+    def esp_nameservers(self, zone: str) -> list[str]:
+        if self.nameserver_names:
+            return sorted(self.nameserver_names)
+        return sorted(self.probe.delegation(zone).served)
+
+    def check_customer_dns(self, ident: IdentityState) -> str | None:
+        """None when the customer's side is in place, else what is missing."""
+        if ident.mode != Mode.NS_DELEGATION:
+            return None
+        view = self.probe.delegation(ident.zone)
+        return judge_delegation(view, frozenset(self.nameserver_names))
 
     def request_rotation(self, domain: str, actor: str, reason: str) -> IdentityState:
         domain = normalize_domain(domain)
@@ -309,6 +496,13 @@ class Service:
 
     def _verify(self, keys: list[KeyState], report: TickReport) -> None:
         for key in keys:
+            ident = self.store.identity(key.identity)
+            if ident is not None and ident.mode == Mode.NS_DELEGATION:
+                # The customer's NS records are what make the key visible at all.
+                problem = self.check_customer_dns(ident)
+                if problem:
+                    self._failed([key], Action.VERIFY, problem, report)
+                    continue
             results = self._observe(key, Action.VERIFY, report)
             if results is None:
                 continue
@@ -351,20 +545,23 @@ class Service:
     def _activate(self, keys: list[KeyState], report: TickReport) -> None:
         # One signer rewrite + reload for every key due now: an emergency over 1,000
         # domains must not reload the signer 1,000 times.
-        entries = {e.signing_pattern + " " + e.domain: e for e in self._signing_entries()}
+        idents = {i.identity: i for i in self.store.identities()}
+        current = self._signing_entries(idents)
         plan: list[tuple[KeyState, KeyState | None]] = []
         for key in keys:
-            ident = self.store.identity(key.identity)
+            ident = idents.get(key.identity)
             if ident is None:  # pragma: no cover - the fold forbids keys without identity
                 continue
             old = self.store.key(ident.active_key) if ident.active_key else None
-            entry = self._entry(key, ident)
-            entries[entry.signing_pattern + " " + entry.domain] = entry
             plan.append((key, old))
         if not plan:
             return
+        retired = {old.key_id for _, old in plan if old is not None}
+        entries = [e for e in current if e.key_id not in retired]
+        for key, _ in plan:
+            entries += self._entries_for(key, idents)
         try:
-            self.signer.apply(list(entries.values()))
+            self.signer.apply(entries)
         except ExternalError as exc:
             self._failed([k for k, _ in plan], Action.ACTIVATE, exc.reason, report)
             return
@@ -395,22 +592,38 @@ class Service:
                 previous=old.selector if old else None,
             )
 
-    def _signing_entries(self) -> list[SigningEntry]:
-        idents = {i.identity: i for i in self.store.identities()}
-        return [
-            self._entry(key, idents[key.identity])
-            for key in self.store.list_keys(state=State.ACTIVE)
-            if key.identity in idents
-        ]
+    def _signing_entries(
+        self, idents: dict[str, IdentityState] | None = None
+    ) -> list[SigningEntry]:
+        """What the signer must hold: every active key, under its identity's pattern; an
+        ESP key also under the pattern of every customer that opted in to its signature."""
+        if idents is None:
+            idents = {i.identity: i for i in self.store.identities()}
+        out: list[SigningEntry] = []
+        for key in self.store.list_keys(state=State.ACTIVE):
+            out += self._entries_for(key, idents)
+        return out
 
-    def _entry(self, key: KeyState, ident: IdentityState) -> SigningEntry:
-        return SigningEntry(
-            key_id=key.key_id,
-            domain=key.domain,
-            selector=key.selector,
-            key_path=self.keystore.path(key.key_id),
-            signing_pattern=ident.signing_pattern,
-        )
+    def _entries_for(self, key: KeyState, idents: dict[str, IdentityState]) -> list[SigningEntry]:
+        ident = idents.get(key.identity)
+        if ident is None:
+            return []
+        if ident.role == Role.ESP:
+            patterns = sorted(
+                i.signing_pattern for i in idents.values() if i.esp_identity == ident.identity
+            )
+        else:
+            patterns = [ident.signing_pattern]
+        return [
+            SigningEntry(
+                key_id=key.key_id,
+                domain=key.domain,
+                selector=key.selector,
+                key_path=self.keystore.path(key.key_id),
+                signing_pattern=pattern,
+            )
+            for pattern in patterns
+        ]
 
     # --- destroy -------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import dns.resolver
 
 from ..config import split_hostport
 from ..domain.errors import ProbeError
-from ..ports import Observation
+from ..ports import DelegationView, Observation
 
 
 def _fmt(ip: str, port: int) -> str:
@@ -103,3 +103,50 @@ class AuthoritativeProbe:
             authoritative=bool(r.flags & dns.flags.AA),
             texts=texts,
         )
+
+    # --- NS delegation --------------------------------------------------------------------
+
+    def delegation(self, zone: str) -> DelegationView:
+        zone = zone.rstrip(".").lower()
+        if self.fixed:
+            return DelegationView(
+                zone, error="checking a delegation needs NS discovery: unset dns.nameservers"
+            )
+        try:
+            served = frozenset(
+                rr.target.to_text(omit_final_dot=True).lower()
+                for rr in self.resolver.resolve(zone, dns.rdatatype.NS)
+            )
+        except dns.exception.DNSException:
+            served = frozenset()
+        name = dns.name.from_text(zone)
+        try:
+            parent = dns.resolver.zone_for_name(name.parent(), resolver=self.resolver)
+        except dns.exception.DNSException as exc:
+            return DelegationView(zone, served=served, error=f"no parent zone found: {exc}")
+        parent_text = parent.to_text(omit_final_dot=True)
+        try:
+            servers = self.targets(parent_text)
+        except ProbeError as exc:
+            return DelegationView(zone, parent_text, served=served, error=exc.reason)
+        referral: set[str] = set()
+        answered = 0
+        q = dns.message.make_query(name, dns.rdatatype.NS)
+        q.flags &= ~dns.flags.RD
+        for _, ip, port in servers:
+            try:
+                r = dns.query.udp(q, ip, port=port, timeout=self.timeout)
+            except (OSError, dns.exception.DNSException):
+                continue
+            answered += 1
+            for rrset in r.authority + r.answer:
+                if rrset.name == name and rrset.rdtype == dns.rdatatype.NS:
+                    referral |= {rr.target.to_text(omit_final_dot=True).lower() for rr in rrset}
+        if not answered:
+            return DelegationView(
+                zone,
+                parent_text,
+                served=served,
+                error=f"no server of {parent_text} answered",
+            )
+        return DelegationView(zone, parent_text, frozenset(referral), served)

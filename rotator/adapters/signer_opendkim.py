@@ -2,7 +2,9 @@
 (temp file + fsync + rename), then a configurable reload command.
 
 KeyTable line:      <key_id>  <domain>:<selector>:<private key path>
-SigningTable line:  <pattern> <key_id>   (use "SigningTable refile:<path>" in opendkim.conf)
+SigningTable line:  <pattern> <key_id>   (use "SigningTable refile:<path>" in opendkim.conf,
+                    and "MultipleSignatures yes" so a customer's mail gets both its own and
+                    the ESP's feedback-loop signature)
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ HEADER = "# Written by rotator. Do not edit: it is rewritten on every key activa
 
 
 def render_key_table(entries: Sequence[SigningEntry]) -> str:
-    lines = [f"{e.key_id} {e.domain}:{e.selector}:{e.key_path}\n" for e in entries]
-    return HEADER + "".join(lines)
+    # An ESP key signs for many customers: one KeyTable line, many SigningTable lines.
+    keys = {e.key_id: f"{e.key_id} {e.domain}:{e.selector}:{e.key_path}\n" for e in entries}
+    return HEADER + "".join(keys.values())
 
 
 def render_signing_table(entries: Sequence[SigningEntry]) -> str:

@@ -14,6 +14,11 @@ def customer_records(
 ) -> list[str]:
     """Zone-file lines for the customer's zone; empty when they need to add nothing."""
     if mode == Mode.NS_DELEGATION:
+        if not esp_nameservers:
+            return [
+                f"; {zone}: the ESP's nameserver names are unknown: set dns.esp_nameservers "
+                "in rotator.toml, then run `rotator customer check`"
+            ]
         return [
             f"{zone}. {DELEGATION_TTL} IN NS {ns.rstrip('.')}." for ns in sorted(esp_nameservers)
         ]

@@ -63,3 +63,34 @@ def summarize(results: tuple[dict[str, Any], ...]) -> str:
     if not bad:
         return f"all {len(results)} nameserver addresses match"
     return f"{len(bad)}/{len(results)} nameserver addresses disagree: " + "; ".join(bad)
+
+
+@dataclass(frozen=True)
+class DelegationView:
+    """What the parent zone's servers say about an NS-delegated zone."""
+
+    zone: str
+    parent: str | None = None  # the parent zone found (e.g. example.com)
+    referral: frozenset[str] = frozenset()  # NS names the parent's servers refer to
+    served: frozenset[str] = frozenset()  # NS names in the zone's own apex NS RRset
+    error: str | None = None
+
+
+def judge_delegation(view: DelegationView, expected: frozenset[str]) -> str | None:
+    """None if the parent delegates the zone to exactly the ESP's nameservers, else what the
+    customer still has to do (the text is shown as 'awaiting customer DNS')."""
+    want = {n.rstrip(".").lower() for n in (expected or view.served)}
+    if view.error:
+        return f"awaiting customer DNS: cannot check the delegation of {view.zone}: {view.error}"
+    have = {n.rstrip(".").lower() for n in view.referral}
+    if not have:
+        return (
+            f"awaiting customer DNS: {view.parent or 'the parent zone'} does not delegate "
+            f"{view.zone} (add NS records: {', '.join(sorted(want))})"
+        )
+    if have != want:
+        return (
+            f"awaiting customer DNS: {view.zone} is delegated to {', '.join(sorted(have))}, "
+            f"expected {', '.join(sorted(want))}"
+        )
+    return None

@@ -7,6 +7,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,7 +37,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def bind_factory() -> Iterator[Callable[..., BindPair]]:
     started: list[BindPair] = []
 
-    def make(base: Path, zones: Sequence[str] = ("example.test",), **kw: str) -> BindPair:
+    def make(base: Path, zones: Sequence[str] = ("example.test",), **kw: Any) -> BindPair:
         pair = BindPair(base, zones=zones, **kw).start()
         started.append(pair)
         return pair

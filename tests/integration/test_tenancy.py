@@ -1,0 +1,218 @@
+"""ESP tenancy against real nameservers: the customer's own DNS (a second BIND pair on
+127.0.0.3/.4) delegates myesp._domainkey.acme.test to the ESP's pair (127.0.0.1/.2); a
+third-party customer is signed by an ESP-controlled domain; both also carry the ESP's
+feedback-loop signature. Verification follows the real delegation from the customer's
+servers, and dkimpy checks every signature."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dkim
+import dns.flags
+import dns.message
+import dns.query
+import dns.rdatatype
+import dns.tsigkeyring
+import dns.update
+import pytest
+
+from rotator.localdns import BindPair, ensure_loopback_alias
+
+from .rotatorenv import MESSAGE, RotatorEnv, query_txt
+
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+ACME_ZONE = "myesp._domainkey.acme.test"
+THIRD_PARTY_ZONE = "esp-dkim.test"
+ESP_ZONE = "fbl.esp.test"
+
+
+class Tenancy:
+    def __init__(self, tmp: Path, bind_factory: Callable[..., BindPair]) -> None:
+        self.esp = bind_factory(tmp / "esp", zones=(ACME_ZONE, THIRD_PARTY_ZONE, ESP_ZONE))
+        self.customer = bind_factory(
+            tmp / "customer",
+            zones=("acme.test",),
+            ips=("127.0.0.3", "127.0.0.4"),
+            port=self.esp.port,
+        )
+        self.env = RotatorEnv(tmp, self.esp, POLICIES)
+        cfg = self.env.config.read_text()
+        # discovery through both the ESP's and the customer's servers (like a resolver would)
+        cfg = cfg.replace(
+            f'resolver = ["{self.esp.primary}:{self.esp.port}"]',
+            f'resolver = ["{self.esp.primary}:{self.esp.port}", "127.0.0.3:{self.esp.port}"]',
+        )
+        self.env.config.write_text(cfg)
+
+    def delegate(self) -> None:
+        """The customer's IT adds the NS records rotator printed (plus glue, in-bailiwick)."""
+        update = dns.update.UpdateMessage(
+            "acme.test",
+            keyring=dns.tsigkeyring.from_text({self.customer.tsig_name: self.customer.tsig_secret}),
+            keyname=self.customer.tsig_name,
+        )
+        for n, ip in (("ns1", self.esp.primary), ("ns2", self.esp.secondary)):
+            update.add(f"{ACME_ZONE}.", 86400, "NS", f"{n}.{ACME_ZONE}.")
+            update.add(f"{n}.{ACME_ZONE}.", 86400, "A", ip)
+        r = dns.query.tcp(update, self.customer.primary, port=self.customer.port, timeout=5)
+        assert r.rcode() == 0
+
+
+def follow_delegation(start_ip: str, port: int) -> Callable[..., bytes | None]:
+    """dkimpy's DNS lookup as a resolver does it: ask the customer's server, follow the
+    referral (with glue) to the ESP's servers, return the TXT."""
+
+    def lookup(name: bytes | str, timeout: float = 5) -> bytes | None:
+        qname = name.decode() if isinstance(name, bytes) else name
+        server = start_ip
+        for _ in range(4):
+            q = dns.message.make_query(qname, dns.rdatatype.TXT)
+            q.flags &= ~dns.flags.RD
+            r = dns.query.udp(q, server, port=port, timeout=timeout)
+            txt = [b"".join(rd.strings) for rs in r.answer if rs.rdtype == 16 for rd in rs]
+            if txt:
+                return txt[0]
+            glue = [rd.address for rs in r.additional if rs.rdtype == 1 for rd in rs]
+            if not glue or r.flags & dns.flags.AA:
+                return None
+            server = glue[0]
+        return None
+
+    return lookup
+
+
+@pytest.fixture
+def ten(tmp_path: Path, bind_factory: Callable[..., BindPair]) -> Iterator[Tenancy]:
+    if not ensure_loopback_alias("127.0.0.3") or not ensure_loopback_alias("127.0.0.4"):
+        pytest.skip("needs loopback aliases 127.0.0.3/.4 for the customer's DNS (root)")
+    t = Tenancy(tmp_path, bind_factory)
+    try:
+        yield t
+    finally:
+        t.env.close()
+
+
+@pytest.mark.timeout(180)
+def test_ns_delegation_third_party_and_esp_signature(ten: Tenancy) -> None:
+    env = ten.env
+    env.cli("esp", "add", ESP_ZONE, "--policy", "demo")
+    out = env.cli(
+        "customer",
+        "add",
+        "Acme",
+        "--domain",
+        "acme.test",
+        "--mode",
+        "ns-delegation",
+        "--policy",
+        "demo",
+        "--esp-signature",
+        ESP_ZONE,
+    ).stdout
+    # exactly the records the customer's IT must add, in zone-file syntax
+    assert f"{ACME_ZONE}. 86400 IN NS ns1.{ACME_ZONE}." in out
+    assert f"{ACME_ZONE}. 86400 IN NS ns2.{ACME_ZONE}." in out
+    out = env.cli(
+        "customer",
+        "add",
+        "Beta",
+        "--domain",
+        "beta.example",
+        "--mode",
+        "third-party",
+        "--policy",
+        "demo",
+        "--signing-domain",
+        f"beta.{THIRD_PARTY_ZONE}",
+        "--zone",
+        THIRD_PARTY_ZONE,
+        "--esp-signature",
+        ESP_ZONE,
+    ).stdout
+    assert "Nothing to add" in out
+
+    check = env.cli("customer", "check", "Acme", check=False)
+    assert check.returncode != 0 and "missing" in check.stdout
+    env.start()
+    # without the delegation the acme key may be published but never verified
+    stuck = env.wait_for(
+        "acme awaiting customer DNS",
+        lambda: next((k for k in env.list_keys("acme.test") if k.attempts >= 1), None),
+    )
+    assert stuck.state.value == "published"
+    assert "awaiting customer DNS" in (stuck.last_error or "")
+    assert "awaiting customer DNS" in env.cli("status").stdout
+    esp_key = env.wait_for("ESP key active", lambda: env.key_in_state(ESP_ZONE, "active"))
+    beta = env.wait_for(
+        "third-party key active", lambda: env.key_in_state(f"beta.{THIRD_PARTY_ZONE}", "active")
+    )
+
+    ten.delegate()
+    assert "present" in env.cli("customer", "check", "Acme").stdout
+    acme = env.wait_for("acme key active", lambda: env.key_in_state("acme.test", "active"), 60)
+
+    signing = (env.workdir / "opendkim" / "SigningTable").read_text()
+    assert f"*@acme.test {acme.key_id}" in signing
+    assert f"*@acme.test {esp_key.key_id}" in signing
+    assert f"*@beta.example {beta.key_id}" in signing
+    assert f"*@beta.example {esp_key.key_id}" in signing
+    key_table = (env.workdir / "opendkim" / "KeyTable").read_text()
+    lines = [x for x in key_table.splitlines() if x.startswith(esp_key.key_id + " ")]
+    assert len(lines) == 1  # one key, two customers
+
+    # acme mail: customer signature (found through the delegation) + ESP signature
+    msg = MESSAGE
+    for key, d in ((esp_key, ESP_ZONE), (acme, "acme.test")):
+        msg = (
+            dkim.sign(
+                msg,
+                key.selector.encode(),
+                d.encode(),
+                (env.workdir / "keys" / f"{key.key_id}.pem").read_bytes(),
+                include_headers=[b"from", b"to", b"subject"],
+            )
+            + msg
+        )
+    via_customer = follow_delegation("127.0.0.3", ten.esp.port)
+    d = dkim.DKIM(msg)
+    assert d.verify(idx=0, dnsfunc=via_customer)  # d=acme.test, through the delegation
+    assert d.verify(idx=1, dnsfunc=via_customer) is False  # fbl.esp.test is not acme's
+    ip, port = ten.esp.server("secondary")
+    assert dkim.DKIM(msg).verify(
+        idx=1, dnsfunc=lambda n, timeout=5: (query_txt(ip, port, n.decode())[2] or [""])[0].encode()
+    )
+    log = [
+        json.loads(x) for x in env.cli("log", "--json", "--domain", "acme.test").stdout.splitlines()
+    ]
+    added = next(e for e in log if e["type"] == "IdentityAdded")
+    assert (added["payload"]["customer"], added["payload"]["mode"]) == ("Acme", "ns-delegation")
+    assert env.stop() == 0
+
+
+def test_bad_csv_row_changes_nothing(ten: Tenancy, tmp_path: Path) -> None:
+    env = ten.env
+    cfg = env.config.read_text()
+    env.config.write_text(
+        cfg.replace("[dns]\n", '[dns]\nesp_nameservers = ["dkim1.esp.test", "dkim2.esp.test"]\n')
+    )
+    csv_file = tmp_path / "customers.csv"
+    csv_file.write_text(
+        "customer,domain,mode,policy,signing_domain\n"
+        "Acme,acme.test,ns-delegation,demo,\n"
+        "Gamma,gamma.example,third-party,demo,gamma.esp-dkim.test\n"
+        "Delta,delta..example,ns-delegation,demo,\n"
+    )
+    before = env.store().info()["events"]
+    bad = env.cli("customer", "import", str(csv_file), check=False)
+    assert bad.returncode != 0
+    assert "customers.csv line 4: domain:" in bad.stderr and "delta..example" in bad.stderr
+    assert env.store().info()["events"] == before
+    csv_file.write_text(csv_file.read_text().replace("delta..example", "delta.example"))
+    good = env.cli("customer", "import", str(csv_file))
+    assert "imported 3 customer domains" in good.stdout
+    assert "myesp._domainkey.delta.example. 86400 IN NS dkim1.esp.test." in good.stdout
+    assert "myesp._domainkey.delta.example. 86400 IN NS dkim2.esp.test." in good.stdout
+    assert env.store().info()["events"] == before + 3
