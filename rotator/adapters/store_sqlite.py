@@ -132,6 +132,21 @@ def m002_tenancy(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m003_modes(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE keys ADD COLUMN lookup_name TEXT NOT NULL DEFAULT '';
+        ALTER TABLE keys ADD COLUMN customer_managed INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE identities ADD COLUMN notice TEXT NOT NULL DEFAULT '';
+        -- ping-pong slots reuse a selector once its previous key is revoked
+        DROP INDEX keys_domain_selector;
+        CREATE UNIQUE INDEX keys_domain_selector ON keys (domain, selector)
+            WHERE state NOT IN ('revoked', 'destroyed');
+        """
+    )
+
+
 # --- row <-> state conversion ------------------------------------------------------------
 
 
@@ -162,6 +177,7 @@ def _key_from_row(row: dict[str, Any]) -> KeyState:
     data["next_action"] = Action(data["next_action"]) if data["next_action"] else None
     data["revocation_published"] = bool(data["revocation_published"])
     data["tombstone_removed"] = bool(data["tombstone_removed"])
+    data["customer_managed"] = bool(data["customer_managed"])
     return KeyState(**data)
 
 

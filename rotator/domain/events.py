@@ -84,6 +84,15 @@ class RotationRequested(IdentityEvent):
     """An operator asked for a rotation now (the actor and reason say who and why)."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class RotationDeferred(IdentityEvent):
+    """A due rotation cannot start yet (no free ping-pong slot, no pre-created CNAME, a
+    customer-managed key): looked at again at retry_at; `notice` is shown in status."""
+
+    retry_at: datetime
+    notice: str
+
+
 # --- key events ------------------------------------------------------------------------
 
 
@@ -98,6 +107,15 @@ class KeyGenerated(KeyEvent):
     record: str  # the full TXT text to publish
     ttl: int
     replaces: str | None = None
+    # CNAME and ping-pong setups: the name receivers query (<selector>._domainkey.<domain>.),
+    # a customer CNAME pointing at record_name in the ESP's zone. "" = record_name itself.
+    lookup_name: str = ""
+    notice: str = ""  # e.g. "only 2 pre-created CNAMEs left", shown in status
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyImported(KeyGenerated):
+    """A customer-generated key: the customer publishes it, rotator verifies and signs."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,7 +180,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         IdentityAdded,
         RotationRequested,
+        RotationDeferred,
         KeyGenerated,
+        KeyImported,
         ActionFailed,
         KeyPublished,
         KeyVerified,

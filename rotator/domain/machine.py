@@ -36,6 +36,14 @@ TRANSITIONS: list[dict[str, Any]] = [
         "conditions": "revocation_published",
     },
     {"trigger": "KeyDestroyed", "source": "revoked", "dest": "destroyed"},
+    # A customer-managed key is never revoked by rotator (the DNS is the customer's): after
+    # its drain window only rotator's copy of the private key is destroyed.
+    {
+        "trigger": "KeyDestroyed",
+        "source": "draining",
+        "dest": "destroyed",
+        "conditions": "customer_managed",
+    },
     {
         "trigger": "TombstoneRemoved",
         "source": "destroyed",
@@ -52,9 +60,12 @@ class _Gate:
 
     state: str
 
-    def __init__(self, revocation_published: bool, tombstone_removed: bool) -> None:
+    def __init__(
+        self, revocation_published: bool, tombstone_removed: bool, customer_managed: bool
+    ) -> None:
         self.revocation_published = revocation_published
         self.tombstone_removed = tombstone_removed
+        self.customer_managed = customer_managed
 
 
 # One machine, models added per check: building a Machine per event costs ~0.2 ms, which
@@ -77,9 +88,10 @@ def check_transition(
     *,
     revocation_published: bool = False,
     tombstone_removed: bool = False,
+    customer_managed: bool = False,
 ) -> State:
     """Return the state after `event_type`, or raise IllegalTransition (nothing recorded)."""
-    gate = _Gate(revocation_published, tombstone_removed)
+    gate = _Gate(revocation_published, tombstone_removed, customer_managed)
     event = _MACHINE.events.get(event_type)
     ok = False
     if event is not None:

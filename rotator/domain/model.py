@@ -45,6 +45,8 @@ class KeyState:
     tombstone_removed: bool = False
     activated_at: datetime | None = None
     drain_until: datetime | None = None
+    lookup_name: str = ""
+    customer_managed: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class IdentityState:
     mode: str = "third-party"
     role: str = "customer"
     esp_identity: str = ""
+    notice: str = ""
     active_key: str | None = None
     pending_key: str | None = None
     rotation_due_at: datetime | None = None
@@ -70,6 +73,7 @@ def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
     if isinstance(event, ev.KeyGenerated):
         if key is not None:
             raise IllegalTransition(f"key {event.key_id} already exists")
+        imported = isinstance(event, ev.KeyImported)
         return KeyState(
             key_id=event.key_id,
             identity=event.identity,
@@ -83,13 +87,16 @@ def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
             record_name=event.record_name,
             record=event.record,
             ttl=event.ttl,
-            state=State.GENERATED,
+            # An imported key was published by the customer: rotator only verifies it.
+            state=State.PUBLISHED if imported else State.GENERATED,
             since=event.at,
             created_at=event.at,
             version=1,
-            next_action=Action.PUBLISH,
+            next_action=Action.VERIFY if imported else Action.PUBLISH,
             next_action_at=event.at,
             replaces=event.replaces,
+            lookup_name=event.lookup_name,
+            customer_managed=imported,
         )
     if key is None:
         raise IllegalTransition(f"key {event.key_id} does not exist (no KeyGenerated event)")
@@ -99,6 +106,7 @@ def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
         type(event).__name__,
         revocation_published=key.revocation_published,
         tombstone_removed=key.tombstone_removed,
+        customer_managed=key.customer_managed,
     )
     moved = new_state is not key.state
     base = replace(
@@ -126,7 +134,8 @@ def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
     if isinstance(event, ev.DrainStarted):
         return replace(
             base,
-            next_action=Action.REVOKE,
+            # The customer owns the DNS of an imported key: rotator only wipes its copy.
+            next_action=Action.DESTROY if key.customer_managed else Action.REVOKE,
             next_action_at=event.drain_until,
             drain_until=event.drain_until,
             successor=event.successor,
@@ -142,6 +151,8 @@ def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
     if isinstance(event, ev.KeyRevoked):
         return replace(base, next_action=Action.DESTROY, next_action_at=event.at)
     if isinstance(event, ev.KeyDestroyed):
+        if key.customer_managed:
+            return replace(base, tombstone_removed=True, next_action=None, next_action_at=None)
         return replace(
             base, next_action=Action.REMOVE_TOMBSTONE, next_action_at=event.tombstone_until
         )
@@ -180,8 +191,12 @@ def apply_identity(ident: IdentityState | None, event: ev.Event) -> IdentityStat
                 f"(key {ident.pending_key}); wait for it to become active"
             )
         return replace(ident, version=ident.version + 1, rotation_due_at=event.at)
+    if isinstance(event, ev.RotationDeferred):
+        return replace(
+            ident, version=ident.version + 1, rotation_due_at=event.retry_at, notice=event.notice
+        )
     if isinstance(event, ev.KeyGenerated):
-        return replace(ident, pending_key=event.key_id, rotation_due_at=None)
+        return replace(ident, pending_key=event.key_id, rotation_due_at=None, notice=event.notice)
     if isinstance(event, ev.KeyActivated):
         return replace(
             ident, active_key=event.key_id, pending_key=None, rotation_due_at=event.rotate_at

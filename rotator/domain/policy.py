@@ -72,6 +72,9 @@ class Policy:
     retry_base: timedelta
     retry_max: timedelta
     tombstone_retention: timedelta
+    cname_count: int = 12
+    cname_warn_below: int = 3
+    pingpong_slots: tuple[str, ...] = ("dkim1", "dkim2")
 
     @property
     def drain_window(self) -> timedelta:
@@ -94,6 +97,21 @@ class Policy:
 
     def tombstone_until(self, destroyed_at: datetime) -> datetime:
         return destroyed_at + self.tombstone_retention
+
+
+def pingpong_problem(policy: Policy) -> str | None:
+    """A slot may only be reused once its previous key is drained and revoked: with S slots,
+    S-1 rotation intervals must cover the drain window. None if the policy allows it."""
+    spare = len(policy.pingpong_slots) - 1
+    covered = policy.schedule.min_interval() * spare
+    if covered >= policy.drain_window:
+        return None
+    return (
+        f"policy {policy.name!r} rotates {policy.schedule.describe()} but drains for "
+        f"{format_duration(policy.drain_window)}: with {len(policy.pingpong_slots)} ping-pong "
+        f"slots a slot would be needed again after {format_duration(covered)}, before its old "
+        "key is revoked; lengthen the interval, shorten the drain or add a slot"
+    )
 
 
 def parse_duration(value: object) -> timedelta:
@@ -253,6 +271,33 @@ def parse_policy(name: str, data: Mapping[str, Any], source: str, cron: CronFact
     if retry_max < retry_base:
         raise r.fail("retry", "max", "must be at least [retry].base")
     tombstone = r.duration("tombstone", "retention", "30d")
+    cname_count = r.get("cname", "count", 12)
+    if (
+        isinstance(cname_count, bool)
+        or not isinstance(cname_count, int)
+        or not (1 <= cname_count <= 1000)
+    ):
+        raise r.fail("cname", "count", f"must be an integer from 1 to 1000, got {cname_count!r}")
+    warn_below = r.get("cname", "warn_below", 3)
+    if (
+        isinstance(warn_below, bool)
+        or not isinstance(warn_below, int)
+        or not (0 <= warn_below <= cname_count)
+    ):
+        raise r.fail("cname", "warn_below", "must be an integer from 0 to [cname].count")
+    slots = r.get("pingpong", "slots", ["dkim1", "dkim2"])
+    if (
+        not isinstance(slots, list)
+        or not 2 <= len(slots) <= 3
+        or len(set(slots)) != len(slots)
+        or not all(isinstance(x, str) for x in slots)
+    ):
+        raise r.fail("pingpong", "slots", f"{slots!r}: give 2 or 3 distinct selector names")
+    for slot in slots:
+        try:
+            sel.validate_selector(slot)
+        except Exception as exc:
+            raise r.fail("pingpong", "slots", str(exc)) from None
     r.check_unknown()
 
     return Policy(
@@ -272,4 +317,7 @@ def parse_policy(name: str, data: Mapping[str, Any], source: str, cron: CronFact
         retry_base=retry_base,
         retry_max=retry_max,
         tombstone_retention=tombstone,
+        cname_count=cname_count,
+        cname_warn_below=warn_below,
+        pingpong_slots=tuple(slots),
     )
