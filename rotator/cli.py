@@ -21,6 +21,7 @@ from .config import load_config
 from .domain.errors import RotatorError
 from .domain.events import EVENT_TYPES
 from .domain.policy import format_duration, parse_duration
+from .domain.record import split_strings
 from .domain.states import State
 from .logging import configure
 from .ports import LogFilter, StoredEvent
@@ -218,7 +219,7 @@ def customer() -> None:
     """Customers: onboarding, bulk import, checks of their DNS."""
 
 
-MODES = ["ns-delegation", "third-party"]
+MODES = ["ns-delegation", "third-party", "cname", "ping-pong", "customer-key"]
 
 
 @customer.command("add")
@@ -318,6 +319,41 @@ def customer_import(ctx: click.Context, csv_file: Path, actor: str | None, reaso
     console.print(f"imported {len(added)} customer domains from {csv_file}")
 
 
+@customer.command("import-key")
+@click.argument("domain_name", metavar="DOMAIN")
+@click.option("--selector", required=True, help="The selector the customer publishes under")
+@click.option(
+    "--key",
+    "key_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The customer's private key (unencrypted PEM)",
+)
+@click.option("--actor", default=None)
+@click.option("--reason", default="")
+@click.pass_context
+def customer_import_key(
+    ctx: click.Context,
+    domain_name: str,
+    selector: str,
+    key_file: Path,
+    actor: str | None,
+    reason: str,
+) -> None:
+    """Take a customer-generated key (customer-key mode): rotator verifies the customer's
+    record on every nameserver of their zone, then signs with it."""
+    app = _app(ctx)
+    key = app.service.import_key(
+        domain_name, selector, key_file.read_bytes(), _actor(actor), reason
+    )
+    console.print(
+        f"imported {key.selector} for {key.domain} (fingerprint {key.fingerprint[:16]}); "
+        "the customer must publish:"
+    )
+    text = " ".join(f'"{c.decode()}"' for c in split_strings(key.record))
+    click.echo(f"{key.record_name} 3600 IN TXT ( {text} )")
+
+
 @customer.command("list")
 @click.pass_context
 def customer_list(ctx: click.Context) -> None:
@@ -414,7 +450,11 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
             problem,
         )
     for i in idents.values():
-        if i.active_key is None and i.pending_key is None:
+        if i.notice:
+            table.add_row(
+                i.domain, "-", "notice", "-", "rotate", _when(i.rotation_due_at, now), i.notice
+            )
+        elif i.active_key is None and i.pending_key is None:
             table.add_row(
                 i.domain, "-", "no key yet", "-", "generate", _when(i.rotation_due_at, now), ""
             )

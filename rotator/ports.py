@@ -44,6 +44,11 @@ class NameserverProbe(Protocol):
         for the TXT at `name`. Raises ProbeError if the nameserver set cannot be found."""
         ...
 
+    def cname(self, name: str) -> str | None:
+        """The CNAME target of `name` as a resolver sees it (absolute, lower case), or None
+        if there is no CNAME (or it cannot be resolved)."""
+        ...
+
     def delegation(self, zone: str) -> DelegationView:
         """Ask the parent zone's authoritative servers (RD=0) which NS they hand out for
         `zone`, and the zone's own NS set. Never raises: problems go in .error."""
@@ -62,6 +67,15 @@ class GeneratedKey:
 
 class KeyStore(Protocol):
     def generate(self, key_id: str, algorithm: str, bits: int) -> GeneratedKey: ...
+
+    def describe(self, pem: bytes) -> tuple[str, int, bytes]:
+        """(algorithm, bits, public key material for p=) of a PEM private key; InputError
+        if it is not an unencrypted RSA or Ed25519 key."""
+        ...
+
+    def write(self, key_id: str, pem: bytes) -> Path:
+        """Store an imported private key (mode 0600, atomically)."""
+        ...
 
     def path(self, key_id: str) -> Path: ...
 

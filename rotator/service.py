@@ -5,11 +5,13 @@ perform and append leaves the projection unchanged, so the step is redone on res
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import ClassVar, TypedDict, TypeVar
 
 import structlog
@@ -27,8 +29,8 @@ from .domain.errors import (
     RotatorError,
 )
 from .domain.model import IdentityState, KeyState
-from .domain.policy import Policy
-from .domain.record import build_record, revoked_record
+from .domain.policy import Policy, pingpong_problem
+from .domain.record import RecordTags, build_record, revoked_record, split_strings
 from .domain.states import Action, Mode, Role, State
 from .domain.verification import judge, judge_delegation, summarize
 from .names import normalize_domain
@@ -186,9 +188,42 @@ class Service:
                     "`rotator esp add`"
                 )
         pol = _field("policy", self.policy, row.policy)
+        if row.signing_domain and mode is not Mode.THIRD_PARTY:
+            raise InputError("signing_domain: only third-party customers have one")
+        if mode in (Mode.CNAME, Mode.PING_PONG):
+            if not row.zone:
+                raise InputError(
+                    f"zone: {mode.value} customers need the ESP zone their CNAMEs point "
+                    "into (e.g. cname.esp-dkim.net)"
+                )
+            if mode is Mode.PING_PONG:
+                problem = pingpong_problem(pol)
+                if problem:
+                    raise InputError(f"policy: {problem}")
+            return self.identity_event(
+                domain,
+                pol.name,
+                row.zone,
+                f"*@{domain}",
+                customer=customer,
+                mode=mode,
+                esp_identity=esp_identity,
+                actor=actor,
+                reason=reason,
+            )
+        if mode is Mode.CUSTOMER_KEY:
+            return self.identity_event(
+                domain,
+                pol.name,
+                row.zone or domain,
+                f"*@{domain}",
+                customer=customer,
+                mode=mode,
+                esp_identity=esp_identity,
+                actor=actor,
+                reason=reason,
+            )
         if mode is Mode.NS_DELEGATION:
-            if row.signing_domain:
-                raise InputError("signing_domain: only third-party customers have one")
             zone = f"{pol.esp}._domainkey.{domain}"
             return self.identity_event(
                 domain,
@@ -224,6 +259,63 @@ class Service:
             reason=reason,
         )
 
+    def import_key(
+        self, domain: str, selector: str, pem: bytes, actor: str, reason: str = ""
+    ) -> KeyState:
+        """A customer-generated key (customer-key mode): keep the private key, verify the
+        customer's DNS, then sign with it. The previous key drains and is wiped."""
+        domain = normalize_domain(domain)
+        ident = self.store.identity(domain)
+        if ident is None or ident.mode != Mode.CUSTOMER_KEY:
+            raise InputError(
+                f"{domain} is not a customer-key customer; add it with "
+                "`rotator customer add NAME --domain D --mode customer-key`"
+            )
+        if ident.pending_key is not None:
+            raise InputError(f"{domain} already has a key waiting for verification")
+        selector = sel.validate_selector(selector.lower())
+        if selector in self.store.selectors(domain):
+            raise InputError(f"selector {selector!r} was already used for {domain}")
+        algorithm, bits, material = self.keystore.describe(pem)
+        policy = self.policy(ident.policy)
+        key_id = uuid.uuid4().hex[:16]
+        record = build_record(algorithm, base64.b64encode(material).decode(), RecordTags())
+        event = ev.KeyImported(
+            at=self.clock.now(),
+            actor=actor,
+            reason=reason,
+            key_id=key_id,
+            identity=ident.identity,
+            domain=domain,
+            selector=selector,
+            policy=policy.name,
+            algorithm=algorithm,
+            bits=bits,
+            fingerprint=hashlib.sha256(material).hexdigest(),
+            zone=ident.zone,
+            record_name=_lookup(selector, domain),
+            record=record,
+            ttl=policy.ttl,
+            replaces=ident.active_key,
+        )
+        self.keystore.write(key_id, pem)
+        try:
+            self.store.append([event], {event.stream_id: 0})
+        except RotatorError:
+            self.keystore.destroy(key_id)
+            raise
+        log.info(
+            "key_imported",
+            domain=domain,
+            selector=selector,
+            key_id=key_id,
+            fingerprint=event.fingerprint,
+            actor=actor,
+        )
+        key = self.store.key(key_id)
+        assert key is not None
+        return key
+
     def identity_event(
         self,
         domain: str,
@@ -241,15 +333,22 @@ class Service:
         """Validate and build (not record) the event that adds one signing identity."""
         domain = normalize_domain(domain)
         zone = normalize_domain(zone) if zone else domain
-        if not (_is_within(domain, zone) or _is_within(zone, f"_domainkey.{domain}")):
+        if mode in (Mode.CNAME, Mode.PING_PONG):
+            # Records live in the ESP's zone under <selector>.<domain>.<zone>; the customer's
+            # CNAMEs lead there.
+            pol = self.policy(policy)
+        elif not (_is_within(domain, zone) or _is_within(zone, f"_domainkey.{domain}")):
             raise InputError(
                 f"zone {zone!r} cannot hold DKIM records of {domain!r}: use the domain, a "
                 "parent of it, or a zone under _domainkey.<domain> such as "
                 f"myesp._domainkey.{domain}"
             )
-        pol = self.policy(policy)  # raises NotFound with the known names
+        else:
+            pol = self.policy(policy)  # raises NotFound with the known names
         sample = sel.render(pol.selector_template, self.clock.now(), pol.esp)
-        if not _is_within(f"{sample}._domainkey.{domain}", zone):
+        if mode in (Mode.NS_DELEGATION, Mode.THIRD_PARTY) and not _is_within(
+            f"{sample}._domainkey.{domain}", zone
+        ):
             raise InputError(
                 f"policy {policy!r} makes selectors like {sample!r} whose records "
                 f"({sample}._domainkey.{domain}) are outside zone {zone!r}; set "
@@ -294,6 +393,19 @@ class Service:
     def onboarding(self, ident: IdentityState) -> tuple[str, list[str]]:
         """(explanation, zone-file lines) the customer's IT must add for this identity."""
         customer_domain = ident.signing_pattern.partition("@")[2] or ident.domain
+        if ident.mode in (Mode.CNAME, Mode.PING_PONG, Mode.CUSTOMER_KEY):
+            records = [f"{name} 86400 IN CNAME {target}" for name, target in self._cnames(ident)]
+            for key in self.store.list_keys(ident.identity):
+                if key.customer_managed and key.state in (
+                    State.PUBLISHED,
+                    State.VERIFIED,
+                    State.ACTIVE,
+                ):
+                    text = " ".join(f'"{c.decode()}"' for c in split_strings(key.record))
+                    records.append(f"{key.record_name} 3600 IN TXT ( {text} )")
+            return onboarding.explain(
+                ident.mode, customer_domain, ident.domain, ident.zone
+            ), records
         records = onboarding.customer_records(
             ident.mode, ident.domain, ident.zone, self.esp_nameservers(ident.zone)
         )
@@ -304,8 +416,30 @@ class Service:
             return sorted(self.nameserver_names)
         return sorted(self.probe.delegation(zone).served)
 
+    def _cnames(self, ident: IdentityState) -> list[tuple[str, str]]:
+        """(name, target) of every CNAME the customer must create."""
+        policy = self.policy(ident.policy)
+        if ident.mode == Mode.PING_PONG:
+            names = list(policy.pingpong_slots)
+        elif ident.mode == Mode.CNAME:
+            names = [f"{policy.esp}{n}" for n in range(1, policy.cname_count + 1)]
+        else:
+            return []
+        return [(_lookup(n, ident.domain), self._target(n, ident)) for n in names]
+
     def check_customer_dns(self, ident: IdentityState) -> str | None:
         """None when the customer's side is in place, else what is missing."""
+        if ident.mode in (Mode.CNAME, Mode.PING_PONG):
+            missing = [
+                name for name, target in self._cnames(ident) if self.probe.cname(name) != target
+            ]
+            if not missing:
+                return None
+            return (
+                f"awaiting customer DNS: {len(missing)} CNAMEs missing or wrong: "
+                + ", ".join(missing[:5])
+                + (" ..." if len(missing) > 5 else "")
+            )
         if ident.mode != Mode.NS_DELEGATION:
             return None
         view = self.probe.delegation(ident.zone)
@@ -387,13 +521,11 @@ class Service:
         except RotatorError as exc:
             log.error("policy_missing", domain=ident.domain, error=str(exc))
             return
-        selector = sel.choose(
-            policy.selector_template,
-            now,
-            policy.esp,
-            self.store.selectors(ident.domain),
-            policy.collision,
-        )
+        placement = self._place(ident, policy, now)
+        if isinstance(placement, str):
+            self._defer(ident, policy, now, placement)
+            return
+        selector, record_name, lookup_name, notice = placement
         key_id = uuid.uuid4().hex[:16]
         generated = self.keystore.generate(key_id, policy.algorithm, policy.bits)
         faults.point("after-key-written")
@@ -409,10 +541,12 @@ class Service:
             bits=policy.bits,
             fingerprint=generated.fingerprint,
             zone=ident.zone,
-            record_name=f"{selector}._domainkey.{ident.domain}.",
+            record_name=record_name,
             record=record,
             ttl=policy.ttl,
             replaces=ident.active_key,
+            lookup_name=lookup_name,
+            notice=notice,
         )
         try:
             self.store.append([event], {event.stream_id: 0})
@@ -429,6 +563,84 @@ class Service:
             bits=policy.bits,
             fingerprint=generated.fingerprint,
         )
+
+    def _place(
+        self, ident: IdentityState, policy: Policy, now: datetime
+    ) -> tuple[str, str, str, str] | str:
+        """(selector, record name, lookup name, notice) for the next key of `ident`, or why
+        there cannot be one yet."""
+        domain = ident.domain
+        if ident.mode == Mode.CUSTOMER_KEY:
+            active = self.store.key(ident.active_key) if ident.active_key else None
+            age = f" ({active.selector} active since {active.since:%Y-%m-%d})" if active else ""
+            return (
+                f"rotation needed from customer{age}: import their new key with "
+                "`rotator customer import-key`"
+            )
+        if ident.mode == Mode.PING_PONG:
+            keys = self.store.list_keys(ident.identity)
+            busy = {k.selector for k in keys if k.state not in (State.REVOKED, State.DESTROYED)}
+            slots = list(policy.pingpong_slots)
+            active = next((k for k in keys if k.key_id == ident.active_key), None)
+            start = slots.index(active.selector) + 1 if active and active.selector in slots else 0
+            for slot in slots[start:] + slots[:start]:
+                if slot not in busy:
+                    return slot, self._target(slot, ident), _lookup(slot, domain), ""
+            return f"no free ping-pong slot: {', '.join(sorted(busy))} still in use"
+        if ident.mode == Mode.CNAME:
+            used = [_seq(k.selector, policy.esp) for k in self.store.list_keys(ident.identity)]
+            n = max([x for x in used if x is not None], default=0) + 1
+            if n > policy.cname_count:
+                return (
+                    f"awaiting customer DNS: all {policy.cname_count} pre-created CNAMEs are "
+                    "used; the customer must add the next ones (`rotator customer check`)"
+                )
+            selector = f"{policy.esp}{n}"
+            left = len(
+                [
+                    m
+                    for m in range(n + 1, policy.cname_count + 1)
+                    if self.probe.cname(_lookup(f"{policy.esp}{m}", domain))
+                    == self._target(f"{policy.esp}{m}", ident)
+                ]
+            )
+            notice = ""
+            if left < policy.cname_warn_below:
+                notice = (
+                    f"only {left} pre-created CNAMEs left after {selector}; ask the customer "
+                    "for more (`rotator customer check`)"
+                )
+                log.warning("cnames_low", domain=domain, left=left)
+            return selector, self._target(selector, ident), _lookup(selector, domain), notice
+        selector = sel.choose(
+            policy.selector_template,
+            now,
+            policy.esp,
+            self.store.selectors(domain),
+            policy.collision,
+        )
+        return selector, _lookup(selector, domain), "", ""
+
+    @staticmethod
+    def _target(selector: str, ident: IdentityState) -> str:
+        """Where a CNAME/ping-pong customer's CNAME for `selector` points, in the ESP zone."""
+        return f"{selector}.{ident.domain}.{ident.zone}."
+
+    def _defer(self, ident: IdentityState, policy: Policy, now: datetime, why: str) -> None:
+        # Customer-managed keys wait for the customer: look again daily, not every retry.
+        wait = policy.retry_max if ident.mode != Mode.CUSTOMER_KEY else timedelta(days=1)
+        event = ev.RotationDeferred(
+            at=now,
+            identity=ident.identity,
+            domain=ident.domain,
+            retry_at=now + max(wait, policy.retry_base),
+            notice=why,
+        )
+        try:
+            self.store.append([event], {event.stream_id: ident.version})
+        except ConcurrencyError:
+            return
+        log.warning("rotation_deferred", domain=ident.domain, notice=why)
 
     # --- publish / revoke / remove tombstone (batched per zone) ---------------------------
 
@@ -454,6 +666,24 @@ class Service:
         )
 
     def _remove_tombstone(self, keys: list[KeyState], report: TickReport) -> None:
+        # A ping-pong slot's name is reused: once a newer key owns the name, deleting the
+        # RRset would take that key down. The tombstone is gone already (replaced).
+        reused = []
+        for key in keys:
+            newer = [
+                k
+                for k in self.store.list_keys(key.identity)
+                if k.record_name == key.record_name and k.created_at > key.created_at
+            ]
+            if newer:
+                reused.append(key)
+                event = ev.TombstoneRemoved(
+                    **_ids(key, self.clock.now()), server=f"(replaced by {newer[0].selector})"
+                )
+                self._record([event], [key], report, Action.REMOVE_TOMBSTONE)
+        keys = [k for k in keys if k not in reused]
+        if not keys:
+            return
         self._batch(
             keys,
             Action.REMOVE_TOMBSTONE,
@@ -503,11 +733,33 @@ class Service:
                 if problem:
                     self._failed([key], Action.VERIFY, problem, report)
                     continue
+            if key.lookup_name:
+                # CNAME and ping-pong: receivers reach the record only through the
+                # customer's CNAME, so it must point exactly here.
+                target = self.probe.cname(key.lookup_name)
+                if target != key.record_name:
+                    seen = f"points to {target}" if target else "is missing"
+                    problem = (
+                        f"awaiting customer DNS: CNAME {key.lookup_name} -> {key.record_name} "
+                        f"{seen}"
+                    )
+                    self._failed([key], Action.VERIFY, problem, report)
+                    continue
             results = self._observe(key, Action.VERIFY, report)
             if results is None:
                 continue
             now = self.clock.now()
-            event = ev.KeyVerified(**_ids(key, now), results=results, activate_at=now)
+            # A reused record name (ping-pong slot) may still be cached with the old key's
+            # data: activate only once that record's TTL has passed.
+            previous = [
+                k
+                for k in self.store.list_keys(key.identity)
+                if k.record_name == key.record_name and k.key_id != key.key_id
+            ]
+            wait = max((k.ttl for k in previous), default=0)
+            event = ev.KeyVerified(
+                **_ids(key, now), results=results, activate_at=now + timedelta(seconds=wait)
+            )
             self._record([event], [key], report, Action.VERIFY)
             log.info(
                 "key_verified",
@@ -534,7 +786,7 @@ class Service:
         except ExternalError as exc:
             self._failed([key], action, exc.reason, report)
             return None
-        ok, results = judge(key.record, observations)
+        ok, results = judge(key.record, observations, key_only=key.customer_managed)
         if not ok:
             self._failed([key], action, summarize(results), report, details=results)
             return None
@@ -736,6 +988,15 @@ def _ids(key: KeyState, now: datetime) -> _Ids:
         "domain": key.domain,
         "selector": key.selector,
     }
+
+
+def _lookup(selector: str, domain: str) -> str:
+    return f"{selector}._domainkey.{domain}."
+
+
+def _seq(selector: str, esp: str) -> int | None:
+    rest = selector.removeprefix(esp)
+    return int(rest) if rest != selector and rest.isdigit() else None
 
 
 def _is_within(name: str, zone: str) -> bool:

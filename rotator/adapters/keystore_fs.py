@@ -52,6 +52,10 @@ class FsKeyStore:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.dir, 0o700)
 
+    @staticmethod
+    def describe(pem: bytes) -> tuple[str, int, bytes]:
+        return describe_private_key(pem)
+
     def path(self, key_id: str) -> Path:
         if not _KEY_ID.fullmatch(key_id):
             raise InputError(f"invalid key id {key_id!r}")

@@ -104,6 +104,13 @@ class AuthoritativeProbe:
             texts=texts,
         )
 
+    def cname(self, name: str) -> str | None:
+        try:
+            answer = self.resolver.resolve(name, dns.rdatatype.CNAME)
+        except dns.exception.DNSException:
+            return None
+        return str(answer[0].target.to_text()).lower()
+
     # --- NS delegation --------------------------------------------------------------------
 
     def delegation(self, zone: str) -> DelegationView:

@@ -26,6 +26,22 @@ def customer_records(
 
 
 def explain(mode: str, customer_domain: str, signing_domain: str, zone: str) -> str:
+    if mode == Mode.CNAME:
+        return (
+            f"Create these CNAMEs in the {customer_domain} zone, once: each future key uses "
+            "the next one. rotator warns when few are left."
+        )
+    if mode == Mode.PING_PONG:
+        return (
+            f"Create these CNAMEs in the {customer_domain} zone, once: keys alternate between "
+            "them for ever."
+        )
+    if mode == Mode.CUSTOMER_KEY:
+        return (
+            f"The customer generates keys and publishes them under {customer_domain}; the ESP "
+            "imports each private key (`rotator customer import-key`) and signs once the "
+            "record below is visible on every nameserver of the customer's zone."
+        )
     if mode == Mode.NS_DELEGATION:
         return (
             f"Delegate {zone} to the ESP's DKIM nameservers by adding these records to the "

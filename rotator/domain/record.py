@@ -111,6 +111,15 @@ def records_match(expected: str, observed: str) -> bool:
         return False
 
 
+def keys_match(expected: str, observed: str) -> bool:
+    """Same key type (k= defaults to rsa) and the same non-empty p=."""
+    try:
+        a, b = parse_record(expected), parse_record(observed)
+    except RecordError:
+        return False
+    return bool(a["p"]) and a["p"] == b["p"] and a.get("k", "rsa") == b.get("k", "rsa")
+
+
 def _qp_notes(notes: str) -> str:
     # n= is dkim-quoted-printable: encode ';', '=', whitespace and non-printables.
     out = []

@@ -24,6 +24,9 @@ class Mode(StrEnum):
 
     NS_DELEGATION = "ns-delegation"  # customer delegates <esp>._domainkey.<domain> to the ESP
     THIRD_PARTY = "third-party"  # a domain the ESP controls signs the customer's mail
+    CNAME = "cname"  # customer pre-creates CNAMEs for the next N selectors
+    PING_PONG = "ping-pong"  # 2-3 fixed CNAME slots, alternated
+    CUSTOMER_KEY = "customer-key"  # customer generates and publishes; ESP only signs
 
 
 class Role(StrEnum):

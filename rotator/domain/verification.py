@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .record import records_match
+from .record import keys_match, records_match
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class Observation:
     error: str | None = None  # timeout, network error, malformed answer
 
 
-def judge_one(expected: str, obs: Observation) -> str | None:
+def judge_one(expected: str, obs: Observation, key_only: bool = False) -> str | None:
     """None if this answer proves the record is served, else why not."""
     if obs.error:
         return obs.error
@@ -32,18 +32,24 @@ def judge_one(expected: str, obs: Observation) -> str | None:
         return "no TXT record at the name (NODATA)"
     if len(obs.texts) > 1:
         return f"{len(obs.texts)} TXT records at the name; verifiers need exactly one"
+    if key_only:
+        # A customer-published record: its optional tags are the customer's business; the
+        # key itself (k=, p=) must be the one we sign with.
+        if not keys_match(expected, obs.texts[0]):
+            return "the customer's record carries a different public key"
+        return None
     if not records_match(expected, obs.texts[0]):
         return "record differs from the published one (old or foreign data)"
     return None
 
 
 def judge(
-    expected: str, observations: list[Observation]
+    expected: str, observations: list[Observation], key_only: bool = False
 ) -> tuple[bool, tuple[dict[str, Any], ...]]:
     """All addresses of all authoritative nameservers must serve exactly `expected`."""
     results = []
     for obs in observations:
-        problem = judge_one(expected, obs)
+        problem = judge_one(expected, obs, key_only)
         results.append(
             {
                 "nameserver": obs.nameserver,

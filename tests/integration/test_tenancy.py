@@ -19,19 +19,23 @@ import dns.tsigkeyring
 import dns.update
 import pytest
 
+from rotator.domain.record import split_strings
 from rotator.localdns import BindPair, ensure_loopback_alias
 
 from .rotatorenv import MESSAGE, RotatorEnv, query_txt
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 ACME_ZONE = "myesp._domainkey.acme.test"
+CNAME_ZONE = "cname.esp.test"
 THIRD_PARTY_ZONE = "esp-dkim.test"
 ESP_ZONE = "fbl.esp.test"
 
 
 class Tenancy:
     def __init__(self, tmp: Path, bind_factory: Callable[..., BindPair]) -> None:
-        self.esp = bind_factory(tmp / "esp", zones=(ACME_ZONE, THIRD_PARTY_ZONE, ESP_ZONE))
+        self.esp = bind_factory(
+            tmp / "esp", zones=(ACME_ZONE, THIRD_PARTY_ZONE, ESP_ZONE, CNAME_ZONE)
+        )
         self.customer = bind_factory(
             tmp / "customer",
             zones=("acme.test",),
@@ -47,6 +51,21 @@ class Tenancy:
         )
         self.env.config.write_text(cfg)
 
+    def customer_update(self, *changes: tuple[str, str, str, str | None]) -> None:
+        """The customer's IT edits acme.test: (op, name, type, value), op add|delete."""
+        update = dns.update.UpdateMessage(
+            "acme.test",
+            keyring=dns.tsigkeyring.from_text({self.customer.tsig_name: self.customer.tsig_secret}),
+            keyname=self.customer.tsig_name,
+        )
+        for op, name, rdtype, value in changes:
+            if op == "add":
+                update.add(name, 300, rdtype, value)
+            else:
+                update.delete(name, rdtype)
+        r = dns.query.tcp(update, self.customer.primary, port=self.customer.port, timeout=5)
+        assert r.rcode() == 0
+
     def delegate(self) -> None:
         """The customer's IT adds the NS records rotator printed (plus glue, in-bailiwick)."""
         update = dns.update.UpdateMessage(
@@ -61,9 +80,11 @@ class Tenancy:
         assert r.rcode() == 0
 
 
-def follow_delegation(start_ip: str, port: int) -> Callable[..., bytes | None]:
-    """dkimpy's DNS lookup as a resolver does it: ask the customer's server, follow the
-    referral (with glue) to the ESP's servers, return the TXT."""
+def follow_delegation(
+    start_ip: str, port: int, esp_ip: str = "127.0.0.2"
+) -> Callable[..., bytes | None]:
+    """dkimpy's DNS lookup as a resolver does it: ask the customer's server, follow a
+    referral (with glue) or a CNAME to the ESP's servers, return the TXT."""
 
     def lookup(name: bytes | str, timeout: float = 5) -> bytes | None:
         qname = name.decode() if isinstance(name, bytes) else name
@@ -75,6 +96,10 @@ def follow_delegation(start_ip: str, port: int) -> Callable[..., bytes | None]:
             txt = [b"".join(rd.strings) for rs in r.answer if rs.rdtype == 16 for rd in rs]
             if txt:
                 return txt[0]
+            cname = [rd.target.to_text() for rs in r.answer if rs.rdtype == 5 for rd in rs]
+            if cname:  # out of the customer's zone: into the ESP's
+                qname, server = cname[0], esp_ip
+                continue
             glue = [rd.address for rs in r.additional if rs.rdtype == 1 for rd in rs]
             if not glue or r.flags & dns.flags.AA:
                 return None
@@ -216,3 +241,180 @@ def test_bad_csv_row_changes_nothing(ten: Tenancy, tmp_path: Path) -> None:
     assert "myesp._domainkey.delta.example. 86400 IN NS dkim1.esp.test." in good.stdout
     assert "myesp._domainkey.delta.example. 86400 IN NS dkim2.esp.test." in good.stdout
     assert env.store().info()["events"] == before + 3
+
+
+def sign_with(env: RotatorEnv, key: object, domain: str, msg: bytes = MESSAGE) -> bytes:
+    path = env.workdir / "keys" / f"{key.key_id}.pem"  # type: ignore[attr-defined]
+    sel = key.selector.encode()  # type: ignore[attr-defined]
+    return (
+        bytes(
+            dkim.sign(
+                msg,
+                sel,
+                domain.encode(),
+                path.read_bytes(),
+                include_headers=[b"from", b"to", b"subject"],
+            )
+        )
+        + msg
+    )
+
+
+@pytest.mark.timeout(240)
+def test_ping_pong_cycles_through_both_slots(ten: Tenancy) -> None:
+    env = ten.env
+    out = env.cli(
+        "customer",
+        "add",
+        "Acme",
+        "--domain",
+        "acme.test",
+        "--mode",
+        "ping-pong",
+        "--policy",
+        "demo",
+        "--zone",
+        CNAME_ZONE,
+    ).stdout
+    cnames = [x.split() for x in out.splitlines() if " IN CNAME " in x]
+    assert [c[0] for c in cnames] == ["dkim1._domainkey.acme.test.", "dkim2._domainkey.acme.test."]
+    assert cnames[0][4] == f"dkim1.acme.test.{CNAME_ZONE}."
+    ten.customer_update(*[("add", c[0], "CNAME", c[4]) for c in cnames])
+    assert "present" in env.cli("customer", "check", "Acme").stdout
+    via_customer = follow_delegation("127.0.0.3", ten.esp.port, ten.esp.secondary)
+    env.start()
+    seen = []
+    for round_ in range(3):
+        key = env.wait_for(
+            f"key {round_ + 1} active",
+            lambda: next(
+                (
+                    k
+                    for k in env.list_keys("acme.test")
+                    if k.state.value == "active" and k.key_id not in {s.key_id for s in seen}
+                ),
+                None,
+            ),
+            60,
+        )
+        seen.append(key)
+        assert dkim.verify(sign_with(env, key, "acme.test"), dnsfunc=via_customer)
+        if round_ < 2:
+            if round_ == 1:  # the first slot is reusable only once its old key is revoked
+                env.wait_for(
+                    "first key revoked", lambda: env.key_in_state("acme.test", "destroyed"), 40
+                )
+            env.cli("rotate", "acme.test", "--reason", f"round {round_ + 2}")
+    assert [k.selector for k in seen] == ["dkim1", "dkim2", "dkim1"]
+    log = [
+        json.loads(x) for x in env.cli("log", "--json", "--key", seen[2].key_id).stdout.splitlines()
+    ]
+    verified = next(e for e in log if e["type"] == "KeyVerified")
+    activated = next(e for e in log if e["type"] == "KeyActivated")
+    # a reused name waits out the old record's TTL (2 s in the demo policy) before activation
+    assert verified["payload"]["activate_at"] > verified["at"]
+    assert activated["at"] >= verified["payload"]["activate_at"]
+    assert env.stop() == 0
+
+
+@pytest.mark.timeout(180)
+def test_cname_mode_uses_only_resolving_cnames(ten: Tenancy) -> None:
+    env = ten.env
+    out = env.cli(
+        "customer",
+        "add",
+        "Acme",
+        "--domain",
+        "acme.test",
+        "--mode",
+        "cname",
+        "--policy",
+        "demo",
+        "--zone",
+        CNAME_ZONE,
+    ).stdout
+    cnames = [x.split() for x in out.splitlines() if " IN CNAME " in x]
+    assert len(cnames) == 12 and cnames[2][0] == "myesp3._domainkey.acme.test."
+    ten.customer_update(*[("add", c[0], "CNAME", c[4]) for c in cnames[:3]])  # only 3 of 12
+    env.start()
+    first = env.wait_for("myesp1 active", lambda: env.key_in_state("acme.test", "active"))
+    assert first.selector == "myesp1"
+    assert "only 2 pre-created CNAMEs left" in env.cli("status").stdout
+    # the customer's IT removes the next CNAME by mistake: the next key cannot go live
+    ten.customer_update(("delete", cnames[1][0], "CNAME", None))
+    env.cli("rotate", "acme.test", "--reason", "cname test")
+    stuck = env.wait_for(
+        "myesp2 blocked",
+        lambda: next(
+            (k for k in env.list_keys("acme.test") if k.selector == "myesp2" and k.attempts >= 2),
+            None,
+        ),
+    )
+    assert stuck.state.value == "published"
+    assert "CNAME myesp2._domainkey.acme.test." in (stuck.last_error or "")
+    assert env.key_in_state("acme.test", "active").key_id == first.key_id  # type: ignore[union-attr]
+    ten.customer_update(("add", cnames[1][0], "CNAME", cnames[1][4]))
+    second = env.wait_for(
+        "myesp2 active after the CNAME is back",
+        lambda: env.key_in_state("acme.test", "active", {first.key_id}),
+        60,
+    )
+    assert second.selector == "myesp2"
+    via_customer = follow_delegation("127.0.0.3", ten.esp.port, ten.esp.secondary)
+    assert dkim.verify(sign_with(env, second, "acme.test"), dnsfunc=via_customer)
+    assert env.stop() == 0
+
+
+@pytest.mark.timeout(120)
+def test_customer_generated_key(ten: Tenancy, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    env = ten.env
+    env.cli(
+        "customer",
+        "add",
+        "Acme",
+        "--domain",
+        "acme.test",
+        "--mode",
+        "customer-key",
+        "--policy",
+        "demo",
+    )
+    pem_file = tmp_path / "customer.pem"
+    pem_file.write_bytes(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    out = env.cli(
+        "customer", "import-key", "acme.test", "--selector", "cust1", "--key", str(pem_file)
+    ).stdout
+    record_line = next(x for x in out.splitlines() if " IN TXT " in x)
+    assert record_line.startswith("cust1._domainkey.acme.test. 3600 IN TXT")
+    env.start()
+    stuck = env.wait_for(
+        "verification waits for the customer's record",
+        lambda: next((k for k in env.list_keys("acme.test") if k.attempts >= 1), None),
+    )
+    assert stuck.state.value == "published" and "NXDOMAIN" in (stuck.last_error or "")
+    assert env.answers("cust1._domainkey.acme.test.")["primary"][2] == []  # never published
+    text = record_line.split("( ", 1)[1].rsplit(" )", 1)[0]
+    value = "".join(part.strip('"') for part in text.split('" "'))
+    # the customer publishes their record in their own zone, without k= (defaults to rsa)
+    chunks = split_strings(value.replace("k=rsa; ", ""))
+    quoted = " ".join(f'"{c.decode()}"' for c in chunks)
+    ten.customer_update(("add", "cust1._domainkey.acme.test.", "TXT", quoted))
+    key = env.wait_for("customer key active", lambda: env.key_in_state("acme.test", "active"))
+    via_customer = follow_delegation("127.0.0.3", ten.esp.port, ten.esp.secondary)
+    assert dkim.verify(sign_with(env, key, "acme.test"), dnsfunc=via_customer)
+    env.cli("rotate", "acme.test", "--reason", "policy says so")
+    env.wait_for(
+        "rotation needed notice",
+        lambda: "rotation needed from customer" in env.cli("status").stdout,
+    )
+    assert env.key_in_state("acme.test", "active").key_id == key.key_id  # type: ignore[union-attr]
+    assert env.stop() == 0
