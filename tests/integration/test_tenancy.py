@@ -206,9 +206,14 @@ def test_ns_delegation_third_party_and_esp_signature(ten: Tenancy) -> None:
     assert d.verify(idx=0, dnsfunc=via_customer)  # d=acme.test, through the delegation
     assert d.verify(idx=1, dnsfunc=via_customer) is False  # fbl.esp.test is not acme's
     ip, port = ten.esp.server("secondary")
-    assert dkim.DKIM(msg).verify(
-        idx=1, dnsfunc=lambda n, timeout=5: (query_txt(ip, port, n.decode())[2] or [""])[0].encode()
-    )
+
+    def at_esp(n: bytes, timeout: float = 5) -> bytes:
+        return (query_txt(ip, port, n.decode())[2] or [""])[0].encode()
+
+    assert dkim.DKIM(msg).verify(idx=1, dnsfunc=at_esp)  # the feedback-loop signature
+    # beta mail: signed d=beta.esp-dkim.test (third-party), records in the ESP's zone
+    beta_mail = sign_with(env, beta, f"beta.{THIRD_PARTY_ZONE}")
+    assert dkim.verify(beta_mail, dnsfunc=at_esp)
     log = [
         json.loads(x) for x in env.cli("log", "--json", "--domain", "acme.test").stdout.splitlines()
     ]
