@@ -462,23 +462,133 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
 
 
 @cli.command()
-@click.argument("domain_name", metavar="DOMAIN")
+@click.argument("domain_name", metavar="[DOMAIN]", required=False)
 @click.option("--reason", default="", help="Why, for the audit log")
 @click.option("--actor", default=None, help="Operator name for the audit log (default: $USER)")
+@click.option(
+    "--emergency",
+    is_flag=True,
+    help="Compromise: stop signing with the keys at once and revoke them, no drain",
+)
+@click.option("--selector", default="", help="--emergency: only this selector of DOMAIN")
+@click.option("--customer", "customer_name", default="", help="--emergency: every customer key")
+@click.option("--policy", "policy_name", default="", help="--emergency: every key of a policy")
+@click.option("--all", "everything", is_flag=True, help="--emergency: every key (needs --yes)")
+@click.option("--yes", is_flag=True, help="Confirm --all")
+@click.option("--dry-run", is_flag=True, help="--emergency: print the plan, change nothing")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=60.0,
+    help="--emergency without a running daemon: seconds to work on it here",
+)
 @click.pass_context
-def rotate(ctx: click.Context, domain_name: str, reason: str, actor: str | None) -> None:
-    """Start a rotation of DOMAIN now (the daemon does the work on its next tick)."""
+def rotate(
+    ctx: click.Context,
+    domain_name: str | None,
+    reason: str,
+    actor: str | None,
+    emergency: bool,
+    selector: str,
+    customer_name: str,
+    policy_name: str,
+    everything: bool,
+    yes: bool,
+    dry_run: bool,
+    wait_s: float,
+) -> None:
+    """Rotate DOMAIN now, or with --emergency take compromised keys out of service."""
+    from .service import Scope
+
+    scoped = [bool(domain_name), bool(customer_name), bool(policy_name), everything]
+    if not emergency:
+        if any(scoped[1:]) or selector or dry_run or yes:
+            raise click.ClickException(
+                "--selector, --customer, --policy, --all, --yes and --dry-run need --emergency"
+            )
+        if not domain_name:
+            raise click.ClickException("give the DOMAIN to rotate (or --emergency with a scope)")
+        app = _app(ctx)
+        app.service.request_rotation(domain_name, _actor(actor), reason)
+        console.print(f"rotation of {domain_name} requested; the daemon does it on its next tick")
+        return
+    if sum(scoped) != 1:
+        raise click.ClickException(
+            "--emergency needs exactly one scope: DOMAIN [--selector S], --customer NAME, "
+            "--policy NAME or --all"
+        )
+    if selector and not domain_name:
+        raise click.ClickException("--selector needs the DOMAIN it belongs to")
+    if not reason.strip():
+        raise click.ClickException("--emergency needs --reason: it goes into every event")
+    if everything and not yes and not dry_run:
+        raise click.ClickException(
+            "--all revokes every key the ESP has (standby keys too); add --yes to confirm"
+        )
     app = _app(ctx)
-    ident = app.service.request_rotation(domain_name, _actor(actor), reason)
-    console.print(
-        f"rotation of {ident.domain} requested; a new key is generated on the daemon's next tick"
+    scope = Scope(
+        domain=domain_name or "",
+        selector=selector.lower(),
+        customer=customer_name,
+        policy=policy_name,
+        everything=everything,
     )
+    plan = app.service.emergency_plan(scope)
+    table = Table("domain", "selector", "state", "action", title=f"emergency: {scope.describe()}")
+    for k in plan.compromise:
+        action = "stop signing, wipe key" if k.customer_managed else "stop signing, revoke now"
+        table.add_row(k.domain, k.selector, k.state.value, action)
+    for k in plan.promote:
+        table.add_row(k.domain, k.selector, k.state.value, "switch to this standby key")
+    console.print(table)
+    if dry_run:
+        console.print("dry run: nothing changed")
+        return
+    started = time.monotonic()
+    app.service.emergency(plan, _actor(actor), reason)
+    console.print(f"{len(plan.compromise)} keys out of the signer; revoking and replacing")
+    _nudge_or_run(app, plan, started + wait_s)
+
+
+def _nudge_or_run(app: Any, plan: Any, deadline: float) -> None:
+    """Wake the daemon (SIGUSR1) for the revocations and replacements; with no daemon
+    running, do the work here until it is done or the deadline passes."""
+    import signal as sig
+
+    from .daemon import DaemonLock
+
+    lock = DaemonLock(app.config.database)
+    try:
+        lock.acquire()
+    except RotatorError:
+        pid = lock.holder()
+        if pid:
+            os.kill(pid, sig.SIGUSR1)
+            console.print(f"daemon (pid {pid}) woken up; follow it with `rotator status`")
+        return
+    try:
+        ids = {k.key_id for k in plan.compromise}
+        while time.monotonic() < deadline:
+            app.service.tick()
+            left = [
+                k
+                for k in app.store.list_keys()
+                if k.key_id in ids and k.state not in (State.REVOKED, State.DESTROYED)
+            ]
+            if not left:
+                break
+            time.sleep(0.2)
+        console.print(f"compromised keys revoked on every nameserver: {not left}")
+    finally:
+        lock.release()
 
 
 @cli.command()
 @click.option("--domain", "domain_name", default=None)
 @click.option("--selector", default=None)
 @click.option("--key", "key_id", default=None)
+@click.option("--customer", "customer_name", default=None, help="Every domain of a customer")
 @click.option("--type", "types", multiple=True, help="Event type (repeatable), e.g. KeyRevoked")
 @click.option("--actor", default=None)
 @click.option("--since", default=None, help="ISO time or a duration ago, e.g. 2h or 7d")
@@ -492,6 +602,7 @@ def log(
     domain_name: str | None,
     selector: str | None,
     key_id: str | None,
+    customer_name: str | None,
     types: tuple[str, ...],
     actor: str | None,
     since: str | None,
@@ -507,7 +618,13 @@ def log(
                 f"--type: unknown event type {t!r}; use one of {', '.join(sorted(EVENT_TYPES))}"
             )
     app = _app(ctx)
+    idents: tuple[str, ...] = ()
+    if customer_name:
+        idents = tuple(i.identity for i in app.store.identities() if i.customer == customer_name)
+        if not idents:
+            raise click.ClickException(f"--customer: no customer named {customer_name!r}")
     flt = LogFilter(
+        identities=idents,
         domain=domain_name.rstrip(".").lower() if domain_name else None,
         selector=selector,
         key_id=key_id,

@@ -97,6 +97,14 @@ class DaemonLock:
         fh.flush()
         self.fh = fh
 
+    def holder(self) -> int | None:
+        """The pid written by the daemon holding the lock, if any."""
+        try:
+            text = self.path.read_text().strip()
+        except OSError:
+            return None
+        return int(text) if text.isdigit() else None
+
     def release(self) -> None:
         if self.fh is not None:
             fcntl.flock(self.fh, fcntl.LOCK_UN)
@@ -169,6 +177,7 @@ class Daemon:
         try:
             for sig in old:
                 signal.signal(sig, self._on_signal)
+            old[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._on_wakeup)
             try:
                 wiped = self.app.service.startup()
             except ExternalError as exc:  # e.g. the signer reload failed: retried on activation
@@ -200,6 +209,11 @@ class Daemon:
                 signal.signal(sig, handler)
             lock.release()
             log.info("daemon_stopped")
+
+    def _on_wakeup(self, signum: int, frame: FrameType | None) -> None:
+        # `rotator rotate --emergency` asks for a tick now instead of at the next interval.
+        if not self.stopping and self.scheduler.running:
+            self.scheduler.modify_job("tick", next_run_time=datetime.now(UTC))
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("signal_received", signal=signal.Signals(signum).name)

@@ -124,6 +124,7 @@ class LogFilter:
     selector: str | None = None
     key_id: str | None = None
     types: tuple[str, ...] = ()
+    identities: tuple[str, ...] = ()  # e.g. every identity of one customer
     actor: str | None = None
     since: datetime | None = None
     until: datetime | None = None

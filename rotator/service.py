@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import multiprocessing
+import os
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import ClassVar, TypedDict, TypeVar
@@ -37,6 +40,7 @@ from .names import normalize_domain
 from .ports import (
     Clock,
     EventStore,
+    GeneratedKey,
     KeyStore,
     NameserverProbe,
     Publisher,
@@ -47,6 +51,51 @@ from .ports import (
 
 log = structlog.get_logger("rotator")
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What an emergency covers; exactly one of these is set."""
+
+    domain: str = ""
+    selector: str = ""  # with domain
+    customer: str = ""
+    policy: str = ""
+    everything: bool = False
+
+    def describe(self) -> str:
+        if self.everything:
+            return "all keys"
+        if self.selector:
+            return f"selector {self.selector} of {self.domain}"
+        if self.domain:
+            return f"domain {self.domain}"
+        if self.customer:
+            return f"customer {self.customer}"
+        return f"policy {self.policy}"
+
+    def identities(self, idents: dict[str, IdentityState]) -> set[str]:
+        if self.everything:
+            return set(idents)
+        if self.domain:
+            name = normalize_domain(self.domain)
+            if name not in idents:
+                raise NotFound(f"domain {name} is not managed; see `rotator status`")
+            return {name}
+        if self.customer:
+            found = {i for i, v in idents.items() if v.customer == self.customer}
+        else:
+            found = {i for i, v in idents.items() if v.policy == self.policy}
+        if not found:
+            raise NotFound(f"{self.describe()} matches no managed domain")
+        return found
+
+
+@dataclass(frozen=True)
+class EmergencyPlan:
+    scope: Scope
+    compromise: list[KeyState]
+    promote: list[KeyState]
 
 
 @dataclass(frozen=True)
@@ -70,6 +119,7 @@ def _field(name: str, parse: Callable[[str], T], value: str) -> T:
         raise InputError(f"{name}: {exc}") from None
 
 
+PARALLEL_KEYGEN = 8  # below this, starting worker processes costs more than it saves
 MAX_PASSES = 8  # per tick: lets a key chain publish -> verify -> activate without waiting
 
 
@@ -104,6 +154,7 @@ class Service:
         self.keystore = keystore
         self.signer = signer
         self.clock = clock
+        self.workers = os.cpu_count() or 1
         # The ESP's DKIM nameserver names (config dns.esp_nameservers): what customers
         # delegate to. Empty: read from each zone's own NS records.
         self.nameserver_names = frozenset(n.rstrip(".").lower() for n in nameserver_names)
@@ -452,6 +503,20 @@ class Service:
             raise NotFound(f"domain {domain} is not managed; add it with `rotator domain add`")
         if ident.pending_key is not None:
             pending = self.store.key(ident.pending_key)
+            if pending is not None and pending.state is State.VERIFIED and ident.active_key:
+                # A standby key: the rotation is a switch, not a key generation.
+                switch = ev.ActivationRequested(
+                    **_ids(pending, self.clock.now()), actor=actor, reason=reason
+                )
+                self.store.append([switch], {switch.stream_id: pending.version})
+                log.info(
+                    "standby_switch_requested",
+                    domain=domain,
+                    selector=pending.selector,
+                    actor=actor,
+                    reason=reason,
+                )
+                return ident
             where = f" ({pending.selector} is {pending.state.value})" if pending else ""
             raise InputError(
                 f"a rotation of {domain} is already in progress{where}; "
@@ -465,6 +530,59 @@ class Service:
         updated = self.store.identity(domain)
         assert updated is not None
         return updated
+
+    # --- emergency ----------------------------------------------------------------------
+
+    def emergency_plan(self, scope: Scope) -> EmergencyPlan:
+        """Which keys to take out of service now, and which standby keys to switch to."""
+        idents = {i.identity: i for i in self.store.identities()}
+        chosen = scope.identities(idents)
+        keys = [k for k in self.store.list_keys() if k.identity in chosen]
+        compromise: list[KeyState] = []
+        promote: list[KeyState] = []
+        for key in keys:
+            if key.state in (State.REVOKED, State.DESTROYED) or key.compromised:
+                continue
+            ident = idents[key.identity]
+            if scope.selector and key.selector != scope.selector:
+                continue
+            is_standby = key.key_id == ident.pending_key
+            if is_standby and not scope.everything and not scope.selector:
+                # A standby lives apart from the active key's leak: it is the way out.
+                if key.state is State.VERIFIED:
+                    promote.append(key)
+                continue
+            compromise.append(key)
+        if not compromise:
+            raise NotFound(f"no live key matches {scope.describe()}; nothing to do")
+        hit = {k.identity for k in compromise if idents[k.identity].active_key == k.key_id}
+        promote = [k for k in promote if k.identity in hit]
+        return EmergencyPlan(scope, compromise, promote)
+
+    def emergency(self, plan: EmergencyPlan, actor: str, reason: str) -> None:
+        """Record the compromise (keys leave the signer at once), then rewrite the signer.
+        Revocation and replacements follow on the next tick, which the caller triggers."""
+        now = self.clock.now()
+        events: list[ev.Event] = [
+            ev.KeyCompromised(
+                **_ids(k, now), actor=actor, reason=reason, scope=plan.scope.describe()
+            )
+            for k in plan.compromise
+        ]
+        events += [
+            ev.ActivationRequested(**_ids(k, now), actor=actor, reason=reason) for k in plan.promote
+        ]
+        expected = {f"key:{k.key_id}": k.version for k in plan.compromise + plan.promote}
+        self.store.append(events, expected)
+        log.warning(
+            "emergency",
+            scope=plan.scope.describe(),
+            keys=len(plan.compromise),
+            standbys=len(plan.promote),
+            actor=actor,
+            reason=reason,
+        )
+        self.sync_signer()
 
     # --- the daemon's work ---------------------------------------------------------------
 
@@ -491,8 +609,7 @@ class Service:
         for _ in range(MAX_PASSES):
             before = report.progressed
             at = now or self.clock.now()
-            for ident in self.store.due_identities(at):
-                self._generate(ident, at, report)
+            self._generate(self.store.due_identities(at), at, report)
             due = self.store.due_keys(at)
             if not due:
                 break
@@ -515,54 +632,78 @@ class Service:
 
     # --- generate ------------------------------------------------------------------------
 
-    def _generate(self, ident: IdentityState, now: datetime, report: TickReport) -> None:
-        try:
-            policy = self.policy(ident.policy)
-        except RotatorError as exc:
-            log.error("policy_missing", domain=ident.domain, error=str(exc))
+    def _generate(self, idents: list[IdentityState], now: datetime, report: TickReport) -> None:
+        """New keys for every identity due: placed one by one (cheap), generated in parallel
+        across CPU cores when there are many (RSA generation is the bottleneck), recorded in
+        one transaction."""
+        todo: list[tuple[IdentityState, Policy, tuple[str, str, str, str], str]] = []
+        for ident in idents:
+            try:
+                policy = self.policy(ident.policy)
+            except RotatorError as exc:
+                log.error("policy_missing", domain=ident.domain, error=str(exc))
+                continue
+            if ident.pending_key is not None:  # a key is already on its way
+                continue
+            placement = self._place(ident, policy, now)
+            if isinstance(placement, str):
+                self._defer(ident, policy, now, placement)
+                continue
+            todo.append((ident, policy, placement, uuid.uuid4().hex[:16]))
+        if not todo:
             return
-        placement = self._place(ident, policy, now)
-        if isinstance(placement, str):
-            self._defer(ident, policy, now, placement)
-            return
-        selector, record_name, lookup_name, notice = placement
-        key_id = uuid.uuid4().hex[:16]
-        generated = self.keystore.generate(key_id, policy.algorithm, policy.bits)
+        specs = [(key_id, policy.algorithm, policy.bits) for _, policy, _, key_id in todo]
+        generated = self.keygen(specs)
         faults.point("after-key-written")
-        record = build_record(policy.algorithm, generated.public_key_b64, policy.tags)
-        event = ev.KeyGenerated(
-            at=now,
-            key_id=key_id,
-            identity=ident.identity,
-            domain=ident.domain,
-            selector=selector,
-            policy=policy.name,
-            algorithm=policy.algorithm,
-            bits=policy.bits,
-            fingerprint=generated.fingerprint,
-            zone=ident.zone,
-            record_name=record_name,
-            record=record,
-            ttl=policy.ttl,
-            replaces=ident.active_key,
-            lookup_name=lookup_name,
-            notice=notice,
-        )
+        events = []
+        for (ident, policy, placement, key_id), gen in zip(todo, generated, strict=True):
+            selector, record_name, lookup_name, notice = placement
+            events.append(
+                ev.KeyGenerated(
+                    at=now,
+                    key_id=key_id,
+                    identity=ident.identity,
+                    domain=ident.domain,
+                    selector=selector,
+                    policy=policy.name,
+                    algorithm=policy.algorithm,
+                    bits=policy.bits,
+                    fingerprint=gen.fingerprint,
+                    zone=ident.zone,
+                    record_name=record_name,
+                    record=build_record(policy.algorithm, gen.public_key_b64, policy.tags),
+                    ttl=policy.ttl,
+                    replaces=ident.active_key,
+                    lookup_name=lookup_name,
+                    notice=notice,
+                )
+            )
         try:
-            self.store.append([event], {event.stream_id: 0})
+            self.store.append(events, {e.stream_id: 0 for e in events})
         except (ConcurrencyError, IllegalTransition):
-            self.keystore.destroy(key_id)  # never recorded: must not outlive this call
+            for _, _, _, key_id in todo:  # never recorded: must not outlive this call
+                self.keystore.destroy(key_id)
             raise
-        report.generated += 1
-        log.info(
-            "key_generated",
-            domain=ident.domain,
-            selector=selector,
-            key_id=key_id,
-            algorithm=policy.algorithm,
-            bits=policy.bits,
-            fingerprint=generated.fingerprint,
-        )
+        report.generated += len(events)
+        for e in events:
+            log.info(
+                "key_generated",
+                domain=e.domain,
+                selector=e.selector,
+                key_id=e.key_id,
+                algorithm=e.algorithm,
+                bits=e.bits,
+                fingerprint=e.fingerprint,
+            )
+
+    def keygen(self, specs: list[tuple[str, str, int]]) -> list[GeneratedKey]:
+        """Generate keys; a process per core when there are enough to be worth it."""
+        if len(specs) < PARALLEL_KEYGEN or self.workers < 2:
+            return [self.keystore.generate(*spec) for spec in specs]
+        ctx = multiprocessing.get_context("spawn")  # no fork of a threaded daemon
+        with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
+            futures = [pool.submit(self.keystore.generate, *spec) for spec in specs]
+            return [f.result() for f in futures]
 
     def _place(
         self, ident: IdentityState, policy: Policy, now: datetime
@@ -757,9 +898,16 @@ class Service:
                 if k.record_name == key.record_name and k.key_id != key.key_id
             ]
             wait = max((k.ttl for k in previous), default=0)
-            event = ev.KeyVerified(
-                **_ids(key, now), results=results, activate_at=now + timedelta(seconds=wait)
-            )
+            activate_at = now + timedelta(seconds=wait)
+            if (
+                ident is not None
+                and ident.active_key
+                and ident.rotate_at is not None
+                and self.policy(key.policy).standby
+            ):
+                # A standby waits, verified, for the active key's scheduled rotation.
+                activate_at = max(activate_at, ident.rotate_at)
+            event = ev.KeyVerified(**_ids(key, now), results=results, activate_at=activate_at)
             self._record([event], [key], report, Action.VERIFY)
             log.info(
                 "key_verified",
@@ -825,6 +973,7 @@ class Service:
                     **_ids(key, now),
                     rotate_at=self.policy(key.policy).rotate_at(now),
                     previous=old.key_id if old else None,
+                    generate_at=now if self.policy(key.policy).standby else None,
                 )
             ]
             if old is not None:

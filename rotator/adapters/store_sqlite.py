@@ -147,6 +147,16 @@ def m003_modes(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m004_emergency(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE keys ADD COLUMN compromised INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE identities ADD COLUMN rotate_at TEXT;
+        """
+    )
+
+
 # --- row <-> state conversion ------------------------------------------------------------
 
 
@@ -165,7 +175,7 @@ def _to_row(obj: Any) -> dict[str, Any]:
 
 
 _KEY_DATES = {"since", "created_at", "next_action_at", "activated_at", "drain_until"}
-_IDENT_DATES = {"created_at", "rotation_due_at"}
+_IDENT_DATES = {"created_at", "rotation_due_at", "rotate_at"}
 
 
 def _key_from_row(row: dict[str, Any]) -> KeyState:
@@ -178,6 +188,7 @@ def _key_from_row(row: dict[str, Any]) -> KeyState:
     data["revocation_published"] = bool(data["revocation_published"])
     data["tombstone_removed"] = bool(data["tombstone_removed"])
     data["customer_managed"] = bool(data["customer_managed"])
+    data["compromised"] = bool(data["compromised"])
     return KeyState(**data)
 
 
@@ -429,6 +440,12 @@ class SqliteEventStore:
             if value is not None:
                 where.append(f"{col} = :{col}")
                 params[col] = value
+        if flt.identities:
+            names = []
+            for i, ident in enumerate(flt.identities):
+                params[f"i{i}"] = ident
+                names.append(f":i{i}")
+            where.append(f"identity IN ({', '.join(names)})")
         if flt.types:
             names = []
             for i, t in enumerate(flt.types):

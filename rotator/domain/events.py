@@ -146,6 +146,21 @@ class KeyVerified(KeyEvent):
 class KeyActivated(KeyEvent):
     rotate_at: datetime
     previous: str | None = None
+    # With standby keys the successor is generated (and verified) long before rotate_at.
+    generate_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyCompromised(KeyEvent):
+    """Emergency: the key stops signing now and is revoked without draining. `scope` says
+    what the operator named (selector, domain, customer, policy or all)."""
+
+    scope: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActivationRequested(KeyEvent):
+    """Switch to this verified (standby) key now instead of at its scheduled time."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,6 +202,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         KeyPublished,
         KeyVerified,
         KeyActivated,
+        KeyCompromised,
+        ActivationRequested,
         DrainStarted,
         RevocationPublished,
         KeyRevoked,

@@ -23,6 +23,13 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "KeyVerified", "source": "published", "dest": "verified"},
     {"trigger": "KeyActivated", "source": "verified", "dest": "active"},
     {"trigger": "DrainStarted", "source": "active", "dest": "draining"},
+    # Emergency: out of service at once, revoked without waiting for the drain window.
+    {
+        "trigger": "KeyCompromised",
+        "source": ["generated", "published", "verified", "active", "draining"],
+        "dest": "draining",
+    },
+    {"trigger": "ActivationRequested", "source": "verified", "dest": None},
     {
         "trigger": "RevocationPublished",
         "source": "draining",

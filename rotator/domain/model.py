@@ -47,6 +47,7 @@ class KeyState:
     drain_until: datetime | None = None
     lookup_name: str = ""
     customer_managed: bool = False
+    compromised: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class IdentityState:
     active_key: str | None = None
     pending_key: str | None = None
     rotation_due_at: datetime | None = None
+    rotate_at: datetime | None = None  # when the active key is due to be replaced
 
 
 def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
@@ -131,6 +133,16 @@ def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
     if isinstance(event, ev.KeyActivated):
         # While active the key owes nothing itself: rotation is scheduled on its identity.
         return replace(base, next_action=None, next_action_at=None, activated_at=event.at)
+    if isinstance(event, ev.KeyCompromised):
+        return replace(
+            base,
+            compromised=True,
+            next_action=Action.DESTROY if key.customer_managed else Action.REVOKE,
+            next_action_at=event.at,
+            drain_until=event.at,
+        )
+    if isinstance(event, ev.ActivationRequested):
+        return replace(base, next_action=Action.ACTIVATE, next_action_at=event.at)
     if isinstance(event, ev.DrainStarted):
         return replace(
             base,
@@ -199,8 +211,21 @@ def apply_identity(ident: IdentityState | None, event: ev.Event) -> IdentityStat
         return replace(ident, pending_key=event.key_id, rotation_due_at=None, notice=event.notice)
     if isinstance(event, ev.KeyActivated):
         return replace(
-            ident, active_key=event.key_id, pending_key=None, rotation_due_at=event.rotate_at
+            ident,
+            active_key=event.key_id,
+            pending_key=None,
+            rotate_at=event.rotate_at,
+            rotation_due_at=event.generate_at or event.rotate_at,
         )
+    if isinstance(event, ev.KeyCompromised):
+        # No active key any more (on purpose): a replacement is due now.
+        if event.key_id == ident.active_key:
+            # A key already on its way (a standby) replaces it; otherwise generate one now.
+            due = event.at if ident.pending_key is None else None
+            return replace(ident, active_key=None, rotation_due_at=due)
+        if event.key_id == ident.pending_key:
+            due = event.at if ident.rotation_due_at is None else ident.rotation_due_at
+            return replace(ident, pending_key=None, rotation_due_at=due)
     return ident
 
 

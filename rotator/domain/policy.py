@@ -75,6 +75,7 @@ class Policy:
     cname_count: int = 12
     cname_warn_below: int = 3
     pingpong_slots: tuple[str, ...] = ("dkim1", "dkim2")
+    standby: bool = False  # keep the next key published and verified ahead of time
 
     @property
     def drain_window(self) -> timedelta:
@@ -298,6 +299,9 @@ def parse_policy(name: str, data: Mapping[str, Any], source: str, cron: CronFact
             sel.validate_selector(slot)
         except Exception as exc:
             raise r.fail("pingpong", "slots", str(exc)) from None
+    standby = r.get("standby", "enabled", False)
+    if not isinstance(standby, bool):
+        raise r.fail("standby", "enabled", f"must be true or false, got {standby!r}")
     r.check_unknown()
 
     return Policy(
@@ -320,4 +324,5 @@ def parse_policy(name: str, data: Mapping[str, Any], source: str, cron: CronFact
         cname_count=cname_count,
         cname_warn_below=warn_below,
         pingpong_slots=tuple(slots),
+        standby=standby,
     )
