@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -98,6 +99,11 @@ class SigningEntry:
 
 
 class Signer(Protocol):
+    def locked(self) -> AbstractContextManager[None]:
+        """Exclusive across processes (daemon and operator commands): read the state and
+        write the signer inside it."""
+        ...
+
     def apply(self, entries: Sequence[SigningEntry]) -> None:
         """Atomically rewrite the signer configuration to exactly `entries`, then reload.
         Raises SignerError(reason)."""

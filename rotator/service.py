@@ -30,6 +30,7 @@ from .domain.errors import (
     InputError,
     NotFound,
     RotatorError,
+    SignerError,
 )
 from .domain.model import IdentityState, KeyState
 from .domain.policy import Policy, pingpong_problem
@@ -582,7 +583,13 @@ class Service:
             actor=actor,
             reason=reason,
         )
-        self.sync_signer()
+        try:
+            self.sync_signer()
+        except ExternalError as exc:
+            raise SignerError(
+                f"keys are marked compromised, but the signer was not rewritten: {exc.reason}; "
+                "fix that, then run `rotator run --once` (or restart the daemon)"
+            ) from None
 
     # --- the daemon's work ---------------------------------------------------------------
 
@@ -602,7 +609,9 @@ class Service:
         return wiped
 
     def sync_signer(self) -> None:
-        self.signer.apply(self._signing_entries())
+        # Computed inside the signer lock: whoever writes last writes the latest state.
+        with self.signer.locked():
+            self.signer.apply(self._signing_entries())
 
     def tick(self, now: datetime | None = None) -> TickReport:
         report = TickReport()
@@ -944,7 +953,19 @@ class Service:
 
     def _activate(self, keys: list[KeyState], report: TickReport) -> None:
         # One signer rewrite + reload for every key due now: an emergency over 1,000
-        # domains must not reload the signer 1,000 times.
+        # domains must not reload the signer 1,000 times. The signer lock makes an operator's
+        # emergency (another process) and this step write the signer one after the other,
+        # each from the state it reads inside the lock.
+        with self.signer.locked():
+            conflicts = self._activate_locked(keys, report)
+        if conflicts:
+            # A key changed under us (e.g. compromised meanwhile): never leave the signer
+            # holding what the log says must not sign.
+            self.sync_signer()
+
+    def _activate_locked(self, keys: list[KeyState], report: TickReport) -> int:
+        fresh = [self.store.key(k.key_id) for k in keys]
+        keys = [k for k in fresh if k is not None and k.state is State.VERIFIED]
         idents = {i.identity: i for i in self.store.identities()}
         current = self._signing_entries(idents)
         plan: list[tuple[KeyState, KeyState | None]] = []
@@ -955,7 +976,7 @@ class Service:
             old = self.store.key(ident.active_key) if ident.active_key else None
             plan.append((key, old))
         if not plan:
-            return
+            return 0
         retired = {old.key_id for _, old in plan if old is not None}
         entries = [e for e in current if e.key_id not in retired]
         for key, _ in plan:
@@ -964,9 +985,10 @@ class Service:
             self.signer.apply(entries)
         except ExternalError as exc:
             self._failed([k for k, _ in plan], Action.ACTIVATE, exc.reason, report)
-            return
+            return 0
         faults.point("after-signer-written")
         now = self.clock.now()
+        conflicts = 0
         for key, old in plan:
             batch: list[ev.KeyEvent] = [
                 ev.KeyActivated(
@@ -984,7 +1006,9 @@ class Service:
                         successor=key.key_id,
                     )
                 )
-            self._record(batch, [key] + ([old] if old else []), report, Action.ACTIVATE)
+            if not self._record(batch, [key] + ([old] if old else []), report, Action.ACTIVATE):
+                conflicts += 1
+                continue
             log.info(
                 "key_activated",
                 domain=key.domain,
@@ -992,6 +1016,7 @@ class Service:
                 key_id=key.key_id,
                 previous=old.selector if old else None,
             )
+        return conflicts
 
     def _signing_entries(
         self, idents: dict[str, IdentityState] | None = None
@@ -1050,16 +1075,17 @@ class Service:
         keys: Iterable[KeyState],
         report: TickReport,
         action: Action,
-    ) -> None:
+    ) -> bool:
         expected = {f"key:{k.key_id}": k.version for k in keys}
         try:
             self.store.append(events, expected)
         except ConcurrencyError as exc:
             # Someone else (an operator command) moved the key: re-decide next tick.
             log.warning("append_conflict", action=action.value, error=str(exc))
-            return
+            return False
         report.succeeded += len(expected)
         report.by_action[action.value] += len(expected)
+        return True
 
     def _failed(
         self,

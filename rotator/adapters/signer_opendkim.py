@@ -9,9 +9,11 @@ SigningTable line:  <pattern> <key_id>   (use "SigningTable refile:<path>" in op
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..domain.errors import SignerError
@@ -59,6 +61,17 @@ class OpenDkimSigner:
         self.signing_table = Path(signing_table)
         self.reload = list(reload)
         self.timeout = timeout
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        lock = self.key_table.parent / ".rotator-signer.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def apply(self, entries: Sequence[SigningEntry]) -> None:
         ordered = sorted(entries, key=lambda e: (e.domain, e.selector))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -64,6 +65,9 @@ class FakeSigner:
         self.entries: list[SigningEntry] = []
         self.fail: str | None = None
         self.applied = 0
+
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     def apply(self, entries: Sequence[SigningEntry]) -> None:
         if self.fail:
