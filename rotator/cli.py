@@ -569,17 +569,26 @@ def _nudge_or_run(app: Any, plan: Any, deadline: float) -> None:
         return
     try:
         ids = {k.key_id for k in plan.compromise}
+        affected = {k.identity for k in plan.compromise}
+        revoked = replaced = False
         while time.monotonic() < deadline:
             app.service.tick()
-            left = [
-                k
+            revoked = all(
+                k.state in (State.REVOKED, State.DESTROYED)
                 for k in app.store.list_keys()
-                if k.key_id in ids and k.state not in (State.REVOKED, State.DESTROYED)
-            ]
-            if not left:
+                if k.key_id in ids
+            )
+            # replaced: an active key again, or a notice saying what it waits for
+            replaced = all(
+                i.active_key or i.notice for i in app.store.identities() if i.identity in affected
+            )
+            if revoked and replaced:
                 break
-            time.sleep(0.2)
-        console.print(f"compromised keys revoked on every nameserver: {not left}")
+            time.sleep(0.1)
+        console.print(
+            f"compromised keys revoked on every nameserver: {revoked}; "
+            f"replacements active: {replaced}"
+        )
     finally:
         lock.release()
 

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import multiprocessing
 import os
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -120,6 +121,7 @@ def _field(name: str, parse: Callable[[str], T], value: str) -> T:
         raise InputError(f"{name}: {exc}") from None
 
 
+SETTLE_PAUSES = (0.05, 0.15)  # seconds: re-check lagging secondaries within the same tick
 PARALLEL_KEYGEN = 8  # below this, starting worker processes costs more than it saves
 MAX_PASSES = 8  # per tick: lets a key chain publish -> verify -> activate without waiting
 
@@ -861,7 +863,13 @@ class Service:
                 continue
             faults.point(f"after-dns-{action.value}")
             now = self.clock.now()
-            self._record([success(k, now, server) for k in zone_keys], zone_keys, report, action)
+            self._record(
+                [success(k, now, server) for k in zone_keys],
+                zone_keys,
+                report,
+                action,
+                split_on_conflict=True,
+            )
             for k in zone_keys:
                 log.info(
                     _DONE[action],
@@ -875,6 +883,7 @@ class Service:
     # --- verify (publication and revocation) ---------------------------------------------
 
     def _verify(self, keys: list[KeyState], report: TickReport) -> None:
+        ready = []
         for key in keys:
             ident = self.store.identity(key.identity)
             if ident is not None and ident.mode == Mode.NS_DELEGATION:
@@ -895,10 +904,14 @@ class Service:
                     )
                     self._failed([key], Action.VERIFY, problem, report)
                     continue
-            results = self._observe(key, Action.VERIFY, report)
-            if results is None:
+            ready.append(key)
+        verified = self._observe_all(ready, Action.VERIFY, report)
+        now = self.clock.now()
+        events: list[ev.KeyEvent] = []
+        done = []
+        for key in ready:
+            if key.key_id not in verified:
                 continue
-            now = self.clock.now()
             # A reused record name (ping-pong slot) may still be cached with the old key's
             # data: activate only once that record's TTL has passed.
             previous = [
@@ -906,8 +919,8 @@ class Service:
                 for k in self.store.list_keys(key.identity)
                 if k.record_name == key.record_name and k.key_id != key.key_id
             ]
-            wait = max((k.ttl for k in previous), default=0)
-            activate_at = now + timedelta(seconds=wait)
+            activate_at = now + timedelta(seconds=max((k.ttl for k in previous), default=0))
+            ident = self.store.identity(key.identity)
             if (
                 ident is not None
                 and ident.active_key
@@ -916,38 +929,66 @@ class Service:
             ):
                 # A standby waits, verified, for the active key's scheduled rotation.
                 activate_at = max(activate_at, ident.rotate_at)
-            event = ev.KeyVerified(**_ids(key, now), results=results, activate_at=activate_at)
-            self._record([event], [key], report, Action.VERIFY)
+            events.append(
+                ev.KeyVerified(
+                    **_ids(key, now), results=verified[key.key_id], activate_at=activate_at
+                )
+            )
+            done.append(key)
+        self._record(events, done, report, Action.VERIFY, split_on_conflict=True)
+        for key in done:
             log.info(
                 "key_verified",
                 domain=key.domain,
                 selector=key.selector,
                 key_id=key.key_id,
-                nameservers=len(results),
+                nameservers=len(verified[key.key_id]),
             )
 
     def _verify_revocation(self, keys: list[KeyState], report: TickReport) -> None:
-        for key in keys:
-            results = self._observe(key, Action.VERIFY_REVOCATION, report)
-            if results is None:
-                continue
-            event = ev.KeyRevoked(**_ids(key, self.clock.now()), results=results)
-            self._record([event], [key], report, Action.VERIFY_REVOCATION)
+        revoked = self._observe_all(keys, Action.VERIFY_REVOCATION, report)
+        done = [k for k in keys if k.key_id in revoked]
+        now = self.clock.now()
+        events: list[ev.KeyEvent] = [
+            ev.KeyRevoked(**_ids(k, now), results=revoked[k.key_id]) for k in done
+        ]
+        self._record(events, done, report, Action.VERIFY_REVOCATION, split_on_conflict=True)
+        for key in done:
             log.info("key_revoked", domain=key.domain, selector=key.selector, key_id=key.key_id)
 
-    def _observe(
-        self, key: KeyState, action: Action, report: TickReport
-    ) -> tuple[dict[str, object], ...] | None:
-        try:
-            observations = self.probe.observe(key.zone, key.record_name)
-        except ExternalError as exc:
-            self._failed([key], action, exc.reason, report)
-            return None
-        ok, results = judge(key.record, observations, key_only=key.customer_managed)
-        if not ok:
-            self._failed([key], action, summarize(results), report, details=results)
-            return None
-        return results
+    def _observe_all(
+        self, keys: list[KeyState], action: Action, report: TickReport
+    ) -> dict[str, tuple[dict[str, object], ...]]:
+        """Results for every key whose record every authoritative address serves. A
+        secondary is usually only milliseconds behind (NOTIFY + IXFR), so keys that fail
+        are looked at again after short pauses before the failure is recorded."""
+        good: dict[str, tuple[dict[str, object], ...]] = {}
+        why: dict[str, tuple[str, tuple[dict[str, object], ...]]] = {}
+        pending = list(keys)
+        for pause in (0.0, *SETTLE_PAUSES):
+            if not pending:
+                break
+            if pause:
+                time.sleep(pause)
+            still = []
+            for key in pending:
+                try:
+                    observations = self.probe.observe(key.zone, key.record_name)
+                except ExternalError as exc:
+                    why[key.key_id] = (exc.reason, ())
+                    still.append(key)
+                    continue
+                ok, results = judge(key.record, observations, key_only=key.customer_managed)
+                if ok:
+                    good[key.key_id] = results
+                else:
+                    why[key.key_id] = (summarize(results), results)
+                    still.append(key)
+            pending = still
+        for key in pending:
+            reason, details = why[key.key_id]
+            self._failed([key], action, reason, report, details=details)
+        return good
 
     # --- activate ------------------------------------------------------------------------
 
@@ -1075,14 +1116,27 @@ class Service:
         keys: Iterable[KeyState],
         report: TickReport,
         action: Action,
+        split_on_conflict: bool = False,
     ) -> bool:
+        """Append the outcome events of many keys in one transaction (one fsync). With
+        split_on_conflict (independent keys, one event each), a key that moved meanwhile
+        makes it fall back to one transaction per key so the others still land."""
+        keys = list(keys)
+        if not events:
+            return True
         expected = {f"key:{k.key_id}": k.version for k in keys}
         try:
             self.store.append(events, expected)
         except ConcurrencyError as exc:
-            # Someone else (an operator command) moved the key: re-decide next tick.
-            log.warning("append_conflict", action=action.value, error=str(exc))
-            return False
+            if not split_on_conflict or len(keys) == 1:
+                # Someone else (an operator command) moved the key: re-decide next tick.
+                log.warning("append_conflict", action=action.value, error=str(exc))
+                return False
+            ok = True
+            for key in keys:
+                mine = [e for e in events if e.key_id == key.key_id]
+                ok = self._record(mine, [key], report, action) and ok
+            return ok
         report.succeeded += len(expected)
         report.by_action[action.value] += len(expected)
         return True
