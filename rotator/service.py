@@ -620,11 +620,10 @@ class Service:
         for _ in range(MAX_PASSES):
             before = report.progressed
             at = now or self.clock.now()
+            # Keys first: a revocation due now frees a ping-pong slot for the generation
+            # due now.
+            self._run_due(self.store.due_keys(at), report)
             self._generate(self.store.due_identities(at), at, report)
-            due = self.store.due_keys(at)
-            if not due:
-                break
-            self._run_due(due, report)
             if report.progressed == before:
                 break
         return report
@@ -780,12 +779,24 @@ class Service:
 
     def _defer(self, ident: IdentityState, policy: Policy, now: datetime, why: str) -> None:
         # Customer-managed keys wait for the customer: look again daily, not every retry.
-        wait = policy.retry_max if ident.mode != Mode.CUSTOMER_KEY else timedelta(days=1)
+        # A busy ping-pong slot frees when its key's next step (revocation) is done: look
+        # again then, not a full retry_max later.
+        retry_at = now + max(policy.retry_max, policy.retry_base)
+        if ident.mode == Mode.CUSTOMER_KEY:
+            retry_at = now + timedelta(days=1)
+        elif ident.mode == Mode.PING_PONG:
+            steps = [
+                k.next_action_at
+                for k in self.store.list_keys(ident.identity)
+                if k.state is State.DRAINING and k.next_action_at is not None
+            ]
+            if steps:
+                retry_at = min(retry_at, max(min(steps), now) + policy.retry_base)
         event = ev.RotationDeferred(
             at=now,
             identity=ident.identity,
             domain=ident.domain,
-            retry_at=now + max(wait, policy.retry_base),
+            retry_at=retry_at,
             notice=why,
         )
         try:
