@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import ClassVar, TypedDict, TypeVar
@@ -45,6 +45,7 @@ from .ports import (
     GeneratedKey,
     KeyStore,
     NameserverProbe,
+    Observation,
     Publisher,
     RecordChange,
     Signer,
@@ -982,13 +983,12 @@ class Service:
             if pause:
                 time.sleep(pause)
             still = []
-            for key in pending:
-                try:
-                    observations = self.probe.observe(key.zone, key.record_name)
-                except ExternalError as exc:
-                    why[key.key_id] = (exc.reason, ())
+            for key, observed in zip(pending, self._observe_many(pending), strict=True):
+                if isinstance(observed, ExternalError):
+                    why[key.key_id] = (observed.reason, ())
                     still.append(key)
                     continue
+                observations = observed
                 ok, results = judge(key.record, observations, key_only=key.customer_managed)
                 if ok:
                     good[key.key_id] = results
@@ -1000,6 +1000,20 @@ class Service:
             reason, details = why[key.key_id]
             self._failed([key], action, reason, report, details=details)
         return good
+
+    def _observe_many(self, keys: list[KeyState]) -> list[list[Observation] | ExternalError]:
+        """Query for many keys at once: the work is waiting on nameservers, not CPU."""
+
+        def one(key: KeyState) -> list[Observation] | ExternalError:
+            try:
+                return self.probe.observe(key.zone, key.record_name)
+            except ExternalError as exc:
+                return exc
+
+        if len(keys) < 2:
+            return [one(k) for k in keys]
+        with ThreadPoolExecutor(max_workers=min(16, len(keys))) as pool:
+            return list(pool.map(one, keys))
 
     # --- activate ------------------------------------------------------------------------
 
@@ -1040,7 +1054,7 @@ class Service:
             return 0
         faults.point("after-signer-written")
         now = self.clock.now()
-        conflicts = 0
+        batches: list[tuple[list[ev.KeyEvent], list[KeyState]]] = []
         for key, old in plan:
             batch: list[ev.KeyEvent] = [
                 ev.KeyActivated(
@@ -1058,17 +1072,23 @@ class Service:
                         successor=key.key_id,
                     )
                 )
-            if not self._record(batch, [key] + ([old] if old else []), report, Action.ACTIVATE):
-                conflicts += 1
-                continue
+            batches.append((batch, [key] + ([old] if old else [])))
+        # All in one transaction; if any key moved meanwhile, identity by identity (a new
+        # key's activation and its predecessor's drain always land together).
+        recorded = batches
+        everything = [e for events, _ in batches for e in events]
+        if len(batches) == 1 or not self._record(
+            everything, [k for _, ks in batches for k in ks], report, Action.ACTIVATE
+        ):
+            recorded = [b for b in batches if self._record(b[0], b[1], report, Action.ACTIVATE)]
+        for events, _ in recorded:
             log.info(
                 "key_activated",
-                domain=key.domain,
-                selector=key.selector,
-                key_id=key.key_id,
-                previous=old.selector if old else None,
+                domain=events[0].domain,
+                selector=events[0].selector,
+                key_id=events[0].key_id,
             )
-        return conflicts
+        return len(batches) - len(recorded)
 
     def _signing_entries(
         self, idents: dict[str, IdentityState] | None = None

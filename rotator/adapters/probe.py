@@ -3,6 +3,8 @@ skeleton of octoDNS's report command): RD=0, UDP with TCP fallback on truncation
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,6 +20,8 @@ import dns.resolver
 from ..config import split_hostport
 from ..domain.errors import ProbeError
 from ..ports import DelegationView, Observation
+
+TARGET_CACHE_S = 5.0
 
 
 def _fmt(ip: str, port: int) -> str:
@@ -45,11 +49,25 @@ class AuthoritativeProbe:
         self.resolver.lifetime = timeout
         self.resolver.timeout = timeout
         self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="probe")
+        self._cache: dict[str, tuple[float, list[tuple[str, str, int]]]] = {}
+        self._lock = threading.Lock()
 
     def targets(self, zone: str) -> list[tuple[str, str, int]]:
-        """(ns name, address, port) for every address of every NS of the zone."""
+        """(ns name, address, port) for every address of every NS of the zone. Cached for a
+        few seconds: verifying 1,000 keys of one zone needs one NS lookup, not 1,000."""
         if self.fixed:
             return [(_fmt(h, p), h, p) for h, p in self.fixed]
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(zone)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        found = self._discover(zone)
+        with self._lock:
+            self._cache[zone] = (now + TARGET_CACHE_S, found)
+        return found
+
+    def _discover(self, zone: str) -> list[tuple[str, str, int]]:
         where = ", ".join(str(n) for n in self.resolver.nameservers)
         try:
             ns_answer = self.resolver.resolve(zone, dns.rdatatype.NS, raise_on_no_answer=True)
