@@ -495,6 +495,25 @@ class Service:
                 + ", ".join(missing[:5])
                 + (" ..." if len(missing) > 5 else "")
             )
+        if ident.mode == Mode.CUSTOMER_KEY:
+            missing = []
+            for key in self.store.list_keys(ident.identity):
+                if key.customer_managed and key.state in (
+                    State.PUBLISHED,
+                    State.VERIFIED,
+                    State.ACTIVE,
+                ):
+                    try:
+                        observed = self.probe.observe(key.zone, key.record_name)
+                    except ExternalError as exc:
+                        missing.append(f"{key.record_name} ({exc.reason})")
+                        continue
+                    ok, results = judge(key.record, observed, key_only=True)
+                    if not ok:
+                        missing.append(f"{key.record_name} ({summarize(results)})")
+            if missing:
+                return "awaiting customer DNS: " + "; ".join(missing)
+            return None
         if ident.mode != Mode.NS_DELEGATION:
             return None
         view = self.probe.delegation(ident.zone)

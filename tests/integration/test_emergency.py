@@ -138,6 +138,10 @@ def test_scopes_customer_policy_all_and_refusals(env2: RotatorEnv) -> None:
         return key.key_id
 
     a, o, b = active(DOMAIN), active(OTHER), active(f"beta.{OTHER}")
+    sel = env.store().key(a).selector  # type: ignore[union-attr]
+    env.cli("rotate", "--emergency", DOMAIN, "--selector", sel, "--reason", "one key")
+    assert active(DOMAIN) != a and active(OTHER) == o and active(f"beta.{OTHER}") == b
+    a = active(DOMAIN)
     env.cli("rotate", "--emergency", "--customer", "Beta", "--reason", "beta leak")
     assert active(f"beta.{OTHER}") != b and active(DOMAIN) == a and active(OTHER) == o
     env.cli("rotate", "--emergency", "--policy", "demo-ed25519", "--reason", "ed leak")
@@ -146,6 +150,7 @@ def test_scopes_customer_policy_all_and_refusals(env2: RotatorEnv) -> None:
     assert active(DOMAIN) != a
     compromised = events(env, "--type", "KeyCompromised")
     assert {e["payload"]["scope"] for e in compromised} == {
+        f"selector {sel} of {DOMAIN}",
         "customer Beta",
         "policy demo-ed25519",
         "all keys",

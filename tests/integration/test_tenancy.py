@@ -400,6 +400,8 @@ def test_customer_generated_key(ten: Tenancy, tmp_path: Path) -> None:
     ).stdout
     record_line = next(x for x in out.splitlines() if " IN TXT " in x)
     assert record_line.startswith("cust1._domainkey.acme.test. 3600 IN TXT")
+    check = env.cli("customer", "check", "Acme", check=False)
+    assert check.returncode != 0 and "cust1._domainkey.acme.test." in check.stdout
     env.start()
     stuck = env.wait_for(
         "verification waits for the customer's record",
@@ -414,6 +416,7 @@ def test_customer_generated_key(ten: Tenancy, tmp_path: Path) -> None:
     quoted = " ".join(f'"{c.decode()}"' for c in chunks)
     ten.customer_update(("add", "cust1._domainkey.acme.test.", "TXT", quoted))
     key = env.wait_for("customer key active", lambda: env.key_in_state("acme.test", "active"))
+    assert "present" in env.cli("customer", "check", "Acme").stdout
     via_customer = follow_delegation("127.0.0.3", ten.esp.port, ten.esp.secondary)
     assert dkim.verify(sign_with(env, key, "acme.test"), dnsfunc=via_customer)
     env.cli("rotate", "acme.test", "--reason", "policy says so")
