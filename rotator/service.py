@@ -33,7 +33,7 @@ from .domain.errors import (
     RotatorError,
     SignerError,
 )
-from .domain.model import IdentityState, KeyState
+from .domain.model import EMERGENCY, IdentityState, KeyState
 from .domain.policy import Policy, pingpong_problem
 from .domain.record import RecordTags, build_record, revoked_record, split_strings
 from .domain.states import Action, Mode, Role, State
@@ -529,7 +529,7 @@ class Service:
             if pending is not None and pending.state is State.VERIFIED and ident.active_key:
                 # A standby key: the rotation is a switch, not a key generation.
                 switch = ev.ActivationRequested(
-                    **_ids(pending, self.clock.now()), actor=actor, reason=reason
+                    **_by(_ids(pending, self.clock.now()), actor, reason)
                 )
                 self.store.append([switch], {switch.stream_id: pending.version})
                 log.info(
@@ -587,14 +587,10 @@ class Service:
         Revocation and replacements follow on the next tick, which the caller triggers."""
         now = self.clock.now()
         events: list[ev.Event] = [
-            ev.KeyCompromised(
-                **_ids(k, now), actor=actor, reason=reason, scope=plan.scope.describe()
-            )
+            ev.KeyCompromised(**_by(_ids(k, now), actor, reason), scope=plan.scope.describe())
             for k in plan.compromise
         ]
-        events += [
-            ev.ActivationRequested(**_ids(k, now), actor=actor, reason=reason) for k in plan.promote
-        ]
+        events += [ev.ActivationRequested(**_by(_ids(k, now), actor, reason)) for k in plan.promote]
         expected = {f"key:{k.key_id}": k.version for k in plan.compromise + plan.promote}
         self.store.append(events, expected)
         log.warning(
@@ -690,11 +686,16 @@ class Service:
             selector, record_name, lookup_name, notice = placement
             events.append(
                 ev.KeyGenerated(
-                    at=now,
-                    key_id=key_id,
-                    identity=ident.identity,
-                    domain=ident.domain,
-                    selector=selector,
+                    **_emergency_ids(
+                        {
+                            "at": now,
+                            "key_id": key_id,
+                            "identity": ident.identity,
+                            "domain": ident.domain,
+                            "selector": selector,
+                        },
+                        ident,
+                    ),
                     policy=policy.name,
                     algorithm=policy.algorithm,
                     bits=policy.bits,
@@ -1075,9 +1076,10 @@ class Service:
         now = self.clock.now()
         batches: list[tuple[list[ev.KeyEvent], list[KeyState]]] = []
         for key, old in plan:
+            ident = idents[key.identity]
             batch: list[ev.KeyEvent] = [
                 ev.KeyActivated(
-                    **_ids(key, now),
+                    **_emergency_ids(_ids(key, now), ident),
                     rotate_at=self.policy(key.policy).rotate_at(now),
                     previous=old.key_id if old else None,
                     generate_at=now if self.policy(key.policy).standby else None,
@@ -1251,22 +1253,41 @@ _DONE = {
 }
 
 
-class _Ids(TypedDict):
+class _Ids(TypedDict, total=False):
     at: datetime
     key_id: str
     identity: str
     domain: str
     selector: str
+    actor: str
+    reason: str
 
 
 def _ids(key: KeyState, now: datetime) -> _Ids:
-    return {
+    ids: _Ids = {
         "at": now,
         "key_id": key.key_id,
         "identity": key.identity,
         "domain": key.domain,
         "selector": key.selector,
     }
+    if key.emergency_actor:
+        # the steps an emergency set off are the operator's, with their reason
+        ids["actor"] = key.emergency_actor
+        ids["reason"] = f"{EMERGENCY}{key.emergency_reason}"
+    return ids
+
+
+def _by(ids: _Ids, actor: str, reason: str) -> _Ids:
+    """The same ids, attributed to an operator."""
+    return {**ids, "actor": actor, "reason": reason}
+
+
+def _emergency_ids(ids: _Ids, ident: IdentityState) -> _Ids:
+    """A replacement set off by an emergency on this identity is the operator's step."""
+    if not ident.emergency_actor:
+        return ids
+    return _by(ids, ident.emergency_actor, f"{EMERGENCY}{ident.emergency_reason}")
 
 
 def _lookup(selector: str, domain: str) -> str:

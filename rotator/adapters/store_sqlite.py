@@ -153,6 +153,10 @@ def m004_emergency(db: sqlite_utils.Database) -> None:
         """
         ALTER TABLE keys ADD COLUMN compromised INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE identities ADD COLUMN rotate_at TEXT;
+        ALTER TABLE keys ADD COLUMN emergency_actor TEXT NOT NULL DEFAULT '';
+        ALTER TABLE keys ADD COLUMN emergency_reason TEXT NOT NULL DEFAULT '';
+        ALTER TABLE identities ADD COLUMN emergency_actor TEXT NOT NULL DEFAULT '';
+        ALTER TABLE identities ADD COLUMN emergency_reason TEXT NOT NULL DEFAULT '';
         """
     )
 

@@ -48,6 +48,9 @@ class KeyState:
     lookup_name: str = ""
     customer_managed: bool = False
     compromised: bool = False
+    # Who declared the emergency and why: carried into every event that follows from it.
+    emergency_actor: str = ""
+    emergency_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,11 @@ class IdentityState:
     pending_key: str | None = None
     rotation_due_at: datetime | None = None
     rotate_at: datetime | None = None  # when the active key is due to be replaced
+    emergency_actor: str = ""  # set while a replacement after an emergency is under way
+    emergency_reason: str = ""
+
+
+EMERGENCY = "emergency: "  # reason prefix of the steps an emergency sets off
 
 
 def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
@@ -99,6 +107,9 @@ def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
             replaces=event.replaces,
             lookup_name=event.lookup_name,
             customer_managed=imported,
+            # a replacement after an emergency: its steps up to activation are the operator's
+            emergency_actor=event.actor if event.reason.startswith(EMERGENCY) else "",
+            emergency_reason=event.reason.removeprefix(EMERGENCY),
         )
     if key is None:
         raise IllegalTransition(f"key {event.key_id} does not exist (no KeyGenerated event)")
@@ -132,11 +143,20 @@ def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
         return replace(base, next_action=Action.ACTIVATE, next_action_at=event.activate_at)
     if isinstance(event, ev.KeyActivated):
         # While active the key owes nothing itself: rotation is scheduled on its identity.
-        return replace(base, next_action=None, next_action_at=None, activated_at=event.at)
+        return replace(
+            base,
+            next_action=None,
+            next_action_at=None,
+            activated_at=event.at,
+            emergency_actor="",
+            emergency_reason="",
+        )
     if isinstance(event, ev.KeyCompromised):
         return replace(
             base,
             compromised=True,
+            emergency_actor=event.actor,
+            emergency_reason=event.reason,
             next_action=Action.DESTROY if key.customer_managed else Action.REVOKE,
             next_action_at=event.at,
             drain_until=event.at,
@@ -216,16 +236,19 @@ def apply_identity(ident: IdentityState | None, event: ev.Event) -> IdentityStat
             pending_key=None,
             rotate_at=event.rotate_at,
             rotation_due_at=event.generate_at or event.rotate_at,
+            emergency_actor="",
+            emergency_reason="",
         )
     if isinstance(event, ev.KeyCompromised):
         # No active key any more (on purpose): a replacement is due now.
+        marked = replace(ident, emergency_actor=event.actor, emergency_reason=event.reason)
         if event.key_id == ident.active_key:
             # A key already on its way (a standby) replaces it; otherwise generate one now.
             due = event.at if ident.pending_key is None else None
-            return replace(ident, active_key=None, rotation_due_at=due)
+            return replace(marked, active_key=None, rotation_due_at=due)
         if event.key_id == ident.pending_key:
             due = event.at if ident.rotation_due_at is None else ident.rotation_due_at
-            return replace(ident, pending_key=None, rotation_due_at=due)
+            return replace(marked, pending_key=None, rotation_due_at=due)
     return ident
 
 

@@ -65,6 +65,12 @@ def test_domain_emergency_revokes_at_once_and_replaces(env2: RotatorEnv) -> None
     compromised = next(e for e in log if e["type"] == "KeyCompromised")
     assert (compromised["actor"], compromised["reason"]) == ("carol", "key leaked in a backup")
     assert [e["type"] for e in log if e["type"] == "DrainStarted"] == []  # no drain
+    # every event the emergency set off is the operator's, with their reason
+    after = log[log.index(compromised) :] + events(env, "--key", new.key_id)
+    assert {(e["actor"], e["reason"]) for e in after if e["type"] != "ActionFailed"} == {
+        ("carol", "key leaked in a backup"),
+        ("carol", "emergency: key leaked in a backup"),
+    }
     assert env.stop() == 0
 
 
