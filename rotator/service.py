@@ -1147,17 +1147,26 @@ class Service:
     # --- destroy -------------------------------------------------------------------------
 
     def _destroy(self, keys: list[KeyState], report: TickReport) -> None:
+        wiped = []
         for key in keys:
             try:
                 self.keystore.destroy(key.key_id)
             except ExternalError as exc:
                 self._failed([key], Action.DESTROY, exc.reason, report)
                 continue
-            faults.point("after-key-wiped")
-            now = self.clock.now()
-            policy = self.policy(key.policy)
-            event = ev.KeyDestroyed(**_ids(key, now), tombstone_until=policy.tombstone_until(now))
-            self._record([event], [key], report, Action.DESTROY)
+            wiped.append(key)
+        if not wiped:
+            return
+        faults.point("after-key-wiped")
+        now = self.clock.now()
+        events: list[ev.KeyEvent] = [
+            ev.KeyDestroyed(
+                **_ids(k, now), tombstone_until=self.policy(k.policy).tombstone_until(now)
+            )
+            for k in wiped
+        ]
+        self._record(events, wiped, report, Action.DESTROY, split_on_conflict=True)
+        for key in wiped:
             log.info("key_destroyed", domain=key.domain, selector=key.selector, key_id=key.key_id)
 
     # --- recording -----------------------------------------------------------------------

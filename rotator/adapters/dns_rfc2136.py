@@ -68,22 +68,23 @@ class Rfc2136Publisher:
     def _messages(
         self, zone: str, changes: Sequence[RecordChange]
     ) -> list[dns.update.UpdateMessage]:
-        """Pack changes into as few UPDATEs as fit max_message octets (TSIG included)."""
+        """Pack changes into as few UPDATEs as fit max_message octets (TSIG included).
+        Each change's size is measured once on its own (an upper bound: name compression
+        only shrinks a message), so packing 1,000 changes stays linear."""
+        base = len(self._new(zone).to_wire())
         messages: list[dns.update.UpdateMessage] = []
         current = self._new(zone)
+        size = base
         count = 0
         for change in changes:
-            trial = self._new(zone)
-            for rrset in current.update:
-                trial.update.append(rrset)
-            self._add(trial, change)
-            if count and len(trial.to_wire()) > self.max_message:
+            alone = self._new(zone)
+            self._add(alone, change)
+            cost = len(alone.to_wire()) - base
+            if count and size + cost > self.max_message:
                 messages.append(current)
-                current = self._new(zone)
-                count = 0
-                self._add(current, change)
-            else:
-                current = trial
+                current, size, count = self._new(zone), base, 0
+            self._add(current, change)
+            size += cost
             count += 1
         if count:
             messages.append(current)
