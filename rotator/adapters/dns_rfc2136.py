@@ -69,17 +69,16 @@ class Rfc2136Publisher:
         self, zone: str, changes: Sequence[RecordChange]
     ) -> list[dns.update.UpdateMessage]:
         """Pack changes into as few UPDATEs as fit max_message octets (TSIG included).
-        Each change's size is measured once on its own (an upper bound: name compression
-        only shrinks a message), so packing 1,000 changes stays linear."""
+        Each change is costed without name compression (compression pointers cannot
+        reach past 16 KiB into a message, so big messages compress less), which keeps
+        the packing linear and never over the limit."""
         base = len(self._new(zone).to_wire())
         messages: list[dns.update.UpdateMessage] = []
         current = self._new(zone)
         size = base
         count = 0
         for change in changes:
-            alone = self._new(zone)
-            self._add(alone, change)
-            cost = len(alone.to_wire()) - base
+            cost = _uncompressed_cost(change)
             if count and size + cost > self.max_message:
                 messages.append(current)
                 current, size, count = self._new(zone), base, 0
@@ -139,3 +138,13 @@ class Rfc2136Publisher:
                 f"{dns.rcode.to_text(rcode)} from {self.where} for zone {zone}"
                 + (f" ({hint})" if hint else "")
             )
+
+
+def _uncompressed_cost(change: RecordChange) -> int:
+    """Octets a change adds to an UPDATE: a delete RR (owner + 10 fixed octets) and, for
+    a replace, the new RR with its character-strings (each 1 length octet + data)."""
+    owner = len(dns.name.from_text(change.name).to_wire() or b"")
+    cost = owner + 10
+    if change.text is not None:
+        cost += owner + 10 + sum(1 + len(c) for c in split_strings(change.text))
+    return cost
