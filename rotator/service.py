@@ -729,7 +729,9 @@ class Service:
 
     def keygen(self, specs: list[tuple[str, str, int]]) -> list[GeneratedKey]:
         """Generate keys; a process per core when there are enough to be worth it."""
-        if len(specs) < PARALLEL_KEYGEN or self.workers < 2:
+        rsa = sum(1 for _, algorithm, _ in specs if algorithm == "rsa")
+        # ed25519 keys take microseconds: only RSA is worth the worker processes
+        if rsa < PARALLEL_KEYGEN or self.workers < 2:
             return [self.keystore.generate(*spec) for spec in specs]
         ctx = multiprocessing.get_context("spawn")  # no fork of a threaded daemon
         with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
