@@ -245,67 +245,37 @@ class Service:
         pol = _field("policy", self.policy, row.policy)
         if row.signing_domain and mode is not Mode.THIRD_PARTY:
             raise InputError("signing_domain: only third-party customers have one")
+        # d= and the zone of its records, per mode; the mail signed is always *@domain
+        signer, zone = domain, row.zone or None
         if mode in (Mode.CNAME, Mode.PING_PONG):
             if not row.zone:
                 raise InputError(
                     f"zone: {mode.value} customers need the ESP zone their CNAMEs point "
                     "into (e.g. cname.esp-dkim.net)"
                 )
-            if mode is Mode.PING_PONG:
-                problem = pingpong_problem(pol)
-                if problem:
-                    raise InputError(f"policy: {problem}")
-            return self.identity_event(
-                domain,
-                pol.name,
-                row.zone,
-                f"*@{domain}",
-                customer=customer,
-                mode=mode,
-                esp_identity=esp_identity,
-                actor=actor,
-                reason=reason,
-            )
-        if mode is Mode.CUSTOMER_KEY:
-            return self.identity_event(
-                domain,
-                pol.name,
-                row.zone or domain,
-                f"*@{domain}",
-                customer=customer,
-                mode=mode,
-                esp_identity=esp_identity,
-                actor=actor,
-                reason=reason,
-            )
-        if mode is Mode.NS_DELEGATION:
+            problem = pingpong_problem(pol) if mode is Mode.PING_PONG else None
+            if problem:
+                raise InputError(f"policy: {problem}")
+        elif mode is Mode.CUSTOMER_KEY:
+            zone = row.zone or domain
+        elif mode is Mode.NS_DELEGATION:
             zone = f"{pol.esp}._domainkey.{domain}"
-            return self.identity_event(
-                domain,
-                pol.name,
-                zone,
-                f"*@{domain}",
-                customer=customer,
-                mode=mode,
-                esp_identity=esp_identity,
-                actor=actor,
-                reason=reason,
-            )
-        if not row.signing_domain:
-            raise InputError(
-                "signing_domain: third-party customers need the ESP-controlled domain that "
-                "signs for them (e.g. acme.esp-dkim.net)"
-            )
-        signing = _field("signing_domain", normalize_domain, row.signing_domain)
-        if _is_within(signing, domain):
-            raise InputError(
-                f"signing_domain: {signing} is inside the customer's own domain; a "
-                "third-party signing domain is one the ESP controls"
-            )
+        else:
+            if not row.signing_domain:
+                raise InputError(
+                    "signing_domain: third-party customers need the ESP-controlled domain "
+                    "that signs for them (e.g. acme.esp-dkim.net)"
+                )
+            signer = _field("signing_domain", normalize_domain, row.signing_domain)
+            if _is_within(signer, domain):
+                raise InputError(
+                    f"signing_domain: {signer} is inside the customer's own domain; a "
+                    "third-party signing domain is one the ESP controls"
+                )
         return self.identity_event(
-            signing,
+            signer,
             pol.name,
-            row.zone or None,
+            zone,
             f"*@{domain}",
             customer=customer,
             mode=mode,
