@@ -859,6 +859,10 @@ class Service:
         by_zone: dict[str, list[KeyState]] = defaultdict(list)
         for key in keys:
             by_zone[key.zone].append(key)
+        # One UPDATE per zone, then one transaction for every zone's outcome (a crash before
+        # it only means the idempotent updates are sent again).
+        events: list[ev.KeyEvent] = []
+        done: list[KeyState] = []
         for zone, zone_keys in by_zone.items():
             try:
                 server = self.publisher.apply(zone, [change(k) for k in zone_keys])
@@ -867,13 +871,8 @@ class Service:
                 continue
             faults.point(f"after-dns-{action.value}")
             now = self.clock.now()
-            self._record(
-                [success(k, now, server) for k in zone_keys],
-                zone_keys,
-                report,
-                action,
-                split_on_conflict=True,
-            )
+            events += [success(k, now, server) for k in zone_keys]
+            done += zone_keys
             for k in zone_keys:
                 log.info(
                     _DONE[action],
@@ -883,6 +882,7 @@ class Service:
                     zone=zone,
                     server=server,
                 )
+        self._record(events, done, report, action, split_on_conflict=True)
 
     # --- verify (publication and revocation) ---------------------------------------------
 
