@@ -2,7 +2,8 @@
 # rotator quick start on a fresh Debian machine.
 #   bash deploy/quickstart.sh demo [SECONDS]   the daemon rotating keys on two local BIND servers
 #   bash deploy/quickstart.sh test [ARGS...]   the test suite (ruff, mypy --strict, unit, integration)
-# Both install what is missing first: bind9 + dnsutils (apt) and rotator in ./.venv (pip).
+# Both install what is missing first: bind9 + dnsutils (and knot for the tests) from apt, and
+# rotator in ./.venv (pip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,10 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 install_system() {
   local missing=()
+  # the tests also run a Knot DNS secondary beside BIND
+  if [ "${1:-}" = test ]; then
+    command -v knotd >/dev/null 2>&1 || [ -x /usr/sbin/knotd ] || missing+=(knot)
+  fi
   command -v named >/dev/null 2>&1 || [ -x /usr/sbin/named ] || missing+=(bind9)
   command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
@@ -47,7 +52,7 @@ case "$cmd" in
     exec rotator demo --seconds "${1:-45}"
     ;;
   test)
-    install_system
+    install_system test
     install_python
     exec python -m pytest "$@"
     ;;

@@ -126,6 +126,7 @@ class BindPair:
         ips: tuple[str, str] = (PRIMARY, SECONDARY),
         port: int | None = None,
         extra_records: dict[str, list[str]] | None = None,
+        extra_secondaries: Sequence[tuple[str, int]] = (),
     ) -> None:
         """`ips` and `port` let a second pair (say the customer's DNS on 127.0.0.3/.4) share
         the port of the first, so one nameserver_port reaches every authoritative server.
@@ -136,6 +137,8 @@ class BindPair:
         self.tsig_secret = tsig_secret or base64.b64encode(secrets.token_bytes(32)).decode()
         self.tsig_algorithm = "hmac-sha256"
         self.extra_records = extra_records or {}
+        # more secondaries (another implementation, e.g. Knot) the primary notifies
+        self.extra_secondaries = list(extra_secondaries)
         self.primary = ips[0]
         self.two_addresses = all(ensure_loopback_alias(ip) for ip in ips if ip != PRIMARY)
         if self.two_addresses:
@@ -206,8 +209,8 @@ class BindPair:
                     conf.append(
                         f'zone "{zone}" {{ type primary; file "{d}/{zone}.db"; '
                         f'allow-update {{ key "{self.tsig_name}"; }}; '
-                        f"also-notify {{ {self.secondary} port {self.secondary_port}; }}; "
-                        f"allow-transfer {{ {self.secondary}; }}; }};"
+                        f"also-notify {{ {self._notify_list()} }}; "
+                        f"allow-transfer {{ {self._transfer_list()} }}; }};"
                     )
                 else:
                     conf.append(
@@ -216,6 +219,14 @@ class BindPair:
                         f"allow-notify {{ {self.primary}; }}; }};"
                     )
             (d / "named.conf").write_text("\n".join(conf) + "\n")
+
+    def _notify_list(self) -> str:
+        targets = [(self.secondary, self.secondary_port), *self.extra_secondaries]
+        return " ".join(f"{ip} port {port};" for ip, port in targets)
+
+    def _transfer_list(self) -> str:
+        ips = dict.fromkeys([self.secondary, *(ip for ip, _ in self.extra_secondaries)])
+        return " ".join(f"{ip};" for ip in ips)
 
     def _zone_file(self, zone: str) -> str:
         return (
@@ -353,3 +364,96 @@ class BindPair:
                 return seen
             time.sleep(0.1)
         raise AssertionError(f"{which} {name}: still {seen} after {timeout}s")
+
+
+class KnotSecondary:
+    """A Knot DNS (knotd) secondary of a BindPair's primary: a second implementation that
+    must agree before a key counts as verified. Listens on 127.0.0.1 at its own port."""
+
+    def __init__(self, base_dir: Path, zones: Sequence[str], primary: tuple[str, int]) -> None:
+        self.base = Path(base_dir)
+        self.zones = list(zones)
+        self.primary = primary
+        self.address = PRIMARY
+        self.port = free_port((PRIMARY,), avoid=primary[1])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> KnotSecondary:
+        knotd = shutil.which("knotd") or "/usr/sbin/knotd"
+        if not os.path.exists(knotd):
+            raise RotatorError("Knot DNS is not installed: apt-get install knot")
+        for sub in ("db", "zones"):  # knotd does not create its storage directories
+            (self.base / sub).mkdir(parents=True, exist_ok=True)
+        ip, port = self.primary
+        zones = "\n".join(
+            f"  - domain: {z}\n    master: primary\n    acl: notify_from_primary"
+            for z in self.zones
+        )
+        (self.base / "knot.conf").write_text(
+            f"""server:
+    rundir: "{self.base}"
+    listen: {self.address}@{self.port}
+database:
+    storage: "{self.base}/db"
+log:
+  - target: "{self.base}/knot.log"
+    any: info
+remote:
+  - id: primary
+    address: {ip}@{port}
+acl:
+  - id: notify_from_primary
+    address: {ip}
+    action: notify
+template:
+  - id: default
+    storage: "{self.base}/zones"
+    zonefile-load: none
+    journal-content: all
+zone:
+{zones}
+"""
+        )
+        out = open(self.base / "stderr.log", "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(
+            [knotd, "-c", str(self.base / "knot.conf")],
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+        )
+        out.close()
+        _LIVE.add(self.proc)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RotatorError(f"knotd exited {self.proc.returncode}")
+            if all(self._serial(z) is not None for z in self.zones):
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RotatorError("knotd did not transfer the zones within 20s")
+
+    def _serial(self, zone: str) -> int | None:
+        q = dns.message.make_query(zone, dns.rdatatype.SOA)
+        q.flags &= ~dns.flags.RD
+        try:
+            r = dns.query.udp(q, self.address, port=self.port, timeout=0.5)
+        except (OSError, dns.exception.DNSException):
+            return None
+        for rrset in r.answer:
+            if rrset.rdtype == dns.rdatatype.SOA:
+                return int(rrset[0].serial)
+        return None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        _LIVE.discard(self.proc)
+        self.proc = None
