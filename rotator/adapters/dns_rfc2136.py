@@ -3,7 +3,6 @@ lives in this one small class; every failure becomes a one-line PublishError rea
 
 from __future__ import annotations
 
-import base64
 import binascii
 from collections.abc import Sequence
 
@@ -41,11 +40,20 @@ class Rfc2136Publisher:
         self.max_message = max_message
         try:
             self.keyring = dns.tsigkeyring.from_text({tsig_name: tsig_secret})
-        except (binascii.Error, ValueError) as exc:
-            raise PublishError(f"TSIG secret for {tsig_name} is not base64: {exc}") from None
-        self.key_name = dns.name.from_text(tsig_name)
-        self.algorithm = dns.name.from_text(tsig_algorithm)
-        base64.b64decode(tsig_secret)  # validated above; keeps the intent explicit
+            self.key_name = dns.name.from_text(tsig_name)
+            self.algorithm = dns.name.from_text(tsig_algorithm)
+        except (binascii.Error, ValueError, dns.exception.DNSException) as exc:
+            raise PublishError(f"TSIG key {tsig_name!r} is invalid: {exc}") from None
+        # Fail here, not in the first apply(): dnspython raises KeyError when signing with
+        # an unknown algorithm, which callers (catching ExternalError) would not expect.
+        try:
+            probe = dns.message.make_query(self.key_name, dns.rdatatype.SOA)
+            probe.use_tsig(self.keyring, self.key_name, algorithm=self.algorithm)
+            probe.to_wire()
+        except (NotImplementedError, KeyError):
+            raise PublishError(
+                f"TSIG algorithm {tsig_algorithm!r} is not supported (use e.g. hmac-sha256)"
+            ) from None
         self.last_message_count = 0
 
     @property
@@ -72,13 +80,22 @@ class Rfc2136Publisher:
         Each change is costed without name compression (compression pointers cannot
         reach past 16 KiB into a message, so big messages compress less), which keeps
         the packing linear and never over the limit."""
-        base = len(self._new(zone).to_wire())
+        try:
+            base = len(self._new(zone).to_wire())
+        except dns.exception.DNSException as exc:
+            raise PublishError(f"invalid zone name {zone!r}: {exc}") from None
         messages: list[dns.update.UpdateMessage] = []
         current = self._new(zone)
         size = base
         count = 0
         for change in changes:
-            cost = _uncompressed_cost(change)
+            # bad input (malformed name, non-ASCII text) is a PublishError, not a crash
+            try:
+                cost = _uncompressed_cost(change)
+            except (dns.exception.DNSException, ValueError) as exc:
+                raise PublishError(
+                    f"invalid record {change.name!r} for zone {zone}: {exc}"
+                ) from None
             if count and size + cost > self.max_message:
                 messages.append(current)
                 current, size, count = self._new(zone), base, 0

@@ -92,6 +92,10 @@ class AuthoritativeProbe:
         return sorted(out)
 
     def observe(self, zone: str, name: str) -> list[Observation]:
+        try:  # fail once here, not as a raw dnspython error out of every worker thread
+            dns.name.from_text(name)
+        except dns.exception.DNSException as exc:
+            raise ProbeError(f"invalid name {name!r}: {exc}") from None
         targets = self.targets(zone)
         return list(self.pool.map(lambda t: self._query(t[0], t[1], t[2], name), targets))
 

@@ -155,3 +155,30 @@ def test_probe_unknown_zone_is_a_probe_error(bind_pair: BindPair) -> None:
         pytest.skip("NS discovery needs the 127.0.0.2 loopback alias (root)")
     with pytest.raises(ProbeError, match=r"no NS records for zone other\.test"):
         probe_for(bind_pair).observe("other.test", "s1._domainkey.other.test.")
+
+
+@pytest.mark.parametrize(
+    ("kw", "zone", "change", "reason"),
+    [
+        ({"tsig_algorithm": "hmac-nope"}, ZONE, None, "TSIG algorithm 'hmac-nope'"),
+        ({"tsig_secret": "not base64!!"}, ZONE, None, "TSIG key 'k' is invalid"),
+        ({}, ZONE, RecordChange("a..example.test.", 60, "x"), "invalid record 'a..example"),
+        ({}, ZONE, RecordChange(NAME, 60, "v=DKIM1; n=\u00e9"), "invalid record"),
+        ({}, "ex..ample", RecordChange(NAME, 60, "x"), "invalid zone name"),
+    ],
+)
+def test_bad_input_is_a_publish_error_not_a_crash(
+    kw: dict[str, str], zone: str, change: RecordChange | None, reason: str
+) -> None:
+    # callers catch ExternalError only: a raw KeyError/dnspython error would stop the tick
+    secret = kw.get("tsig_secret", base64.b64encode(b"x" * 32).decode())
+    algorithm = kw.get("tsig_algorithm", "hmac-sha256")
+    with pytest.raises(PublishError, match=reason):
+        pub = Rfc2136Publisher("127.0.0.1", 1, "k", secret, tsig_algorithm=algorithm)
+        pub.apply(zone, [change] if change else [])
+
+
+def test_probe_bad_name_is_a_probe_error() -> None:
+    probe = AuthoritativeProbe(timeout=0.5, nameservers=["127.0.0.1:1"])
+    with pytest.raises(ProbeError, match="invalid name"):
+        probe.observe(ZONE, "a..b.")

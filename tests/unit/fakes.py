@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from rotator.domain.errors import PublishError, SignerError
 from rotator.domain.policy import parse_policy
-from rotator.ports import Observation, RecordChange, SigningEntry
+from rotator.ports import DelegationView, Observation, RecordChange, SigningEntry
 
 
 class ManualClock:
@@ -30,6 +30,12 @@ class FakeDns:
         self.fail_publish: str | None = None
         self.lagging: set[str] = set()  # names the "secondary" has not caught up on
         self.updates = 0
+        # NS delegation: zone -> NS names the parent zone's servers refer to (absent: none)
+        self.delegations: dict[str, set[str]] = {}
+        # the apex NS RRset the ESP's servers serve in every zone they hold
+        self.served_ns: set[str] = {"ns1.esp.test", "ns2.esp.test"}
+        self.delegation_error: str | None = None
+        self.delegation_queries: list[str] = []
 
     def apply(self, zone: str, changes: Sequence[RecordChange]) -> str:
         if self.fail_publish:
@@ -58,6 +64,20 @@ class FakeDns:
                 )
             )
         return out
+
+    def delegation(self, zone: str) -> DelegationView:
+        self.delegation_queries.append(zone)
+        zone = zone.rstrip(".").lower()
+        labels = zone.split(".")
+        # the customer's zone: <esp>._domainkey.<domain> minus <esp>._domainkey
+        parent = ".".join(labels[2:]) or None
+        return DelegationView(
+            zone=zone,
+            parent=parent,
+            referral=frozenset(self.delegations.get(zone, ())),
+            served=frozenset(self.served_ns),
+            error=self.delegation_error,
+        )
 
 
 class FakeSigner:
