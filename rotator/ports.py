@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from .domain.events import Event
 from .domain.model import IdentityState, KeyState
+from .domain.policy import Policy
 from .domain.states import State
 from .domain.verification import DelegationView as DelegationView
 from .domain.verification import Observation as Observation  # re-exported for adapters
@@ -18,6 +19,24 @@ from .domain.verification import Observation as Observation  # re-exported for a
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+# A policy by name; raises NotFound (naming the known ones) for an unknown name.
+PolicySource = Callable[[str], Policy]
+
+
+class DaemonLock(Protocol):
+    """The one-daemon-per-database lock, as operator commands see it."""
+
+    def acquire(self) -> None:
+        """Take it, or raise AlreadyRunning naming the holder."""
+        ...
+
+    def release(self) -> None: ...
+
+    def wake_holder(self) -> int | None:
+        """Ask the daemon holding the lock to tick now; its pid, or None if none runs."""
+        ...
 
 
 # --- DNS ---------------------------------------------------------------------------------
@@ -138,11 +157,23 @@ class LogFilter:
     limit: int | None = None
 
 
+class Appended(Protocol):
+    """The stored events (a list) plus the states the fold computed for them."""
+
+    keys: dict[str, KeyState]
+    identities: dict[str, IdentityState]
+
+    def __iter__(self) -> Iterator[StoredEvent]: ...
+
+    def __len__(self) -> int: ...
+
+
 class EventStore(Protocol):
-    def append(self, events: Sequence[Event], expected: dict[str, int]) -> list[StoredEvent]:
+    def append(self, events: Sequence[Event], expected: dict[str, int]) -> Appended:
         """Append atomically; `expected` maps stream_id -> its version before this append.
         Raises ConcurrencyError if any stream moved, IllegalTransition if an event does not
-        apply; in both cases nothing is written."""
+        apply; in both cases nothing is written. Returns the stored events and the folded
+        key and identity states they produced."""
         ...
 
     def key(self, key_id: str) -> KeyState | None: ...

@@ -11,226 +11,36 @@ key and identity projections, updated in the same transaction as the append.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
 from ..domain import events as ev
 from ..domain.errors import ConcurrencyError, IllegalTransition, RotatorError
 from ..domain.model import IdentityState, KeyState, apply_identity, apply_key
-from ..domain.states import Action, State
+from ..domain.states import State
 from ..ports import LogFilter, StoredEvent
 from ..timeutil import iso, parse_iso
+from . import store_audit
+from .store_rows import (
+    GENESIS,
+    Appended,
+    event_from_row,
+    event_hash,
+    identity_from_row,
+    key_from_row,
+    to_row,
+)
+from .store_schema import migrations
 
-GENESIS = "0" * 64
+__all__ = ["GENESIS", "Appended", "SqliteEventStore", "event_hash", "open_store"]
+
 BUSY_TIMEOUT_MS = 10_000
-
-migrations = Migrations("rotator")
-
-
-@migrations()
-def m001_initial(db: sqlite_utils.Database) -> None:
-    db.executescript(
-        """
-        CREATE TABLE events (
-            position INTEGER PRIMARY KEY AUTOINCREMENT,
-            stream_id TEXT NOT NULL,
-            version INTEGER NOT NULL,
-            at TEXT NOT NULL,
-            type TEXT NOT NULL,
-            identity TEXT,
-            key_id TEXT,
-            domain TEXT,
-            selector TEXT,
-            actor TEXT NOT NULL,
-            reason TEXT NOT NULL,
-            payload TEXT NOT NULL,
-            prev_hash TEXT NOT NULL,
-            hash TEXT NOT NULL,
-            UNIQUE (stream_id, version)
-        );
-        CREATE INDEX events_key ON events (key_id);
-        CREATE INDEX events_domain ON events (domain);
-        CREATE INDEX events_identity ON events (identity);
-        CREATE INDEX events_type ON events (type);
-        CREATE INDEX events_at ON events (at);
-        CREATE TRIGGER events_no_update BEFORE UPDATE ON events
-            BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
-        CREATE TRIGGER events_no_delete BEFORE DELETE ON events
-            BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
-
-        CREATE TABLE keys (
-            key_id TEXT PRIMARY KEY,
-            identity TEXT NOT NULL,
-            domain TEXT NOT NULL,
-            selector TEXT NOT NULL,
-            policy TEXT NOT NULL,
-            algorithm TEXT NOT NULL,
-            bits INTEGER NOT NULL,
-            fingerprint TEXT NOT NULL,
-            zone TEXT NOT NULL,
-            record_name TEXT NOT NULL,
-            record TEXT NOT NULL,
-            ttl INTEGER NOT NULL,
-            state TEXT NOT NULL,
-            since TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            version INTEGER NOT NULL,
-            next_action TEXT,
-            next_action_at TEXT,
-            attempts INTEGER NOT NULL,
-            last_error TEXT,
-            replaces TEXT,
-            successor TEXT,
-            revocation_published INTEGER NOT NULL,
-            tombstone_removed INTEGER NOT NULL,
-            activated_at TEXT,
-            drain_until TEXT
-        );
-        CREATE UNIQUE INDEX keys_domain_selector ON keys (domain, selector);
-        CREATE INDEX keys_identity ON keys (identity);
-        CREATE INDEX keys_state ON keys (state);
-        CREATE INDEX keys_due ON keys (next_action_at) WHERE next_action_at IS NOT NULL;
-
-        CREATE TABLE identities (
-            identity TEXT PRIMARY KEY,
-            domain TEXT NOT NULL,
-            zone TEXT NOT NULL,
-            policy TEXT NOT NULL,
-            signing_pattern TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            version INTEGER NOT NULL,
-            active_key TEXT,
-            pending_key TEXT,
-            rotation_due_at TEXT
-        );
-        CREATE INDEX identities_due ON identities (rotation_due_at)
-            WHERE rotation_due_at IS NOT NULL;
-        """
-    )
-
-
-@migrations()
-def m002_tenancy(db: sqlite_utils.Database) -> None:
-    db.executescript(
-        """
-        ALTER TABLE identities ADD COLUMN customer TEXT NOT NULL DEFAULT '';
-        ALTER TABLE identities ADD COLUMN mode TEXT NOT NULL DEFAULT 'third-party';
-        ALTER TABLE identities ADD COLUMN role TEXT NOT NULL DEFAULT 'customer';
-        ALTER TABLE identities ADD COLUMN esp_identity TEXT NOT NULL DEFAULT '';
-        CREATE INDEX identities_customer ON identities (customer);
-        """
-    )
-
-
-@migrations()
-def m003_modes(db: sqlite_utils.Database) -> None:
-    db.executescript(
-        """
-        ALTER TABLE keys ADD COLUMN lookup_name TEXT NOT NULL DEFAULT '';
-        ALTER TABLE keys ADD COLUMN customer_managed INTEGER NOT NULL DEFAULT 0;
-        ALTER TABLE identities ADD COLUMN notice TEXT NOT NULL DEFAULT '';
-        -- ping-pong slots reuse a selector once its previous key is revoked
-        DROP INDEX keys_domain_selector;
-        CREATE UNIQUE INDEX keys_domain_selector ON keys (domain, selector)
-            WHERE state NOT IN ('revoked', 'destroyed');
-        """
-    )
-
-
-@migrations()
-def m004_emergency(db: sqlite_utils.Database) -> None:
-    db.executescript(
-        """
-        ALTER TABLE keys ADD COLUMN compromised INTEGER NOT NULL DEFAULT 0;
-        ALTER TABLE identities ADD COLUMN rotate_at TEXT;
-        ALTER TABLE keys ADD COLUMN emergency_actor TEXT NOT NULL DEFAULT '';
-        ALTER TABLE keys ADD COLUMN emergency_reason TEXT NOT NULL DEFAULT '';
-        ALTER TABLE identities ADD COLUMN emergency_actor TEXT NOT NULL DEFAULT '';
-        ALTER TABLE identities ADD COLUMN emergency_reason TEXT NOT NULL DEFAULT '';
-        """
-    )
-
-
-# --- row <-> state conversion ------------------------------------------------------------
-
-
-def _to_row(obj: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for f in dataclasses.fields(obj):
-        v = getattr(obj, f.name)
-        if isinstance(v, datetime):
-            v = iso(v)
-        elif isinstance(v, Enum):
-            v = v.value
-        elif isinstance(v, bool):
-            v = int(v)
-        row[f.name] = v
-    return row
-
-
-_KEY_DATES = {"since", "created_at", "next_action_at", "activated_at", "drain_until"}
-_IDENT_DATES = {"created_at", "rotation_due_at", "rotate_at"}
-
-
-def _key_from_row(row: dict[str, Any]) -> KeyState:
-    data = dict(row)
-    for name in _KEY_DATES:
-        if data.get(name) is not None:
-            data[name] = parse_iso(data[name])
-    data["state"] = State(data["state"])
-    data["next_action"] = Action(data["next_action"]) if data["next_action"] else None
-    data["revocation_published"] = bool(data["revocation_published"])
-    data["tombstone_removed"] = bool(data["tombstone_removed"])
-    data["customer_managed"] = bool(data["customer_managed"])
-    data["compromised"] = bool(data["compromised"])
-    return KeyState(**data)
-
-
-def _identity_from_row(row: dict[str, Any]) -> IdentityState:
-    data = dict(row)
-    for name in _IDENT_DATES:
-        if data.get(name) is not None:
-            data[name] = parse_iso(data[name])
-    return IdentityState(**data)
-
-
-def event_hash(row: dict[str, Any]) -> str:
-    """sha256 over the canonical JSON of an event row (minus its own hash)."""
-    body = {k: row[k] for k in sorted(row) if k != "hash"}
-    return hashlib.sha256(
-        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
-
-
-def _event_from_row(row: dict[str, Any]) -> StoredEvent:
-    common = {
-        "at": parse_iso(row["at"]),
-        "actor": row["actor"],
-        "reason": row["reason"],
-        "identity": row["identity"],
-        "domain": row["domain"],
-        "key_id": row["key_id"],
-        "selector": row["selector"],
-    }
-    event = ev.event_from_record(row["type"], common, json.loads(row["payload"]))
-    return StoredEvent(
-        position=row["position"],
-        stream_id=row["stream_id"],
-        version=row["version"],
-        event=event,
-        hash=row["hash"],
-        prev_hash=row["prev_hash"],
-    )
 
 
 class SqliteEventStore:
@@ -267,9 +77,9 @@ class SqliteEventStore:
 
     # --- writes ------------------------------------------------------------------------
 
-    def append(self, events: Sequence[ev.Event], expected: dict[str, int]) -> list[StoredEvent]:
+    def append(self, events: Sequence[ev.Event], expected: dict[str, int]) -> Appended:
         if not events:
-            return []
+            return Appended([], {}, {})
         stored: list[StoredEvent] = []
         with self._write():
             last = self.db.execute(
@@ -315,7 +125,11 @@ class SqliteEventStore:
                     )
                 )
             self._save(keys, idents)
-        return stored
+        return Appended(
+            stored,
+            {k: v for k, v in keys.items() if v is not None},
+            {k: v for k, v in idents.items() if v is not None},
+        )
 
     def _row(self, event: ev.Event, stream: str, version: int, prev_hash: str) -> dict[str, Any]:
         # The position is not part of the hash input (it is assigned on insert); the chain
@@ -356,8 +170,8 @@ class SqliteEventStore:
     def _save(
         self, keys: dict[str, KeyState | None], idents: dict[str, IdentityState | None]
     ) -> None:
-        key_rows = [_to_row(k) for k in keys.values() if k is not None]
-        ident_rows = [_to_row(i) for i in idents.values() if i is not None]
+        key_rows = [to_row(k) for k in keys.values() if k is not None]
+        ident_rows = [to_row(i) for i in idents.values() if i is not None]
         try:
             if key_rows:
                 self.db.table("keys").upsert_all(key_rows, pk="key_id")
@@ -378,7 +192,7 @@ class SqliteEventStore:
 
     def key(self, key_id: str) -> KeyState | None:
         rows = list(self.db.query("SELECT * FROM keys WHERE key_id = ?", [key_id]))
-        return _key_from_row(rows[0]) if rows else None
+        return key_from_row(rows[0]) if rows else None
 
     def list_keys(self, identity: str | None = None, state: State | None = None) -> list[KeyState]:
         where, params = [], []
@@ -392,7 +206,7 @@ class SqliteEventStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self.db.query(sql + " ORDER BY domain, created_at", params)
-        return [_key_from_row(r) for r in rows]
+        return [key_from_row(r) for r in rows]
 
     def due_keys(self, now: datetime, limit: int = 1000) -> list[KeyState]:
         rows = self.db.query(
@@ -400,7 +214,7 @@ class SqliteEventStore:
             "ORDER BY next_action_at LIMIT ?",
             [iso(now), limit],
         )
-        return [_key_from_row(r) for r in rows]
+        return [key_from_row(r) for r in rows]
 
     def next_due(self) -> datetime | None:
         """Earliest pending action time over keys and identities (for the scheduler)."""
@@ -413,11 +227,11 @@ class SqliteEventStore:
 
     def identity(self, identity: str) -> IdentityState | None:
         rows = list(self.db.query("SELECT * FROM identities WHERE identity = ?", [identity]))
-        return _identity_from_row(rows[0]) if rows else None
+        return identity_from_row(rows[0]) if rows else None
 
     def identities(self) -> list[IdentityState]:
         return [
-            _identity_from_row(r)
+            identity_from_row(r)
             for r in self.db.query("SELECT * FROM identities ORDER BY identity")
         ]
 
@@ -427,7 +241,7 @@ class SqliteEventStore:
             "AND rotation_due_at <= ? ORDER BY rotation_due_at LIMIT ?",
             [iso(now), limit],
         )
-        return [_identity_from_row(r) for r in rows]
+        return [identity_from_row(r) for r in rows]
 
     def selectors(self, domain: str) -> set[str]:
         return {
@@ -466,7 +280,7 @@ class SqliteEventStore:
         if flt.limit is not None:
             sql += f" LIMIT {int(flt.limit)}"
         for row in self.db.query(sql, params):
-            yield _event_from_row(row)
+            yield event_from_row(row)
 
     def info(self) -> dict[str, Any]:
         count = self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
@@ -476,68 +290,26 @@ class SqliteEventStore:
 
     def verify_chain(self) -> tuple[int, str | None]:
         """Recompute the hash chain. Returns (events checked, first problem or None)."""
-        prev = GENESIS
-        n = 0
-        expected_pos = 1
-        for row in self.db.query("SELECT * FROM events ORDER BY position"):
-            n += 1
-            pos = row["position"]
-            if pos != expected_pos:
-                return n, f"event at position {expected_pos} is missing (next is {pos})"
-            if row["prev_hash"] != prev:
-                return n, f"event {pos}: prev_hash does not link to event {pos - 1}"
-            body = {k: v for k, v in row.items() if k != "position"}
-            if event_hash(body) != row["hash"]:
-                return n, f"event {pos}: content does not match its hash (edited)"
-            prev = row["hash"]
-            expected_pos += 1
-        return n, None
+        return store_audit.verify_chain(self.db.query("SELECT * FROM events ORDER BY position"))
 
     def replay(self) -> tuple[dict[str, KeyState], dict[str, IdentityState]]:
         """Fold every event from scratch (in memory)."""
-        keys: dict[str, KeyState | None] = {}
-        idents: dict[str, IdentityState | None] = {}
-        for stored in self.events():
-            event = stored.event
-            if isinstance(event, ev.KeyEvent):
-                keys[event.key_id] = apply_key(keys.get(event.key_id), event)
-            name = getattr(event, "identity", None)
-            if name is not None:
-                idents[name] = apply_identity(idents.get(name), event)
-        return (
-            {k: v for k, v in keys.items() if v is not None},
-            {k: v for k, v in idents.items() if v is not None},
-        )
+        return store_audit.replay(self.events())
 
     def rebuild(self, check_only: bool = False) -> list[str]:
         """Rebuild the projections from the log. Returns the differences found between the
         live projection and the replayed one; unless check_only, replaces the live one."""
         with self._write():
             keys, idents = self.replay()
-            diffs = _diff("key", {k.key_id: k for k in self.list_keys()}, keys)
-            diffs += _diff("identity", {i.identity: i for i in self.identities()}, idents)
+            diffs = store_audit.diff("key", {k.key_id: k for k in self.list_keys()}, keys)
+            diffs += store_audit.diff(
+                "identity", {i.identity: i for i in self.identities()}, idents
+            )
             if not check_only:
                 self.db.execute("DELETE FROM keys")
                 self.db.execute("DELETE FROM identities")
                 self._save(dict(keys.items()), dict(idents.items()))
         return diffs
-
-
-def _diff(kind: str, live: dict[str, Any], rebuilt: dict[str, Any]) -> list[str]:
-    out: list[str] = []
-    for ident in sorted(set(live) | set(rebuilt)):
-        a, b = live.get(ident), rebuilt.get(ident)
-        if a is None or b is None:
-            where = "missing from the live projection" if a is None else "not in the log"
-            out.append(f"{kind} {ident}: {where}")
-            continue
-        for f in dataclasses.fields(a):
-            if getattr(a, f.name) != getattr(b, f.name):
-                out.append(
-                    f"{kind} {ident}: {f.name} live={getattr(a, f.name)!r} "
-                    f"rebuilt={getattr(b, f.name)!r}"
-                )
-    return out
 
 
 def open_store(path: Path | str) -> SqliteEventStore:

@@ -7,13 +7,26 @@ Events never carry private key material: only the public key and its fingerprint
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Any, ClassVar
 
 from .errors import RotatorError
+from .states import Mode, Role
 
 JSON = dict[str, Any]
+
+
+def key_stream(key_id: str) -> str:
+    """The event stream of one key (its optimistic-concurrency unit)."""
+    return f"key:{key_id}"
+
+
+def identity_stream(identity: str) -> str:
+    return f"identity:{identity}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,18 +36,24 @@ class Event:
     reason: str = ""
 
     kind: ClassVar[str] = "event"
+    # True for the event that creates its stream (expected version 0).
+    opens_stream: ClassVar[bool] = False
 
     @property
     def stream_id(self) -> str:
         raise NotImplementedError
 
     def payload(self) -> JSON:
-        """Fields specific to this event type, JSON-ready (datetimes as ISO strings)."""
+        """Fields specific to this event type, JSON-ready (datetimes as ISO strings). Flags
+        in _SPARSE are written only when set, so older events keep their exact form."""
         out: JSON = {}
         for f in dataclasses.fields(self):
             if f.name in _COMMON:
                 continue
-            out[f.name] = _to_json(getattr(self, f.name))
+            value = getattr(self, f.name)
+            if f.name in _SPARSE and not value:
+                continue
+            out[f.name] = _to_json(value)
         return out
 
 
@@ -44,10 +63,13 @@ class KeyEvent(Event):
     identity: str
     domain: str
     selector: str
+    # Set on every step an emergency sets off (revocation, wipe, the replacement up to its
+    # activation): actor and reason are then the operator's who declared it.
+    emergency: bool = False
 
     @property
     def stream_id(self) -> str:
-        return f"key:{self.key_id}"
+        return key_stream(self.key_id)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,10 +79,11 @@ class IdentityEvent(Event):
 
     @property
     def stream_id(self) -> str:
-        return f"identity:{self.identity}"
+        return identity_stream(self.identity)
 
 
 _COMMON = frozenset({"at", "actor", "reason", "key_id", "identity", "domain", "selector"})
+_SPARSE = frozenset({"emergency"})
 
 
 # --- identity events -------------------------------------------------------------------
@@ -70,13 +93,30 @@ _COMMON = frozenset({"at", "actor", "reason", "key_id", "identity", "domain", "s
 class IdentityAdded(IdentityEvent):
     """A signing identity (d= domain + policy + DNS zone) is now managed by rotator."""
 
+    opens_stream: ClassVar[bool] = True
+
     zone: str
     policy: str
     signing_pattern: str  # SigningTable pattern, e.g. "*@example.com"; "" for ESP identities
     customer: str = ""
-    mode: str = "third-party"
-    role: str = "customer"
+    mode: Mode = Mode.THIRD_PARTY
+    role: Role = Role.CUSTOMER
     esp_identity: str = ""  # the ESP identity that adds the feedback-loop signature
+
+
+# What an identity is, as IdentityAdded states it: the one list the fold, the store and
+# the listings share.
+IDENTITY_FIELDS: tuple[str, ...] = (
+    "identity",
+    "domain",
+    "zone",
+    "policy",
+    "signing_pattern",
+    "customer",
+    "mode",
+    "role",
+    "esp_identity",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +138,8 @@ class RotationDeferred(IdentityEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class KeyGenerated(KeyEvent):
+    opens_stream: ClassVar[bool] = True
+
     policy: str
     algorithm: str
     bits: int
@@ -223,6 +265,35 @@ def _to_json(value: Any) -> Any:
     return value
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Resolved type hints of a dataclass, for decoding stored values (cached per class)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
+def decode(hint: Any, value: Any) -> Any:
+    """A stored JSON/SQL value back to the Python type a dataclass field declares."""
+    if value is None:
+        return None
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        return decode(inner[0], value) if len(inner) == 1 else value
+    if hint is datetime and isinstance(value, str):
+        return datetime.fromisoformat(value)
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return hint(value)
+    if hint is bool:
+        return bool(value)
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
 def event_from_record(
     type_name: str,
     common: JSON,
@@ -232,15 +303,11 @@ def event_from_record(
     cls = EVENT_TYPES.get(type_name)
     if cls is None:
         raise RotatorError(f"unknown event type {type_name!r} in the log; upgrade rotator")
+    hints = field_types(cls)
     kwargs: JSON = {}
     for f in dataclasses.fields(cls):
         if f.name in common:
             kwargs[f.name] = common[f.name]
         elif f.name in payload:
-            value = payload[f.name]
-            if f.type in ("datetime", "datetime | None") and isinstance(value, str):
-                value = datetime.fromisoformat(value)
-            elif isinstance(value, list):
-                value = tuple(value)
-            kwargs[f.name] = value
+            kwargs[f.name] = decode(hints[f.name], payload[f.name])
     return cls(**kwargs)

@@ -14,7 +14,7 @@ from datetime import datetime
 from . import events as ev
 from .errors import IllegalTransition
 from .machine import check_transition
-from .states import Action, State
+from .states import Action, Mode, Role, State
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,10 @@ class KeyState:
     emergency_actor: str = ""
     emergency_reason: str = ""
 
+    @property
+    def stream_id(self) -> str:
+        return ev.key_stream(self.key_id)
+
 
 @dataclass(frozen=True)
 class IdentityState:
@@ -63,8 +67,8 @@ class IdentityState:
     created_at: datetime
     version: int
     customer: str = ""
-    mode: str = "third-party"
-    role: str = "customer"
+    mode: Mode = Mode.THIRD_PARTY
+    role: Role = Role.CUSTOMER
     esp_identity: str = ""
     notice: str = ""
     active_key: str | None = None
@@ -74,8 +78,18 @@ class IdentityState:
     emergency_actor: str = ""  # set while a replacement after an emergency is under way
     emergency_reason: str = ""
 
+    @property
+    def stream_id(self) -> str:
+        return ev.identity_stream(self.identity)
 
-EMERGENCY = "emergency: "  # reason prefix of the steps an emergency sets off
+
+# Logs written before KeyEvent.emergency existed marked an emergency's steps with this
+# reason prefix; the fold still reads them.
+LEGACY_EMERGENCY = "emergency: "
+
+
+def _from_emergency(event: ev.KeyEvent) -> bool:
+    return event.emergency or event.reason.startswith(LEGACY_EMERGENCY)
 
 
 def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
@@ -108,8 +122,10 @@ def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
             lookup_name=event.lookup_name,
             customer_managed=imported,
             # a replacement after an emergency: its steps up to activation are the operator's
-            emergency_actor=event.actor if event.reason.startswith(EMERGENCY) else "",
-            emergency_reason=event.reason.removeprefix(EMERGENCY),
+            emergency_actor=event.actor if _from_emergency(event) else "",
+            emergency_reason=(
+                event.reason.removeprefix(LEGACY_EMERGENCY) if _from_emergency(event) else ""
+            ),
         )
     if key is None:
         raise IllegalTransition(f"key {event.key_id} does not exist (no KeyGenerated event)")
@@ -199,17 +215,9 @@ def apply_identity(ident: IdentityState | None, event: ev.Event) -> IdentityStat
         if ident is not None:
             raise IllegalTransition(f"identity {event.identity} already exists")
         return IdentityState(
-            identity=event.identity,
-            domain=event.domain,
-            zone=event.zone,
-            policy=event.policy,
-            signing_pattern=event.signing_pattern,
+            **{name: getattr(event, name) for name in ev.IDENTITY_FIELDS},
             created_at=event.at,
             version=1,
-            customer=event.customer,
-            mode=event.mode,
-            role=event.role,
-            esp_identity=event.esp_identity,
             rotation_due_at=event.at,  # the first key is due at once
         )
     if ident is None:

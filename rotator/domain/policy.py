@@ -84,11 +84,7 @@ class Policy:
 
     def backoff(self, attempt: int) -> timedelta:
         """Exponential backoff for the n-th consecutive failure (1-based), capped."""
-        # Compare in seconds first: base x 2^n overflows timedelta long before any cap.
-        factor = 1 << max(0, min(attempt - 1, 62))
-        if self.retry_base.total_seconds() * factor >= self.retry_max.total_seconds():
-            return self.retry_max
-        return self.retry_base * factor
+        return backoff(attempt, self.retry_base, self.retry_max)
 
     def rotate_at(self, activated_at: datetime) -> datetime:
         return self.schedule.next_rotation(activated_at)
@@ -98,6 +94,22 @@ class Policy:
 
     def tombstone_until(self, destroyed_at: datetime) -> datetime:
         return destroyed_at + self.tombstone_retention
+
+
+DEFAULT_RETRY_BASE = timedelta(seconds=30)
+DEFAULT_RETRY_MAX = timedelta(hours=1)
+
+
+def backoff(
+    attempt: int, base: timedelta = DEFAULT_RETRY_BASE, cap: timedelta = DEFAULT_RETRY_MAX
+) -> timedelta:
+    """Exponential backoff for the n-th consecutive failure (1-based), capped. Without a
+    policy (its file is gone) the defaults of a policy that sets nothing apply."""
+    # Compare in seconds first: base x 2^n overflows timedelta long before any cap.
+    factor = 1 << max(0, min(attempt - 1, 62))
+    if base.total_seconds() * factor >= cap.total_seconds():
+        return cap
+    return base * factor
 
 
 def pingpong_problem(policy: Policy) -> str | None:
@@ -267,8 +279,8 @@ def parse_policy(name: str, data: Mapping[str, Any], source: str, cron: CronFact
         raise r.fail("record", "notes", "must be a string")
 
     verify_timeout = r.duration("verify", "timeout", "1h", minimum=1)
-    retry_base = r.duration("retry", "base", "30s", minimum=0.05)
-    retry_max = r.duration("retry", "max", "1h", minimum=0.05)
+    retry_base = r.duration("retry", "base", format_duration(DEFAULT_RETRY_BASE), minimum=0.05)
+    retry_max = r.duration("retry", "max", format_duration(DEFAULT_RETRY_MAX), minimum=0.05)
     if retry_max < retry_base:
         raise r.fail("retry", "max", "must be at least [retry].base")
     tombstone = r.duration("tombstone", "retention", "30d")

@@ -25,11 +25,11 @@ from rotator.adapters.keystore_fs import FsKeyStore
 from rotator.adapters.probe import AuthoritativeProbe
 from rotator.adapters.signer_opendkim import OpenDkimSigner
 from rotator.adapters.store_sqlite import SqliteEventStore
+from rotator.app import Application, Context, Scope
+from rotator.demo.localdns import BindPair
 from rotator.domain.states import State
-from rotator.localdns import BindPair
 from rotator.logging import configure
 from rotator.policies import PolicySet
-from rotator.service import Scope, Service
 from rotator.timeutil import SystemClock
 
 ZONE = "bench.test"
@@ -53,7 +53,7 @@ enabled = {standby}
 """
 
 
-def service(work: Path, bind: BindPair) -> Service:
+def application(work: Path, bind: BindPair) -> Application:
     pol = work / "policies"
     pol.mkdir(exist_ok=True)
     for name, alg, bits, standby in (
@@ -68,22 +68,24 @@ def service(work: Path, bind: BindPair) -> Service:
         if bind.two_addresses
         else {"nameservers": [f"{ip}:{port}" for ip, port in bind.addresses]}
     )
-    return Service(
-        store=SqliteEventStore(work / "rotator.db"),
-        policies=policies.get,
-        publisher=Rfc2136Publisher(bind.primary, bind.port, bind.tsig_name, bind.tsig_secret),
-        probe=AuthoritativeProbe(timeout=2.0, **probe_kw),  # type: ignore[arg-type]
-        keystore=FsKeyStore(work / "keys"),
-        signer=OpenDkimSigner(work / "KeyTable", work / "SigningTable", ["true"]),
-        clock=SystemClock(),
+    return Application(
+        Context(
+            store=SqliteEventStore(work / "rotator.db"),
+            policy=policies.get,
+            publisher=Rfc2136Publisher(bind.primary, bind.port, bind.tsig_name, bind.tsig_secret),
+            probe=AuthoritativeProbe(timeout=2.0, **probe_kw),  # type: ignore[arg-type]
+            keystore=FsKeyStore(work / "keys"),
+            signer=OpenDkimSigner(work / "KeyTable", work / "SigningTable", ["true"]),
+            clock=SystemClock(),
+        )
     )
 
 
-def settle(svc: Service, want_active: int, want_standby: int = 0, limit: float = 900) -> float:
+def settle(app: Application, want_active: int, want_standby: int = 0, limit: float = 900) -> float:
     t = time.perf_counter()
     while time.perf_counter() - t < limit:
-        svc.tick()
-        keys = svc.store.list_keys()
+        app.lifecycle.tick()
+        keys = app.store.list_keys()
         active = sum(1 for k in keys if k.state is State.ACTIVE)
         standby = sum(1 for k in keys if k.state is State.VERIFIED)
         if active == want_active and standby >= want_standby:
@@ -92,17 +94,17 @@ def settle(svc: Service, want_active: int, want_standby: int = 0, limit: float =
     raise SystemExit(f"did not settle within {limit}s")
 
 
-def emergency(svc: Service, scope: Scope, n: int) -> tuple[float, float]:
+def emergency(app: Application, scope: Scope, n: int) -> tuple[float, float]:
     """(seconds until the signer no longer holds the keys, seconds until they are revoked
     everywhere and every identity has an active replacement)."""
     t0 = time.perf_counter()
-    plan = svc.emergency_plan(scope)
-    svc.emergency(plan, "bench", "benchmark")
+    plan = app.emergency.plan(scope)
+    app.emergency.declare(plan, "bench", "benchmark")
     out_of_signer = time.perf_counter() - t0
     ids = {k.key_id for k in plan.compromise}
     while time.perf_counter() - t0 < 900:
-        svc.tick()
-        keys = svc.store.list_keys()
+        app.lifecycle.tick()
+        keys = app.store.list_keys()
         done = all(k.state in (State.REVOKED, State.DESTROYED) for k in keys if k.key_id in ids)
         active = sum(1 for k in keys if k.state is State.ACTIVE)
         if done and active == n:
@@ -113,13 +115,15 @@ def emergency(svc: Service, scope: Scope, n: int) -> tuple[float, float]:
 
 def run(label: str, n: int, policy: str, scope: Scope | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp, BindPair(Path(tmp) / "bind", zones=(ZONE,)) as bind:
-        svc = service(Path(tmp), bind)
-        for i in range(n):
-            ev = svc.identity_event(f"d{i}.{ZONE}", policy, ZONE, f"*@d{i}.example")
-            svc._add([ev])
+        app = application(Path(tmp), bind)
+        events = [
+            app.onboarding.identity_event(f"d{i}.{ZONE}", policy, ZONE, f"*@d{i}.example")
+            for i in range(n)
+        ]
+        app.ctx.recorder.append(events)
         standby = n if policy.endswith("standby") else 0
-        setup = settle(svc, n, standby)
-        sig_s, total = emergency(svc, scope or Scope(domain=f"d0.{ZONE}"), n)
+        setup = settle(app, n, standby)
+        sig_s, total = emergency(app, scope or Scope(domain=f"d0.{ZONE}"), n)
         print(
             f"{label:<42} setup {setup:6.1f}s   out of signer {sig_s * 1000:7.1f} ms   "
             f"revoked everywhere + replacements active {total:6.2f}s"

@@ -18,14 +18,15 @@ import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from rotator.adapters.keystore_fs import FsKeyStore
 from rotator.adapters.store_sqlite import SqliteEventStore
+from rotator.app import Application, Context
 from rotator.domain import events as ev
 from rotator.logging import configure
-from rotator.service import Service
 from tests.unit.fakes import FakeDns, FakeSigner, ManualClock, demo_policy
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -38,7 +39,13 @@ def fill(store: SqliteEventStore, n: int, due: int) -> None:
         d = f"d{i}.example"
         kid = f"k{i:08d}"
         rotate_at = T0 - timedelta(seconds=1) if i < due else T0 + timedelta(days=1)
-        ids = {"at": T0, "key_id": kid, "identity": d, "domain": d, "selector": "s1.myesp"}
+        ids: dict[str, Any] = {
+            "at": T0,
+            "key_id": kid,
+            "identity": d,
+            "domain": d,
+            "selector": "s1.myesp",
+        }
         batch += [
             ev.IdentityAdded(
                 at=T0, identity=d, domain=d, zone=d, policy="demo", signing_pattern=f"*@{d}"
@@ -91,12 +98,13 @@ def main() -> None:
         clock = ManualClock(T0)
         dns = FakeDns()
         policy = demo_policy()
-        svc = Service(
-            store, lambda _n: policy, dns, dns, FsKeyStore(Path(tmp) / "keys"), FakeSigner(), clock
+        keystore = FsKeyStore(Path(tmp) / "keys")
+        app = Application(
+            Context(store, lambda _n: policy, dns, dns, keystore, FakeSigner(), clock)
         )
         tracemalloc.start()
         t = time.perf_counter()
-        report = svc.tick()
+        report = app.lifecycle.tick()
         tick_s = time.perf_counter() - t
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
@@ -106,7 +114,7 @@ def main() -> None:
             f"peak traced memory {peak / 1e6:.1f} MB"
         )
         t = time.perf_counter()
-        idle = svc.tick()
+        idle = app.lifecycle.tick()
         print(
             f"idle tick with nothing due: {(time.perf_counter() - t) * 1000:.2f} ms "
             f"({idle.progressed} steps)"

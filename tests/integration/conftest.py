@@ -1,36 +1,19 @@
-"""Integration fixtures: real BIND nameservers on loopback. Skipped where named is missing,
-except under CI (CI=true), where a missing nameserver is a failure, never a silent skip."""
+"""Integration fixtures: real BIND nameservers on loopback."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rotator.localdns import BindPair
+from rotator.demo.localdns import BindPair
 
 from .rotatorenv import RotatorEnv
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 DOMAIN = "example.test"
-HAVE_NAMED = bool(shutil.which("named") or os.path.exists("/usr/sbin/named"))
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if HAVE_NAMED:
-        return
-    if os.environ.get("CI"):
-        raise pytest.UsageError(
-            "BIND's named is not installed but CI is set: apt-get install bind9"
-        )
-    skip = pytest.mark.skip(reason="BIND 9 named not installed (apt-get install bind9)")
-    for item in items:
-        if "integration" in str(item.fspath):
-            item.add_marker(skip)
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ import pytest
 from .conftest import DOMAIN
 from .rotatorenv import SUBPROCESS_ENV, RotatorEnv
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.timeout(60)
 def test_log_follow_prints_new_events_as_they_land(env: RotatorEnv) -> None:

@@ -13,21 +13,14 @@ from collections import Counter
 import pytest
 
 from rotator.faults import CRASH_EXIT
+from tests.support.lifecycle import LIFECYCLE_EVENTS
 
 from .conftest import DOMAIN
 from .rotatorenv import RotatorEnv
 
-SUCCESS_TYPES = {
-    "KeyGenerated",
-    "KeyPublished",
-    "KeyVerified",
-    "KeyActivated",
-    "DrainStarted",
-    "RevocationPublished",
-    "KeyRevoked",
-    "KeyDestroyed",
-    "TombstoneRemoved",
-}
+pytestmark = pytest.mark.integration
+
+SUCCESS_TYPES = set(LIFECYCLE_EVENTS)
 
 
 def assert_consistent(env: RotatorEnv) -> list[dict[str, object]]:

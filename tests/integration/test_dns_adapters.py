@@ -15,9 +15,11 @@ import pytest
 
 from rotator.adapters.dns_rfc2136 import Rfc2136Publisher
 from rotator.adapters.probe import AuthoritativeProbe
+from rotator.demo.localdns import BindPair, free_port
 from rotator.domain.errors import ProbeError, PublishError
-from rotator.localdns import BindPair, free_port
 from rotator.ports import RecordChange
+
+pytestmark = pytest.mark.integration
 
 ZONE = "example.test"
 NAME = "s1.myesp._domainkey.example.test."

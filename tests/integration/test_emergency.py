@@ -8,13 +8,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from rotator.localdns import BindPair
+from rotator.demo.localdns import BindPair
+from tests.support.cli import customer_add
 
 from .conftest import POLICIES
 from .rotatorenv import RotatorEnv, sign
+
+pytestmark = pytest.mark.integration
 
 DOMAIN = "example.test"
 OTHER = "other.test"
@@ -33,7 +37,7 @@ def revoked_everywhere(env: RotatorEnv, name: str) -> bool:
     return all(texts == ["v=DKIM1; p="] for _, _, texts in env.answers(name).values())
 
 
-def events(env: RotatorEnv, *args: str) -> list[dict[str, object]]:
+def events(env: RotatorEnv, *args: str) -> list[dict[str, Any]]:
     return [json.loads(x) for x in env.cli("log", "--json", *args).stdout.splitlines()]
 
 
@@ -66,8 +70,8 @@ def test_domain_emergency_revokes_at_once_and_replaces(env2: RotatorEnv) -> None
     assert (compromised["actor"], compromised["reason"]) == ("carol", "key leaked in a backup")
     assert [e["type"] for e in log if e["type"] == "DrainStarted"] == []  # no drain
     # every event the emergency set off is the operator's, with their reason
-    after = log[log.index(compromised) :] + events(env, "--key", new.key_id)
-    assert {(e["actor"], e["reason"]) for e in after if e["type"] != "ActionFailed"} == {
+    steps = log[log.index(compromised) :] + events(env, "--key", new.key_id)
+    assert {(e["actor"], e["reason"]) for e in steps if e["type"] != "ActionFailed"} == {
         ("carol", "key leaked in a backup"),
         ("carol", "emergency: key leaked in a backup"),
     }
@@ -97,19 +101,9 @@ def test_scopes_customer_policy_all_and_refusals(env2: RotatorEnv) -> None:
     env.cli("domain", "add", DOMAIN, "--policy", "demo")
     env.cli("domain", "add", OTHER, "--policy", "demo-ed25519")
     env.cli(
-        "customer",
-        "add",
-        "Beta",
-        "--domain",
-        "beta.example",
-        "--mode",
-        "third-party",
-        "--policy",
-        "demo",
-        "--signing-domain",
-        f"beta.{OTHER}",
-        "--zone",
-        OTHER,
+        *customer_add(
+            "Beta", "beta.example", "third-party", signing_domain=f"beta.{OTHER}", zone=OTHER
+        ),
     )
     # no daemon in this test: the CLI does the work itself (run --once, rotate --emergency)
     env.wait_for(
@@ -144,7 +138,7 @@ def test_scopes_customer_policy_all_and_refusals(env2: RotatorEnv) -> None:
         return key.key_id
 
     a, o, b = active(DOMAIN), active(OTHER), active(f"beta.{OTHER}")
-    sel = env.store().key(a).selector  # type: ignore[union-attr]
+    sel = env.store().key(a).selector
     env.cli("rotate", "--emergency", DOMAIN, "--selector", sel, "--reason", "one key")
     assert active(DOMAIN) != a and active(OTHER) == o and active(f"beta.{OTHER}") == b
     a = active(DOMAIN)

@@ -10,15 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from rotator.localdns import PRIMARY, BindPair, KnotSecondary, free_port
+from rotator.demo.localdns import PRIMARY, BindPair, free_port
+from tests.support.knot import KnotSecondary
 
 from .conftest import DOMAIN, POLICIES
 from .rotatorenv import RotatorEnv, sign, verifies
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("knotd") or Path("/usr/sbin/knotd").exists()),
-    reason="Knot DNS not installed (apt-get install knot)",
-)
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not (shutil.which("knotd") or Path("/usr/sbin/knotd").exists()),
+        reason="Knot DNS not installed (apt-get install knot)",
+    ),
+]
 
 
 @pytest.fixture
@@ -68,7 +72,7 @@ def test_knot_secondary_must_agree_before_a_key_is_verified(
         ),
     )
     assert f"{PRIMARY}:{knot.port}" in (stuck.last_error or "")
-    assert env.key_in_state(DOMAIN, "active").key_id == first.key_id  # type: ignore[union-attr]
+    assert env.key_in_state(DOMAIN, "active").key_id == first.key_id
     knot.start()
     env.wait_for(
         "successor active once Knot is back",

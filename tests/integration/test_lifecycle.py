@@ -11,9 +11,12 @@ import time
 import pytest
 
 from rotator.domain.record import parse_record
+from tests.support.lifecycle import LIFECYCLE_EVENTS
 
 from .conftest import DOMAIN
 from .rotatorenv import RotatorEnv, sign
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.mark.timeout(180)
@@ -76,17 +79,7 @@ def test_key_lifecycle_end_to_end(env: RotatorEnv) -> None:
     retries = [e for e in first_events if e["type"] == "ActionFailed"]
     assert all(e["payload"]["action"] in ("verify", "verify-revocation") for e in retries)
     first_types = [e["type"] for e in first_events if e["type"] != "ActionFailed"]
-    assert first_types == [
-        "KeyGenerated",
-        "KeyPublished",
-        "KeyVerified",
-        "KeyActivated",
-        "DrainStarted",
-        "RevocationPublished",
-        "KeyRevoked",
-        "KeyDestroyed",
-        "TombstoneRemoved",
-    ]
+    assert first_types == list(LIFECYCLE_EVENTS)
     verified = next(e for e in log if e["type"] == "KeyVerified" and e["key_id"] == first.key_id)
     addresses = sorted(r["address"] for r in verified["payload"]["results"])
     assert addresses == sorted(f"{ip}:{port}" for ip, port in env.bind.addresses)
@@ -115,7 +108,7 @@ def test_unreachable_secondary_blocks_activation(env: RotatorEnv) -> None:
     )
     ip, port = env.bind.server("secondary")
     assert f"{ip}:{port}" in (stuck.last_error or "")
-    assert env.key_in_state(DOMAIN, "active").key_id == first.key_id  # type: ignore[union-attr]
+    assert env.key_in_state(DOMAIN, "active").key_id == first.key_id
     failures = [
         json.loads(x)
         for x in env.cli("log", "--json", "--type", "ActionFailed").stdout.splitlines()

@@ -13,16 +13,21 @@ from pathlib import Path
 import dkim
 import dns.flags
 import dns.message
+import dns.name
 import dns.query
 import dns.rdatatype
 import dns.tsigkeyring
 import dns.update
 import pytest
 
+from rotator.demo.localdns import BindPair, ensure_loopback_alias
+from rotator.domain.model import KeyState
 from rotator.domain.record import split_strings
-from rotator.localdns import BindPair, ensure_loopback_alias
+from tests.support.cli import customer_add
 
 from .rotatorenv import MESSAGE, RotatorEnv, query_txt
+
+pytestmark = pytest.mark.integration
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 ACME_ZONE = "myesp._domainkey.acme.test"
@@ -56,7 +61,7 @@ class Tenancy:
         update = dns.update.UpdateMessage(
             "acme.test",
             keyring=dns.tsigkeyring.from_text({self.customer.tsig_name: self.customer.tsig_secret}),
-            keyname=self.customer.tsig_name,
+            keyname=dns.name.from_text(self.customer.tsig_name),
         )
         for op, name, rdtype, value in changes:
             if op == "add":
@@ -71,7 +76,7 @@ class Tenancy:
         update = dns.update.UpdateMessage(
             "acme.test",
             keyring=dns.tsigkeyring.from_text({self.customer.tsig_name: self.customer.tsig_secret}),
-            keyname=self.customer.tsig_name,
+            keyname=dns.name.from_text(self.customer.tsig_name),
         )
         for n, ip in (("ns1", self.esp.primary), ("ns2", self.esp.secondary)):
             update.add(f"{ACME_ZONE}.", 86400, "NS", f"{n}.{ACME_ZONE}.")
@@ -125,37 +130,20 @@ def test_ns_delegation_third_party_and_esp_signature(ten: Tenancy) -> None:
     env = ten.env
     env.cli("esp", "add", ESP_ZONE, "--policy", "demo")
     out = env.cli(
-        "customer",
-        "add",
-        "Acme",
-        "--domain",
-        "acme.test",
-        "--mode",
-        "ns-delegation",
-        "--policy",
-        "demo",
-        "--esp-signature",
-        ESP_ZONE,
+        *customer_add("Acme", "acme.test", "ns-delegation", esp_signature=ESP_ZONE),
     ).stdout
     # exactly the records the customer's IT must add, in zone-file syntax
     assert f"{ACME_ZONE}. 86400 IN NS ns1.{ACME_ZONE}." in out
     assert f"{ACME_ZONE}. 86400 IN NS ns2.{ACME_ZONE}." in out
     out = env.cli(
-        "customer",
-        "add",
-        "Beta",
-        "--domain",
-        "beta.example",
-        "--mode",
-        "third-party",
-        "--policy",
-        "demo",
-        "--signing-domain",
-        f"beta.{THIRD_PARTY_ZONE}",
-        "--zone",
-        THIRD_PARTY_ZONE,
-        "--esp-signature",
-        ESP_ZONE,
+        *customer_add(
+            "Beta",
+            "beta.example",
+            "third-party",
+            signing_domain=f"beta.{THIRD_PARTY_ZONE}",
+            zone=THIRD_PARTY_ZONE,
+            esp_signature=ESP_ZONE,
+        ),
     ).stdout
     assert "Nothing to add" in out
 
@@ -269,17 +257,7 @@ def sign_with(env: RotatorEnv, key: object, domain: str, msg: bytes = MESSAGE) -
 def test_ping_pong_cycles_through_both_slots(ten: Tenancy) -> None:
     env = ten.env
     out = env.cli(
-        "customer",
-        "add",
-        "Acme",
-        "--domain",
-        "acme.test",
-        "--mode",
-        "ping-pong",
-        "--policy",
-        "demo",
-        "--zone",
-        CNAME_ZONE,
+        *customer_add("Acme", "acme.test", "ping-pong", zone=CNAME_ZONE),
     ).stdout
     cnames = [x.split() for x in out.splitlines() if " IN CNAME " in x]
     assert [c[0] for c in cnames] == ["dkim1._domainkey.acme.test.", "dkim2._domainkey.acme.test."]
@@ -288,7 +266,7 @@ def test_ping_pong_cycles_through_both_slots(ten: Tenancy) -> None:
     assert "present" in env.cli("customer", "check", "Acme").stdout
     via_customer = follow_delegation("127.0.0.3", ten.esp.port, ten.esp.secondary)
     env.start()
-    seen = []
+    seen: list[KeyState] = []
     for round_ in range(3):
         key = env.wait_for(
             f"key {round_ + 1} active",
@@ -326,17 +304,7 @@ def test_ping_pong_cycles_through_both_slots(ten: Tenancy) -> None:
 def test_cname_mode_uses_only_resolving_cnames(ten: Tenancy) -> None:
     env = ten.env
     out = env.cli(
-        "customer",
-        "add",
-        "Acme",
-        "--domain",
-        "acme.test",
-        "--mode",
-        "cname",
-        "--policy",
-        "demo",
-        "--zone",
-        CNAME_ZONE,
+        *customer_add("Acme", "acme.test", "cname", zone=CNAME_ZONE),
     ).stdout
     cnames = [x.split() for x in out.splitlines() if " IN CNAME " in x]
     assert len(cnames) == 12 and cnames[2][0] == "myesp3._domainkey.acme.test."
@@ -357,7 +325,7 @@ def test_cname_mode_uses_only_resolving_cnames(ten: Tenancy) -> None:
     )
     assert stuck.state.value == "published"
     assert "CNAME myesp2._domainkey.acme.test." in (stuck.last_error or "")
-    assert env.key_in_state("acme.test", "active").key_id == first.key_id  # type: ignore[union-attr]
+    assert env.key_in_state("acme.test", "active").key_id == first.key_id
     ten.customer_update(("add", cnames[1][0], "CNAME", cnames[1][4]))
     second = env.wait_for(
         "myesp2 active after the CNAME is back",
@@ -377,15 +345,7 @@ def test_customer_generated_key(ten: Tenancy, tmp_path: Path) -> None:
 
     env = ten.env
     env.cli(
-        "customer",
-        "add",
-        "Acme",
-        "--domain",
-        "acme.test",
-        "--mode",
-        "customer-key",
-        "--policy",
-        "demo",
+        *customer_add("Acme", "acme.test", "customer-key"),
     )
     pem_file = tmp_path / "customer.pem"
     pem_file.write_bytes(
@@ -424,5 +384,5 @@ def test_customer_generated_key(ten: Tenancy, tmp_path: Path) -> None:
         "rotation needed notice",
         lambda: "rotation needed from customer" in env.cli("status").stdout,
     )
-    assert env.key_in_state("acme.test", "active").key_id == key.key_id  # type: ignore[union-attr]
+    assert env.key_in_state("acme.test", "active").key_id == key.key_id
     assert env.stop() == 0

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from rotator.domain.errors import PublishError, SignerError
-from rotator.domain.policy import parse_policy
+from rotator.domain.policy import Policy, parse_policy
 from rotator.ports import DelegationView, Observation, RecordChange, SigningEntry
 
 
@@ -36,6 +36,7 @@ class FakeDns:
         self.served_ns: set[str] = {"ns1.esp.test", "ns2.esp.test"}
         self.delegation_error: str | None = None
         self.delegation_queries: list[str] = []
+        self.cnames: dict[str, str] = {}  # the customers' CNAMEs, as a resolver sees them
 
     def apply(self, zone: str, changes: Sequence[RecordChange]) -> str:
         if self.fail_publish:
@@ -64,6 +65,9 @@ class FakeDns:
                 )
             )
         return out
+
+    def cname(self, name: str) -> str | None:
+        return self.cnames.get(name)
 
     def delegation(self, zone: str) -> DelegationView:
         self.delegation_queries.append(zone)
@@ -96,7 +100,7 @@ class FakeSigner:
         self.entries = list(entries)
 
 
-DEMO = {
+DEMO: dict[str, dict[str, object]] = {
     "key": {"algorithm": "ed25519"},
     "rotation": {"interval": "60s"},
     "drain": {"max_queue_time": "10s", "multiplier": 3},
@@ -107,7 +111,7 @@ DEMO = {
 }
 
 
-def demo_policy(**overrides: dict[str, object]) -> object:
+def demo_policy(**overrides: dict[str, object]) -> Policy:
     data = {k: dict(v) for k, v in DEMO.items()}
     for section, values in overrides.items():
         data.setdefault(section, {}).update(values)

@@ -13,6 +13,7 @@ from rotator.domain.errors import IllegalTransition
 from rotator.domain.machine import check_transition
 from rotator.domain.model import KeyState, apply_identity, apply_key
 from rotator.domain.states import Action, State
+from tests.support.lifecycle import LIFECYCLE_EVENTS
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 KEY = "k0001"
@@ -69,16 +70,7 @@ def at(seconds: float) -> datetime:
 def test_happy_path_step_by_step() -> None:
     state = G
     revocation = False
-    steps = [
-        ("KeyPublished", P),
-        ("KeyVerified", V),
-        ("KeyActivated", A),
-        ("DrainStarted", D),
-        ("RevocationPublished", D),
-        ("KeyRevoked", R),
-        ("KeyDestroyed", X),
-        ("TombstoneRemoved", X),
-    ]
+    steps = list(zip(LIFECYCLE_EVENTS[1:], (P, V, A, D, D, R, X, X), strict=True))
     for event, expected in steps:
         state = check_transition(KEY, state, event, revocation_published=revocation)
         assert state is expected, event

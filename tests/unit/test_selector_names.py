@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from rotator.domain.errors import InputError
+from rotator.domain.names import normalize_domain
 from rotator.domain.selector import check_template, choose, render, validate_selector
-from rotator.names import normalize_domain
 
 WHEN = datetime(2026, 11, 24, 9, 5, 7, tzinfo=UTC)
 TEMPLATE = "{mon}{yyyy}.{esp}"

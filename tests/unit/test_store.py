@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from rotator.adapters.keystore_fs import FsKeyStore
 from rotator.adapters.store_sqlite import GENESIS, SqliteEventStore
+from rotator.app import Application, Context
 from rotator.domain import events as ev
 from rotator.domain.errors import ConcurrencyError, IllegalTransition, NotFound
 from rotator.domain.states import Action, State
-from rotator.service import Service
 
 from .fakes import FakeDns, FakeSigner, ManualClock, demo_policy
 
@@ -481,21 +481,21 @@ def test_no_private_key_material_in_events(tmp_path: Path, algorithm: str) -> No
             raise NotFound(name)
         return policy
 
-    svc = Service(store, policies, dns, dns, keystore, signer, clock)
+    app = Application(Context(store, policies, dns, dns, keystore, signer, clock))
     try:
-        svc.add_identity("example.com", "demo", actor="alice", reason="onboard")
-        svc.tick()
+        app.onboarding.add_identity("example.com", "demo", actor="alice", reason="onboard")
+        app.lifecycle.tick()
         (first,) = store.list_keys()
         assert first.algorithm == algorithm
         pem = keystore.path(first.key_id).read_bytes()
         assert b"PRIVATE KEY" in pem
         forms = secret_forms(pem)
         clock.advance(61)
-        svc.tick()  # a successor: the first key drains
+        app.lifecycle.tick()  # a successor: the first key drains
         clock.advance(31)
-        svc.tick()  # revoked and destroyed
+        app.lifecycle.tick()  # revoked and destroyed
         clock.advance(21)
-        svc.tick()  # tombstone removed
+        app.lifecycle.tick()  # tombstone removed
         key = store.key(first.key_id)
         assert key is not None and key.tombstone_removed
         assert not keystore.exists(first.key_id)

@@ -6,23 +6,22 @@ real-DNS counterpart is tests/integration/test_tenancy.py."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 
-from rotator.adapters.keystore_fs import FsKeyStore
 from rotator.adapters.signer_opendkim import render_key_table, render_signing_table
-from rotator.adapters.store_sqlite import SqliteEventStore
+from rotator.app import CustomerRow
 from rotator.domain import events as ev
-from rotator.domain.errors import InputError, NotFound
+from rotator.domain.errors import InputError
 from rotator.domain.states import Mode, Role, State
 from rotator.ports import SigningEntry
-from rotator.service import CustomerRow, Service
+from tests.support.cli import customer_add
 
-from .fakes import FakeDns, FakeSigner, ManualClock, demo_policy
+from .conftest import MakeEnv, UnitEnv
 from .test_cli import event_count, ok, refused, run, write_config
 
 ACME = "acme.example"
@@ -32,64 +31,9 @@ ESP_NS = ("dkim2.esp.test.", "DKIM1.esp.test")  # normalised: lower case, no tra
 WANT_NS = {"dkim1.esp.test", "dkim2.esp.test"}
 
 
-class Env:
-    def __init__(self, tmp: Path, nameserver_names: tuple[str, ...]) -> None:
-        self.clock = ManualClock()
-        self.dns = FakeDns()
-        self.signer = FakeSigner()
-        self.store = SqliteEventStore(tmp / f"rotator-{len(nameserver_names)}.db")
-        self.keystore = FsKeyStore(tmp / f"keys-{len(nameserver_names)}")
-        policy = demo_policy()
-
-        def policies(name: str) -> Any:
-            if name != "demo":
-                raise NotFound(f"policy {name!r} not found")
-            return policy
-
-        dns: Any = self.dns  # publisher and probe (a probe without cname(): no CNAME modes)
-        self.svc = Service(
-            self.store,
-            policies,
-            dns,
-            dns,
-            self.keystore,
-            self.signer,
-            self.clock,
-            nameserver_names=nameserver_names,
-        )
-
-    def events(self) -> int:
-        return int(self.store.info()["events"])
-
-    def key(self, key_id: str) -> Any:
-        key = self.store.key(key_id)
-        assert key is not None
-        return key
-
-    def key_of(self, identity: str, state: State | None = None) -> Any:
-        keys = self.store.list_keys(identity, state=state)
-        assert len(keys) == 1, keys
-        return keys[0]
-
-    def patterns(self) -> dict[str, set[str]]:
-        """key_id -> the SigningTable patterns the signer holds for it."""
-        out: dict[str, set[str]] = {}
-        for e in self.signer.entries:
-            out.setdefault(e.key_id, set()).add(e.signing_pattern)
-        return out
-
-
 @pytest.fixture
-def make_env(tmp_path: Path) -> Callable[..., Env]:
-    def make(nameserver_names: tuple[str, ...] = ESP_NS) -> Env:
-        return Env(tmp_path, nameserver_names)
-
-    return make
-
-
-@pytest.fixture
-def env(make_env: Callable[..., Env]) -> Env:
-    return make_env()
+def env(make_env: MakeEnv) -> UnitEnv:
+    return make_env(esp_nameservers=ESP_NS)
 
 
 def row(
@@ -105,17 +49,17 @@ def third_party(customer: str, domain: str, signing: str, **kw: str) -> Customer
     return row(domain, "third-party", customer, signing_domain=signing, **kw)
 
 
-def added_events(env: Env) -> list[ev.IdentityAdded]:
+def added_events(env: UnitEnv) -> list[ev.IdentityAdded]:
     return [s.event for s in env.store.events() if isinstance(s.event, ev.IdentityAdded)]
 
 
 # --- onboarding: what each mode records --------------------------------------------------
 
 
-def test_ns_delegation_customer_with_esp_signature_is_recorded(env: Env) -> None:
-    esp = env.svc.add_esp(ESP, "demo")
+def test_ns_delegation_customer_with_esp_signature_is_recorded(env: UnitEnv) -> None:
+    esp = env.app.onboarding.add_esp(ESP, "demo")
     assert (esp.role, esp.signing_pattern, esp.customer) == (Role.ESP, "", "")
-    (ident,) = env.svc.add_customers(
+    (ident,) = env.app.onboarding.add_customers(
         [row("Acme.Example.", customer=" Acme ", esp_signature="FBL.esp.test.")],
         actor="alice",
         reason="onboarding",
@@ -143,8 +87,8 @@ def test_ns_delegation_customer_with_esp_signature_is_recorded(env: Env) -> None
     assert env.store.rebuild(check_only=True) == []
 
 
-def test_third_party_customer_signs_with_the_esp_controlled_domain(env: Env) -> None:
-    (ident,) = env.svc.add_customers(
+def test_third_party_customer_signs_with_the_esp_controlled_domain(env: UnitEnv) -> None:
+    (ident,) = env.app.onboarding.add_customers(
         [third_party("Beta", "beta.example", "Beta.ESP-dkim.test", zone="esp-dkim.test")]
     )
     assert ident.identity == ident.domain == "beta.esp-dkim.test"
@@ -159,7 +103,7 @@ def test_third_party_customer_signs_with_the_esp_controlled_domain(env: Env) -> 
     payload = added_events(env)[-1].payload()
     assert payload["signing_pattern"] == "*@beta.example"
     assert (payload["customer"], payload["mode"]) == ("Beta", "third-party")
-    assert env.svc.check_customer_dns(ident) is None  # nothing required from the customer
+    assert env.app.customer_dns.check(ident) is None  # nothing required from the customer
 
 
 @pytest.mark.parametrize(
@@ -189,11 +133,11 @@ def test_third_party_customer_signs_with_the_esp_controlled_domain(env: Env) -> 
     ],
 )
 def test_bad_row_is_refused_naming_the_field(
-    env: Env, bad: CustomerRow, field: str, text: str
+    env: UnitEnv, bad: CustomerRow, field: str, text: str
 ) -> None:
     before = env.events()
     with pytest.raises(InputError) as err:
-        env.svc.add_customers([bad])
+        env.app.onboarding.add_customers([bad])
     msg = str(err.value)
     assert msg.startswith(f"input: {field}: "), msg
     assert text in msg
@@ -201,21 +145,21 @@ def test_bad_row_is_refused_naming_the_field(
     assert env.store.identities() == []
 
 
-def test_esp_signature_must_name_an_esp_identity(env: Env) -> None:
-    env.svc.add_identity("plain.example", "demo")
-    env.svc.add_customers([third_party("Beta", "beta.example", "beta.esp-dkim.test")])
+def test_esp_signature_must_name_an_esp_identity(env: UnitEnv) -> None:
+    env.app.onboarding.add_identity("plain.example", "demo")
+    env.app.onboarding.add_customers([third_party("Beta", "beta.example", "beta.esp-dkim.test")])
     before = env.events()
     for not_esp in ("plain.example", "beta.esp-dkim.test"):
         with pytest.raises(InputError, match=rf"^input: esp_signature: {not_esp} is not an ESP"):
-            env.svc.add_customers([row(esp_signature=not_esp)])
+            env.app.onboarding.add_customers([row(esp_signature=not_esp)])
     assert env.events() == before
-    env.svc.add_esp(ESP, "demo")
-    (ident,) = env.svc.add_customers([row(esp_signature=ESP)])
+    env.app.onboarding.add_esp(ESP, "demo")
+    (ident,) = env.app.onboarding.add_customers([row(esp_signature=ESP)])
     assert ident.esp_identity == ESP
 
 
-def test_batch_with_a_bad_last_row_adds_nothing(env: Env) -> None:
-    env.svc.add_esp(ESP, "demo")
+def test_batch_with_a_bad_last_row_adds_nothing(env: UnitEnv) -> None:
+    env.app.onboarding.add_esp(ESP, "demo")
     before = env.events()
     rows = [
         row(where="customers.csv line 2", esp_signature=ESP),
@@ -223,31 +167,31 @@ def test_batch_with_a_bad_last_row_adds_nothing(env: Env) -> None:
         third_party("Delta", "delta.example", "", where="customers.csv line 4"),
     ]
     with pytest.raises(InputError) as err:
-        env.svc.add_customers(rows)
+        env.app.onboarding.add_customers(rows)
     assert str(err.value).startswith("customers.csv line 4: signing_domain: ")
     assert env.events() == before
     assert [i.identity for i in env.store.identities()] == [ESP]
     # the same batch, fixed, lands in one go
     rows[2] = third_party("Delta", "delta.example", "delta.esp-dkim.test")
-    added = env.svc.add_customers(rows)
+    added = env.app.onboarding.add_customers(rows)
     assert [i.identity for i in added] == [ACME, "gamma.esp-dkim.test", "delta.esp-dkim.test"]
     assert env.events() == before + 3
 
 
-def test_duplicates_are_refused(env: Env) -> None:
+def test_duplicates_are_refused(env: UnitEnv) -> None:
     before = env.events()
     with pytest.raises(InputError, match=r"^line 3: domain acme\.example appears twice"):
-        env.svc.add_customers(
+        env.app.onboarding.add_customers(
             [row(where="line 2"), row("ACME.example.", customer="Other", where="line 3")]
         )
     assert env.events() == before
-    env.svc.add_customers([row()])
+    env.app.onboarding.add_customers([row()])
     with pytest.raises(InputError, match=r"^line 9: domain acme\.example is already managed"):
-        env.svc.add_customers([row(where="line 9")])
+        env.app.onboarding.add_customers([row(where="line 9")])
     assert env.events() == before + 1
 
 
-def test_progress_callback_sees_every_row(env: Env) -> None:
+def test_progress_callback_sees_every_row(env: UnitEnv) -> None:
     seen: list[str] = []
 
     def progress(rows: Any) -> Iterator[CustomerRow]:
@@ -255,16 +199,16 @@ def test_progress_callback_sees_every_row(env: Env) -> None:
             seen.append(r.domain)
             yield r
 
-    env.svc.add_customers([row(), row("b.example", customer="B")], progress=progress)
+    env.app.onboarding.add_customers([row(), row("b.example", customer="B")], progress=progress)
     assert seen == [ACME, "b.example"]
 
 
 # --- onboarding text ----------------------------------------------------------------------
 
 
-def test_onboarding_ns_delegation_prints_the_ns_records(env: Env) -> None:
-    (ident,) = env.svc.add_customers([row()])
-    text, records = env.svc.onboarding(ident)
+def test_onboarding_ns_delegation_prints_the_ns_records(env: UnitEnv) -> None:
+    (ident,) = env.app.onboarding.add_customers([row()])
+    text, records = env.app.onboarding.instructions(ident)
     assert records == [
         f"{ACME_ZONE}. 86400 IN NS dkim1.esp.test.",
         f"{ACME_ZONE}. 86400 IN NS dkim2.esp.test.",
@@ -273,27 +217,27 @@ def test_onboarding_ns_delegation_prints_the_ns_records(env: Env) -> None:
 
 
 def test_onboarding_without_configured_names_uses_the_served_ns(
-    make_env: Callable[..., Env],
+    make_env: MakeEnv,
 ) -> None:
-    env = make_env(())
-    (ident,) = env.svc.add_customers([row()])
-    _, records = env.svc.onboarding(ident)
+    env = make_env(esp_nameservers=())
+    (ident,) = env.app.onboarding.add_customers([row()])
+    _, records = env.app.onboarding.instructions(ident)
     assert records == [
         f"{ACME_ZONE}. 86400 IN NS ns1.esp.test.",
         f"{ACME_ZONE}. 86400 IN NS ns2.esp.test.",
     ]
     env.dns.served_ns = set()
-    _, records = env.svc.onboarding(ident)
+    _, records = env.app.onboarding.instructions(ident)
     assert len(records) == 1
     assert records[0].startswith(";") and "dns.esp_nameservers" in records[0]
     assert ACME_ZONE in records[0]
 
 
-def test_onboarding_third_party_needs_nothing(env: Env) -> None:
-    (ident,) = env.svc.add_customers(
+def test_onboarding_third_party_needs_nothing(env: UnitEnv) -> None:
+    (ident,) = env.app.onboarding.add_customers(
         [third_party("Beta", "beta.example", "beta.esp-dkim.test", zone="esp-dkim.test")]
     )
-    text, records = env.svc.onboarding(ident)
+    text, records = env.app.onboarding.instructions(ident)
     assert records == []
     assert text.startswith("Nothing to add")
     assert "beta.example" in text and "d=beta.esp-dkim.test" in text
@@ -302,9 +246,9 @@ def test_onboarding_third_party_needs_nothing(env: Env) -> None:
 # --- the NS-delegation gate ----------------------------------------------------------------
 
 
-def test_key_waits_for_the_customers_delegation(env: Env) -> None:
-    (ident,) = env.svc.add_customers([row()])
-    env.svc.tick()
+def test_key_waits_for_the_customers_delegation(env: UnitEnv) -> None:
+    (ident,) = env.app.onboarding.add_customers([row()])
+    env.app.lifecycle.tick()
     key = env.key_of(ACME)
     assert key.state is State.PUBLISHED
     assert key.zone == ACME_ZONE and key.record_name in env.dns.records
@@ -313,11 +257,11 @@ def test_key_waits_for_the_customers_delegation(env: Env) -> None:
     assert "does not delegate" in key.last_error and "dkim1.esp.test" in key.last_error
     assert (key.next_action_at - env.clock.now()).total_seconds() == 1
     assert env.signer.entries == []
-    problem = env.svc.check_customer_dns(ident)
+    problem = env.app.customer_dns.check(ident)
     assert problem is not None and problem.startswith("awaiting customer DNS")
 
     env.clock.advance(1)
-    env.svc.tick()
+    env.app.lifecycle.tick()
     key = env.key(key.key_id)
     assert (key.state, key.attempts) == (State.PUBLISHED, 2)
     assert (key.next_action_at - env.clock.now()).total_seconds() == 2  # backoff doubles
@@ -325,7 +269,7 @@ def test_key_waits_for_the_customers_delegation(env: Env) -> None:
     # delegated, but to the wrong servers: still stuck, and the message says both sets
     env.dns.delegations[ACME_ZONE] = {"ns1.other-host.test.", "ns2.other-host.test"}
     env.clock.advance(2)
-    env.svc.tick()
+    env.app.lifecycle.tick()
     key = env.key(key.key_id)
     assert (key.state, key.attempts) == (State.PUBLISHED, 3)
     assert key.last_error.startswith("awaiting customer DNS")
@@ -334,9 +278,9 @@ def test_key_waits_for_the_customers_delegation(env: Env) -> None:
     assert env.signer.entries == []
 
     env.dns.delegations[ACME_ZONE] = {"DKIM1.esp.test.", "dkim2.esp.test"}
-    assert env.svc.check_customer_dns(ident) is None
+    assert env.app.customer_dns.check(ident) is None
     env.clock.advance(4)
-    env.svc.tick()
+    env.app.lifecycle.tick()
     key = env.key(key.key_id)
     assert key.state is State.ACTIVE
     assert (key.attempts, key.last_error) == (0, None)
@@ -346,36 +290,36 @@ def test_key_waits_for_the_customers_delegation(env: Env) -> None:
 
 
 def test_delegation_is_judged_against_served_ns_when_none_configured(
-    make_env: Callable[..., Env],
+    make_env: MakeEnv,
 ) -> None:
-    env = make_env(())
-    env.svc.add_customers([row()])
+    env = make_env(esp_nameservers=())
+    env.app.onboarding.add_customers([row()])
     env.dns.delegations[ACME_ZONE] = {"dkim1.esp.test", "dkim2.esp.test"}
-    env.svc.tick()
+    env.app.lifecycle.tick()
     key = env.key_of(ACME)
     assert key.state is State.PUBLISHED
     assert "expected ns1.esp.test, ns2.esp.test" in key.last_error
     env.dns.delegations[ACME_ZONE] = {"ns1.esp.test", "ns2.esp.test"}
     env.clock.advance(1)
-    env.svc.tick()
+    env.app.lifecycle.tick()
     assert env.key(key.key_id).state is State.ACTIVE
 
 
-def test_unreadable_delegation_keeps_the_key_waiting(env: Env) -> None:
-    env.svc.add_customers([row()])
+def test_unreadable_delegation_keeps_the_key_waiting(env: UnitEnv) -> None:
+    env.app.onboarding.add_customers([row()])
     env.dns.delegations[ACME_ZONE] = set(WANT_NS)
     env.dns.delegation_error = "timeout asking the acme.example servers"
-    env.svc.tick()
+    env.app.lifecycle.tick()
     key = env.key_of(ACME)
     assert key.state is State.PUBLISHED
     assert key.last_error.startswith("awaiting customer DNS")
     assert "timeout asking the acme.example servers" in key.last_error
 
 
-def test_other_modes_do_not_wait_for_a_delegation(env: Env) -> None:
-    env.svc.add_esp(ESP, "demo")
-    env.svc.add_customers([third_party("Beta", "beta.example", "beta.esp-dkim.test")])
-    env.svc.tick()
+def test_other_modes_do_not_wait_for_a_delegation(env: UnitEnv) -> None:
+    env.app.onboarding.add_esp(ESP, "demo")
+    env.app.onboarding.add_customers([third_party("Beta", "beta.example", "beta.esp-dkim.test")])
+    env.app.lifecycle.tick()
     assert env.key_of(ESP).state is State.ACTIVE
     assert env.key_of("beta.esp-dkim.test").state is State.ACTIVE
 
@@ -383,9 +327,9 @@ def test_other_modes_do_not_wait_for_a_delegation(env: Env) -> None:
 # --- the ESP's feedback-loop signature -------------------------------------------------------
 
 
-def test_esp_key_signs_for_every_opted_in_customer_and_follows_its_rotation(env: Env) -> None:
-    env.svc.add_esp(ESP, "demo")
-    env.svc.add_customers(
+def test_esp_key_signs_for_every_opted_in_customer_and_follows_its_rotation(env: UnitEnv) -> None:
+    env.app.onboarding.add_esp(ESP, "demo")
+    env.app.onboarding.add_customers(
         [
             row(esp_signature=ESP),
             third_party("Beta", "beta.example", "beta.esp-dkim.test", esp_signature=ESP),
@@ -393,7 +337,7 @@ def test_esp_key_signs_for_every_opted_in_customer_and_follows_its_rotation(env:
         ]
     )
     env.dns.delegations[ACME_ZONE] = set(WANT_NS)
-    env.svc.tick()
+    env.app.lifecycle.tick()
     esp_key = env.key_of(ESP, State.ACTIVE)
     acme = env.key_of(ACME, State.ACTIVE)
     beta = env.key_of("beta.esp-dkim.test", State.ACTIVE)
@@ -420,8 +364,8 @@ def test_esp_key_signs_for_every_opted_in_customer_and_follows_its_rotation(env:
 
     # the ESP key rotates: every opted-in customer moves to the new one together
     env.clock.advance(5)
-    env.svc.request_rotation(ESP, "alice", "fbl key rotation")
-    env.svc.tick()
+    env.app.rotation.request(ESP, "alice", "fbl key rotation")
+    env.app.lifecycle.tick()
     new_esp = env.key_of(ESP, State.ACTIVE)
     assert new_esp.key_id != esp_key.key_id
     assert env.key(esp_key.key_id).state is State.DRAINING
@@ -434,20 +378,20 @@ def test_esp_key_signs_for_every_opted_in_customer_and_follows_its_rotation(env:
     assert esp_key.key_id not in render_key_table(env.signer.entries)
     # a rewrite from the log alone gives the same entries
     live = sorted((e.key_id, e.signing_pattern) for e in env.signer.entries)
-    env.svc.sync_signer()
+    env.app.signing.sync()
     assert sorted((e.key_id, e.signing_pattern) for e in env.signer.entries) == live
 
 
-def test_customer_rotation_keeps_the_esp_signature(env: Env) -> None:
-    env.svc.add_esp(ESP, "demo")
-    env.svc.add_customers([row(esp_signature=ESP)])
+def test_customer_rotation_keeps_the_esp_signature(env: UnitEnv) -> None:
+    env.app.onboarding.add_esp(ESP, "demo")
+    env.app.onboarding.add_customers([row(esp_signature=ESP)])
     env.dns.delegations[ACME_ZONE] = set(WANT_NS)
-    env.svc.tick()
+    env.app.lifecycle.tick()
     esp_key = env.key_of(ESP, State.ACTIVE)
     first = env.key_of(ACME, State.ACTIVE)
     env.clock.advance(5)
-    env.svc.request_rotation(ACME, "alice", "customer rotation")
-    env.svc.tick()
+    env.app.rotation.request(ACME, "alice", "customer rotation")
+    env.app.lifecycle.tick()
     second = env.key_of(ACME, State.ACTIVE)
     assert second.key_id != first.key_id
     assert env.patterns() == {
@@ -456,9 +400,9 @@ def test_customer_rotation_keeps_the_esp_signature(env: Env) -> None:
     }
 
 
-def test_esp_without_opted_in_customers_has_no_signing_entry(env: Env) -> None:
-    env.svc.add_esp(ESP, "demo")
-    env.svc.tick()
+def test_esp_without_opted_in_customers_has_no_signing_entry(env: UnitEnv) -> None:
+    env.app.onboarding.add_esp(ESP, "demo")
+    env.app.lifecycle.tick()
     assert env.key_of(ESP).state is State.ACTIVE
     assert env.signer.entries == []
 
@@ -518,17 +462,7 @@ def test_cli_esp_add_then_customer_with_esp_signature(cfg: Path) -> None:
     assert f"added ESP signing domain {ESP} (zone {ESP})" in out
     out = ok(
         cfg,
-        "customer",
-        "add",
-        "Acme",
-        "--domain",
-        ACME,
-        "--mode",
-        "ns-delegation",
-        "--policy",
-        "demo",
-        "--esp-signature",
-        ESP,
+        *customer_add("Acme", ACME, "ns-delegation", esp_signature=ESP),
     ).stdout
     assert f"Acme: ns-delegation, d={ACME}, zone {ACME_ZONE}" in out
     assert f"Delegate {ACME_ZONE}" in out
@@ -536,17 +470,7 @@ def test_cli_esp_add_then_customer_with_esp_signature(cfg: Path) -> None:
     assert f"{ACME_ZONE}. 86400 IN NS dkim2.esp.test." in out
     out = ok(
         cfg,
-        "customer",
-        "add",
-        "Beta",
-        "--domain",
-        "beta.example",
-        "--mode",
-        "third-party",
-        "--policy",
-        "demo",
-        "--signing-domain",
-        "beta.esp-dkim.test",
+        *customer_add("Beta", "beta.example", "third-party", signing_domain="beta.esp-dkim.test"),
     ).stdout
     assert "Nothing to add" in out and " IN NS " not in out
     assert event_count(cfg) == 3
@@ -563,30 +487,12 @@ def test_cli_customer_add_refusals_are_one_line(cfg: Path) -> None:
     ok(cfg, "domain", "add", "plain.example", "--policy", "demo")
     line = refused(
         cfg,
-        "customer",
-        "add",
-        "Acme",
-        "--domain",
-        ACME,
-        "--mode",
-        "ns-delegation",
-        "--policy",
-        "demo",
-        "--esp-signature",
-        "plain.example",
+        *customer_add("Acme", ACME, "ns-delegation", esp_signature="plain.example"),
     )
     assert "esp_signature: plain.example is not an ESP signing domain" in line
     line = refused(
         cfg,
-        "customer",
-        "add",
-        "Beta",
-        "--domain",
-        "beta.example",
-        "--mode",
-        "third-party",
-        "--policy",
-        "demo",
+        *customer_add("Beta", "beta.example", "third-party"),
     )
     assert "signing_domain:" in line
 

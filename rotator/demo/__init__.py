@@ -16,13 +16,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .config import load_config
-from .daemon import Daemon, build
-from .domain.errors import ConfigError
+from ..bootstrap import build
+from ..config import load_config
+from ..daemon import Daemon
+from ..domain.errors import ConfigError
+from ..logging import configure
+from ..ports import LogFilter
+from ..timeutil import iso
 from .localdns import BindPair
-from .logging import configure
-from .ports import LogFilter
-from .timeutil import iso
 
 DOMAINS = (("example.test", "example.test"), ("customer.test", "myesp._domainkey.customer.test"))
 
@@ -30,7 +31,7 @@ DOMAINS = (("example.test", "example.test"), ("customer.test", "myesp._domainkey
 def find_policies() -> Path:
     """policies/ of the source checkout this package runs from (the quick start installs it
     in editable mode), or ./policies."""
-    for candidate in (Path(__file__).resolve().parent.parent / "policies", Path("policies")):
+    for candidate in (Path(__file__).resolve().parents[2] / "policies", Path("policies")):
         if (candidate / "demo.toml").is_file():
             return candidate
     raise ConfigError("policies/demo.toml not found; run the demo from the rotator checkout")
@@ -92,7 +93,9 @@ def run_demo(seconds: float, workdir: Path | None) -> None:
         app = build(config)
         for domain, zone in DOMAINS:
             if app.store.identity(domain) is None:
-                app.service.add_identity(domain, "demo", zone, actor="demo", reason="quick start")
+                app.onboarding.add_identity(
+                    domain, "demo", zone, actor="demo", reason="quick start"
+                )
         daemon = Daemon(app)
         stop = threading.Event()
 

@@ -1,4 +1,5 @@
-"""Domain name input validation (IDNA 2008 via the idna package, RFC 1035 lengths)."""
+"""Names: domain input validation (IDNA 2008 via the idna package, RFC 1035 lengths) and the
+zone arithmetic every mode needs (where a selector's record lives, who may hold it)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import re
 
 import idna
 
-from .domain.errors import InputError
+from .errors import InputError
 
 _LDH = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
@@ -43,3 +44,24 @@ def normalize_domain(name: str) -> str:
     if len(labels) < 2:
         raise InputError(f"domain {name!r}: give a fully qualified name like example.com")
     return out
+
+
+def lookup_name(selector: str, domain: str) -> str:
+    """The absolute name receivers query for a selector's key (RFC 6376 3.6.2.1)."""
+    return f"{selector}._domainkey.{domain}."
+
+
+def cname_target(selector: str, domain: str, zone: str) -> str:
+    """Where a cname/ping-pong customer's CNAME for `selector` points, in the ESP's zone."""
+    return f"{selector}.{domain}.{zone}."
+
+
+def is_within(name: str, zone: str) -> bool:
+    """`name` is `zone` or below it (both without the trailing dot, lower case)."""
+    return name == zone or name.endswith("." + zone)
+
+
+def selector_seq(selector: str, esp: str) -> int | None:
+    """n of a cname-mode selector "<esp><n>", else None."""
+    rest = selector.removeprefix(esp)
+    return int(rest) if rest != selector and rest.isdigit() else None

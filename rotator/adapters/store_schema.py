@@ -1,0 +1,132 @@
+"""The event store's schema: one sqlite-utils migration per version, applied at open."""
+
+from __future__ import annotations
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("rotator")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE events (
+            position INTEGER PRIMARY KEY AUTOINCREMENT,
+            stream_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            type TEXT NOT NULL,
+            identity TEXT,
+            key_id TEXT,
+            domain TEXT,
+            selector TEXT,
+            actor TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            UNIQUE (stream_id, version)
+        );
+        CREATE INDEX events_key ON events (key_id);
+        CREATE INDEX events_domain ON events (domain);
+        CREATE INDEX events_identity ON events (identity);
+        CREATE INDEX events_type ON events (type);
+        CREATE INDEX events_at ON events (at);
+        CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+            BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+        CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+            BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+
+        CREATE TABLE keys (
+            key_id TEXT PRIMARY KEY,
+            identity TEXT NOT NULL,
+            domain TEXT NOT NULL,
+            selector TEXT NOT NULL,
+            policy TEXT NOT NULL,
+            algorithm TEXT NOT NULL,
+            bits INTEGER NOT NULL,
+            fingerprint TEXT NOT NULL,
+            zone TEXT NOT NULL,
+            record_name TEXT NOT NULL,
+            record TEXT NOT NULL,
+            ttl INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            since TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            next_action TEXT,
+            next_action_at TEXT,
+            attempts INTEGER NOT NULL,
+            last_error TEXT,
+            replaces TEXT,
+            successor TEXT,
+            revocation_published INTEGER NOT NULL,
+            tombstone_removed INTEGER NOT NULL,
+            activated_at TEXT,
+            drain_until TEXT
+        );
+        CREATE UNIQUE INDEX keys_domain_selector ON keys (domain, selector);
+        CREATE INDEX keys_identity ON keys (identity);
+        CREATE INDEX keys_state ON keys (state);
+        CREATE INDEX keys_due ON keys (next_action_at) WHERE next_action_at IS NOT NULL;
+
+        CREATE TABLE identities (
+            identity TEXT PRIMARY KEY,
+            domain TEXT NOT NULL,
+            zone TEXT NOT NULL,
+            policy TEXT NOT NULL,
+            signing_pattern TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            active_key TEXT,
+            pending_key TEXT,
+            rotation_due_at TEXT
+        );
+        CREATE INDEX identities_due ON identities (rotation_due_at)
+            WHERE rotation_due_at IS NOT NULL;
+        """
+    )
+
+
+@migrations()
+def m002_tenancy(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE identities ADD COLUMN customer TEXT NOT NULL DEFAULT '';
+        ALTER TABLE identities ADD COLUMN mode TEXT NOT NULL DEFAULT 'third-party';
+        ALTER TABLE identities ADD COLUMN role TEXT NOT NULL DEFAULT 'customer';
+        ALTER TABLE identities ADD COLUMN esp_identity TEXT NOT NULL DEFAULT '';
+        CREATE INDEX identities_customer ON identities (customer);
+        """
+    )
+
+
+@migrations()
+def m003_modes(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE keys ADD COLUMN lookup_name TEXT NOT NULL DEFAULT '';
+        ALTER TABLE keys ADD COLUMN customer_managed INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE identities ADD COLUMN notice TEXT NOT NULL DEFAULT '';
+        -- ping-pong slots reuse a selector once its previous key is revoked
+        DROP INDEX keys_domain_selector;
+        CREATE UNIQUE INDEX keys_domain_selector ON keys (domain, selector)
+            WHERE state NOT IN ('revoked', 'destroyed');
+        """
+    )
+
+
+@migrations()
+def m004_emergency(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE keys ADD COLUMN compromised INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE identities ADD COLUMN rotate_at TEXT;
+        ALTER TABLE keys ADD COLUMN emergency_actor TEXT NOT NULL DEFAULT '';
+        ALTER TABLE keys ADD COLUMN emergency_reason TEXT NOT NULL DEFAULT '';
+        ALTER TABLE identities ADD COLUMN emergency_actor TEXT NOT NULL DEFAULT '';
+        ALTER TABLE identities ADD COLUMN emergency_reason TEXT NOT NULL DEFAULT '';
+        """
+    )

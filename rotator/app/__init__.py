@@ -1,0 +1,49 @@
+"""Use cases, one module per capability, wired together over one Context. Everything that
+appends events goes through recording.Recorder."""
+
+from __future__ import annotations
+
+from .context import Context
+from .customer_dns import CustomerDns
+from .emergency import Emergency, EmergencyPlan, FollowUp, Scope
+from .generation import Generation
+from .lifecycle import Lifecycle
+from .onboarding import CustomerRow, Onboarding
+from .publishing import Publishing
+from .queries import Queries
+from .recording import TickReport
+from .rotation import Rotation
+from .signing import Signing
+from .verifying import Verifying
+
+__all__ = [
+    "Application",
+    "Context",
+    "CustomerRow",
+    "EmergencyPlan",
+    "FollowUp",
+    "Scope",
+    "TickReport",
+]
+
+
+class Application:
+    """Every capability over one Context: what the CLI, the daemon and the tests use."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.customer_dns = CustomerDns(ctx)
+        self.onboarding = Onboarding(ctx, self.customer_dns)
+        self.rotation = Rotation(ctx)
+        self.generation = Generation(ctx)
+        self.signing = Signing(ctx)
+        self.lifecycle = Lifecycle(
+            ctx,
+            self.generation,
+            Publishing(ctx),
+            Verifying(ctx, self.customer_dns),
+            self.signing,
+        )
+        self.emergency = Emergency(ctx, self.signing, self.lifecycle)
+        self.queries = Queries(ctx.store)

@@ -1,0 +1,124 @@
+"""The tick: every key whose next step is due gets it (publish, verify, activate, revoke,
+verify the revocation, destroy, remove the tombstone), then every identity whose rotation
+is due gets a new key. Each step decides from the projection, performs its side effect and
+records the outcome, so a crash anywhere only means the step is done again. Start-up
+converges whatever a crash left behind.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+
+from .. import faults
+from ..domain import events as ev
+from ..domain.errors import ExternalError, RotatorError
+from ..domain.model import KeyState
+from ..domain.states import Action, State
+from .context import Context
+from .generation import Generation
+from .publishing import Publishing
+from .recording import TickReport, key_ids
+from .signing import Signing
+from .verifying import Verifying
+
+log = structlog.get_logger("rotator")
+
+MAX_PASSES = 8  # per tick: lets a key chain publish -> verify -> activate without waiting
+
+Handler = Callable[[list[KeyState], datetime, TickReport], None]
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        ctx: Context,
+        generation: Generation,
+        publishing: Publishing,
+        verifying: Verifying,
+        signing: Signing,
+    ) -> None:
+        self.ctx = ctx
+        self.generation = generation
+        self.signing = signing
+        self.handlers: dict[Action, Handler] = {
+            Action.PUBLISH: publishing.publish,
+            Action.VERIFY: verifying.verify,
+            Action.ACTIVATE: signing.activate,
+            Action.REVOKE: publishing.revoke,
+            Action.VERIFY_REVOCATION: verifying.verify_revocation,
+            Action.DESTROY: self.destroy,
+            Action.REMOVE_TOMBSTONE: publishing.remove_tombstone,
+        }
+
+    def tick(self, now: datetime | None = None) -> TickReport:
+        """Up to MAX_PASSES passes; each pass reads the clock once (or uses `now`) and
+        every handler of that pass decides and records with that one time."""
+        report = TickReport()
+        store = self.ctx.store
+        for _ in range(MAX_PASSES):
+            before = report.progressed
+            at = now or self.ctx.clock.now()
+            # Keys first: a revocation due now frees a ping-pong slot for the generation
+            # due now.
+            self._run_due(store.due_keys(at), at, report)
+            self.generation.generate(store.due_identities(at), at, report)
+            if report.progressed == before:
+                break
+        return report
+
+    def _run_due(self, due: list[KeyState], now: datetime, report: TickReport) -> None:
+        groups: dict[Action, list[KeyState]] = defaultdict(list)
+        for key in due:
+            if key.next_action is None:
+                continue
+            try:
+                self.ctx.policy(key.policy)
+            except RotatorError as exc:
+                # One key whose policy file is gone fails its step; the others go on.
+                self.ctx.recorder.failed([key], key.next_action, str(exc), report, now)
+                continue
+            groups[key.next_action].append(key)
+        for action in Action:
+            keys = groups.get(action, [])
+            if keys:
+                self.handlers[action](keys, now, report)
+
+    def destroy(self, keys: list[KeyState], now: datetime, report: TickReport) -> None:
+        recorder = self.ctx.recorder
+        wiped = []
+        for key in keys:
+            try:
+                self.ctx.keystore.destroy(key.key_id)
+            except ExternalError as exc:
+                recorder.failed([key], Action.DESTROY, exc.reason, report, now)
+                continue
+            wiped.append(key)
+        if not wiped:
+            return
+        faults.point("after-key-wiped")
+        events: list[ev.KeyEvent] = [
+            ev.KeyDestroyed(
+                **key_ids(k, now), tombstone_until=self.ctx.policy(k.policy).tombstone_until(now)
+            )
+            for k in wiped
+        ]
+        recorder.outcomes(events, wiped, report, Action.DESTROY, split_on_conflict=True)
+
+    def startup(self) -> list[str]:
+        """Converge after any crash: wipe private keys no event refers to (a crash between
+        writing a key and recording KeyGenerated) and rewrite the signer from the log."""
+        known = {k.key_id: k for k in self.ctx.store.list_keys()}
+        wiped = []
+        for key_id in self.ctx.keystore.stored_ids():
+            key = known.get(key_id)
+            # Unknown: KeyGenerated never landed. Destroyed: a leftover that must not exist.
+            if key is None or key.state is State.DESTROYED:
+                self.ctx.keystore.destroy(key_id)
+                wiped.append(key_id)
+                log.warning("orphan_key_wiped", key_id=key_id)
+        self.signing.sync()
+        return wiped

@@ -1,0 +1,278 @@
+"""Onboarding: signing identities, the ESP's own feedback-loop domains, customers (one at a
+time or a whole CSV in one transaction) and customer-generated keys."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from ..domain import events as ev
+from ..domain import selector as sel
+from ..domain.errors import InputError, RotatorError
+from ..domain.model import IdentityState, KeyState
+from ..domain.names import is_within, lookup_name, normalize_domain
+from ..domain.policy import pingpong_problem
+from ..domain.record import RecordTags, build_record
+from ..domain.states import Mode, Role
+from .context import Context
+from .customer_dns import CustomerDns
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CustomerRow:
+    """One customer signing domain to onboard (a CLI call or a CSV row)."""
+
+    customer: str
+    domain: str
+    mode: str
+    policy: str
+    signing_domain: str = ""
+    esp_signature: str = ""
+    zone: str = ""
+    where: str = "input"  # "row 7" for CSV imports, for error messages
+
+
+# CSV columns: the row's fields but the error location.
+CSV_REQUIRED = ("customer", "domain", "mode", "policy")
+CSV_COLUMNS = tuple(f for f in CustomerRow.__dataclass_fields__ if f != "where")
+
+
+def _field(name: str, parse: Callable[[str], T], value: str) -> T:
+    try:
+        return parse(value)
+    except RotatorError as exc:
+        raise InputError(f"{name}: {exc}") from None
+
+
+class Onboarding:
+    def __init__(self, ctx: Context, customer_dns: CustomerDns) -> None:
+        self.ctx = ctx
+        self.customer_dns = customer_dns
+
+    def add_identity(
+        self,
+        domain: str,
+        policy: str,
+        zone: str | None = None,
+        signing_pattern: str | None = None,
+        actor: str = "operator",
+        reason: str = "",
+    ) -> IdentityState:
+        """An identity the ESP controls outright (`rotator domain add`)."""
+        pattern = signing_pattern or f"*@{normalize_domain(domain)}"
+        event = self.identity_event(domain, policy, zone, pattern, actor=actor, reason=reason)
+        return self._add([event])[0]
+
+    def add_esp(
+        self,
+        domain: str,
+        policy: str,
+        zone: str | None = None,
+        actor: str = "operator",
+        reason: str = "",
+    ) -> IdentityState:
+        """The ESP's own signing domain: the second, feedback-loop signature on customer
+        mail (customers opt in with --esp-signature)."""
+        event = self.identity_event(
+            domain, policy, zone, "", role=Role.ESP, actor=actor, reason=reason
+        )
+        return self._add([event])[0]
+
+    def add_customers(
+        self,
+        rows: Sequence[CustomerRow],
+        actor: str = "operator",
+        reason: str = "",
+        progress: Callable[[Iterable[CustomerRow]], Iterable[CustomerRow]] = iter,
+    ) -> list[IdentityState]:
+        """Validate every row first, then add them all in one transaction: a bad row
+        changes nothing. Errors name the row (its line in a CSV file) and the field."""
+        events: list[ev.IdentityAdded] = []
+        seen: set[str] = set()
+        for row in progress(rows):
+            try:
+                event = self.customer_event(row, actor, reason)
+            except RotatorError as exc:
+                raise InputError(f"{row.where}: {exc}") from None
+            if event.identity in seen:
+                raise InputError(f"{row.where}: domain {event.domain} appears twice")
+            seen.add(event.identity)
+            events.append(event)
+        return self._add(events)
+
+    def customer_event(self, row: CustomerRow, actor: str, reason: str) -> ev.IdentityAdded:
+        customer = row.customer.strip()
+        if not customer or len(customer) > 100 or any(c in customer for c in ",\n\t"):
+            raise InputError("customer: give a name of 1-100 characters without commas")
+        try:
+            mode = Mode(row.mode)
+        except ValueError:
+            raise InputError(
+                f"mode: {row.mode!r} is not one of {', '.join(m.value for m in Mode)}"
+            ) from None
+        domain = _field("domain", normalize_domain, row.domain)
+        esp_identity = ""
+        if row.esp_signature:
+            esp_identity = _field("esp_signature", normalize_domain, row.esp_signature)
+            esp = self.ctx.store.identity(esp_identity)
+            if esp is None or esp.role != Role.ESP:
+                raise InputError(
+                    f"esp_signature: {esp_identity} is not an ESP signing domain; add it with "
+                    "`rotator esp add`"
+                )
+        pol = _field("policy", self.ctx.policy, row.policy)
+        if row.signing_domain and mode is not Mode.THIRD_PARTY:
+            raise InputError("signing_domain: only third-party customers have one")
+        # d= and the zone of its records, per mode; the mail signed is always *@domain
+        signer, zone = domain, row.zone or None
+        if mode in (Mode.CNAME, Mode.PING_PONG):
+            if not row.zone:
+                raise InputError(
+                    f"zone: {mode.value} customers need the ESP zone their CNAMEs point "
+                    "into (e.g. cname.esp-dkim.net)"
+                )
+            problem = pingpong_problem(pol) if mode is Mode.PING_PONG else None
+            if problem:
+                raise InputError(f"policy: {problem}")
+        elif mode is Mode.CUSTOMER_KEY:
+            zone = row.zone or domain
+        elif mode is Mode.NS_DELEGATION:
+            zone = f"{pol.esp}._domainkey.{domain}"
+        else:
+            if not row.signing_domain:
+                raise InputError(
+                    "signing_domain: third-party customers need the ESP-controlled domain "
+                    "that signs for them (e.g. acme.esp-dkim.net)"
+                )
+            signer = _field("signing_domain", normalize_domain, row.signing_domain)
+            if is_within(signer, domain):
+                raise InputError(
+                    f"signing_domain: {signer} is inside the customer's own domain; a "
+                    "third-party signing domain is one the ESP controls"
+                )
+        return self.identity_event(
+            signer,
+            pol.name,
+            zone,
+            f"*@{domain}",
+            customer=customer,
+            mode=mode,
+            esp_identity=esp_identity,
+            actor=actor,
+            reason=reason,
+        )
+
+    def identity_event(
+        self,
+        domain: str,
+        policy: str,
+        zone: str | None,
+        signing_pattern: str,
+        *,
+        customer: str = "",
+        mode: Mode = Mode.THIRD_PARTY,
+        role: Role = Role.CUSTOMER,
+        esp_identity: str = "",
+        actor: str = "operator",
+        reason: str = "",
+    ) -> ev.IdentityAdded:
+        """Validate and build (not record) the event that adds one signing identity."""
+        domain = normalize_domain(domain)
+        zone = normalize_domain(zone) if zone else domain
+        if mode not in (Mode.CNAME, Mode.PING_PONG) and not (
+            is_within(domain, zone) or is_within(zone, f"_domainkey.{domain}")
+        ):
+            # CNAME modes keep records in the ESP's zone under <selector>.<domain>.<zone>.
+            raise InputError(
+                f"zone {zone!r} cannot hold DKIM records of {domain!r}: use the domain, a "
+                "parent of it, or a zone under _domainkey.<domain> such as "
+                f"myesp._domainkey.{domain}"
+            )
+        pol = self.ctx.policy(policy)  # raises NotFound with the known names
+        sample = sel.render(pol.selector_template, self.ctx.clock.now(), pol.esp)
+        if mode in (Mode.NS_DELEGATION, Mode.THIRD_PARTY) and not is_within(
+            f"{sample}._domainkey.{domain}", zone
+        ):
+            raise InputError(
+                f"policy {policy!r} makes selectors like {sample!r} whose records "
+                f"({sample}._domainkey.{domain}) are outside zone {zone!r}; set "
+                "[selector].esp to match the zone"
+            )
+        if self.ctx.store.identity(domain) is not None:
+            raise InputError(f"domain {domain} is already managed; see `rotator status`")
+        return ev.IdentityAdded(
+            at=self.ctx.clock.now(),
+            actor=actor,
+            reason=reason,
+            identity=domain,
+            domain=domain,
+            zone=zone,
+            policy=policy,
+            signing_pattern=signing_pattern,
+            customer=customer,
+            mode=mode,
+            role=role,
+            esp_identity=esp_identity,
+        )
+
+    def _add(self, events: Sequence[ev.IdentityAdded]) -> list[IdentityState]:
+        result = self.ctx.recorder.append(events)
+        return [result.identities[e.identity] for e in events]
+
+    def import_key(
+        self, domain: str, selector: str, pem: bytes, actor: str, reason: str = ""
+    ) -> KeyState:
+        """A customer-generated key (customer-key mode): keep the private key, verify the
+        customer's DNS, then sign with it. The previous key drains and is wiped."""
+        store, keystore = self.ctx.store, self.ctx.keystore
+        domain = normalize_domain(domain)
+        ident = store.identity(domain)
+        if ident is None or ident.mode != Mode.CUSTOMER_KEY:
+            raise InputError(
+                f"{domain} is not a customer-key customer; add it with "
+                "`rotator customer add NAME --domain D --mode customer-key`"
+            )
+        if ident.pending_key is not None:
+            raise InputError(f"{domain} already has a key waiting for verification")
+        selector = sel.validate_selector(selector.lower())
+        if selector in store.selectors(domain):
+            raise InputError(f"selector {selector!r} was already used for {domain}")
+        algorithm, bits, material = keystore.describe(pem)
+        policy = self.ctx.policy(ident.policy)
+        key_id = uuid.uuid4().hex[:16]
+        record = build_record(algorithm, base64.b64encode(material).decode(), RecordTags())
+        event = ev.KeyImported(
+            at=self.ctx.clock.now(),
+            actor=actor,
+            reason=reason,
+            key_id=key_id,
+            identity=ident.identity,
+            domain=domain,
+            selector=selector,
+            policy=policy.name,
+            algorithm=algorithm,
+            bits=bits,
+            fingerprint=hashlib.sha256(material).hexdigest(),
+            zone=ident.zone,
+            record_name=lookup_name(selector, domain),
+            record=record,
+            ttl=policy.ttl,
+            replaces=ident.active_key,
+        )
+        keystore.write(key_id, pem)
+        try:
+            result = self.ctx.recorder.append([event])
+        except RotatorError:
+            keystore.destroy(key_id)
+            raise
+        return result.keys[key_id]
+
+    def instructions(self, ident: IdentityState) -> tuple[str, list[str]]:
+        """(explanation, zone-file lines) the customer's IT must add for this identity."""
+        return self.customer_dns.instructions(ident)

@@ -1,0 +1,100 @@
+"""DNS writes of the lifecycle, batched per zone: publish a key, publish its revocation
+(`v=DKIM1; p=`), remove its tombstone. One UPDATE per zone, then one transaction for every
+zone's outcome (a crash before it only means the idempotent updates are sent again)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime
+
+from .. import faults
+from ..domain import events as ev
+from ..domain.errors import ExternalError
+from ..domain.model import KeyState
+from ..domain.record import revoked_record
+from ..domain.states import Action
+from ..ports import RecordChange
+from .context import Context
+from .recording import TickReport, key_ids
+
+
+class Publishing:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def publish(self, keys: list[KeyState], now: datetime, report: TickReport) -> None:
+        self._batch(
+            keys,
+            Action.PUBLISH,
+            lambda k: RecordChange(k.record_name, k.ttl, k.record),
+            lambda k, at, server: ev.KeyPublished(**key_ids(k, at), server=server),
+            now,
+            report,
+        )
+
+    def revoke(self, keys: list[KeyState], now: datetime, report: TickReport) -> None:
+        text = revoked_record()
+        self._batch(
+            keys,
+            Action.REVOKE,
+            lambda k: RecordChange(k.record_name, k.ttl, text),
+            lambda k, at, server: ev.RevocationPublished(
+                **key_ids(k, at), server=server, record=text
+            ),
+            now,
+            report,
+        )
+
+    def remove_tombstone(self, keys: list[KeyState], now: datetime, report: TickReport) -> None:
+        # A ping-pong slot's name is reused: once a newer key owns the name, deleting the
+        # RRset would take that key down. The tombstone is gone already (replaced).
+        reused = []
+        for key in keys:
+            newer = [
+                k
+                for k in self.ctx.store.list_keys(key.identity)
+                if k.record_name == key.record_name and k.created_at > key.created_at
+            ]
+            if newer:
+                reused.append(key)
+                event = ev.TombstoneRemoved(
+                    **key_ids(key, now), server=f"(replaced by {newer[0].selector})"
+                )
+                self.ctx.recorder.outcomes([event], [key], report, Action.REMOVE_TOMBSTONE)
+        keys = [k for k in keys if k not in reused]
+        if not keys:
+            return
+        self._batch(
+            keys,
+            Action.REMOVE_TOMBSTONE,
+            lambda k: RecordChange(k.record_name, k.ttl, None),
+            lambda k, at, server: ev.TombstoneRemoved(**key_ids(k, at), server=server),
+            now,
+            report,
+        )
+
+    def _batch(
+        self,
+        keys: list[KeyState],
+        action: Action,
+        change: Callable[[KeyState], RecordChange],
+        success: Callable[[KeyState, datetime, str], ev.KeyEvent],
+        now: datetime,
+        report: TickReport,
+    ) -> None:
+        by_zone: dict[str, list[KeyState]] = defaultdict(list)
+        for key in keys:
+            by_zone[key.zone].append(key)
+        events: list[ev.KeyEvent] = []
+        done: list[KeyState] = []
+        for zone, zone_keys in by_zone.items():
+            try:
+                server = self.ctx.publisher.apply(zone, [change(k) for k in zone_keys])
+            except ExternalError as exc:
+                self.ctx.recorder.failed(zone_keys, action, exc.reason, report, now)
+                continue
+            faults.point(f"after-dns-{action.value}")
+            events += [success(k, now, server) for k in zone_keys]
+            done += zone_keys
+        self.ctx.recorder.outcomes(events, done, report, action, split_on_conflict=True)

@@ -1,0 +1,128 @@
+"""Read models for the operator: status rows, listings, audit log filters. Nothing here
+writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from ..domain.errors import NotFound
+from ..domain.model import IdentityState
+from ..domain.states import State
+from ..ports import EventStore, LogFilter
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    domain: str
+    selector: str
+    state: str
+    since: datetime | None
+    next_action: str
+    next_action_at: datetime | None
+    attempts: int = 0
+    last_error: str | None = None
+    key_id: str | None = None
+
+
+@dataclass(frozen=True)
+class IdentityRow:
+    domain: str
+    zone: str
+    policy: str
+    active_selector: str
+    pending_selector: str
+    rotation_due_at: datetime | None
+
+
+class Queries:
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    def status(self, domain: str | None = None, show_all: bool = False) -> list[StatusRow]:
+        """Every key (destroyed ones with their tombstone gone only with show_all), then
+        identities with a notice or without any key yet."""
+        want = domain.rstrip(".").lower() if domain else None
+        idents = {i.identity: i for i in self.store.identities()}
+        rows = []
+        for k in self.store.list_keys():
+            if want and k.domain != want:
+                continue
+            if k.state is State.DESTROYED and k.tombstone_removed and not show_all:
+                continue
+            nxt, at = (k.next_action.value if k.next_action else "-"), k.next_action_at
+            ident = idents.get(k.identity)
+            if k.state is State.ACTIVE and ident is not None:
+                if ident.pending_key:
+                    nxt, at = "await successor", None
+                else:
+                    nxt, at = "rotate", ident.rotation_due_at
+            rows.append(
+                StatusRow(
+                    k.domain,
+                    k.selector,
+                    k.state.value,
+                    k.since,
+                    nxt,
+                    at,
+                    k.attempts,
+                    k.last_error,
+                    k.key_id,
+                )
+            )
+        return rows
+
+    def identity_notices(self) -> list[StatusRow]:
+        """Identities that need a word in status: a notice, or no key at all yet."""
+        out = []
+        for i in self.store.identities():
+            if i.notice:
+                out.append(
+                    StatusRow(
+                        i.domain, "-", "notice", None, "rotate", i.rotation_due_at, 0, i.notice
+                    )
+                )
+            elif i.active_key is None and i.pending_key is None:
+                out.append(
+                    StatusRow(i.domain, "-", "no key yet", None, "generate", i.rotation_due_at)
+                )
+        return out
+
+    def identities(self) -> list[IdentityRow]:
+        out = []
+        for i in self.store.identities():
+            active = self.store.key(i.active_key) if i.active_key else None
+            pending = self.store.key(i.pending_key) if i.pending_key else None
+            out.append(
+                IdentityRow(
+                    i.domain,
+                    i.zone,
+                    i.policy,
+                    active.selector if active else "-",
+                    pending.selector if pending else "-",
+                    i.rotation_due_at,
+                )
+            )
+        return out
+
+    def customers(self) -> list[IdentityState]:
+        return [i for i in self.store.identities() if i.customer]
+
+    def customer(self, name: str) -> list[IdentityState]:
+        found = [i for i in self.store.identities() if i.customer == name]
+        if not found:
+            raise NotFound(f"no customer named {name!r}; see `rotator customer list`")
+        return found
+
+    def log_filter(self, flt: LogFilter, customer: str | None = None) -> LogFilter:
+        """The audit log filter with a customer standing for every one of its identities
+        and the domain in its stored form."""
+        identities = flt.identities
+        if customer:
+            identities = tuple(
+                i.identity for i in self.store.identities() if i.customer == customer
+            )
+            if not identities:
+                raise NotFound(f"--customer: no customer named {customer!r}")
+        domain = flt.domain.rstrip(".").lower() if flt.domain else None
+        return replace(flt, identities=identities, domain=domain)

@@ -1,0 +1,231 @@
+"""The one recording path. Every use case decides from the projection, performs its side
+effect, then hands the outcome events here: the expected stream versions come from the
+states the decision was read from, each event is logged once (by its type), failures and
+deferrals are recorded the same way everywhere, and the folded states come back so that
+nobody reads again what the fold just computed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypedDict
+
+import structlog
+
+from ..domain import events as ev
+from ..domain.errors import ConcurrencyError, RotatorError
+from ..domain.model import IdentityState, KeyState
+from ..domain.policy import backoff
+from ..domain.states import Action
+from ..ports import Appended, Clock, EventStore, PolicySource
+
+log = structlog.get_logger("rotator")
+
+# Payload fields too bulky (or too sensitive to clutter) for a log line; results become a count.
+_QUIET = frozenset({"record", "details", "results"})
+# Event types an operator must notice in the logs.
+_WARN = frozenset({"ActionFailed", "RotationDeferred", "KeyCompromised"})
+
+
+@dataclass
+class TickReport:
+    generated: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    by_action: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    @property
+    def progressed(self) -> int:
+        return self.generated + self.succeeded
+
+
+State = KeyState | IdentityState
+
+
+def log_name(event: ev.Event) -> str:
+    """KeyPublished -> key_published: the structlog event name of each event type."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(event).__name__).lower()
+
+
+def log_event(event: ev.Event) -> None:
+    fields: dict[str, Any] = {
+        "domain": getattr(event, "domain", None),
+        "selector": getattr(event, "selector", None),
+        "key_id": getattr(event, "key_id", None),
+    }
+    if event.actor != "rotator":
+        fields["actor"] = event.actor
+    if event.reason:
+        fields["reason"] = event.reason
+    payload = event.payload()
+    if "results" in payload:
+        fields["nameservers"] = len(payload["results"])
+    fields.update((k, v) for k, v in payload.items() if k not in _QUIET)
+    clean = {k: v for k, v in fields.items() if v is not None}
+    name = log_name(event)
+    if type(event).__name__ in _WARN:
+        log.warning(name, **clean)
+    else:
+        log.info(name, **clean)
+
+
+class Recorder:
+    def __init__(self, store: EventStore, policy: PolicySource, clock: Clock) -> None:
+        self.store = store
+        self.policy = policy
+        self.clock = clock
+
+    @staticmethod
+    def expected(events: Sequence[ev.Event], basis: Iterable[State]) -> dict[str, int]:
+        """Each stream's version before the append: 0 for an event that opens its stream,
+        else the version of the state the caller decided from (streams without a basis
+        are not checked)."""
+        versions = {s.stream_id: s.version for s in basis}
+        out: dict[str, int] = {}
+        for e in events:
+            stream = e.stream_id
+            if stream in out:
+                continue
+            if e.opens_stream:
+                out[stream] = 0
+            elif stream in versions:
+                out[stream] = versions[stream]
+        return out
+
+    def append(self, events: Sequence[ev.Event], basis: Iterable[State] = ()) -> Appended:
+        """Append in one transaction; ConcurrencyError (nothing written) if a stream moved
+        since `basis` was read. Operator commands let that error reach the operator."""
+        result = self.store.append(events, self.expected(events, basis))
+        for e in events:
+            log_event(e)
+        return result
+
+    def outcomes(
+        self,
+        events: Sequence[ev.KeyEvent],
+        keys: Iterable[KeyState],
+        report: TickReport,
+        action: Action,
+        split_on_conflict: bool = False,
+    ) -> bool:
+        """Record the outcome events of many keys in one transaction (one fsync). With
+        split_on_conflict (independent keys), a key that moved meanwhile makes it fall back
+        to one transaction per key so that the others still land. False if any did not."""
+        keys = list(keys)
+        if not events:
+            return True
+        try:
+            self.append(events, keys)
+        except ConcurrencyError as exc:
+            if not split_on_conflict or len(keys) == 1:
+                # Someone else (an operator command) moved the key: re-decide next tick.
+                log.warning("append_conflict", action=action.value, error=str(exc))
+                return False
+            ok = True
+            for key in keys:
+                mine = [e for e in events if e.key_id == key.key_id]
+                ok = self.outcomes(mine, [key], report, action) and ok
+            return ok
+        report.succeeded += len(keys)
+        report.by_action[action.value] += len(keys)
+        return True
+
+    def failed(
+        self,
+        keys: Sequence[KeyState],
+        action: Action,
+        reason: str,
+        report: TickReport,
+        now: datetime,
+        details: tuple[dict[str, object], ...] = (),
+    ) -> None:
+        """A side effect failed: ActionFailed with the reason and the next attempt's time
+        (the policy's backoff; the default backoff if the policy file is gone)."""
+        events: list[ev.KeyEvent] = []
+        for key in keys:
+            attempt = key.attempts + 1
+            try:
+                policy = self.policy(key.policy)
+            except RotatorError:
+                retry_at, overdue = now + backoff(attempt), False
+            else:
+                retry_at = now + policy.backoff(attempt)
+                overdue = action is Action.VERIFY and now - key.since > policy.verify_timeout
+            events.append(
+                ev.ActionFailed(
+                    **key_ids(key, now),
+                    action=action.value,
+                    error=reason + (" [verification overdue]" if overdue else ""),
+                    attempt=attempt,
+                    retry_at=retry_at,
+                    details=details,
+                )
+            )
+        try:
+            self.append(events, keys)
+        except ConcurrencyError as exc:
+            log.warning("append_conflict", action=action.value, error=str(exc))
+            return
+        report.failed += len(keys)
+
+    def defer(self, ident: IdentityState, now: datetime, retry_at: datetime, notice: str) -> None:
+        """A due rotation cannot start yet: RotationDeferred with the notice status shows."""
+        event = ev.RotationDeferred(
+            at=now, identity=ident.identity, domain=ident.domain, retry_at=retry_at, notice=notice
+        )
+        try:
+            self.append([event], [ident])
+        except ConcurrencyError as exc:
+            log.warning("append_conflict", action="defer", error=str(exc))
+
+
+# --- who a step is attributed to -------------------------------------------------------------
+
+
+class KeyIds(TypedDict, total=False):
+    at: datetime
+    key_id: str
+    identity: str
+    domain: str
+    selector: str
+    actor: str
+    reason: str
+    emergency: bool
+
+
+def key_ids(key: KeyState, now: datetime) -> KeyIds:
+    """The common fields of an event about `key`. The steps an emergency set off are the
+    operator's, with their reason."""
+    ids: KeyIds = {
+        "at": now,
+        "key_id": key.key_id,
+        "identity": key.identity,
+        "domain": key.domain,
+        "selector": key.selector,
+    }
+    if key.emergency_actor:
+        ids["actor"] = key.emergency_actor
+        ids["reason"] = key.emergency_reason
+        ids["emergency"] = True
+    return ids
+
+
+def by_operator(ids: KeyIds, actor: str, reason: str) -> KeyIds:
+    """The same ids, attributed to an operator's command."""
+    return {**ids, "actor": actor, "reason": reason, "emergency": False}
+
+
+def replacement_ids(ids: KeyIds, ident: IdentityState) -> KeyIds:
+    """A replacement set off by an emergency on this identity is the operator's step."""
+    if not ident.emergency_actor:
+        return ids
+    return {
+        **ids,
+        "actor": ident.emergency_actor,
+        "reason": ident.emergency_reason,
+        "emergency": True,
+    }

@@ -1,0 +1,141 @@
+"""Verification of publications and revocations: every address of every authoritative
+nameserver must serve exactly the record (RD=0, AA=1), after the customer's part of DNS
+(NS delegation, CNAME) is checked to lead there."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+
+from ..domain import events as ev
+from ..domain.errors import ExternalError, RotatorError
+from ..domain.model import KeyState
+from ..domain.states import Action, Mode
+from ..domain.verification import judge, summarize
+from ..ports import Observation
+from .context import Context
+from .customer_dns import CustomerDns
+from .recording import TickReport, key_ids
+
+SETTLE_PAUSES = (0.05, 0.15)  # seconds: re-check lagging secondaries within the same tick
+
+Results = tuple[dict[str, object], ...]
+
+
+class Verifying:
+    def __init__(self, ctx: Context, customer_dns: CustomerDns) -> None:
+        self.ctx = ctx
+        self.customer_dns = customer_dns
+
+    def verify(self, keys: list[KeyState], now: datetime, report: TickReport) -> None:
+        store, recorder = self.ctx.store, self.ctx.recorder
+        ready = []
+        for key in keys:
+            ident = store.identity(key.identity)
+            problem = None
+            if ident is not None and ident.mode == Mode.NS_DELEGATION:
+                # The customer's NS records are what make the key visible at all.
+                problem = self.customer_dns.check(ident)
+            if problem is None and key.lookup_name:
+                problem = self.customer_dns.cname_problem(key)
+            if problem:
+                recorder.failed([key], Action.VERIFY, problem, report, now)
+                continue
+            ready.append(key)
+        verified = self._observe_all(ready, Action.VERIFY, now, report)
+        events: list[ev.KeyEvent] = []
+        done = []
+        for key in ready:
+            if key.key_id not in verified:
+                continue
+            try:
+                activate_at = self._activate_at(key, now)
+            except RotatorError as exc:  # e.g. its policy file is gone
+                recorder.failed([key], Action.VERIFY, str(exc), report, now)
+                continue
+            events.append(
+                ev.KeyVerified(
+                    **key_ids(key, now), results=verified[key.key_id], activate_at=activate_at
+                )
+            )
+            done.append(key)
+        recorder.outcomes(events, done, report, Action.VERIFY, split_on_conflict=True)
+
+    def _activate_at(self, key: KeyState, now: datetime) -> datetime:
+        store = self.ctx.store
+        # A reused record name (ping-pong slot) may still be cached with the old key's data:
+        # activate only once that record's TTL has passed.
+        previous = [
+            k
+            for k in store.list_keys(key.identity)
+            if k.record_name == key.record_name and k.key_id != key.key_id
+        ]
+        activate_at = now + timedelta(seconds=max((k.ttl for k in previous), default=0))
+        ident = store.identity(key.identity)
+        if (
+            ident is not None
+            and ident.active_key
+            and ident.rotate_at is not None
+            and self.ctx.policy(key.policy).standby
+        ):
+            # A standby waits, verified, for the active key's scheduled rotation.
+            activate_at = max(activate_at, ident.rotate_at)
+        return activate_at
+
+    def verify_revocation(self, keys: list[KeyState], now: datetime, report: TickReport) -> None:
+        revoked = self._observe_all(keys, Action.VERIFY_REVOCATION, now, report)
+        done = [k for k in keys if k.key_id in revoked]
+        events: list[ev.KeyEvent] = [
+            ev.KeyRevoked(**key_ids(k, now), results=revoked[k.key_id]) for k in done
+        ]
+        self.ctx.recorder.outcomes(
+            events, done, report, Action.VERIFY_REVOCATION, split_on_conflict=True
+        )
+
+    def _observe_all(
+        self, keys: list[KeyState], action: Action, now: datetime, report: TickReport
+    ) -> dict[str, Results]:
+        """Results for every key whose record every authoritative address serves. A
+        secondary is usually only milliseconds behind (NOTIFY + IXFR), so keys that fail
+        are looked at again after short pauses before the failure is recorded."""
+        good: dict[str, Results] = {}
+        why: dict[str, tuple[str, Results]] = {}
+        pending = list(keys)
+        for pause in (0.0, *SETTLE_PAUSES):
+            if not pending:
+                break
+            if pause:
+                time.sleep(pause)
+            still = []
+            for key, observed in zip(pending, self._observe_many(pending), strict=True):
+                if isinstance(observed, ExternalError):
+                    why[key.key_id] = (observed.reason, ())
+                    still.append(key)
+                    continue
+                ok, results = judge(key.record, observed, key_only=key.customer_managed)
+                if ok:
+                    good[key.key_id] = results
+                else:
+                    why[key.key_id] = (summarize(results), results)
+                    still.append(key)
+            pending = still
+        for key in pending:
+            reason, details = why[key.key_id]
+            self.ctx.recorder.failed([key], action, reason, report, now, details=details)
+        return good
+
+    def _observe_many(self, keys: list[KeyState]) -> list[list[Observation] | ExternalError]:
+        """Query for many keys at once: the work is waiting on nameservers, not CPU."""
+        probe = self.ctx.probe
+
+        def one(key: KeyState) -> list[Observation] | ExternalError:
+            try:
+                return probe.observe(key.zone, key.record_name)
+            except ExternalError as exc:
+                return exc
+
+        if len(keys) < 2:
+            return [one(k) for k in keys]
+        with ThreadPoolExecutor(max_workers=min(16, len(keys))) as pool:
+            return list(pool.map(one, keys))

@@ -1,0 +1,189 @@
+"""`rotator status`, `rotate` (scheduled and emergency), `run` and `demo`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from ..app import Scope
+from ..daemon import Daemon
+from ..timeutil import iso, utcnow
+from .base import get_app
+from .options import actor_name, audit_options
+from .render import console, when
+
+
+@click.command()
+@click.option("--domain", "domain_name", default=None)
+@click.option("--all", "show_all", is_flag=True, help="Include destroyed keys")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table")
+@click.pass_context
+def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json: bool) -> None:
+    """Every key: domain, selector, state, since, next action and when."""
+    app = get_app(ctx)
+    now = utcnow()
+    rows = app.queries.status(domain_name, show_all)
+    if as_json:
+        for r in rows:
+            click.echo(
+                json.dumps(
+                    {
+                        "domain": r.domain,
+                        "selector": r.selector,
+                        "state": r.state,
+                        "since": iso(r.since) if r.since else None,
+                        "next_action": r.next_action,
+                        "next_action_at": iso(r.next_action_at) if r.next_action_at else None,
+                        "attempts": r.attempts,
+                        "last_error": r.last_error,
+                        "key_id": r.key_id,
+                    }
+                )
+            )
+        return
+    table = Table("domain", "selector", "state", "since", "next action", "at", "problem")
+    for r in rows:
+        problem = f"{r.attempts}x: {r.last_error}" if r.last_error else ""
+        table.add_row(
+            r.domain,
+            r.selector,
+            r.state,
+            when(r.since, now),
+            r.next_action,
+            when(r.next_action_at, now),
+            problem,
+        )
+    for r in app.queries.identity_notices():
+        table.add_row(
+            r.domain, "-", r.state, "-", r.next_action, when(r.next_action_at, now), r.last_error
+        )
+    console.print(table)
+
+
+@click.command()
+@click.argument("domain_name", metavar="[DOMAIN]", required=False)
+@audit_options
+@click.option(
+    "--emergency",
+    is_flag=True,
+    help="Compromise: stop signing with the keys at once and revoke them, no drain",
+)
+@click.option("--selector", default="", help="--emergency: only this selector of DOMAIN")
+@click.option("--customer", "customer_name", default="", help="--emergency: every customer key")
+@click.option("--policy", "policy_name", default="", help="--emergency: every key of a policy")
+@click.option("--all", "everything", is_flag=True, help="--emergency: every key (needs --yes)")
+@click.option("--yes", is_flag=True, help="Confirm --all")
+@click.option("--dry-run", is_flag=True, help="--emergency: print the plan, change nothing")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=60.0,
+    help="--emergency without a running daemon: seconds to work on it here",
+)
+@click.pass_context
+def rotate(
+    ctx: click.Context,
+    domain_name: str | None,
+    reason: str,
+    actor: str | None,
+    emergency: bool,
+    selector: str,
+    customer_name: str,
+    policy_name: str,
+    everything: bool,
+    yes: bool,
+    dry_run: bool,
+    wait_s: float,
+) -> None:
+    """Rotate DOMAIN now, or with --emergency take compromised keys out of service."""
+    scoped = [bool(domain_name), bool(customer_name), bool(policy_name), everything]
+    if not emergency:
+        if any(scoped[1:]) or selector or dry_run or yes:
+            raise click.ClickException(
+                "--selector, --customer, --policy, --all, --yes and --dry-run need --emergency"
+            )
+        if not domain_name:
+            raise click.ClickException("give the DOMAIN to rotate (or --emergency with a scope)")
+        app = get_app(ctx)
+        app.rotation.request(domain_name, actor_name(actor), reason)
+        console.print(f"rotation of {domain_name} requested; the daemon does it on its next tick")
+        return
+    if sum(scoped) != 1:
+        raise click.ClickException(
+            "--emergency needs exactly one scope: DOMAIN [--selector S], --customer NAME, "
+            "--policy NAME or --all"
+        )
+    if selector and not domain_name:
+        raise click.ClickException("--selector needs the DOMAIN it belongs to")
+    if not reason.strip():
+        raise click.ClickException("--emergency needs --reason: it goes into every event")
+    if everything and not yes and not dry_run:
+        raise click.ClickException(
+            "--all revokes every key the ESP has (standby keys too); add --yes to confirm"
+        )
+    app = get_app(ctx)
+    scope = Scope(
+        domain=domain_name or "",
+        selector=selector.lower(),
+        customer=customer_name,
+        policy=policy_name,
+        everything=everything,
+    )
+    plan = app.emergency.plan(scope)
+    table = Table("domain", "selector", "state", "action", title=f"emergency: {scope.describe()}")
+    for k in plan.compromise:
+        action = "stop signing, wipe key" if k.customer_managed else "stop signing, revoke now"
+        table.add_row(k.domain, k.selector, k.state.value, action)
+    for k in plan.promote:
+        table.add_row(k.domain, k.selector, k.state.value, "switch to this standby key")
+    console.print(table)
+    if dry_run:
+        console.print("dry run: nothing changed")
+        return
+    started = time.monotonic()
+    app.emergency.declare(plan, actor_name(actor), reason)
+    console.print(f"{len(plan.compromise)} keys out of the signer; revoking and replacing")
+    follow = app.emergency.follow_up(plan, started + wait_s)
+    if follow.daemon_pid is not None:
+        console.print(f"daemon (pid {follow.daemon_pid}) woken up; follow it with `rotator status`")
+    else:
+        console.print(
+            f"compromised keys revoked on every nameserver: {follow.revoked}; "
+            f"replacements active: {follow.replaced}"
+        )
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Run one tick and exit (for cron or debugging)")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds")
+@click.pass_context
+def run(ctx: click.Context, once: bool, duration: float | None) -> None:
+    """Run the daemon: advance every key whose next action is due, until SIGTERM."""
+    daemon = Daemon(get_app(ctx))
+    if once:
+        report = daemon.run_once()
+        console.print(
+            f"generated {report.generated}, succeeded {report.succeeded}, failed {report.failed}"
+        )
+        return
+    daemon.run(duration=duration)
+
+
+@click.command()
+@click.option("--seconds", type=float, default=60.0, help="How long to run the daemon")
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to keep the demo's files (default: a new temporary directory)",
+)
+def demo(seconds: float, workdir: Path | None) -> None:
+    """Run the daemon on the demo policy against two local BIND nameservers."""
+    from ..demo import run_demo
+
+    run_demo(seconds, workdir)

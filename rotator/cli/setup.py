@@ -1,0 +1,57 @@
+"""`rotator init` and `rotator policy check`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from ..domain.policy import format_duration
+from ..policies import PolicySet, load_policy_file
+from .base import RotatorGroup, config_of, get_app
+from .render import console
+
+
+@click.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Check the config and policies, create the database and key directory."""
+    app = get_app(ctx)
+    cfg = app.config
+    console.print(f"config      {cfg.path}")
+    console.print(f"database    {cfg.database} ({app.store.info()['events']} events)")
+    console.print(f"key_dir     {cfg.key_dir} (mode 0700)")
+    console.print(f"policies    {', '.join(app.policies.names()) or 'none'} in {cfg.policy_dir}")
+    console.print(
+        f"dns primary {cfg.dns.primary}:{cfg.dns.primary_port} (TSIG {cfg.dns.tsig_name})"
+    )
+
+
+@click.group(cls=RotatorGroup)
+def policy() -> None:
+    """Policies (policies/*.toml)."""
+
+
+@policy.command("check")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.pass_context
+def policy_check(ctx: click.Context, files: tuple[Path, ...]) -> None:
+    """Validate policy files (default: every policy in policy_dir) and show their windows."""
+    if files:
+        pols = [load_policy_file(f) for f in files]
+    else:
+        pols = list(PolicySet(config_of(ctx).policy_dir).policies.values())
+    table = Table("policy", "key", "rotation", "drain window", "ttl", "selector", "tombstone")
+    for p in pols:
+        table.add_row(
+            p.name,
+            f"{p.algorithm}-{p.bits}",
+            p.schedule.describe(),
+            f"{format_duration(p.drain_window)} ({p.drain_multiplier:g} x "
+            f"{format_duration(p.max_queue_time)})",
+            str(p.ttl),
+            p.selector_template,
+            format_duration(p.tombstone_retention),
+        )
+    console.print(table)

@@ -1,0 +1,120 @@
+"""The unit tests' one environment: the whole Application over in-memory DNS, a fake
+signer, a manual clock, a real SQLite store and real key files."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from rotator.adapters.keystore_fs import FsKeyStore
+from rotator.adapters.store_sqlite import SqliteEventStore
+from rotator.app import Application, Context
+from rotator.domain.errors import NotFound
+from rotator.domain.model import KeyState
+from rotator.domain.policy import Policy
+from rotator.domain.states import State
+
+from .fakes import FakeDns, FakeSigner, ManualClock, demo_policy
+
+
+class UnitEnv:
+    def __init__(
+        self,
+        base: Path,
+        policies: dict[str, Policy] | None = None,
+        esp_nameservers: Sequence[str] = (),
+    ) -> None:
+        base.mkdir(parents=True, exist_ok=True)
+        self.tmp = base
+        self.clock = ManualClock()
+        self.dns = FakeDns()
+        self.signer = FakeSigner()
+        self.store = SqliteEventStore(base / "rotator.db")
+        self.keystore = FsKeyStore(base / "keys")
+        self.policies: dict[str, Policy] = policies or {}
+        self.ctx = Context(
+            store=self.store,
+            policy=self.policy,
+            publisher=self.dns,
+            probe=self.dns,
+            keystore=self.keystore,
+            signer=self.signer,
+            clock=self.clock,
+            esp_nameservers=frozenset(esp_nameservers),
+        )
+        self.app = Application(self.ctx)
+
+    def policy(self, name: str) -> Policy:
+        if name not in self.policies:
+            raise NotFound(f"policy {name!r} not found")
+        return self.policies[name]
+
+    # --- reading the state ---------------------------------------------------------------
+
+    def events(self) -> int:
+        return int(self.store.info()["events"])
+
+    def key(self, key_id: str) -> KeyState:
+        key = self.store.key(key_id)
+        assert key is not None
+        return key
+
+    def keys(self, domain: str, state: State | None = None) -> list[KeyState]:
+        return [
+            k
+            for k in self.store.list_keys()
+            if k.domain == domain and (state is None or k.state is state)
+        ]
+
+    def key_of(self, identity: str, state: State | None = None) -> KeyState:
+        keys = self.store.list_keys(identity, state=state)
+        assert len(keys) == 1, keys
+        return keys[0]
+
+    def types(self, key_id: str) -> list[str]:
+        return [
+            type(s.event).__name__
+            for s in self.store.events()
+            if getattr(s.event, "key_id", None) == key_id
+        ]
+
+    def patterns(self) -> dict[str, set[str]]:
+        """key_id -> the SigningTable patterns the signer holds for it."""
+        out: dict[str, set[str]] = {}
+        for e in self.signer.entries:
+            out.setdefault(e.key_id, set()).add(e.signing_pattern)
+        return out
+
+
+def default_policies() -> dict[str, Policy]:
+    standby = demo_policy(rotation={"interval": "1h"}, standby={"enabled": True})
+    return {"demo": demo_policy(), "standby": dataclasses.replace(standby, name="standby")}
+
+
+MakeEnv = Callable[..., UnitEnv]
+
+
+@pytest.fixture
+def make_env(tmp_path: Path) -> MakeEnv:
+    """UnitEnv(policies=..., esp_nameservers=...): each call gets its own directory."""
+    counter = itertools.count()
+
+    def make(
+        policies: dict[str, Policy] | None = None, esp_nameservers: Sequence[str] = ()
+    ) -> UnitEnv:
+        return UnitEnv(
+            tmp_path / f"env{next(counter)}",
+            {**default_policies(), **(policies or {})},
+            esp_nameservers,
+        )
+
+    return make
+
+
+@pytest.fixture
+def env(make_env: MakeEnv) -> UnitEnv:
+    return make_env()
