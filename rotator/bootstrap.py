@@ -3,15 +3,23 @@ and the daemon both use."""
 
 from __future__ import annotations
 
+import os
+import pwd
+from collections.abc import Sequence
+from pathlib import Path
+
 from .adapters.dns_rfc2136 import Rfc2136Publisher
 from .adapters.keystore_fs import FsKeyStore
 from .adapters.lock import FlockDaemonLock
 from .adapters.probe import AuthoritativeProbe
 from .adapters.signer_opendkim import OpenDkimSigner
 from .adapters.store_sqlite import SqliteEventStore, open_store
+from .adapters.workers import WorkerPool
 from .app import Application, Context
-from .config import Config
+from .config import Config, load_tsig_secret
+from .domain.errors import ConfigError, PublishError
 from .policies import PolicySet
+from .ports import Publisher, RecordChange
 from .timeutil import SystemClock
 
 
@@ -26,19 +34,64 @@ class App(Application):
         self.policies = policies
         self.store: SqliteEventStore = store
 
+    def close(self) -> None:
+        """Stop the worker processes and close the database."""
+        if self.ctx.pool is not None:
+            self.ctx.pool.shutdown()
+        self.store.close()
 
-def build(config: Config) -> App:
+
+class NoPublisher:
+    """The publisher of a read-only command: it holds no TSIG secret and sends nothing."""
+
+    def apply(self, zone: str, changes: Sequence[RecordChange]) -> str:
+        raise PublishError("this command is read-only: it sends no DNS updates")
+
+    def zone_problem(self, zone: str) -> str | None:
+        return None
+
+
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def check_owner(paths: Sequence[Path]) -> None:
+    """Writing commands run as the owner of the state: files another user (root, say)
+    creates in it would lock the daemon out of its own database and keys."""
+    me = os.geteuid()
+    for path in paths:
+        try:
+            owner = path.stat().st_uid
+        except FileNotFoundError:
+            continue
+        if owner != me:
+            name = user_name(owner)
+            raise ConfigError(
+                f"{path} belongs to {name}, but this command runs as {user_name(me)}: run it "
+                f"as {name} (e.g. `sudo -u {name} rotator ...`) so that the daemon can still "
+                "use every file it writes"
+            )
+
+
+def build(config: Config, readonly: bool = False) -> App:
     policies = PolicySet(config.policy_dir)
-    store = open_store(config.database)
+    if not readonly:
+        check_owner([config.database, config.key_dir])
+    store = open_store(config.database, readonly=readonly)
     dns = config.dns
-    publisher = Rfc2136Publisher(
-        server=dns.primary,
-        port=dns.primary_port,
-        tsig_name=dns.tsig_name,
-        tsig_secret=dns.tsig_secret,
-        tsig_algorithm=dns.tsig_algorithm,
-        timeout=dns.timeout,
-    )
+    publisher: Publisher = NoPublisher()
+    if not readonly:
+        publisher = Rfc2136Publisher(
+            server=dns.primary,
+            port=dns.primary_port,
+            tsig_name=dns.tsig_name,
+            tsig_secret=load_tsig_secret(dns),
+            tsig_algorithm=dns.tsig_algorithm,
+            timeout=dns.timeout,
+        )
     probe = AuthoritativeProbe(
         port=dns.nameserver_port,
         timeout=dns.timeout,
@@ -58,5 +111,6 @@ def build(config: Config) -> App:
         clock=SystemClock(),
         lock=FlockDaemonLock(config.database),
         esp_nameservers=frozenset(dns.esp_nameservers),
+        pool=None if readonly else WorkerPool(),
     )
     return App(config, policies, store, ctx)

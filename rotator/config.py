@@ -23,7 +23,10 @@ class DnsConfig:
     primary: str  # host of the primary that takes UPDATEs
     primary_port: int
     tsig_name: str
-    tsig_secret: str  # base64
+    # base64, inline in the config; or read from tsig_secret_file only when an UPDATE is
+    # about to be sent (read-only commands never load it). Never in a repr.
+    tsig_secret: str = field(default="", repr=False)
+    tsig_secret_file: Path | None = None
     tsig_algorithm: str = "hmac-sha256"
     timeout: float = 5.0
     nameserver_port: int = 53  # port used when querying discovered authoritative servers
@@ -67,6 +70,13 @@ def load_config(path: Path | str | None = None) -> Config:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{cfg_path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{cfg_path}: not UTF-8 text; a config is a TOML file") from None
+    except OSError as exc:
+        what = "is a directory" if cfg_path.is_dir() else f"cannot be read: {exc.strerror}"
+        raise ConfigError(
+            f"{cfg_path}: {what}; pass --config with the path of rotator.toml"
+        ) from None
     base = cfg_path.resolve().parent
 
     def path_of(table: Mapping[str, Any], key: str, where: str, default: str | None = None) -> Path:
@@ -85,22 +95,16 @@ def load_config(path: Path | str | None = None) -> Config:
     host, port = split_hostport(primary, 53, cfg_path, "dns.primary")
     secret = dns.get("tsig_secret")
     secret_file = dns.get("tsig_secret_file")
-    if secret is None and isinstance(secret_file, str):
-        sp = Path(secret_file) if Path(secret_file).is_absolute() else base / secret_file
-        try:
-            secret = sp.read_text().strip()
-        except OSError as exc:
-            raise _fail(
-                cfg_path, "dns.tsig_secret_file", f"cannot read {sp}: {exc.strerror}"
-            ) from None
-    if not isinstance(secret, str) or not secret:
+    secret_path: Path | None = None
+    if secret is not None and secret_file is not None:
+        raise _fail(cfg_path, "dns.tsig_secret", "set tsig_secret or tsig_secret_file, not both")
+    if secret_file is not None:
+        secret_path = path_of(dns, "tsig_secret_file", "dns.tsig_secret_file")
+        secret = ""
+    elif not isinstance(secret, str) or not secret:
         raise _fail(cfg_path, "dns.tsig_secret", "missing; set tsig_secret or tsig_secret_file")
-    try:
-        base64.b64decode(secret, validate=True)
-    except (binascii.Error, ValueError):
-        raise _fail(
-            cfg_path, "dns.tsig_secret", "is not base64 (as tsig-keygen prints it)"
-        ) from None
+    else:
+        check_secret(secret, f"{cfg_path}: dns.tsig_secret")
     tsig_name = dns.get("tsig_name")
     if not isinstance(tsig_name, str) or not tsig_name:
         raise _fail(cfg_path, "dns.tsig_name", "missing; the TSIG key name the primary knows")
@@ -119,6 +123,7 @@ def load_config(path: Path | str | None = None) -> Config:
         primary_port=port,
         tsig_name=tsig_name,
         tsig_secret=secret,
+        tsig_secret_file=secret_path,
         tsig_algorithm=str(dns.get("tsig_algorithm", "hmac-sha256")),
         timeout=_number(dns.get("timeout", 5.0), cfg_path, "dns.timeout"),
         nameserver_port=int(
@@ -160,6 +165,26 @@ def load_config(path: Path | str | None = None) -> Config:
         signer=signer_cfg,
         log_format=log_format,
     )
+
+
+def check_secret(secret: str, where: str) -> None:
+    try:
+        base64.b64decode(secret, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{where}: is not base64 (as tsig-keygen prints it)") from None
+
+
+def load_tsig_secret(dns: DnsConfig) -> str:
+    """The TSIG secret, read from its file at the moment it is needed."""
+    if dns.tsig_secret_file is None:
+        return dns.tsig_secret
+    where = f"dns.tsig_secret_file {dns.tsig_secret_file}"
+    try:
+        secret = dns.tsig_secret_file.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read it: {exc.strerror}") from None
+    check_secret(secret, where)
+    return secret
 
 
 def _number(value: object, path: Path, key: str) -> float:

@@ -30,6 +30,9 @@ class Daemon:
         # this lock and stop adding jobs once `stopping` is set (under the same lock).
         self.tick_lock = threading.Lock()
         self.stopping = False
+        # set by SIGUSR1 (an operator's emergency): rewrite the signer from the log before
+        # the next tick, in case the command itself could not
+        self.resync = False
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             job_defaults={
@@ -70,6 +73,13 @@ class Daemon:
             self._schedule_wakeup()
 
     def _tick(self) -> None:
+        if self.resync:
+            self.resync = False
+            try:
+                self.app.signing.sync()
+            except RotatorError as exc:
+                self.resync = True  # again on the next tick
+                log.error("signer_resync_failed", error=str(exc))
         try:
             report = self.app.lifecycle.tick()
             if report.progressed or report.failed:
@@ -87,7 +97,7 @@ class Daemon:
     def _schedule_wakeup(self) -> None:
         """Wake exactly when the next action is due if that is before the next tick. The
         job is rebuilt from the log (next_due), never persisted in a job store."""
-        nxt = self.app.store.next_due()
+        nxt = self.app.lifecycle.next_due()
         if nxt is None:
             return
         tick_at = datetime.now(UTC) + timedelta(seconds=self.app.config.tick_seconds)
@@ -135,6 +145,7 @@ class Daemon:
 
     def _on_wakeup(self, signum: int, frame: FrameType | None) -> None:
         # `rotator rotate --emergency` asks for a tick now instead of at the next interval.
+        self.resync = True
         if not self.stopping and self.scheduler.running:
             self.scheduler.modify_job("tick", next_run_time=datetime.now(UTC))
 

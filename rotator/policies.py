@@ -17,6 +17,10 @@ def load_policy_file(path: Path) -> Policy:
         raise PolicyError(f"{path}: no such policy file") from None
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise PolicyError(f"{path}: not UTF-8 text; a policy is a TOML file") from None
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read the policy: {exc.strerror}") from None
     return parse_policy(path.stem, data, str(path), cron_schedule)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,16 @@ class Clock(Protocol):
 
 # A policy by name; raises NotFound (naming the known ones) for an unknown name.
 PolicySource = Callable[[str], Policy]
+
+
+class Workers(Protocol):
+    """Processes for CPU-bound work (key generation), kept between ticks."""
+
+    workers: int
+
+    def executor(self) -> Executor: ...
+
+    def shutdown(self) -> None: ...
 
 
 class DaemonLock(Protocol):
@@ -55,6 +66,11 @@ class Publisher(Protocol):
     def apply(self, zone: str, changes: Sequence[RecordChange]) -> str:
         """Apply all changes to `zone` (idempotent). Returns the server that accepted them.
         Raises PublishError(reason) if any part was not accepted."""
+        ...
+
+    def zone_problem(self, zone: str) -> str | None:
+        """None if the primary serves `zone` (an authoritative SOA for exactly that name),
+        else what is wrong, to warn about before any UPDATE is refused."""
         ...
 
 
@@ -106,6 +122,10 @@ class KeyStore(Protocol):
         ...
 
     def stored_ids(self) -> list[str]: ...
+
+    def wipe_leftovers(self) -> int:
+        """Wipe the temp files interrupted writes left behind; how many there were."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -184,7 +204,15 @@ class EventStore(Protocol):
 
     def due_keys(self, now: datetime, limit: int = 1000) -> list[KeyState]: ...
 
+    def next_due(self, skip: Collection[str] = ()) -> datetime | None:
+        """The earliest next action of any key (but those in `skip`) or identity."""
+        ...
+
     def identity(self, identity: str) -> IdentityState | None: ...
+
+    def identity_sending(self, domain: str) -> IdentityState | None:
+        """The identity that signs `domain`'s mail (its one owner), if any."""
+        ...
 
     def identities(self) -> list[IdentityState]: ...
 

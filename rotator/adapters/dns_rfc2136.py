@@ -7,6 +7,7 @@ import binascii
 from collections.abc import Sequence
 
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.query
@@ -67,6 +68,22 @@ class Rfc2136Publisher:
         for update in messages:
             self._send(zone, update)
         return self.where
+
+    def zone_problem(self, zone: str) -> str | None:
+        name = dns.name.from_text(zone)
+        query = dns.message.make_query(name, dns.rdatatype.SOA)
+        query.flags &= ~dns.flags.RD
+        try:
+            response = dns.query.tcp(query, self.server, port=self.port, timeout=self.timeout)
+        except (OSError, EOFError, dns.exception.DNSException) as exc:
+            return f"the primary {self.where} did not answer a SOA query for {zone}: {exc}"
+        rcode = response.rcode()
+        if rcode != dns.rcode.NOERROR:
+            return f"the primary {self.where} answers {dns.rcode.to_text(rcode)} for zone {zone}"
+        soa = [r for r in response.answer if r.rdtype == dns.rdatatype.SOA and r.name == name]
+        if not soa or not response.flags & dns.flags.AA:
+            return f"the primary {self.where} is not authoritative for zone {zone}"
+        return None
 
     def _new(self, zone: str) -> dns.update.UpdateMessage:
         return dns.update.UpdateMessage(

@@ -1,7 +1,11 @@
 """Private keys on the filesystem: one PKCS#8 PEM per key, mode 0600 in a 0700 directory.
 
-Keys are written atomically (temp file + fsync + rename) and destroyed by overwriting with
-zeros, fsync, unlink and a directory fsync. Nothing here logs key material.
+Keys are written atomically: a temp file with a random name opened O_CREAT|O_EXCL|
+O_NOFOLLOW (a planted file or symlink can never receive key material), fsync, rename,
+directory fsync. Destroying overwrites with zeros, fsyncs and unlinks, and opens with
+O_NOFOLLOW after checking that the file is a regular file of ours: a planted symlink never
+makes rotator zero something else. Nothing here logs key material. The directory is only
+created or checked when a key is written, so commands that only read need no write access.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import base64
 import hashlib
 import os
 import re
+import secrets
+import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -20,6 +26,7 @@ from ..ports import GeneratedKey
 
 _KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SUFFIX = ".pem"
+TMP_SUFFIX = ".tmp"
 
 
 def public_key_material(private_key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
@@ -46,11 +53,27 @@ def describe_private_key(pem: bytes) -> tuple[str, int, bytes]:
     raise InputError("private key must be RSA or Ed25519")
 
 
+def generate_pem(algorithm: str, bits: int) -> tuple[bytes, bytes]:
+    """(PKCS#8 PEM, public key material) of a fresh key."""
+    key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    if algorithm == "rsa":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    elif algorithm == "ed25519":
+        key = ed25519.Ed25519PrivateKey.generate()
+    else:
+        raise InputError(f"unknown algorithm {algorithm!r}: use rsa or ed25519")
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return pem, public_key_material(key)
+
+
 class FsKeyStore:
     def __init__(self, directory: Path | str) -> None:
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.dir, 0o700)
+        self._ready = False
 
     @staticmethod
     def describe(pem: bytes) -> tuple[str, int, bytes]:
@@ -64,21 +87,31 @@ class FsKeyStore:
     def exists(self, key_id: str) -> bool:
         return self.path(key_id).exists()
 
+    def prepare(self) -> None:
+        """Create the directory 0700, or check an existing one is ours and closed to
+        others (tightening it if it is not)."""
+        if self._ready:
+            return
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            st = os.stat(self.dir)
+            if st.st_uid != os.geteuid():
+                raise ExternalError(
+                    f"key_dir {self.dir} is owned by uid {st.st_uid}, not by this user (uid "
+                    f"{os.geteuid()}); run rotator as its owner"
+                )
+            if stat.S_IMODE(st.st_mode) & 0o077:
+                os.chmod(self.dir, 0o700)
+        except OSError as exc:
+            raise ExternalError(
+                f"key_dir {self.dir}: {exc.strerror}; it must be a directory this user owns, "
+                "mode 0700"
+            ) from None
+        self._ready = True
+
     def generate(self, key_id: str, algorithm: str, bits: int) -> GeneratedKey:
-        key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
-        if algorithm == "rsa":
-            key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-        elif algorithm == "ed25519":
-            key = ed25519.Ed25519PrivateKey.generate()
-        else:
-            raise InputError(f"unknown algorithm {algorithm!r}: use rsa or ed25519")
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        pem, material = generate_pem(algorithm, bits)
         path = self.write(key_id, pem)
-        material = public_key_material(key)
         return GeneratedKey(
             public_key_b64=base64.b64encode(material).decode("ascii"),
             fingerprint=hashlib.sha256(material).hexdigest(),
@@ -87,9 +120,10 @@ class FsKeyStore:
 
     def write(self, key_id: str, pem: bytes) -> Path:
         path = self.path(key_id)
-        tmp = path.with_suffix(".tmp")
+        self.prepare()
+        tmp = self.dir / f".{key_id}.{secrets.token_hex(8)}{TMP_SUFFIX}"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:
                 os.write(fd, pem)
                 os.fsync(fd)
@@ -102,29 +136,58 @@ class FsKeyStore:
         return path
 
     def destroy(self, key_id: str) -> bool:
+        """Overwrite with zeros, fsync, unlink: the key and any temp file of it."""
         path = self.path(key_id)
+        leftovers: list[Path] = []
+        if self.dir.is_dir():  # ours (.<id>.<random>.tmp) and the older <id>.tmp form
+            leftovers = sorted(self.dir.glob(f".{key_id}.*{TMP_SUFFIX}"))
+            leftovers += [p for p in [self.dir / f"{key_id}{TMP_SUFFIX}"] if os.path.lexists(p)]
         wiped = False
-        for p in (path, path.with_suffix(".tmp")):
-            try:
-                fd = os.open(p, os.O_RDWR)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise ExternalError(f"cannot open {p} to wipe it: {exc.strerror}") from exc
-            try:
-                size = os.fstat(fd).st_size
-                os.write(fd, b"\0" * size)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.unlink(p)
-            wiped = True
+        for p in (path, *leftovers):
+            wiped = self._wipe(p) or wiped
         if wiped:
             self._fsync_dir()
         return wiped
 
+    def _wipe(self, p: Path) -> bool:
+        try:
+            fd = os.open(p, os.O_RDWR | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if os.path.islink(p):  # never follow a planted link to zero its target
+                os.unlink(p)
+                return True
+            raise ExternalError(f"cannot open {p} to wipe it: {exc.strerror}") from exc
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                raise ExternalError(f"refusing to wipe {p}: not a regular file owned by this user")
+            os.write(fd, b"\0" * st.st_size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.unlink(p)
+        return True
+
     def stored_ids(self) -> list[str]:
+        if not self.dir.is_dir():
+            return []
         return sorted(p.name[: -len(SUFFIX)] for p in self.dir.glob(f"*{SUFFIX}"))
+
+    def leftovers(self) -> list[Path]:
+        """Temp files an interrupted write left behind (they may hold key material)."""
+        if not self.dir.is_dir():
+            return []
+        return sorted(self.dir.glob(f"*{TMP_SUFFIX}"))
+
+    def wipe_leftovers(self) -> int:
+        found = self.leftovers()
+        for p in found:
+            self._wipe(p)
+        if found:
+            self._fsync_dir()
+        return len(found)
 
     def _fsync_dir(self) -> None:
         fd = os.open(self.dir, os.O_RDONLY)

@@ -130,3 +130,21 @@ def m004_emergency(db: sqlite_utils.Database) -> None:
         ALTER TABLE identities ADD COLUMN emergency_reason TEXT NOT NULL DEFAULT '';
         """
     )
+
+
+@migrations()
+def m005_owners_and_requests(db: sqlite_utils.Database) -> None:
+    # One owner per sending domain: looked up on every customer add and CSV row.
+    db.executescript(
+        """
+        ALTER TABLE identities ADD COLUMN sending_domain TEXT NOT NULL DEFAULT '';
+        ALTER TABLE identities ADD COLUMN requested_at TEXT;
+        UPDATE identities SET sending_domain = CASE
+            WHEN signing_pattern LIKE '*@*.%' THEN substr(signing_pattern, 5)
+            WHEN signing_pattern LIKE '*@%' THEN substr(signing_pattern, 3)
+            WHEN role = 'esp' THEN domain
+            ELSE '' END;
+        CREATE INDEX identities_sending ON identities (sending_domain)
+            WHERE sending_domain != '';
+        """
+    )

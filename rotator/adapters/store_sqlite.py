@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import sqlite_utils
 
 from ..domain import events as ev
-from ..domain.errors import ConcurrencyError, IllegalTransition, RotatorError
+from ..domain.errors import ConcurrencyError, IllegalTransition, RotatorError, StoreError
 from ..domain.model import IdentityState, KeyState, apply_identity, apply_key
 from ..domain.states import State
 from ..ports import LogFilter, StoredEvent
@@ -38,20 +39,42 @@ from .store_rows import (
 )
 from .store_schema import migrations
 
-__all__ = ["GENESIS", "Appended", "SqliteEventStore", "event_hash", "open_store"]
+__all__ = ["GENESIS", "Appended", "SqliteEventStore", "db_hint", "event_hash", "open_store"]
 
 BUSY_TIMEOUT_MS = 10_000
 
 
 class SqliteEventStore:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, readonly: bool = False) -> None:
+        """`readonly`: open with SQLite's mode=ro and write nothing at all (no directory,
+        no WAL switch, no migration), for the commands that only read."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
-        )
+        self.readonly = readonly
+        if readonly:
+            if not self.path.is_file():
+                raise RotatorError(
+                    f"database {self.path} does not exist; create it with `rotator init`"
+                )
+            conn = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                check_same_thread=False,
+            )
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+            )
         self.db = sqlite_utils.Database(conn)
         self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if readonly:
+            if migrations.pending(self.db):
+                raise RotatorError(
+                    f"database {self.path} is not at this rotator's schema version; run a "
+                    "writing command (e.g. `rotator init`) as its owner to upgrade it"
+                )
+            return
         self.db.execute("PRAGMA secure_delete = ON")
         self.db.execute("PRAGMA foreign_keys = ON")
         if self.db.journal_mode != "wal":
@@ -63,17 +86,31 @@ class SqliteEventStore:
         self.db.close()
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[None]:
+    def _write(self, lock: bool = True) -> Iterator[None]:
         # IMMEDIATE takes the write lock up front: the fold below reads projections that
-        # must not change before we commit.
-        self.db.conn.execute("BEGIN IMMEDIATE")
+        # must not change before we commit. Without `lock`, one consistent read snapshot.
+        # SQLite's own errors (read-only file, disk full, locked too long) become one
+        # StoreError naming the file, so that callers handle them like any other failure.
+        if self.readonly and lock:
+            raise StoreError(f"database {self.path} was opened read-only")
+        try:
+            self.db.conn.execute("BEGIN IMMEDIATE" if lock else "BEGIN DEFERRED")
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self.path}: {db_hint(exc, self.path)}") from None
         try:
             yield
-        except BaseException:
-            self.db.conn.execute("ROLLBACK")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"database {self.path}: {db_hint(exc, self.path)}") from None
             raise
-        else:
+        try:
             self.db.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.conn.execute("ROLLBACK")
+            raise StoreError(f"database {self.path}: {db_hint(exc, self.path)}") from None
 
     # --- writes ------------------------------------------------------------------------
 
@@ -216,17 +253,34 @@ class SqliteEventStore:
         )
         return [key_from_row(r) for r in rows]
 
-    def next_due(self) -> datetime | None:
-        """Earliest pending action time over keys and identities (for the scheduler)."""
-        row = self.db.execute(
-            "SELECT MIN(t) FROM (SELECT MIN(next_action_at) AS t FROM keys "
-            "WHERE next_action_at IS NOT NULL UNION ALL SELECT MIN(rotation_due_at) "
-            "FROM identities WHERE rotation_due_at IS NOT NULL)"
-        ).fetchone()
-        return parse_iso(row[0]) if row and row[0] else None
+    def next_due(self, skip: Collection[str] = ()) -> datetime | None:
+        """Earliest pending action time over keys and identities (for the scheduler),
+        ignoring the keys in `skip` (the caller already knows when to look at them)."""
+        idents = self.db.execute(
+            "SELECT MIN(rotation_due_at) FROM identities WHERE rotation_due_at IS NOT NULL"
+        ).fetchone()[0]
+        # walk the partial index from the earliest; at most len(skip) rows are passed over
+        rows = self.db.execute(
+            "SELECT key_id, next_action_at FROM keys WHERE next_action_at IS NOT NULL "
+            "ORDER BY next_action_at LIMIT ?",
+            [len(skip) + 1],
+        )
+        keys = next((at for key_id, at in rows if key_id not in skip), None)
+        times = [t for t in (idents, keys) if t]
+        return parse_iso(min(times)) if times else None
 
     def identity(self, identity: str) -> IdentityState | None:
         rows = list(self.db.query("SELECT * FROM identities WHERE identity = ?", [identity]))
+        return identity_from_row(rows[0]) if rows else None
+
+    def identity_sending(self, domain: str) -> IdentityState | None:
+        """The identity that signs `domain`'s mail, if any."""
+        rows = list(
+            self.db.query(
+                "SELECT * FROM identities WHERE sending_domain = ? ORDER BY identity LIMIT 1",
+                [domain],
+            )
+        )
         return identity_from_row(rows[0]) if rows else None
 
     def identities(self) -> list[IdentityState]:
@@ -299,7 +353,7 @@ class SqliteEventStore:
     def rebuild(self, check_only: bool = False) -> list[str]:
         """Rebuild the projections from the log. Returns the differences found between the
         live projection and the replayed one; unless check_only, replaces the live one."""
-        with self._write():
+        with self._write(lock=not check_only):
             keys, idents = self.replay()
             diffs = store_audit.diff("key", {k.key_id: k for k in self.list_keys()}, keys)
             diffs += store_audit.diff(
@@ -312,8 +366,44 @@ class SqliteEventStore:
         return diffs
 
 
-def open_store(path: Path | str) -> SqliteEventStore:
+def open_store(path: Path | str, readonly: bool = False) -> SqliteEventStore:
     try:
-        return SqliteEventStore(path)
-    except sqlite3.DatabaseError as exc:
-        raise RotatorError(f"cannot open database {path}: {exc}") from exc
+        return SqliteEventStore(path, readonly=readonly)
+    except sqlite3.Error as exc:
+        raise RotatorError(f"cannot open database {path}: {db_hint(exc, Path(path))}") from None
+    except OSError as exc:
+        raise RotatorError(
+            f"cannot open database {path}: {exc.strerror}; check that this user owns "
+            f"{Path(path).parent}"
+        ) from None
+
+
+def read_only_fs(path: Path) -> bool:
+    """True if `path` (or, when it does not exist, its directory) is on a read-only mount."""
+    try:
+        return bool(os.statvfs(path if path.exists() else path.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def db_hint(exc: sqlite3.Error, path: Path | None = None) -> str:
+    """SQLite's message plus what an operator can do about it."""
+    text = str(exc)
+    if (
+        path is not None
+        and read_only_fs(path.parent)
+        and ("readonly" in text or "read-only" in text)
+    ):
+        return f"{text}: the filesystem holding {path.parent} is mounted read-only"
+    if "readonly" in text or "read-only" in text:
+        return (
+            f"{text}: the database is read-only for this user; run rotator as the user that "
+            "owns it (e.g. `sudo -u rotator rotator ...`) or fix the file's permissions"
+        )
+    if "unable to open" in text:
+        return f"{text}: check that the file and its directory exist and this user may read them"
+    if "locked" in text or "busy" in text:
+        return f"{text}: another process holds the database; try again"
+    if "malformed" in text or "not a database" in text:
+        return f"{text}: the file is damaged or not a rotator database; restore it from a backup"
+    return text

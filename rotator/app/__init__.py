@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from .context import Context
 from .customer_dns import CustomerDns
-from .emergency import Emergency, EmergencyPlan, FollowUp, Scope
+from .emergency import Declared, Emergency, EmergencyPlan, Scope
+from .emergency_followup import EmergencyFollowUp, FollowUp
 from .generation import Generation
 from .lifecycle import Lifecycle
 from .onboarding import CustomerRow, Onboarding
@@ -20,6 +21,7 @@ __all__ = [
     "Application",
     "Context",
     "CustomerRow",
+    "Declared",
     "EmergencyPlan",
     "FollowUp",
     "Scope",
@@ -45,5 +47,6 @@ class Application:
             Verifying(ctx, self.customer_dns),
             self.signing,
         )
-        self.emergency = Emergency(ctx, self.signing, self.lifecycle)
+        self.emergency = Emergency(ctx, self.signing)
+        self.emergency_followup = EmergencyFollowUp(ctx, self.lifecycle, self.signing)
         self.queries = Queries(ctx.store)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from ..ports import (
@@ -14,6 +13,7 @@ from ..ports import (
     PolicySource,
     Publisher,
     Signer,
+    Workers,
 )
 from .recording import Recorder
 
@@ -31,7 +31,7 @@ class Context:
     # The ESP's DKIM nameserver names (config dns.esp_nameservers): what customers delegate
     # to. Empty: read from each zone's own NS records.
     esp_nameservers: frozenset[str] = frozenset()
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    pool: Workers | None = None  # worker processes for key generation (None: in-process)
     recorder: Recorder = field(init=False)
 
     def __post_init__(self) -> None:

@@ -1,22 +1,20 @@
 """Emergency rotation after a compromise: the scope an operator names, the plan (keys to
-take out of service, standby keys to switch to), its execution (the keys leave the signer
-before the command returns) and the follow-up: a running daemon is woken, otherwise the
-command itself works until the keys are revoked and replaced, or its deadline passes."""
+take out of service, standby keys to switch to) and its declaration (the keys leave the
+signer before anything else, then the compromise is recorded). The follow-up (revocation,
+replacement) is in emergency_followup."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import structlog
 
 from ..domain import events as ev
-from ..domain.errors import AlreadyRunning, ExternalError, NotFound, SignerError
+from ..domain.errors import ExternalError, NotFound, RotatorError
 from ..domain.model import IdentityState, KeyState
 from ..domain.names import normalize_domain
 from ..domain.states import State
 from .context import Context
-from .lifecycle import Lifecycle
 from .recording import by_operator, key_ids
 from .signing import Signing
 
@@ -69,19 +67,14 @@ class EmergencyPlan:
 
 
 @dataclass(frozen=True)
-class FollowUp:
-    """What happened after the keys left the signer."""
-
-    daemon_pid: int | None = None  # a running daemon was woken to do the rest
-    revoked: bool = False  # every compromised key revoked on every nameserver
-    replaced: bool = False  # every affected identity has an active key (or a notice)
+class Declared:
+    signer_error: str | None = None  # the signer could not be rewritten: why
 
 
 class Emergency:
-    def __init__(self, ctx: Context, signing: Signing, lifecycle: Lifecycle) -> None:
+    def __init__(self, ctx: Context, signing: Signing) -> None:
         self.ctx = ctx
         self.signing = signing
-        self.lifecycle = lifecycle
 
     def plan(self, scope: Scope) -> EmergencyPlan:
         """Which keys to take out of service now, and which standby keys to switch to."""
@@ -110,9 +103,12 @@ class Emergency:
         promote = [k for k in promote if k.identity in hit]
         return EmergencyPlan(scope, compromise, promote)
 
-    def declare(self, plan: EmergencyPlan, actor: str, reason: str) -> None:
-        """Record the compromise (keys leave the signer at once), then rewrite the signer.
-        Revocation and replacements follow on the next tick (see follow_up)."""
+    def declare(self, plan: EmergencyPlan, actor: str, reason: str) -> Declared:
+        """Take the keys out of the signer first, then record the compromise, both under
+        the signer lock (an activation in the daemon waits and then sees the compromise).
+        A signer that cannot be rewritten does not stop the recording: revocation must
+        go ahead. A recording that fails after the signer was rewritten is an error that
+        says so (the daemon would otherwise put the keys back)."""
         now = self.ctx.clock.now()
         events: list[ev.Event] = [
             ev.KeyCompromised(
@@ -124,7 +120,21 @@ class Emergency:
             ev.ActivationRequested(**by_operator(key_ids(k, now), actor, reason))
             for k in plan.promote
         ]
-        self.ctx.recorder.append(events, plan.compromise + plan.promote)
+        gone = {k.key_id for k in plan.compromise}
+        signer_error = None
+        with self.ctx.signer.locked():
+            try:
+                self.ctx.signer.apply([e for e in self.signing.entries() if e.key_id not in gone])
+            except ExternalError as exc:
+                signer_error = exc.reason
+            try:
+                self.ctx.recorder.append(events, plan.compromise + plan.promote)
+            except RotatorError as exc:
+                done = "were taken out of the signer" if signer_error is None else "are unchanged"
+                raise RotatorError(
+                    f"the compromise was NOT recorded ({exc}); the keys {done}, but the "
+                    "daemon would sign with them again: fix that and run the command again"
+                ) from None
         log.warning(
             "emergency",
             scope=plan.scope.describe(),
@@ -132,49 +142,6 @@ class Emergency:
             standbys=len(plan.promote),
             actor=actor,
             reason=reason,
+            signer_error=signer_error,
         )
-        try:
-            self.signing.sync()
-        except ExternalError as exc:
-            raise SignerError(
-                f"keys are marked compromised, but the signer was not rewritten: {exc.reason}; "
-                "fix that, then run `rotator run --once` (or restart the daemon)"
-            ) from None
-
-    def follow_up(self, plan: EmergencyPlan, deadline: float) -> FollowUp:
-        """Wake the daemon for the revocations and replacements; with no daemon running,
-        do the work here until it is done or `deadline` (time.monotonic()) passes."""
-        lock = self.ctx.lock
-        if lock is None:
-            return FollowUp()
-        try:
-            lock.acquire()
-        except AlreadyRunning:
-            return FollowUp(daemon_pid=lock.wake_holder())
-        try:
-            revoked = replaced = False
-            while time.monotonic() < deadline:
-                self.lifecycle.tick()
-                revoked, replaced = self.progress(plan)
-                if revoked and replaced:
-                    break
-                time.sleep(0.1)
-            return FollowUp(revoked=revoked, replaced=replaced)
-        finally:
-            lock.release()
-
-    def progress(self, plan: EmergencyPlan) -> tuple[bool, bool]:
-        """(every compromised key revoked, every affected identity replaced or noticed)."""
-        store = self.ctx.store
-        ids = {k.key_id for k in plan.compromise}
-        affected = {k.identity for k in plan.compromise}
-        revoked = all(
-            k.state in (State.REVOKED, State.DESTROYED)
-            for k in store.list_keys()
-            if k.key_id in ids
-        )
-        # replaced: an active key again, or a notice saying what it waits for
-        replaced = all(
-            i.active_key or i.notice for i in store.identities() if i.identity in affected
-        )
-        return revoked, replaced
+        return Declared(signer_error)

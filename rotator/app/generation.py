@@ -4,16 +4,16 @@ itself, in parallel worker processes when there are many RSA keys."""
 
 from __future__ import annotations
 
-import multiprocessing
 import uuid
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from .. import faults
 from ..domain import events as ev
 from ..domain import selector as sel
-from ..domain.errors import ConcurrencyError, IllegalTransition, RotatorError
+from ..domain.errors import ConcurrencyError, ExternalError, IllegalTransition, RotatorError
 from ..domain.model import IdentityState
 from ..domain.names import cname_target, lookup_name, selector_seq
 from ..domain.policy import DEFAULT_RETRY_MAX, Policy
@@ -24,6 +24,7 @@ from .context import Context
 from .recording import TickReport, replacement_ids
 
 PARALLEL_KEYGEN = 8  # below this, starting worker processes costs more than it saves
+CHUNK = 16  # keys recorded per transaction while a batch is generated
 
 
 @dataclass(frozen=True)
@@ -34,15 +35,30 @@ class Placement:
     notice: str = ""
 
 
+@dataclass(frozen=True)
+class _Todo:
+    ident: IdentityState
+    policy: Policy
+    placement: Placement
+    key_id: str
+
+
 class Generation:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    def generate(self, idents: list[IdentityState], now: datetime, report: TickReport) -> None:
-        """New keys for every identity due: placed one by one (cheap), generated in parallel
-        across CPU cores when there are many (RSA generation is the bottleneck), recorded in
-        one transaction."""
-        todo: list[tuple[IdentityState, Policy, Placement, str]] = []
+    def generate(
+        self,
+        idents: list[IdentityState],
+        now: datetime,
+        report: TickReport,
+        between: Callable[[], None] | None = None,
+    ) -> None:
+        """New keys for every identity due: placed one by one (cheap), generated in the
+        worker pool when there are many RSA keys, and recorded chunk by chunk as they come
+        back, so that progress survives a crash and `between` (the lifecycle's next pass:
+        publish, verify, activate) moves the first keys on while the rest are generated."""
+        todo: list[_Todo] = []
         for ident in idents:
             if ident.pending_key is not None:  # a key is already on its way
                 continue
@@ -56,33 +72,74 @@ class Generation:
             if isinstance(placement, str):
                 self._defer(ident, policy, now, placement)
                 continue
-            todo.append((ident, policy, placement, uuid.uuid4().hex[:16]))
+            todo.append(_Todo(ident, policy, placement, uuid.uuid4().hex[:16]))
         if not todo:
             return
-        specs = [(key_id, policy.algorithm, policy.bits) for _, policy, _, key_id in todo]
-        generated = self.keygen(specs)
-        faults.point("after-key-written")
-        events = [
-            self._event(ident, policy, place, key_id, gen, now)
-            for (ident, policy, place, key_id), gen in zip(todo, generated, strict=True)
-        ]
+        specs = [(t.key_id, t.policy.algorithm, t.policy.bits) for t in todo]
+        chunks = self._generated(specs)
+        recorded: set[int] = set()
         try:
-            self.ctx.recorder.append(events)
-        except (ConcurrencyError, IllegalTransition):
-            for _, _, _, key_id in todo:  # never recorded: must not outlive this call
-                self.ctx.keystore.destroy(key_id)
-            raise
-        report.generated += len(events)
+            for chunk in chunks:
+                faults.point("after-key-written")
+                events = [self._event(todo[i], gen, now) for i, gen in chunk]
+                try:
+                    self.ctx.recorder.append(events)
+                except (ConcurrencyError, IllegalTransition):
+                    # never recorded: must not outlive this call (nor must the rest)
+                    for i, _ in [*chunk, *(pair for rest in chunks for pair in rest)]:
+                        self.ctx.keystore.destroy(todo[i].key_id)
+                    raise
+                recorded |= {i for i, _ in chunk}
+                report.generated += len(events)
+                if between is not None:
+                    between()
+        except ExternalError as exc:
+            # the key store cannot take keys (disk full, read-only): each identity still
+            # waiting says so, and is looked at again after its policy's retry base
+            for i, t in enumerate(todo):
+                if i not in recorded:
+                    why = f"cannot generate a key: {exc.reason}"
+                    self.ctx.recorder.defer(t.ident, now, now + t.policy.retry_base, why)
+
+    def keygen(self, specs: list[tuple[str, str, int]]) -> list[GeneratedKey]:
+        """Generate keys (in the worker pool when it is worth it), in the order given."""
+        got = dict(pair for chunk in self._generated(specs) for pair in chunk)
+        return [got[i] for i in range(len(specs))]
+
+    def _generated(
+        self, specs: list[tuple[str, str, int]]
+    ) -> Iterator[list[tuple[int, GeneratedKey]]]:
+        """(index into specs, key) in chunks, in the order the keys are ready."""
+        pool = self.ctx.pool
+        rsa = sum(1 for _, algorithm, _ in specs if algorithm == "rsa")
+        # ed25519 keys take microseconds: only RSA is worth the worker processes
+        if pool is None or rsa < PARALLEL_KEYGEN or pool.workers < 2:
+            for start in range(0, len(specs), CHUNK):
+                yield [
+                    (i, self.ctx.keystore.generate(*specs[i]))
+                    for i in range(start, min(start + CHUNK, len(specs)))
+                ]
+            return
+        executor = pool.executor()
+        futures = {
+            executor.submit(self.ctx.keystore.generate, *spec): i for i, spec in enumerate(specs)
+        }
+        chunk: list[tuple[int, GeneratedKey]] = []
+        try:
+            for future in as_completed(futures):
+                chunk.append((futures[future], future.result()))
+                if len(chunk) >= CHUNK:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
+        finally:
+            for future in futures:
+                future.cancel()
 
     @staticmethod
-    def _event(
-        ident: IdentityState,
-        policy: Policy,
-        place: Placement,
-        key_id: str,
-        gen: GeneratedKey,
-        now: datetime,
-    ) -> ev.KeyGenerated:
+    def _event(t: _Todo, gen: GeneratedKey, now: datetime) -> ev.KeyGenerated:
+        ident, policy, place, key_id = t.ident, t.policy, t.placement, t.key_id
         ids = replacement_ids(
             {
                 "at": now,
@@ -107,17 +164,6 @@ class Generation:
             lookup_name=place.lookup_name,
             notice=place.notice,
         )
-
-    def keygen(self, specs: list[tuple[str, str, int]]) -> list[GeneratedKey]:
-        """Generate keys; a process per core when there are enough to be worth it."""
-        rsa = sum(1 for _, algorithm, _ in specs if algorithm == "rsa")
-        # ed25519 keys take microseconds: only RSA is worth the worker processes
-        if rsa < PARALLEL_KEYGEN or self.ctx.workers < 2:
-            return [self.ctx.keystore.generate(*spec) for spec in specs]
-        mp = multiprocessing.get_context("spawn")  # no fork of a threaded daemon
-        with ProcessPoolExecutor(max_workers=self.ctx.workers, mp_context=mp) as pool:
-            futures = [pool.submit(self.ctx.keystore.generate, *spec) for spec in specs]
-            return [f.result() for f in futures]
 
     def place(self, ident: IdentityState, policy: Policy, now: datetime) -> Placement | str:
         """Where the next key of `ident` goes, or why there cannot be one yet."""

@@ -44,6 +44,7 @@ class Lifecycle:
         self.ctx = ctx
         self.generation = generation
         self.signing = signing
+        self.verifying = verifying
         self.handlers: dict[Action, Handler] = {
             Action.PUBLISH: publishing.publish,
             Action.VERIFY: verifying.verify,
@@ -65,10 +66,24 @@ class Lifecycle:
             # Keys first: a revocation due now frees a ping-pong slot for the generation
             # due now.
             self._run_due(store.due_keys(at), at, report)
-            self.generation.generate(store.due_identities(at), at, report)
+            self.generation.generate(
+                store.due_identities(at), at, report, between=lambda: self._pass(now, report)
+            )
             if report.progressed == before:
                 break
         return report
+
+    def _pass(self, now: datetime | None, report: TickReport) -> None:
+        # between chunks of a big key generation: move the recorded keys on meanwhile
+        at = now or self.ctx.clock.now()
+        self._run_due(self.ctx.store.due_keys(at), at, report)
+
+    def next_due(self) -> datetime | None:
+        """When the next step is due: the log's next action, except for keys whose servers
+        are still propagating, which are looked at again when the verifier says."""
+        waits = self.verifying.next_checks()
+        times = [t for t in (self.ctx.store.next_due(skip=waits), *waits.values()) if t]
+        return min(times) if times else None
 
     def _run_due(self, due: list[KeyState], now: datetime, report: TickReport) -> None:
         groups: dict[Action, list[KeyState]] = defaultdict(list)
@@ -113,6 +128,9 @@ class Lifecycle:
         writing a key and recording KeyGenerated) and rewrite the signer from the log."""
         known = {k.key_id: k for k in self.ctx.store.list_keys()}
         wiped = []
+        leftovers = self.ctx.keystore.wipe_leftovers()
+        if leftovers:
+            log.warning("temp_key_files_wiped", count=leftovers)
         for key_id in self.ctx.keystore.stored_ids():
             key = known.get(key_id)
             # Unknown: KeyGenerated never landed. Destroyed: a leftover that must not exist.

@@ -14,7 +14,15 @@ from ..domain import events as ev
 from ..domain import selector as sel
 from ..domain.errors import InputError, RotatorError
 from ..domain.model import IdentityState, KeyState
-from ..domain.names import is_within, lookup_name, normalize_domain
+from ..domain.names import (
+    check_signing_pattern,
+    is_within,
+    lookup_name,
+    mail_domain,
+    normalize_domain,
+    pattern_domain,
+    printable,
+)
 from ..domain.policy import pingpong_problem
 from ..domain.record import RecordTags, build_record
 from ..domain.states import Mode, Role
@@ -65,7 +73,8 @@ class Onboarding:
         reason: str = "",
     ) -> IdentityState:
         """An identity the ESP controls outright (`rotator domain add`)."""
-        pattern = signing_pattern or f"*@{normalize_domain(domain)}"
+        name = mail_domain(domain)
+        pattern = check_signing_pattern(signing_pattern or f"*@{name}", name)
         event = self.identity_event(domain, policy, zone, pattern, actor=actor, reason=reason)
         return self._add([event])[0]
 
@@ -94,7 +103,7 @@ class Onboarding:
         """Validate every row first, then add them all in one transaction: a bad row
         changes nothing. Errors name the row (its line in a CSV file) and the field."""
         events: list[ev.IdentityAdded] = []
-        seen: set[str] = set()
+        seen: dict[str, str] = {}  # identity or sending domain -> the row that has it
         for row in progress(rows):
             try:
                 event = self.customer_event(row, actor, reason)
@@ -102,24 +111,31 @@ class Onboarding:
                 raise InputError(f"{row.where}: {exc}") from None
             if event.identity in seen:
                 raise InputError(f"{row.where}: domain {event.domain} appears twice")
-            seen.add(event.identity)
+            sending = pattern_domain(event.signing_pattern)
+            if sending in seen:
+                raise InputError(
+                    f"{row.where}: sending domain {sending} is claimed twice (also at "
+                    f"{seen[sending]}); a sending domain has one owner"
+                )
+            seen[event.identity] = seen[sending] = row.where
             events.append(event)
         return self._add(events)
 
     def customer_event(self, row: CustomerRow, actor: str, reason: str) -> ev.IdentityAdded:
         customer = row.customer.strip()
-        if not customer or len(customer) > 100 or any(c in customer for c in ",\n\t"):
+        if not customer or len(customer) > 100 or "," in customer:
             raise InputError("customer: give a name of 1-100 characters without commas")
+        printable("customer", customer, 100)
         try:
             mode = Mode(row.mode)
         except ValueError:
             raise InputError(
                 f"mode: {row.mode!r} is not one of {', '.join(m.value for m in Mode)}"
             ) from None
-        domain = _field("domain", normalize_domain, row.domain)
+        domain = _field("domain", mail_domain, row.domain)
         esp_identity = ""
         if row.esp_signature:
-            esp_identity = _field("esp_signature", normalize_domain, row.esp_signature)
+            esp_identity = _field("esp_signature", mail_domain, row.esp_signature)
             esp = self.ctx.store.identity(esp_identity)
             if esp is None or esp.role != Role.ESP:
                 raise InputError(
@@ -150,7 +166,7 @@ class Onboarding:
                     "signing_domain: third-party customers need the ESP-controlled domain "
                     "that signs for them (e.g. acme.esp-dkim.net)"
                 )
-            signer = _field("signing_domain", normalize_domain, row.signing_domain)
+            signer = _field("signing_domain", mail_domain, row.signing_domain)
             if is_within(signer, domain):
                 raise InputError(
                     f"signing_domain: {signer} is inside the customer's own domain; a "
@@ -183,7 +199,7 @@ class Onboarding:
         reason: str = "",
     ) -> ev.IdentityAdded:
         """Validate and build (not record) the event that adds one signing identity."""
-        domain = normalize_domain(domain)
+        domain = mail_domain(domain)
         zone = normalize_domain(zone) if zone else domain
         if mode not in (Mode.CNAME, Mode.PING_PONG) and not (
             is_within(domain, zone) or is_within(zone, f"_domainkey.{domain}")
@@ -206,6 +222,8 @@ class Onboarding:
             )
         if self.ctx.store.identity(domain) is not None:
             raise InputError(f"domain {domain} is already managed; see `rotator status`")
+        sending = pattern_domain(signing_pattern) or (domain if role == Role.ESP else "")
+        self._check_unclaimed(sending)
         return ev.IdentityAdded(
             at=self.ctx.clock.now(),
             actor=actor,
@@ -220,6 +238,19 @@ class Onboarding:
             role=role,
             esp_identity=esp_identity,
         )
+
+    def _check_unclaimed(self, sending: str) -> None:
+        """A sending domain belongs to exactly one customer: two would both sign its mail
+        (every matching SigningTable line signs with MultipleSignatures)."""
+        if not sending:
+            return
+        owner = self.ctx.store.identity_sending(sending)
+        if owner is not None:
+            who = f"customer {owner.customer}" if owner.customer else "the ESP"
+            raise InputError(
+                f"{sending} is already signed for {who} (identity {owner.identity}); a "
+                "sending domain has one owner: remove it there first"
+            )
 
     def _add(self, events: Sequence[ev.IdentityAdded]) -> list[IdentityState]:
         result = self.ctx.recorder.append(events)
@@ -272,6 +303,13 @@ class Onboarding:
             keystore.destroy(key_id)
             raise
         return result.keys[key_id]
+
+    def zone_problems(self, idents: Sequence[IdentityState]) -> list[str]:
+        """Zones rotator must publish in that the primary does not serve (each once): a
+        warning now instead of NOTAUTH on every attempt later."""
+        zones = sorted({i.zone for i in idents if i.mode != Mode.CUSTOMER_KEY})
+        problems = [self.ctx.publisher.zone_problem(zone) for zone in zones[:50]]
+        return [p for p in problems if p]
 
     def instructions(self, ident: IdentityState) -> tuple[str, list[str]]:
         """(explanation, zone-file lines) the customer's IT must add for this identity."""

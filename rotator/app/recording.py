@@ -154,7 +154,7 @@ class Recorder:
                 retry_at, overdue = now + backoff(attempt), False
             else:
                 retry_at = now + policy.backoff(attempt)
-                overdue = action is Action.VERIFY and now - key.since > policy.verify_timeout
+                overdue = action is Action.VERIFY and now - key.since >= policy.verify_timeout
             events.append(
                 ev.ActionFailed(
                     **key_ids(key, now),

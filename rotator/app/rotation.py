@@ -1,22 +1,33 @@
 """An operator's rotation request: a new key on the next tick, or a switch to the standby
-key that is already verified."""
+key that is already verified. Asking again before the daemon acted changes nothing."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
 
 from ..domain import events as ev
 from ..domain.errors import InputError, NotFound
 from ..domain.model import IdentityState
 from ..domain.names import normalize_domain
-from ..domain.states import State
+from ..domain.states import Action, State
 from .context import Context
 from .recording import by_operator, key_ids
+
+
+@dataclass(frozen=True)
+class Requested:
+    identity: IdentityState
+    recorded: bool  # False: the same request was already waiting for the daemon
+    switch: bool = False  # a verified standby key takes over (no key generation)
+    since: datetime | None = None  # when the waiting request was made
 
 
 class Rotation:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    def request(self, domain: str, actor: str, reason: str) -> IdentityState:
+    def request(self, domain: str, actor: str, reason: str) -> Requested:
         store, now = self.ctx.store, self.ctx.clock.now()
         domain = normalize_domain(domain)
         ident = store.identity(domain)
@@ -26,15 +37,22 @@ class Rotation:
             pending = store.key(ident.pending_key)
             if pending is not None and pending.state is State.VERIFIED and ident.active_key:
                 # A standby key: the rotation is a switch, not a key generation.
+                if pending.next_action is Action.ACTIVATE and (
+                    pending.next_action_at is not None and pending.next_action_at <= now
+                ):
+                    return Requested(ident, False, True, pending.since)
                 switch = ev.ActivationRequested(**by_operator(key_ids(pending, now), actor, reason))
                 self.ctx.recorder.append([switch], [pending])
-                return ident
+                return Requested(ident, True, True)
             where = f" ({pending.selector} is {pending.state.value})" if pending else ""
             raise InputError(
                 f"a rotation of {domain} is already in progress{where}; "
                 "wait for it (see `rotator status`)"
             )
+        if ident.requested_at is not None:
+            # asked for already and not acted on yet: the daemon's next tick does it
+            return Requested(ident, False, since=ident.requested_at)
         event = ev.RotationRequested(
             at=now, actor=actor, reason=reason, identity=domain, domain=domain
         )
-        return self.ctx.recorder.append([event], [ident]).identities[domain]
+        return Requested(self.ctx.recorder.append([event], [ident]).identities[domain], True)

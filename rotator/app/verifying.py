@@ -1,37 +1,68 @@
 """Verification of publications and revocations: every address of every authoritative
 nameserver must serve exactly the record (RD=0, AA=1), after the customer's part of DNS
-(NS delegation, CNAME) is checked to lead there."""
+(NS delegation, CNAME) is checked to lead there.
+
+Propagation is not a failure. A secondary is usually milliseconds behind its primary
+(NOTIFY + IXFR): servers that disagree are looked at again within the tick, then again
+with a growing pause, without recording anything, until they agree (KeyVerified then
+says how long it took and what the laggards answered) or the policy's verification time
+runs out, which is a real failure (ActionFailed with every server's answer)."""
 
 from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+import structlog
 
 from ..domain import events as ev
 from ..domain.errors import ExternalError, RotatorError
 from ..domain.model import KeyState
 from ..domain.states import Action, Mode
-from ..domain.verification import judge, summarize
+from ..domain.verification import judge, propagating, summarize
 from ..ports import Observation
 from .context import Context
 from .customer_dns import CustomerDns
 from .recording import TickReport, key_ids
 
 SETTLE_PAUSES = (0.05, 0.15)  # seconds: re-check lagging secondaries within the same tick
+FIRST_RECHECK = timedelta(seconds=0.5)  # then the pause doubles, up to the retry base
 
+log = structlog.get_logger("rotator")
 Results = tuple[dict[str, object], ...]
+
+
+@dataclass
+class Wait:
+    """A key whose servers do not agree yet (in memory: a restart simply checks again)."""
+
+    first: datetime
+    next_at: datetime
+    checks: int = 0
+    lagged: Results = ()
 
 
 class Verifying:
     def __init__(self, ctx: Context, customer_dns: CustomerDns) -> None:
         self.ctx = ctx
         self.customer_dns = customer_dns
+        self.waits: dict[str, Wait] = {}
+
+    def next_checks(self) -> dict[str, datetime]:
+        """key_id -> when a waiting key is looked at again (for the scheduler)."""
+        return {k: w.next_at for k, w in self.waits.items()}
+
+    def _due(self, keys: list[KeyState], now: datetime) -> list[KeyState]:
+        return [
+            k for k in keys if k.key_id not in self.waits or self.waits[k.key_id].next_at <= now
+        ]
 
     def verify(self, keys: list[KeyState], now: datetime, report: TickReport) -> None:
         store, recorder = self.ctx.store, self.ctx.recorder
         ready = []
-        for key in keys:
+        for key in self._due(keys, now):
             ident = store.identity(key.identity)
             problem = None
             if ident is not None and ident.mode == Mode.NS_DELEGATION:
@@ -54,13 +85,24 @@ class Verifying:
             except RotatorError as exc:  # e.g. its policy file is gone
                 recorder.failed([key], Action.VERIFY, str(exc), report, now)
                 continue
+            waited, lagged = self._agreed(key, now)
             events.append(
                 ev.KeyVerified(
-                    **key_ids(key, now), results=verified[key.key_id], activate_at=activate_at
+                    **key_ids(key, now),
+                    results=verified[key.key_id],
+                    activate_at=activate_at,
+                    waited=waited,
+                    lagged=lagged,
                 )
             )
             done.append(key)
         recorder.outcomes(events, done, report, Action.VERIFY, split_on_conflict=True)
+
+    def _agreed(self, key: KeyState, now: datetime) -> tuple[float, Results]:
+        wait = self.waits.pop(key.key_id, None)
+        if wait is None:
+            return 0.0, ()
+        return round((now - wait.first).total_seconds(), 3), wait.lagged
 
     def _activate_at(self, key: KeyState, now: datetime) -> datetime:
         store = self.ctx.store
@@ -84,11 +126,17 @@ class Verifying:
         return activate_at
 
     def verify_revocation(self, keys: list[KeyState], now: datetime, report: TickReport) -> None:
+        keys = self._due(keys, now)
         revoked = self._observe_all(keys, Action.VERIFY_REVOCATION, now, report)
         done = [k for k in keys if k.key_id in revoked]
-        events: list[ev.KeyEvent] = [
-            ev.KeyRevoked(**key_ids(k, now), results=revoked[k.key_id]) for k in done
-        ]
+        events: list[ev.KeyEvent] = []
+        for k in done:
+            waited, lagged = self._agreed(k, now)
+            events.append(
+                ev.KeyRevoked(
+                    **key_ids(k, now), results=revoked[k.key_id], waited=waited, lagged=lagged
+                )
+            )
         self.ctx.recorder.outcomes(
             events, done, report, Action.VERIFY_REVOCATION, split_on_conflict=True
         )
@@ -122,8 +170,42 @@ class Verifying:
             pending = still
         for key in pending:
             reason, details = why[key.key_id]
-            self.ctx.recorder.failed([key], action, reason, report, now, details=details)
+            if not self._wait(key, action, now, details):
+                self.ctx.recorder.failed([key], action, reason, report, now, details=details)
         return good
+
+    def _wait(self, key: KeyState, action: Action, now: datetime, results: Results) -> bool:
+        """True if `key`'s servers may still be propagating (look again later, record
+        nothing); False once that is no longer believable."""
+        if key.customer_managed or key.attempts or not propagating(results):
+            # the customer's DNS, a recorded failure already, or a server that does not
+            # answer properly: no grace, the failure is recorded (and shown) at once
+            return False
+        wait = self.waits.get(key.key_id)
+        if wait is None:
+            wait = self.waits[key.key_id] = Wait(first=now, next_at=now)
+        start = key.since if action is Action.VERIFY else wait.first
+        try:
+            policy = self.ctx.policy(key.policy)
+        except RotatorError:
+            return False
+        if now - start >= policy.verify_timeout:
+            del self.waits[key.key_id]
+            return False
+        wait.checks += 1
+        wait.lagged = results
+        pause = min(FIRST_RECHECK * (1 << min(wait.checks - 1, 20)), policy.retry_base)
+        wait.next_at = now + max(pause, FIRST_RECHECK)
+        log.info(
+            "verification_waiting",
+            action=action.value,
+            domain=key.domain,
+            selector=key.selector,
+            key_id=key.key_id,
+            checks=wait.checks,
+            next_check=wait.next_at.isoformat(),
+        )
+        return True
 
     def _observe_many(self, keys: list[KeyState]) -> list[list[Observation] | ExternalError]:
         """Query for many keys at once: the work is waiting on nameservers, not CPU."""

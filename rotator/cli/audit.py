@@ -12,7 +12,7 @@ from ..domain.errors import InputError
 from ..domain.events import EVENT_TYPES
 from ..ports import LogFilter
 from .base import RotatorGroup, get_app
-from .render import console, print_event, time_arg
+from .render import clean, print_event, say, time_arg
 
 
 @click.command()
@@ -48,7 +48,7 @@ def log(
             raise InputError(
                 f"--type: unknown event type {t!r}; use one of {', '.join(sorted(EVENT_TYPES))}"
             )
-    app = get_app(ctx)
+    app = get_app(ctx, readonly=True)
     flt = app.queries.log_filter(
         LogFilter(
             domain=domain_name,
@@ -83,16 +83,16 @@ def db() -> None:
 @click.pass_context
 def db_rebuild(ctx: click.Context, check: bool) -> None:
     """Replay the event log into a fresh projection (and compare it with the live one)."""
-    app = get_app(ctx)
+    app = get_app(ctx, readonly=check)
     diffs = app.store.rebuild(check_only=check)
     for d in diffs:
-        click.echo(d)
+        click.echo(clean(d))
     if check:
         if diffs:
             raise click.ClickException(f"{len(diffs)} differences between log and projection")
-        console.print("projection matches the event log")
+        say("projection matches the event log")
     else:
-        console.print(f"projection rebuilt from the log ({len(diffs)} differences repaired)")
+        say(f"projection rebuilt from the log ({len(diffs)} differences repaired)")
 
 
 @click.group(cls=RotatorGroup)
@@ -104,8 +104,8 @@ def audit() -> None:
 @click.pass_context
 def audit_verify(ctx: click.Context) -> None:
     """Check the hash chain of the event log; report the first event where it breaks."""
-    app = get_app(ctx)
+    app = get_app(ctx, readonly=True)
     n, problem = app.store.verify_chain()
     if problem:
         raise click.ClickException(f"hash chain broken: {problem}")
-    console.print(f"hash chain intact over {n} events")
+    say(f"hash chain intact over {n} events")

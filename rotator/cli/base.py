@@ -2,26 +2,62 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import click
 
 from .. import __version__
+from ..adapters.store_sqlite import db_hint
 from ..bootstrap import App, build
 from ..config import Config, load_config
 from ..domain.errors import RotatorError
 from ..logging import configure
 
+DEBUG_ENV = "ROTATOR_DEBUG"  # set to 1 to see the Python stack behind an error line
+
+
+def one_line(exc: BaseException, ctx: click.Context) -> str | None:
+    """The operator's one line for an error, or None for an error that is a bug."""
+    if isinstance(exc, RotatorError):
+        return str(exc)
+    if isinstance(exc, sqlite3.Error):
+        obj = ctx.find_root().obj or {}
+        config = obj.get("config")
+        if config is None:
+            return f"database: {db_hint(exc)}"
+        return f"database {config.database}: {db_hint(exc, config.database)}"
+    if isinstance(exc, OSError):
+        name = exc.filename or "a file"
+        what = exc.strerror or str(exc)
+        hint = ""
+        if isinstance(exc, PermissionError):
+            hint = "; run rotator as the user that owns it (e.g. `sudo -u rotator rotator ...`)"
+        elif isinstance(exc, IsADirectoryError | NotADirectoryError):
+            hint = "; give a file where a file is expected"
+        elif exc.errno is not None and exc.errno in (30,):  # EROFS
+            hint = "; the filesystem is mounted read-only"
+        return f"{name}: {what}{hint}"
+    return None
+
 
 class RotatorGroup(click.Group):
-    """Every command's errors become one line and a non-zero exit."""
+    """The CLI's error boundary: rotator's own errors, OS and database errors become one
+    line naming the file and what to do, with a non-zero exit ($ROTATOR_DEBUG=1 shows the
+    stack instead)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except RotatorError as exc:
-            raise click.ClickException(str(exc)) from None
+        except (RotatorError, OSError, sqlite3.Error) as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            line = one_line(exc, ctx)
+            if line is None:  # pragma: no cover - every listed type has a line
+                raise
+            raise click.ClickException(line) from None
 
 
 @click.group(cls=RotatorGroup)
@@ -55,13 +91,14 @@ def config_of(ctx: click.Context) -> Config:
     return config
 
 
-def get_app(ctx: click.Context) -> App:
+def get_app(ctx: click.Context, readonly: bool = False) -> App:
     """The App, built once per invocation from the config; tests may pass obj={"app": ...}
-    (or {"factory": ...}) to the invocation instead."""
+    (or {"factory": ...}) to the invocation instead. A `readonly` App opens the database
+    read-only, loads no TSIG secret and writes nothing."""
     obj = ctx.find_root().obj
     if "app" not in obj:
         config = config_of(ctx)
         configure(obj.get("log_format") or config.log_format)
-        obj["app"] = obj.get("factory", build)(config)
+        obj["app"] = obj.get("factory", build)(config, readonly=readonly)
     app: App = obj["app"]
     return app

@@ -6,8 +6,9 @@ import click
 from rich.table import Table
 
 from .base import RotatorGroup, get_app
-from .options import actor_name, audit_options
-from .render import console, when
+from .customers import warn_zones
+from .options import audit_options
+from .render import add_row, console, say, when
 
 
 @click.group(cls=RotatorGroup)
@@ -33,15 +34,14 @@ def domain_add(
     policy_name: str,
     zone: str | None,
     signing_pattern: str | None,
-    actor: str | None,
+    actor: str,
     reason: str,
 ) -> None:
     """Start managing DKIM keys for a domain: its first key is generated on the next tick."""
     app = get_app(ctx)
-    ident = app.onboarding.add_identity(
-        name, policy_name, zone, signing_pattern, actor_name(actor), reason
-    )
-    console.print(
+    ident = app.onboarding.add_identity(name, policy_name, zone, signing_pattern, actor, reason)
+    warn_zones(app, [ident])
+    say(
         f"added {ident.domain} (zone {ident.zone}, policy {ident.policy}); "
         "the daemon generates its first key on its next tick"
     )
@@ -50,10 +50,11 @@ def domain_add(
 @domain.command("list")
 @click.pass_context
 def domain_list(ctx: click.Context) -> None:
-    app = get_app(ctx)
+    app = get_app(ctx, readonly=True)
     table = Table("domain", "zone", "policy", "active key", "pending key", "rotation due")
     for row in app.queries.identities():
-        table.add_row(
+        add_row(
+            table,
             row.domain,
             row.zone,
             row.policy,
@@ -80,10 +81,11 @@ def esp_add(
     name: str,
     policy_name: str,
     zone: str | None,
-    actor: str | None,
+    actor: str,
     reason: str,
 ) -> None:
     """Manage keys for an ESP signing domain; customers opt in with --esp-signature."""
     app = get_app(ctx)
-    ident = app.onboarding.add_esp(name, policy_name, zone, actor_name(actor), reason)
-    console.print(f"added ESP signing domain {ident.domain} (zone {ident.zone})")
+    ident = app.onboarding.add_esp(name, policy_name, zone, actor, reason)
+    warn_zones(app, [ident])
+    say(f"added ESP signing domain {ident.domain} (zone {ident.zone})")

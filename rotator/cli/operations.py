@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import click
@@ -13,8 +12,9 @@ from ..app import Scope
 from ..daemon import Daemon
 from ..timeutil import iso, utcnow
 from .base import get_app
-from .options import actor_name, audit_options
-from .render import console, when
+from .emergency import run_emergency
+from .options import audit_options
+from .render import add_row, console, say, when
 
 
 @click.command()
@@ -24,7 +24,7 @@ from .render import console, when
 @click.pass_context
 def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json: bool) -> None:
     """Every key: domain, selector, state, since, next action and when."""
-    app = get_app(ctx)
+    app = get_app(ctx, readonly=True)
     now = utcnow()
     rows = app.queries.status(domain_name, show_all)
     if as_json:
@@ -48,7 +48,8 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
     table = Table("domain", "selector", "state", "since", "next action", "at", "problem")
     for r in rows:
         problem = f"{r.attempts}x: {r.last_error}" if r.last_error else ""
-        table.add_row(
+        add_row(
+            table,
             r.domain,
             r.selector,
             r.state,
@@ -58,8 +59,15 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
             problem,
         )
     for r in app.queries.identity_notices():
-        table.add_row(
-            r.domain, "-", r.state, "-", r.next_action, when(r.next_action_at, now), r.last_error
+        add_row(
+            table,
+            r.domain,
+            "-",
+            r.state,
+            "-",
+            r.next_action,
+            when(r.next_action_at, now),
+            r.last_error,
         )
     console.print(table)
 
@@ -83,14 +91,15 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
     "wait_s",
     type=float,
     default=60.0,
-    help="--emergency without a running daemon: seconds to work on it here",
+    help="--emergency: seconds to wait for revocation and replacements (default 60); the "
+    "command works on them itself when no daemon runs",
 )
 @click.pass_context
 def rotate(
     ctx: click.Context,
     domain_name: str | None,
     reason: str,
-    actor: str | None,
+    actor: str,
     emergency: bool,
     selector: str,
     customer_name: str,
@@ -110,8 +119,17 @@ def rotate(
         if not domain_name:
             raise click.ClickException("give the DOMAIN to rotate (or --emergency with a scope)")
         app = get_app(ctx)
-        app.rotation.request(domain_name, actor_name(actor), reason)
-        console.print(f"rotation of {domain_name} requested; the daemon does it on its next tick")
+        done = app.rotation.request(domain_name, actor, reason)
+        name = done.identity.domain
+        if not done.recorded:
+            say(
+                f"rotation of {name} already requested (due since {when(done.since)}); the "
+                "daemon does it on its next tick"
+            )
+        elif done.switch:
+            say(f"switch of {name} to its verified standby key requested; the daemon does it")
+        else:
+            say(f"rotation of {name} requested; the daemon does it on its next tick")
         return
     if sum(scoped) != 1:
         raise click.ClickException(
@@ -126,7 +144,6 @@ def rotate(
         raise click.ClickException(
             "--all revokes every key the ESP has (standby keys too); add --yes to confirm"
         )
-    app = get_app(ctx)
     scope = Scope(
         domain=domain_name or "",
         selector=selector.lower(),
@@ -134,28 +151,7 @@ def rotate(
         policy=policy_name,
         everything=everything,
     )
-    plan = app.emergency.plan(scope)
-    table = Table("domain", "selector", "state", "action", title=f"emergency: {scope.describe()}")
-    for k in plan.compromise:
-        action = "stop signing, wipe key" if k.customer_managed else "stop signing, revoke now"
-        table.add_row(k.domain, k.selector, k.state.value, action)
-    for k in plan.promote:
-        table.add_row(k.domain, k.selector, k.state.value, "switch to this standby key")
-    console.print(table)
-    if dry_run:
-        console.print("dry run: nothing changed")
-        return
-    started = time.monotonic()
-    app.emergency.declare(plan, actor_name(actor), reason)
-    console.print(f"{len(plan.compromise)} keys out of the signer; revoking and replacing")
-    follow = app.emergency.follow_up(plan, started + wait_s)
-    if follow.daemon_pid is not None:
-        console.print(f"daemon (pid {follow.daemon_pid}) woken up; follow it with `rotator status`")
-    else:
-        console.print(
-            f"compromised keys revoked on every nameserver: {follow.revoked}; "
-            f"replacements active: {follow.replaced}"
-        )
+    run_emergency(ctx, scope, actor, reason, dry_run, wait_s)
 
 
 @click.command()
@@ -164,12 +160,17 @@ def rotate(
 @click.pass_context
 def run(ctx: click.Context, once: bool, duration: float | None) -> None:
     """Run the daemon: advance every key whose next action is due, until SIGTERM."""
-    daemon = Daemon(get_app(ctx))
+    app = get_app(ctx)
+    ctx.call_on_close(app.close)
+    daemon = Daemon(app)
     if once:
         report = daemon.run_once()
-        console.print(
-            f"generated {report.generated}, succeeded {report.succeeded}, failed {report.failed}"
-        )
+        say(f"generated {report.generated}, succeeded {report.succeeded}, failed {report.failed}")
+        if report.failed and not report.progressed:
+            raise click.ClickException(
+                f"every step failed ({report.failed}); `rotator status` shows why, and the "
+                "next run retries them"
+            )
         return
     daemon.run(duration=duration)
 

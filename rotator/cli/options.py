@@ -9,22 +9,45 @@ from typing import Any, TypeVar
 
 import click
 
+from ..domain.errors import RotatorError
+from ..domain.names import printable
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def audit_options(func: F) -> F:
-    """--actor and --reason: who did it and why, for the audit log."""
-    func = click.option("--reason", default="", help="Why, for the audit log")(func)
+    """--actor and --reason: who did it and why, for the audit log (checked, resolved)."""
     func = click.option(
-        "--actor", default=None, help="Operator name for the audit log (default: $USER)"
+        "--reason",
+        default="",
+        callback=lambda _ctx, _param, value: _checked(reason_text, value),
+        help="Why, for the audit log",
+    )(func)
+    func = click.option(
+        "--actor",
+        default=None,
+        callback=lambda _ctx, _param, value: _checked(actor_name, value),
+        help="Operator name for the audit log (default: the login name)",
     )(func)
     return func
 
 
+def _checked(check: Callable[[Any], str], value: Any) -> str:
+    try:
+        return check(value)
+    except RotatorError as exc:
+        raise click.ClickException(str(exc)) from None  # one line, no usage text
+
+
 def actor_name(value: str | None) -> str:
+    """--actor as given (checked: it goes into the audit log), else the login name."""
     if value:
-        return value
+        return printable("--actor", value.strip(), 100)
     try:
         return getpass.getuser()
     except (KeyError, OSError):
         return f"uid:{os.getuid()}"
+
+
+def reason_text(value: str) -> str:
+    return printable("--reason", value, 1000)

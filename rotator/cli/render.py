@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import UTC, datetime
 
 import click
 from rich.console import Console
+from rich.table import Table
 
 from ..domain.errors import InputError
 from ..domain.policy import parse_duration
@@ -15,8 +17,31 @@ from ..ports import StoredEvent
 from ..timeutil import iso, parse_iso, utcnow
 
 # Piped output (scripts, tests, `| grep`) gets a wide table instead of 80-column wrapping.
-console = Console(width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True)
+# No markup: customer names, domains and DNS answers are data, never formatting ("Acme[/]").
+console = Console(width=None if sys.stdout.isatty() else 200, markup=False)
+err_console = Console(stderr=True, markup=False)
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def clean(value: object) -> str:
+    """Text safe for a terminal: control characters (a newline that would forge an extra
+    log line, an escape sequence) are shown escaped."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+
+
+def say(text: object, style: str | None = None) -> None:
+    # soft_wrap: a line is a line (grep, log scrapers), never folded at the terminal width
+    console.print(clean(text), style=style, soft_wrap=True)
+
+
+def warn(text: object) -> None:
+    err_console.print(f"warning: {clean(text)}", soft_wrap=True)
+
+
+def add_row(table: Table, *values: object) -> None:
+    table.add_row(*(clean(v) for v in values))
+
 
 EMERGENCY_PREFIX = "emergency: "  # how the log shows a step an emergency set off
 
@@ -52,8 +77,10 @@ def print_event(stored: StoredEvent, as_json: bool) -> None:
     extra = " ".join(f"{k}={v}" for k, v in detail.items() if v not in (None, "", []))
     who = f" by {e.actor}" + (f" ({reason})" if reason else "")
     click.echo(
-        f"{stored.position:>6} {iso(e.at)[:23]} {common['type']:<20} "
-        f"{common['domain'] or ''} {common['selector'] or ''}{who} {extra}".rstrip()
+        clean(
+            f"{stored.position:>6} {iso(e.at)[:23]} {common['type']:<20} "
+            f"{common['domain'] or ''} {common['selector'] or ''}{who} {extra}".rstrip()
+        )
     )
 
 

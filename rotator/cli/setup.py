@@ -10,7 +10,7 @@ from rich.table import Table
 from ..domain.policy import format_duration
 from ..policies import PolicySet, load_policy_file
 from .base import RotatorGroup, config_of, get_app
-from .render import console
+from .render import add_row, console, say
 
 
 @click.command()
@@ -19,13 +19,11 @@ def init(ctx: click.Context) -> None:
     """Check the config and policies, create the database and key directory."""
     app = get_app(ctx)
     cfg = app.config
-    console.print(f"config      {cfg.path}")
-    console.print(f"database    {cfg.database} ({app.store.info()['events']} events)")
-    console.print(f"key_dir     {cfg.key_dir} (mode 0700)")
-    console.print(f"policies    {', '.join(app.policies.names()) or 'none'} in {cfg.policy_dir}")
-    console.print(
-        f"dns primary {cfg.dns.primary}:{cfg.dns.primary_port} (TSIG {cfg.dns.tsig_name})"
-    )
+    say(f"config      {cfg.path}")
+    say(f"database    {cfg.database} ({app.store.info()['events']} events)")
+    say(f"key_dir     {cfg.key_dir} (mode 0700)")
+    say(f"policies    {', '.join(app.policies.names()) or 'none'} in {cfg.policy_dir}")
+    say(f"dns primary {cfg.dns.primary}:{cfg.dns.primary_port} (TSIG {cfg.dns.tsig_name})")
 
 
 @click.group(cls=RotatorGroup)
@@ -44,7 +42,8 @@ def policy_check(ctx: click.Context, files: tuple[Path, ...]) -> None:
         pols = list(PolicySet(config_of(ctx).policy_dir).policies.values())
     table = Table("policy", "key", "rotation", "drain window", "ttl", "selector", "tombstone")
     for p in pols:
-        table.add_row(
+        add_row(
+            table,
             p.name,
             f"{p.algorithm}-{p.bits}",
             p.schedule.describe(),

@@ -26,6 +26,10 @@ class ConcurrencyError(RotatorError):
     """Another writer appended to the same stream first; re-read and decide again."""
 
 
+class StoreError(RotatorError):
+    """The event store could not be read or written (read-only, full, damaged)."""
+
+
 class NotFound(RotatorError):
     """A named key, identity or policy does not exist."""
 

@@ -83,7 +83,7 @@ class IdentityEvent(Event):
 
 
 _COMMON = frozenset({"at", "actor", "reason", "key_id", "identity", "domain", "selector"})
-_SPARSE = frozenset({"emergency"})
+_SPARSE = frozenset({"emergency", "waited", "lagged"})
 
 
 # --- identity events -------------------------------------------------------------------
@@ -182,6 +182,10 @@ class KeyVerified(KeyEvent):
 
     results: tuple[JSON, ...]
     activate_at: datetime
+    # Propagation: seconds the servers took to agree after the first check, and what the
+    # lagging ones answered on the last check before they did (empty when all agreed at once).
+    waited: float = 0.0
+    lagged: tuple[JSON, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -220,6 +224,8 @@ class RevocationPublished(KeyEvent):
 @dataclass(frozen=True, kw_only=True)
 class KeyRevoked(KeyEvent):
     results: tuple[JSON, ...]
+    waited: float = 0.0
+    lagged: tuple[JSON, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,6 +14,7 @@ from datetime import datetime
 from . import events as ev
 from .errors import IllegalTransition
 from .machine import check_transition
+from .names import pattern_domain
 from .states import Action, Mode, Role, State
 
 
@@ -77,6 +78,9 @@ class IdentityState:
     rotate_at: datetime | None = None  # when the active key is due to be replaced
     emergency_actor: str = ""  # set while a replacement after an emergency is under way
     emergency_reason: str = ""
+    # the domain whose mail this identity signs (one owner each; see pattern_domain)
+    sending_domain: str = ""
+    requested_at: datetime | None = None  # an operator's rotation request not yet acted on
 
     @property
     def stream_id(self) -> str:
@@ -90,6 +94,12 @@ LEGACY_EMERGENCY = "emergency: "
 
 def _from_emergency(event: ev.KeyEvent) -> bool:
     return event.emergency or event.reason.startswith(LEGACY_EMERGENCY)
+
+
+def sending_domain(event: ev.IdentityAdded) -> str:
+    """An ESP identity signs no mail of its own as first signature, but its domain is
+    still the ESP's: nobody else may claim it."""
+    return pattern_domain(event.signing_pattern) or (event.domain if event.role == Role.ESP else "")
 
 
 def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
@@ -219,6 +229,7 @@ def apply_identity(ident: IdentityState | None, event: ev.Event) -> IdentityStat
             created_at=event.at,
             version=1,
             rotation_due_at=event.at,  # the first key is due at once
+            sending_domain=sending_domain(event),
         )
     if ident is None:
         if isinstance(event, ev.IdentityEvent | ev.KeyEvent):
@@ -230,13 +241,21 @@ def apply_identity(ident: IdentityState | None, event: ev.Event) -> IdentityStat
                 f"identity {ident.identity}: a rotation is already in progress "
                 f"(key {ident.pending_key}); wait for it to become active"
             )
-        return replace(ident, version=ident.version + 1, rotation_due_at=event.at)
+        return replace(
+            ident, version=ident.version + 1, rotation_due_at=event.at, requested_at=event.at
+        )
     if isinstance(event, ev.RotationDeferred):
         return replace(
             ident, version=ident.version + 1, rotation_due_at=event.retry_at, notice=event.notice
         )
     if isinstance(event, ev.KeyGenerated):
-        return replace(ident, pending_key=event.key_id, rotation_due_at=None, notice=event.notice)
+        return replace(
+            ident,
+            pending_key=event.key_id,
+            rotation_due_at=None,
+            notice=event.notice,
+            requested_at=None,
+        )
     if isinstance(event, ev.KeyActivated):
         return replace(
             ident,

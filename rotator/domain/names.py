@@ -12,8 +12,15 @@ from .errors import InputError
 _LDH = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
 
-def normalize_domain(name: str) -> str:
-    """Lower-case A-label form without the trailing dot; InputError naming the problem."""
+def mail_domain(name: str) -> str:
+    """A domain that signs or sends mail (d=, RFC 6376 3.5) follows RFC 5321: letters,
+    digits and hyphens, no underscores (unlike a DNS zone such as myesp._domainkey.x)."""
+    return normalize_domain(name, zone=False)
+
+
+def normalize_domain(name: str, zone: bool = True) -> str:
+    """Lower-case A-label form without the trailing dot; InputError naming the problem.
+    Underscores are refused unless `zone` (see mail_domain)."""
     raw = name.strip().rstrip(".")
     if not raw:
         raise InputError("domain name is empty; give a name like example.com")
@@ -36,6 +43,11 @@ def normalize_domain(name: str) -> str:
             raise InputError(
                 f"domain {name!r}: label {label!r} may only hold letters, digits, hyphens "
                 "(not at either end) and underscores"
+            )
+        if "_" in label and not zone:
+            raise InputError(
+                f"domain {name!r}: label {label!r} has an underscore; a mail domain (d=) "
+                "holds only letters, digits and hyphens (RFC 5321)"
             )
         labels.append(label)
     out = ".".join(labels)
@@ -65,3 +77,37 @@ def selector_seq(selector: str, esp: str) -> int | None:
     """n of a cname-mode selector "<esp><n>", else None."""
     rest = selector.removeprefix(esp)
     return int(rest) if rest != selector and rest.isdigit() else None
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(what: str, value: str, max_len: int) -> str:
+    """Free text that reaches the audit log (an actor, a reason, a customer name): no
+    control characters (a newline would forge a log line), at most max_len characters."""
+    if _CONTROL.search(value):
+        raise InputError(
+            f"{what}: control characters (newlines, tabs, escapes) are not allowed: {value!r}"
+        )
+    if len(value) > max_len:
+        raise InputError(f"{what}: at most {max_len} characters, got {len(value)}")
+    return value
+
+
+def pattern_domain(pattern: str) -> str:
+    """The sending domain a SigningTable pattern covers: "*@acme.com" and "*@*.acme.com"
+    both belong to acme.com; "" (an ESP identity signs only as a second signature)."""
+    return pattern.removeprefix("*@").removeprefix("*.") if pattern else ""
+
+
+def check_signing_pattern(pattern: str, domain: str) -> str:
+    """Only the identity's own mail may be signed with its key: `*@domain` or
+    `*@*.domain` (its subdomains), never `*`, another domain, whitespace or control
+    characters (a newline would add a line to the signer's table)."""
+    allowed = (f"*@{domain}", f"*@*.{domain}")
+    if pattern not in allowed:
+        raise InputError(
+            f"--signing-pattern {pattern!r}: use {allowed[0]} or {allowed[1]}; a key may "
+            "only sign its own domain's mail"
+        )
+    return pattern

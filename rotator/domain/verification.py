@@ -20,6 +20,19 @@ class Observation:
     error: str | None = None  # timeout, network error, malformed answer
 
 
+NODATA = "no TXT record at the name (NODATA)"
+STALE = "record differs from the published one (old or foreign data)"
+# What a server that has not caught up yet answers (authoritatively): these are waited for.
+# Anything else (no answer, REFUSED, SERVFAIL, not authoritative) is a failure at once.
+PROPAGATING = frozenset({"NXDOMAIN", NODATA, STALE})
+
+
+def propagating(results: tuple[dict[str, Any], ...]) -> bool:
+    """True if every server that disagrees only looks behind: worth waiting for."""
+    bad = [r for r in results if not r["ok"]]
+    return bool(bad) and all(r["detail"] in PROPAGATING for r in bad)
+
+
 def judge_one(expected: str, obs: Observation, key_only: bool = False) -> str | None:
     """None if this answer proves the record is served, else why not."""
     if obs.error:
@@ -29,7 +42,7 @@ def judge_one(expected: str, obs: Observation, key_only: bool = False) -> str | 
     if not obs.authoritative:
         return "answer is not authoritative (AA=0): lame delegation or wrong server"
     if not obs.texts:
-        return "no TXT record at the name (NODATA)"
+        return NODATA
     if len(obs.texts) > 1:
         return f"{len(obs.texts)} TXT records at the name; verifiers need exactly one"
     if key_only:
@@ -39,7 +52,7 @@ def judge_one(expected: str, obs: Observation, key_only: bool = False) -> str | 
             return "the customer's record carries a different public key"
         return None
     if not records_match(expected, obs.texts[0]):
-        return "record differs from the published one (old or foreign data)"
+        return STALE
     return None
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+import structlog
 
 from rotator.adapters.keystore_fs import FsKeyStore
 from rotator.adapters.store_sqlite import SqliteEventStore
@@ -18,6 +20,7 @@ from rotator.domain.model import KeyState
 from rotator.domain.policy import Policy
 from rotator.domain.states import State
 
+from .clirun import write_config
 from .fakes import FakeDns, FakeSigner, ManualClock, demo_policy
 
 
@@ -98,21 +101,46 @@ def default_policies() -> dict[str, Policy]:
 MakeEnv = Callable[..., UnitEnv]
 
 
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    # The CLI points structlog and the stdlib root logger at the runner's stderr, which is
+    # gone after the invoke: leave no dangling stream for other tests.
+    handlers = list(logging.getLogger().handlers)
+    yield
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+
+
 @pytest.fixture
-def make_env(tmp_path: Path) -> MakeEnv:
+def cfg(tmp_path: Path) -> Path:
+    return write_config(tmp_path)
+
+
+@pytest.fixture
+def make_env(tmp_path: Path) -> Iterator[MakeEnv]:
     """UnitEnv(policies=..., esp_nameservers=...): each call gets its own directory."""
     counter = itertools.count()
+    made: list[UnitEnv] = []
 
     def make(
         policies: dict[str, Policy] | None = None, esp_nameservers: Sequence[str] = ()
     ) -> UnitEnv:
-        return UnitEnv(
+        env = UnitEnv(
             tmp_path / f"env{next(counter)}",
             {**default_policies(), **(policies or {})},
             esp_nameservers,
         )
+        made.append(env)
+        return env
 
-    return make
+    yield make
+    for env in made:  # worker processes a test started, and the database
+        if env.ctx.pool is not None:
+            env.ctx.pool.shutdown()
+        env.store.close()
 
 
 @pytest.fixture

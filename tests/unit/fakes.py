@@ -37,6 +37,7 @@ class FakeDns:
         self.delegation_error: str | None = None
         self.delegation_queries: list[str] = []
         self.cnames: dict[str, str] = {}  # the customers' CNAMEs, as a resolver sees them
+        self.zone_problems: dict[str, str] = {}  # zones the "primary" does not serve
 
     def apply(self, zone: str, changes: Sequence[RecordChange]) -> str:
         if self.fail_publish:
@@ -48,6 +49,9 @@ class FakeDns:
             else:
                 self.records[c.name] = c.text
         return "fake-primary"
+
+    def zone_problem(self, zone: str) -> str | None:
+        return self.zone_problems.get(zone)
 
     def observe(self, zone: str, name: str) -> list[Observation]:
         out = []

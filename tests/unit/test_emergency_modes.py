@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from rotator.adapters.workers import WorkerPool
 from rotator.app import CustomerRow, Scope
 from rotator.domain.errors import InputError, NotFound
 from rotator.domain.policy import pingpong_problem
@@ -165,7 +166,7 @@ def test_ping_pong_waits_for_the_cname_and_alternates_slots(env: UnitEnv) -> Non
 
 
 def test_parallel_key_generation_makes_valid_distinct_keys(env: UnitEnv) -> None:
-    env.ctx.workers = 2
+    env.ctx.pool = WorkerPool(2)
     specs = [(f"k{i:015d}", "rsa", 1024) for i in range(8)]
     keys = env.app.generation.keygen(specs)
     assert len({k.fingerprint for k in keys}) == 8

@@ -168,6 +168,7 @@ def test_destroy_overwrites_with_zeros_then_unlinks(tmp_path: Path) -> None:
 
 def test_destroy_also_wipes_a_leftover_temp_file(tmp_path: Path) -> None:
     ks = FsKeyStore(tmp_path / "keys")
+    ks.prepare()
     tmp = ks.dir / "half.tmp"
     tmp.write_bytes(b"-----BEGIN PRIVATE KEY-----\nhalf written\n")
     witness = tmp_path / "witness"
@@ -192,7 +193,7 @@ def test_existing_key_dir_is_tightened(tmp_path: Path) -> None:
     d = tmp_path / "keys"
     d.mkdir(mode=0o755)
     os.chmod(d, 0o755)
-    FsKeyStore(d)
+    FsKeyStore(d).prepare()
     assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
 
 

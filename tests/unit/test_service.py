@@ -93,12 +93,8 @@ def test_publish_failure_is_recorded_and_retried_with_backoff(env: UnitEnv) -> N
     assert [f.attempt for f in fails] == [1, 2]
 
 
-def test_lagging_nameserver_blocks_verification(env: UnitEnv) -> None:
-    env.app.onboarding.add_identity("example.com", "demo")
-    env.app.lifecycle.tick()
-    (first,) = env.store.list_keys()
-    env.clock.advance(61)
-    # the secondary does not serve anything new: the new key must not go active
+def lag_secondary(env: UnitEnv) -> None:
+    """From now on the "secondary" serves nothing new: every published name lags there."""
     real_apply = env.dns.apply
 
     def apply_lagging(zone: str, changes: Any) -> str:
@@ -107,16 +103,57 @@ def test_lagging_nameserver_blocks_verification(env: UnitEnv) -> None:
         return real_apply(zone, changes)
 
     env.dns.apply = apply_lagging  # type: ignore[method-assign]
+
+
+def test_lagging_nameserver_blocks_verification_without_a_failure(env: UnitEnv) -> None:
+    env.app.onboarding.add_identity("example.com", "demo")
+    env.app.lifecycle.tick()
+    (first,) = env.store.list_keys()
+    env.clock.advance(61)
+    lag_secondary(env)  # the new key must not go active
     env.app.lifecycle.tick()
     new = next(k for k in env.store.list_keys() if k.key_id != first.key_id)
     assert new.state is State.PUBLISHED
-    assert "127.0.0.2:53" in new.last_error
+    # propagation is a normal state: nothing recorded while the servers catch up
+    assert (new.attempts, new.last_error) == (0, None)
     assert env.key(first.key_id).state is State.ACTIVE  # never without an active key
+    waiting = env.app.lifecycle.verifying.next_checks()
+    assert waiting == {new.key_id: env.clock.now() + timedelta(seconds=0.5)}
+    assert env.app.lifecycle.next_due() == waiting[new.key_id]  # the daemon wakes for it
+    env.app.lifecycle.tick()  # not due again yet: no query, no event
+    assert env.key(new.key_id).version == new.version
     env.dns.lagging.clear()
     env.clock.advance(5)
     env.app.lifecycle.tick()
     assert env.key(new.key_id).state is State.ACTIVE
     assert env.key(first.key_id).state is State.DRAINING
+    verified = next(
+        s.event
+        for s in env.store.events()
+        if isinstance(s.event, ev.KeyVerified) and s.event.key_id == new.key_id
+    )
+    assert verified.waited == 5
+    assert [(r["address"], r["ok"]) for r in verified.lagged] == [
+        ("127.0.0.1:53", True),
+        ("127.0.0.2:53", False),
+    ]
+    assert not [s for s in env.store.events() if isinstance(s.event, ev.ActionFailed)]
+
+
+def test_lag_past_the_verification_time_is_a_failure(env: UnitEnv) -> None:
+    env.policies["demo"] = dataclasses.replace(
+        env.policies["demo"], verify_timeout=timedelta(seconds=10)
+    )
+    env.app.onboarding.add_identity("example.com", "demo")
+    lag_secondary(env)
+    for _ in range(11):  # checks at 0, 0.5, 2, 3, ... (pauses double up to the retry base)
+        env.app.lifecycle.tick()
+        env.clock.advance(1)
+    (key,) = env.store.list_keys()
+    assert key.state is State.PUBLISHED and key.attempts == 1
+    assert "127.0.0.2:53" in key.last_error and "[verification overdue]" in key.last_error
+    (failed,) = [s.event for s in env.store.events() if isinstance(s.event, ev.ActionFailed)]
+    assert failed.action == "verify" and len(failed.details) == 2
 
 
 def test_signer_reload_failure_keeps_old_key(env: UnitEnv) -> None:
@@ -204,3 +241,26 @@ def test_a_key_whose_policy_file_is_gone_fails_alone(env: UnitEnv) -> None:
     env.app.lifecycle.tick()
     ident = env.store.identity("b.example")
     assert ident is not None and "policy 'doomed' not found" in ident.notice
+
+
+def test_startup_wipes_temp_files_an_interrupted_write_left(env: UnitEnv) -> None:
+    env.keystore.prepare()
+    leftovers = [env.keystore.dir / ".k1.0123abcd.tmp", env.keystore.dir / "k2.tmp"]
+    witnesses = []
+    for i, path in enumerate(leftovers):
+        path.write_bytes(b"-----BEGIN PRIVATE KEY-----\nhalf\n")
+        witness = env.tmp / f"witness{i}"
+        os.link(path, witness)
+        witnesses.append(witness)
+    env.app.lifecycle.startup()
+    assert not any(p.exists() for p in leftovers)
+    assert all(set(w.read_bytes()) == {0} for w in witnesses)  # zeroed, not just unlinked
+
+
+def test_a_key_store_that_cannot_take_keys_defers_with_the_reason(env: UnitEnv) -> None:
+    env.app.onboarding.add_identity("example.com", "demo")
+    env.keystore.dir.write_text("not a directory")  # every key write fails, even as root
+    env.app.lifecycle.tick()  # must not raise
+    ident = env.store.identity("example.com")
+    assert ident is not None and ident.notice.startswith("cannot generate a key: key_dir ")
+    assert env.store.list_keys() == []

@@ -21,8 +21,8 @@ from rotator.domain.states import Mode, Role, State
 from rotator.ports import SigningEntry
 from tests.support.cli import customer_add
 
+from .clirun import event_count, ok, refused, run, write_config
 from .conftest import MakeEnv, UnitEnv
-from .test_cli import event_count, ok, refused, run, write_config
 
 ACME = "acme.example"
 ACME_ZONE = "myesp._domainkey.acme.example"
