@@ -130,11 +130,16 @@ class KeyStore(Protocol):
 
 @dataclass(frozen=True)
 class SigningEntry:
+    """One signature a signer adds: mail matching `signing_pattern` is signed with d=domain,
+    s=selector and the key `key_id` (rotator's own copy at key_path)."""
+
     key_id: str
     domain: str
     selector: str
     key_path: Path
-    signing_pattern: str  # e.g. "*@example.com"
+    signing_pattern: str  # "*@example.com" or "*@*.example.com"
+    algorithm: str = "rsa"  # rsa | ed25519
+    second: bool = False  # the ESP's feedback-loop signature, added beside the customer's
 
 
 class Signer(Protocol):

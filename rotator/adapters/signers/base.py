@@ -1,0 +1,62 @@
+"""What every signer format shares: the rendered file set and the grouping by sender."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ...ports import SigningEntry
+
+HEADER = "Written by rotator. Do not edit: it is rewritten on every key activation."
+
+# The bytes of rotator's copy of a key (PKCS#8 PEM), read only while a target is written.
+KeyReader = Callable[[SigningEntry], bytes]
+
+
+@dataclass(frozen=True)
+class TargetFiles:
+    """A target's complete output. Paths are relative to the target directory. Key files
+    are written (and fsynced) before any table, so a table never names a missing key."""
+
+    keys: dict[str, bytes] = field(default_factory=dict)
+    tables: dict[str, bytes] = field(default_factory=dict)
+
+
+class Format(Protocol):
+    name: str
+
+    def render(
+        self, entries: Sequence[SigningEntry], read_key: KeyReader, key_dir: str
+    ) -> TargetFiles:
+        """The files for exactly these entries; tables name keys under `key_dir` (the
+        absolute directory the signer reads them from)."""
+        ...
+
+
+def key_file(entry: SigningEntry, suffix: str = ".pem") -> str:
+    """The relative path of an entry's key file inside a target directory."""
+    return f"keys/{entry.key_id}{suffix}"
+
+
+def by_sender(entries: Sequence[SigningEntry]) -> dict[str, list[SigningEntry]]:
+    """Signing pattern -> its signatures, the customer's own first and the ESP's
+    feedback-loop signature after, each group and the whole in a stable order."""
+    out: dict[str, list[SigningEntry]] = {}
+    for e in sorted(entries, key=lambda e: (e.signing_pattern, e.second, e.domain, e.selector)):
+        out.setdefault(e.signing_pattern, []).append(e)
+    return out
+
+
+def sender_domain(pattern: str) -> str:
+    """ "*@example.com" -> "example.com"; "*@*.example.com" -> ".example.com" (subdomains)."""
+    rest = pattern.removeprefix("*@")
+    return "." + rest.removeprefix("*.") if rest.startswith("*.") else rest
+
+
+def unique_keys(entries: Sequence[SigningEntry]) -> list[SigningEntry]:
+    """One entry per key (an ESP key signs for many senders), in a stable order."""
+    seen: dict[str, SigningEntry] = {}
+    for e in sorted(entries, key=lambda e: (e.domain, e.selector, e.key_id)):
+        seen.setdefault(e.key_id, e)
+    return list(seen.values())
