@@ -14,6 +14,10 @@ install_system() {
   # the tests also run a Knot DNS secondary beside BIND
   if [ "${1:-}" = test ]; then
     command -v knotd >/dev/null 2>&1 || [ -x /usr/sbin/knotd ] || missing+=(knot)
+    # the signers the tests run for real
+    [ -x /usr/sbin/opendkim ] || missing+=(opendkim opendkim-tools)
+    [ -x /usr/bin/rspamd ] || missing+=(rspamd)
+    [ -x /usr/sbin/exim4 ] || missing+=(exim4-daemon-light)
   fi
   command -v named >/dev/null 2>&1 || [ -x /usr/sbin/named ] || missing+=(bind9)
   command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
@@ -30,10 +34,16 @@ install_python() {
   if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
   fi
-  if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ] \
+      || [ requirements/lock.txt -nt .venv/.installed ]; then
     echo "quickstart: installing rotator and its test tools into .venv (pip)" >&2
-    if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' \
-        >.venv/pip.log 2>&1; then
+    # the pinned, hash-checked dependencies (requirements/lock.txt), then rotator from this checkout
+    if ! { .venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes \
+             --no-deps -r requirements/build.txt \
+           && .venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes \
+             --no-deps --no-build-isolation -r requirements/lock.txt \
+           && .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps \
+             --no-build-isolation -e .; } >.venv/pip.log 2>&1; then
       cat .venv/pip.log >&2
       echo "quickstart: pip install failed (log above, also in .venv/pip.log)" >&2
       exit 1

@@ -12,8 +12,11 @@ from .adapters.dns_rfc2136 import Rfc2136Publisher
 from .adapters.keystore_fs import FsKeyStore
 from .adapters.lock import FlockDaemonLock
 from .adapters.probe import AuthoritativeProbe
-from .adapters.signer_opendkim import OpenDkimSigner
-from .adapters.store_sqlite import SqliteEventStore, open_store
+from .adapters.signers.fleet import SignerFleet
+from .adapters.signers.probes import Prober
+from .adapters.signers.target import SignerTarget, key_reader
+from .adapters.store_seal import Anchor, Sealer, load_key
+from .adapters.store_sqlite import SqliteEventStore, has_sealed_events, open_store
 from .adapters.workers import WorkerPool
 from .app import Application, Context
 from .config import Config, load_tsig_secret
@@ -58,6 +61,17 @@ def user_name(uid: int) -> str:
         return f"uid {uid}"
 
 
+def origin() -> str:
+    """`uid=1000(alice)`, plus ` sudo=bob` when run through sudo: recorded beside the
+    --actor a command claims."""
+    uid = os.getuid()
+    text = f"uid={uid}({user_name(uid)})"
+    sudo = os.environ.get("SUDO_USER")
+    if sudo and sudo.isprintable() and len(sudo) <= 64:
+        text += f" sudo={sudo}"
+    return text
+
+
 def check_owner(paths: Sequence[Path]) -> None:
     """Writing commands run as the owner of the state: files another user (root, say)
     creates in it would lock the daemon out of its own database and keys."""
@@ -76,11 +90,31 @@ def check_owner(paths: Sequence[Path]) -> None:
             )
 
 
-def build(config: Config, readonly: bool = False) -> App:
+def sealer_for(config: Config, readonly: bool) -> Sealer | None:
+    """The audit key. A writer makes it when the log has no sealed event yet; a reader
+    that cannot read it checks no MACs (`audit verify` insists, see the CLI)."""
+    path = config.audit.key_file
+    if readonly:
+        try:
+            return Sealer(load_key(path, create=False))
+        except ConfigError:
+            return None
+    return Sealer(load_key(path, create=not has_sealed_events(config.database)))
+
+
+def build(config: Config, readonly: bool = False, command: bool = True) -> App:
+    """`command`: an operator's command (its events carry its real uid), not the daemon."""
     policies = PolicySet(config.policy_dir)
     if not readonly:
         check_owner([config.database, config.key_dir])
-    store = open_store(config.database, readonly=readonly)
+    store = open_store(
+        config.database,
+        readonly=readonly,
+        sealer=sealer_for(config, readonly),
+        anchor=None
+        if readonly and not config.audit.anchor.exists()
+        else Anchor(config.audit.anchor),
+    )
     dns = config.dns
     publisher: Publisher = NoPublisher()
     if not readonly:
@@ -98,19 +132,24 @@ def build(config: Config, readonly: bool = False) -> App:
         nameservers=dns.nameservers,
         resolver=dns.resolver,
     )
-    signer = OpenDkimSigner(
-        config.signer.key_table, config.signer.signing_table, config.signer.reload
+    keystore = FsKeyStore(config.key_dir)
+    read_key = key_reader(keystore.path)
+    signer = SignerFleet(
+        [SignerTarget(t, read_key, Prober(t.probe, probe.observe)) for t in config.targets],
+        config.database.with_name(config.database.name + ".signer-lock"),
     )
     ctx = Context(
         store=store,
         policy=policies.get,
         publisher=publisher,
         probe=probe,
-        keystore=FsKeyStore(config.key_dir),
+        keystore=keystore,
         signer=signer,
         clock=SystemClock(),
         lock=FlockDaemonLock(config.database),
         esp_nameservers=frozenset(dns.esp_nameservers),
         pool=None if readonly else WorkerPool(),
+        origin=origin() if command else "",
+        customer_check_s=3 * dns.timeout,
     )
     return App(config, policies, store, ctx)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import shlex
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config_targets import TargetConfig, parse_targets
 from .domain.errors import ConfigError
 
 DEFAULT_CONFIG = Path("/etc/rotator/rotator.toml")
@@ -36,10 +36,9 @@ class DnsConfig:
 
 
 @dataclass(frozen=True)
-class SignerConfig:
-    key_table: Path
-    signing_table: Path
-    reload: tuple[str, ...] = ()
+class AuditConfig:
+    key_file: Path  # HMAC key outside the database (0400; or a systemd credential)
+    anchor: Path  # append-only file that gets the log's head after every transaction
 
 
 @dataclass(frozen=True)
@@ -50,9 +49,32 @@ class Config:
     policy_dir: Path
     tick_seconds: float
     dns: DnsConfig
-    signer: SignerConfig
+    targets: tuple[TargetConfig, ...]
+    audit: AuditConfig
     log_format: str = "auto"  # auto | json | console
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512")  # nothing weaker
+TSIG_MIN_BYTES = 32
+
+
+def refuse_loose(path: Path, what: str, readable_secret: bool = False) -> None:
+    """A file that decides what rotator runs or where it writes (config, policies) must not
+    be writable by group or others; one holding a secret must not be readable by others."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return
+    if mode & 0o022:
+        raise ConfigError(
+            f"{path}: {what} is writable by group or others (mode {mode:04o}); chmod go-w {path}"
+        )
+    if readable_secret and mode & 0o004:
+        raise ConfigError(
+            f"{path}: holds a secret but is readable by others (mode {mode:04o}); "
+            f"chmod o-r {path}, or move the secret to dns.tsig_secret_file"
+        )
 
 
 def _fail(path: Path, key: str, problem: str) -> ConfigError:
@@ -77,6 +99,7 @@ def load_config(path: Path | str | None = None) -> Config:
         raise ConfigError(
             f"{cfg_path}: {what}; pass --config with the path of rotator.toml"
         ) from None
+    refuse_loose(cfg_path, "the config (it names the reload commands)")
     base = cfg_path.resolve().parent
 
     def path_of(table: Mapping[str, Any], key: str, where: str, default: str | None = None) -> Path:
@@ -105,6 +128,7 @@ def load_config(path: Path | str | None = None) -> Config:
         raise _fail(cfg_path, "dns.tsig_secret", "missing; set tsig_secret or tsig_secret_file")
     else:
         check_secret(secret, f"{cfg_path}: dns.tsig_secret")
+        refuse_loose(cfg_path, "the config", readable_secret=True)
     tsig_name = dns.get("tsig_name")
     if not isinstance(tsig_name, str) or not tsig_name:
         raise _fail(cfg_path, "dns.tsig_name", "missing; the TSIG key name the primary knows")
@@ -134,20 +158,28 @@ def load_config(path: Path | str | None = None) -> Config:
         esp_nameservers=tuple(esp_ns),
     )
 
-    signer = data.get("signer", {})
-    if not isinstance(signer, Mapping):
-        raise _fail(cfg_path, "[signer]", "must be a table")
-    reload = signer.get("reload", [])
-    if isinstance(reload, str):
-        reload = shlex.split(reload)
-    if not isinstance(reload, list) or not all(isinstance(a, str) for a in reload):
-        raise _fail(cfg_path, "signer.reload", "must be a command string or list of strings")
-    signer_cfg = SignerConfig(
-        key_table=path_of(signer, "key_table", "signer.key_table", "opendkim/KeyTable"),
-        signing_table=path_of(
-            signer, "signing_table", "signer.signing_table", "opendkim/SigningTable"
-        ),
-        reload=tuple(reload),
+    targets = parse_targets(data, cfg_path, base)
+    key_dir = path_of(data, "key_dir", "key_dir", "keys")
+    check_target_dirs(cfg_path, targets, key_dir)
+    if dns_cfg.tsig_algorithm not in TSIG_ALGORITHMS:
+        raise _fail(
+            cfg_path,
+            "dns.tsig_algorithm",
+            f"{dns_cfg.tsig_algorithm!r} is not allowed; use one of {', '.join(TSIG_ALGORITHMS)}",
+        )
+    audit = data.get("audit", {})
+    if not isinstance(audit, Mapping):
+        raise _fail(cfg_path, "[audit]", "must be a table")
+    database = path_of(data, "database", "database", "rotator.db")
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    default_key = (
+        str(Path(credentials) / "audit.key")
+        if credentials and (Path(credentials) / "audit.key").exists()
+        else str(database.parent / "audit.key")
+    )
+    audit_cfg = AuditConfig(
+        key_file=path_of(audit, "key_file", "audit.key_file", default_key),
+        anchor=path_of(audit, "anchor", "audit.anchor", str(database.parent / "anchor.log")),
     )
     log_format = data.get("log_format", "auto")
     if log_format not in ("auto", "json", "console"):
@@ -157,21 +189,42 @@ def load_config(path: Path | str | None = None) -> Config:
         raise _fail(cfg_path, "tick_seconds", "must be > 0")
     return Config(
         path=cfg_path,
-        database=path_of(data, "database", "database", "rotator.db"),
-        key_dir=path_of(data, "key_dir", "key_dir", "keys"),
+        database=database,
+        key_dir=key_dir,
         policy_dir=path_of(data, "policy_dir", "policy_dir", "policies"),
         tick_seconds=tick,
         dns=dns_cfg,
-        signer=signer_cfg,
+        targets=targets,
+        audit=audit_cfg,
         log_format=log_format,
     )
 
 
+def check_target_dirs(source: Path, targets: tuple[TargetConfig, ...], key_dir: Path) -> None:
+    """A target owns the keys/ of its directory (keys that left it are wiped there): that
+    must never be, hold, or sit inside rotator's own key directory."""
+    mine = key_dir.resolve()
+    for t in targets:
+        if t.legacy_tables is not None:
+            continue
+        theirs = (t.directory / "keys").resolve()
+        if mine.is_relative_to(theirs) or theirs.is_relative_to(mine):
+            raise ConfigError(
+                f"{source}: target {t.name}: directory {t.directory} holds rotator's key_dir "
+                f"{key_dir}; give the target a directory of its own"
+            )
+
+
 def check_secret(secret: str, where: str) -> None:
     try:
-        base64.b64decode(secret, validate=True)
+        raw = base64.b64decode(secret, validate=True)
     except (binascii.Error, ValueError):
         raise ConfigError(f"{where}: is not base64 (as tsig-keygen prints it)") from None
+    if len(raw) < TSIG_MIN_BYTES:
+        raise ConfigError(
+            f"{where}: the secret is {len(raw)} bytes; use at least {TSIG_MIN_BYTES} "
+            "(tsig-keygen -a hmac-sha256 makes 32)"
+        )
 
 
 def load_tsig_secret(dns: DnsConfig) -> str:
@@ -179,6 +232,7 @@ def load_tsig_secret(dns: DnsConfig) -> str:
     if dns.tsig_secret_file is None:
         return dns.tsig_secret
     where = f"dns.tsig_secret_file {dns.tsig_secret_file}"
+    refuse_loose(dns.tsig_secret_file, "the TSIG secret file", readable_secret=True)
     try:
         secret = dns.tsig_secret_file.read_text().strip()
     except OSError as exc:

@@ -16,7 +16,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from .app import TickReport
 from .bootstrap import App
-from .domain.errors import ExternalError, RotatorError
+from .domain.errors import ExternalError, RotatorError, StoreError
 
 log = structlog.get_logger("rotator")
 
@@ -52,6 +52,12 @@ class Daemon:
         assert lock is not None
         lock.acquire()
         try:
+            problem = self.app.store.consistency_problem()
+            if problem:  # never act on a projection that is not the log's
+                raise StoreError(
+                    f"refusing to start: {problem}; run `rotator audit verify`, then "
+                    "`rotator db rebuild` if the log itself is intact"
+                )
             try:
                 wiped = self.app.lifecycle.startup()
             except ExternalError as exc:  # e.g. the signer reload failed: retried on activation

@@ -6,11 +6,13 @@ import tomllib
 from pathlib import Path
 
 from .adapters.cron import cron_schedule
+from .config import refuse_loose
 from .domain.errors import NotFound, PolicyError
 from .domain.policy import Policy, parse_policy
 
 
 def load_policy_file(path: Path) -> Policy:
+    refuse_loose(path, "a policy")
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -33,6 +35,7 @@ class PolicySet:
             raise PolicyError(
                 f"{self.directory}: policy directory not found; set policy_dir in the config"
             )
+        refuse_loose(self.directory, "the policy directory")
         self.policies = {p.stem: load_policy_file(p) for p in sorted(self.directory.glob("*.toml"))}
 
     def get(self, name: str) -> Policy:

@@ -109,6 +109,11 @@ class KeyStore(Protocol):
         if it is not an unencrypted RSA or Ed25519 key."""
         ...
 
+    def customer_key(self, pem: bytes) -> tuple[str, int, bytes, bytes]:
+        """A customer-supplied key checked (RFC 8301) and re-serialised: (algorithm, bits,
+        public material, PKCS#8 PEM to store); InputError naming what is wrong."""
+        ...
+
     def write(self, key_id: str, pem: bytes) -> Path:
         """Store an imported private key (mode 0600, atomically)."""
         ...
@@ -140,17 +145,38 @@ class SigningEntry:
     signing_pattern: str  # "*@example.com" or "*@*.example.com"
     algorithm: str = "rsa"  # rsa | ed25519
     second: bool = False  # the ESP's feedback-loop signature, added beside the customer's
+    # where its public key is served (for probes that verify a signature on the spot)
+    zone: str = ""
+    record_name: str = ""
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """One signer target's outcome: files written, reloaded, probed (or why not)."""
+
+    target: str
+    ok: bool
+    detail: str  # "signs with s=... d=... (verified)", "probe off: not proven", or the error
+    proven: bool = False  # a live signer was seen to sign with the keys checked
+
+    def as_json(self) -> dict[str, object]:
+        return {"target": self.target, "ok": self.ok, "proven": self.proven, "detail": self.detail}
 
 
 class Signer(Protocol):
+    """Every signer target rotator keeps in step (one OpenDKIM, or a fleet of MTAs)."""
+
     def locked(self) -> AbstractContextManager[None]:
         """Exclusive across processes (daemon and operator commands): read the state and
-        write the signer inside it."""
+        write the signers inside it."""
         ...
 
-    def apply(self, entries: Sequence[SigningEntry]) -> None:
-        """Atomically rewrite the signer configuration to exactly `entries`, then reload.
-        Raises SignerError(reason)."""
+    def apply(
+        self, entries: Sequence[SigningEntry], check: Sequence[SigningEntry] = ()
+    ) -> list[TargetResult]:
+        """Make every target sign exactly `entries`: files written atomically (keys before
+        the tables naming them), reload, then a probe through the live signer for each
+        key in `check`. One result per target; a target's failure never raises."""
         ...
 
 

@@ -10,9 +10,17 @@ import shutil
 import pytest
 
 HAVE_NAMED = bool(shutil.which("named") or os.path.exists("/usr/sbin/named"))
+SIGNERS = ("/usr/sbin/opendkim", "/usr/bin/rspamd", "/usr/sbin/exim4")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if os.environ.get("CI"):
+        missing = [b for b in SIGNERS if not os.path.exists(b)]
+        if missing:  # CI proves signing with real signers: never a silent skip there
+            raise pytest.UsageError(
+                f"CI is set but {', '.join(missing)} missing: apt-get install opendkim "
+                "opendkim-tools rspamd exim4-daemon-light"
+            )
     if HAVE_NAMED:
         return
     if os.environ.get("CI"):

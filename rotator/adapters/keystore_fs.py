@@ -40,17 +40,52 @@ def public_key_material(private_key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateK
     )
 
 
-def describe_private_key(pem: bytes) -> tuple[str, int, bytes]:
-    """(algorithm, bits, public material) of a PEM private key; InputError if unusable."""
+MAX_PEM = 16384  # octets: a 4096-bit RSA key in PEM is about 3.3 KiB
+RSA_MIN, RSA_MAX, RSA_RECOMMENDED = 1024, 4096, 2048  # RFC 8301 section 3.2
+
+
+def _load(pem: bytes) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:
+    # cap before parsing: a huge key costs seconds to load and every signature after it
+    if len(pem) > MAX_PEM:
+        raise InputError(f"key file is {len(pem)} octets; a DKIM private key is under {MAX_PEM}")
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
         raise InputError(f"not an unencrypted PEM private key: {exc}") from None
+    if isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
+        return key
+    raise InputError("private key must be RSA or Ed25519")
+
+
+def describe_private_key(pem: bytes) -> tuple[str, int, bytes]:
+    """(algorithm, bits, public material) of a PEM private key; InputError if unusable."""
+    key = _load(pem)
     if isinstance(key, rsa.RSAPrivateKey):
         return "rsa", key.key_size, public_key_material(key)
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return "ed25519", 256, public_key_material(key)
-    raise InputError("private key must be RSA or Ed25519")
+    return "ed25519", 256, public_key_material(key)
+
+
+def customer_private_key(pem: bytes) -> tuple[str, int, bytes, bytes]:
+    """A customer's key checked against RFC 8301 (RSA 1024 to 4096 bits, e=65537; Ed25519)
+    and re-serialised: (algorithm, bits, public material, PKCS#8 PEM of our own making),
+    so that nothing of the customer's file but the key itself is ever stored."""
+    key = _load(pem)
+    if isinstance(key, rsa.RSAPrivateKey):
+        e = key.public_key().public_numbers().e
+        if e != 65537:
+            raise InputError(f"RSA public exponent {e}: DKIM keys use e=65537 (RFC 8301)")
+        if not RSA_MIN <= key.key_size <= RSA_MAX:
+            raise InputError(
+                f"RSA key of {key.key_size} bits: RFC 8301 needs {RSA_MIN} to {RSA_MAX} bits "
+                f"({RSA_RECOMMENDED} recommended)"
+            )
+    algorithm, bits, material = describe_private_key(pem)
+    clean = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return algorithm, bits, material, clean
 
 
 def generate_pem(algorithm: str, bits: int) -> tuple[bytes, bytes]:
@@ -78,6 +113,10 @@ class FsKeyStore:
     @staticmethod
     def describe(pem: bytes) -> tuple[str, int, bytes]:
         return describe_private_key(pem)
+
+    @staticmethod
+    def customer_key(pem: bytes) -> tuple[str, int, bytes, bytes]:
+        return customer_private_key(pem)
 
     def path(self, key_id: str) -> Path:
         if not _KEY_ID.fullmatch(key_id):

@@ -58,8 +58,8 @@ def identity_from_row(row: dict[str, Any]) -> IdentityState:
 
 
 def event_hash(row: dict[str, Any]) -> str:
-    """sha256 over the canonical JSON of an event row (minus its own hash)."""
-    body = {k: row[k] for k in sorted(row) if k != "hash"}
+    """sha256 over the canonical JSON of an event row (minus its own hash and MAC)."""
+    body = {k: row[k] for k in sorted(row) if k not in ("hash", "mac")}
     return hashlib.sha256(
         json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()

@@ -148,3 +148,21 @@ def m005_owners_and_requests(db: sqlite_utils.Database) -> None:
             WHERE sending_domain != '';
         """
     )
+
+
+@migrations()
+def m006_seals_and_parking(db: sqlite_utils.Database) -> None:
+    # MACs with a key kept outside the database (store_seal.py); NULL until first sealed
+    db.executescript(
+        """
+        ALTER TABLE events ADD COLUMN mac TEXT;
+        ALTER TABLE keys ADD COLUMN mac TEXT;
+        ALTER TABLE identities ADD COLUMN mac TEXT;
+        ALTER TABLE keys ADD COLUMN parked INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE projection_head (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            position INTEGER NOT NULL,
+            mac TEXT
+        );
+        """
+    )

@@ -14,8 +14,7 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Collection, Iterator, Sequence
-from datetime import datetime
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,32 +23,42 @@ import sqlite_utils
 from ..domain import events as ev
 from ..domain.errors import ConcurrencyError, IllegalTransition, RotatorError, StoreError
 from ..domain.model import IdentityState, KeyState, apply_identity, apply_key
-from ..domain.states import State
-from ..ports import LogFilter, StoredEvent
-from ..timeutil import iso, parse_iso
-from . import store_audit
+from ..ports import StoredEvent
+from ..timeutil import iso
+from .store_audit import StoreAudit
+from .store_queries import StoreReads
 from .store_rows import (
     GENESIS,
     Appended,
-    event_from_row,
     event_hash,
     identity_from_row,
     key_from_row,
     to_row,
 )
 from .store_schema import migrations
+from .store_seal import Anchor, Sealer
 
 __all__ = ["GENESIS", "Appended", "SqliteEventStore", "db_hint", "event_hash", "open_store"]
 
 BUSY_TIMEOUT_MS = 10_000
 
 
-class SqliteEventStore:
-    def __init__(self, path: Path | str, readonly: bool = False) -> None:
+class SqliteEventStore(StoreReads, StoreAudit):
+    def __init__(
+        self,
+        path: Path | str,
+        readonly: bool = False,
+        sealer: Sealer | None = None,
+        anchor: Anchor | None = None,
+    ) -> None:
         """`readonly`: open with SQLite's mode=ro and write nothing at all (no directory,
-        no WAL switch, no migration), for the commands that only read."""
+        no WAL switch, no migration), for the commands that only read. `sealer` (the audit
+        key) MACs what is written and checks every projection row read; `anchor` gets the
+        log's head after every transaction (store_seal.py)."""
         self.path = Path(path)
         self.readonly = readonly
+        self.sealer = sealer
+        self.anchor = anchor
         if readonly:
             if not self.path.is_file():
                 raise RotatorError(
@@ -81,6 +90,10 @@ class SqliteEventStore:
             self.db.enable_wal()
         self.db.execute("PRAGMA synchronous = FULL")
         migrations.apply(self.db)
+        if sealer is not None and self._unsealed():
+            # first open with the audit key (a new database, or an upgrade): seal the
+            # projection by replaying the log into it
+            self.rebuild()
 
     def close(self) -> None:
         self.db.close()
@@ -143,10 +156,11 @@ class SqliteEventStore:
                 try:
                     pos = self.db.execute(
                         "INSERT INTO events (stream_id, version, at, type, identity, key_id, "
-                        "domain, selector, actor, reason, payload, prev_hash, hash) VALUES "
-                        "(:stream_id, :version, :at, :type, :identity, :key_id, :domain, "
-                        ":selector, :actor, :reason, :payload, :prev_hash, :hash)",
-                        row,
+                        "domain, selector, actor, reason, payload, prev_hash, hash, mac) "
+                        "VALUES (:stream_id, :version, :at, :type, :identity, :key_id, "
+                        ":domain, :selector, :actor, :reason, :payload, :prev_hash, :hash, "
+                        ":mac)",
+                        {**row, "mac": self.sealer.event(row["hash"]) if self.sealer else None},
                     ).lastrowid
                 except sqlite3.IntegrityError as exc:
                     raise ConcurrencyError(f"{stream}: {exc}; retry") from exc
@@ -162,6 +176,9 @@ class SqliteEventStore:
                     )
                 )
             self._save(keys, idents)
+            self._set_head(stored[-1].position, stored[-1].hash)
+        if self.anchor is not None:
+            self.anchor.append(stored[-1].position, stored[-1].hash)
         return Appended(
             stored,
             {k: v for k, v in keys.items() if v is not None},
@@ -207,8 +224,10 @@ class SqliteEventStore:
     def _save(
         self, keys: dict[str, KeyState | None], idents: dict[str, IdentityState | None]
     ) -> None:
-        key_rows = [to_row(k) for k in keys.values() if k is not None]
-        ident_rows = [to_row(i) for i in idents.values() if i is not None]
+        key_rows = [self._sealed("keys", to_row(k)) for k in keys.values() if k is not None]
+        ident_rows = [
+            self._sealed("identities", to_row(i)) for i in idents.values() if i is not None
+        ]
         try:
             if key_rows:
                 self.db.table("keys").upsert_all(key_rows, pk="key_id")
@@ -219,156 +238,49 @@ class SqliteEventStore:
                 raise IllegalTransition(f"selector already used for this domain: {exc}") from exc
             raise
 
-    # --- reads -------------------------------------------------------------------------
+    def _sealed(self, table: str, row: dict[str, Any]) -> dict[str, Any]:
+        row["mac"] = self.sealer.row(table, row) if self.sealer else None
+        return row
 
-    def stream_version(self, stream_id: str) -> int:
+    def _set_head(self, position: int, event_hash: str) -> None:
+        mac = self.sealer.head(position, event_hash) if self.sealer else None
+        self.db.execute(
+            "INSERT INTO projection_head (id, position, mac) VALUES (1, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET position = excluded.position, mac = excluded.mac",
+            [position, mac],
+        )
+
+    def _unsealed(self) -> bool:
         row = self.db.execute(
-            "SELECT MAX(version) FROM events WHERE stream_id = ?", [stream_id]
+            "SELECT (SELECT COUNT(*) FROM projection_head) = 0 AND "
+            "(SELECT COUNT(*) FROM events) > 0 "
+            "OR EXISTS (SELECT 1 FROM keys WHERE mac IS NULL) "
+            "OR EXISTS (SELECT 1 FROM identities WHERE mac IS NULL) "
+            "OR EXISTS (SELECT 1 FROM projection_head WHERE mac IS NULL)"
         ).fetchone()
-        return int(row[0] or 0)
+        return bool(row[0])
 
-    def key(self, key_id: str) -> KeyState | None:
-        rows = list(self.db.query("SELECT * FROM keys WHERE key_id = ?", [key_id]))
-        return key_from_row(rows[0]) if rows else None
+    def _key(self, row: dict[str, Any], check: bool = True) -> KeyState:
+        if check and self.sealer is not None:
+            self.sealer.check_row("keys", row, row["key_id"])
+        row.pop("mac", None)
+        return key_from_row(row)
 
-    def list_keys(self, identity: str | None = None, state: State | None = None) -> list[KeyState]:
-        where, params = [], []
-        if identity is not None:
-            where.append("identity = ?")
-            params.append(identity)
-        if state is not None:
-            where.append("state = ?")
-            params.append(state.value)
-        sql = "SELECT * FROM keys"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self.db.query(sql + " ORDER BY domain, created_at", params)
-        return [key_from_row(r) for r in rows]
-
-    def due_keys(self, now: datetime, limit: int = 1000) -> list[KeyState]:
-        rows = self.db.query(
-            "SELECT * FROM keys WHERE next_action_at IS NOT NULL AND next_action_at <= ? "
-            "ORDER BY next_action_at LIMIT ?",
-            [iso(now), limit],
-        )
-        return [key_from_row(r) for r in rows]
-
-    def next_due(self, skip: Collection[str] = ()) -> datetime | None:
-        """Earliest pending action time over keys and identities (for the scheduler),
-        ignoring the keys in `skip` (the caller already knows when to look at them)."""
-        idents = self.db.execute(
-            "SELECT MIN(rotation_due_at) FROM identities WHERE rotation_due_at IS NOT NULL"
-        ).fetchone()[0]
-        # walk the partial index from the earliest; at most len(skip) rows are passed over
-        rows = self.db.execute(
-            "SELECT key_id, next_action_at FROM keys WHERE next_action_at IS NOT NULL "
-            "ORDER BY next_action_at LIMIT ?",
-            [len(skip) + 1],
-        )
-        keys = next((at for key_id, at in rows if key_id not in skip), None)
-        times = [t for t in (idents, keys) if t]
-        return parse_iso(min(times)) if times else None
-
-    def identity(self, identity: str) -> IdentityState | None:
-        rows = list(self.db.query("SELECT * FROM identities WHERE identity = ?", [identity]))
-        return identity_from_row(rows[0]) if rows else None
-
-    def identity_sending(self, domain: str) -> IdentityState | None:
-        """The identity that signs `domain`'s mail, if any."""
-        rows = list(
-            self.db.query(
-                "SELECT * FROM identities WHERE sending_domain = ? ORDER BY identity LIMIT 1",
-                [domain],
-            )
-        )
-        return identity_from_row(rows[0]) if rows else None
-
-    def identities(self) -> list[IdentityState]:
-        return [
-            identity_from_row(r)
-            for r in self.db.query("SELECT * FROM identities ORDER BY identity")
-        ]
-
-    def due_identities(self, now: datetime, limit: int = 1000) -> list[IdentityState]:
-        rows = self.db.query(
-            "SELECT * FROM identities WHERE rotation_due_at IS NOT NULL "
-            "AND rotation_due_at <= ? ORDER BY rotation_due_at LIMIT ?",
-            [iso(now), limit],
-        )
-        return [identity_from_row(r) for r in rows]
-
-    def selectors(self, domain: str) -> set[str]:
-        return {
-            r["selector"]
-            for r in self.db.query("SELECT selector FROM keys WHERE domain = ?", [domain])
-        }
-
-    def events(self, flt: LogFilter | None = None) -> Iterator[StoredEvent]:
-        flt = flt or LogFilter()
-        where = ["position > :after"]
-        params: dict[str, Any] = {"after": flt.after_position}
-        for col in ("identity", "domain", "selector", "key_id", "actor"):
-            value = getattr(flt, col)
-            if value is not None:
-                where.append(f"{col} = :{col}")
-                params[col] = value
-        if flt.identities:
-            names = []
-            for i, ident in enumerate(flt.identities):
-                params[f"i{i}"] = ident
-                names.append(f":i{i}")
-            where.append(f"identity IN ({', '.join(names)})")
-        if flt.types:
-            names = []
-            for i, t in enumerate(flt.types):
-                params[f"t{i}"] = t
-                names.append(f":t{i}")
-            where.append(f"type IN ({', '.join(names)})")
-        if flt.since is not None:
-            where.append("at >= :since")
-            params["since"] = iso(flt.since)
-        if flt.until is not None:
-            where.append("at <= :until")
-            params["until"] = iso(flt.until)
-        sql = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY position"
-        if flt.limit is not None:
-            sql += f" LIMIT {int(flt.limit)}"
-        for row in self.db.query(sql, params):
-            yield event_from_row(row)
-
-    def info(self) -> dict[str, Any]:
-        count = self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-        return {"path": str(self.path), "events": count}
-
-    # --- audit and rebuild ---------------------------------------------------------------
-
-    def verify_chain(self) -> tuple[int, str | None]:
-        """Recompute the hash chain. Returns (events checked, first problem or None)."""
-        return store_audit.verify_chain(self.db.query("SELECT * FROM events ORDER BY position"))
-
-    def replay(self) -> tuple[dict[str, KeyState], dict[str, IdentityState]]:
-        """Fold every event from scratch (in memory)."""
-        return store_audit.replay(self.events())
-
-    def rebuild(self, check_only: bool = False) -> list[str]:
-        """Rebuild the projections from the log. Returns the differences found between the
-        live projection and the replayed one; unless check_only, replaces the live one."""
-        with self._write(lock=not check_only):
-            keys, idents = self.replay()
-            diffs = store_audit.diff("key", {k.key_id: k for k in self.list_keys()}, keys)
-            diffs += store_audit.diff(
-                "identity", {i.identity: i for i in self.identities()}, idents
-            )
-            if not check_only:
-                self.db.execute("DELETE FROM keys")
-                self.db.execute("DELETE FROM identities")
-                self._save(dict(keys.items()), dict(idents.items()))
-        return diffs
+    def _ident(self, row: dict[str, Any], check: bool = True) -> IdentityState:
+        if check and self.sealer is not None:
+            self.sealer.check_row("identities", row, row["identity"])
+        row.pop("mac", None)
+        return identity_from_row(row)
 
 
-def open_store(path: Path | str, readonly: bool = False) -> SqliteEventStore:
+def open_store(
+    path: Path | str,
+    readonly: bool = False,
+    sealer: Sealer | None = None,
+    anchor: Anchor | None = None,
+) -> SqliteEventStore:
     try:
-        return SqliteEventStore(path, readonly=readonly)
+        return SqliteEventStore(path, readonly=readonly, sealer=sealer, anchor=anchor)
     except sqlite3.Error as exc:
         raise RotatorError(f"cannot open database {path}: {db_hint(exc, Path(path))}") from None
     except OSError as exc:
@@ -407,3 +319,21 @@ def db_hint(exc: sqlite3.Error, path: Path | None = None) -> str:
     if "malformed" in text or "not a database" in text:
         return f"{text}: the file is damaged or not a rotator database; restore it from a backup"
     return text
+
+
+def has_sealed_events(path: Path) -> bool:
+    """Whether the log at `path` already depends on an audit key (read without opening
+    the store: the key decides how it is opened)."""
+    if not path.is_file():
+        return False
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        row = conn.execute("SELECT 1 FROM events WHERE mac IS NOT NULL LIMIT 1").fetchone()
+    except sqlite3.Error:  # no events table yet, or no mac column: nothing sealed
+        return False
+    finally:
+        conn.close()
+    return row is not None

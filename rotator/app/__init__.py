@@ -8,6 +8,7 @@ from .customer_dns import CustomerDns
 from .emergency import Declared, Emergency, EmergencyPlan, Scope
 from .emergency_followup import EmergencyFollowUp, FollowUp
 from .generation import Generation
+from .keyimport import KeyImport
 from .lifecycle import Lifecycle
 from .onboarding import CustomerRow, Onboarding
 from .publishing import Publishing
@@ -37,6 +38,7 @@ class Application:
         self.store = ctx.store
         self.customer_dns = CustomerDns(ctx)
         self.onboarding = Onboarding(ctx, self.customer_dns)
+        self.keyimport = KeyImport(ctx)
         self.rotation = Rotation(ctx)
         self.generation = Generation(ctx)
         self.signing = Signing(ctx)

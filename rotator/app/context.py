@@ -32,8 +32,10 @@ class Context:
     # to. Empty: read from each zone's own NS records.
     esp_nameservers: frozenset[str] = frozenset()
     pool: Workers | None = None  # worker processes for key generation (None: in-process)
+    origin: str = ""  # an operator command's real uid (see Event.origin); "" in the daemon
+    customer_check_s: float = 10.0  # the deadline of one customer's DNS checks
     recorder: Recorder = field(init=False)
 
     def __post_init__(self) -> None:
         self.esp_nameservers = frozenset(n.rstrip(".").lower() for n in self.esp_nameservers)
-        self.recorder = Recorder(self.store, self.policy, self.clock)
+        self.recorder = Recorder(self.store, self.policy, self.clock, self.origin)

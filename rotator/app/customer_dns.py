@@ -31,7 +31,7 @@ class CustomerDns:
         text = onboarding.explain(ident.mode, customer_domain, ident.domain, ident.zone)
         if ident.mode in (Mode.CNAME, Mode.PING_PONG, Mode.CUSTOMER_KEY):
             records = [f"{name} 86400 IN CNAME {target}" for name, target in self.cnames(ident)]
-            records += [txt_line(k, 3600) for k in self._customer_keys(ident)]
+            records += [txt_line(k, k.ttl) for k in self._customer_keys(ident)]
             return text, records
         records = onboarding.customer_records(
             ident.mode, ident.domain, ident.zone, self.esp_nameservers(ident.zone)

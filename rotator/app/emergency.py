@@ -10,10 +10,11 @@ from dataclasses import dataclass
 import structlog
 
 from ..domain import events as ev
-from ..domain.errors import ExternalError, NotFound, RotatorError
+from ..domain.errors import NotFound, RotatorError
 from ..domain.model import IdentityState, KeyState
 from ..domain.names import normalize_domain
 from ..domain.states import State
+from ..ports import TargetResult
 from .context import Context
 from .recording import by_operator, key_ids
 from .signing import Signing
@@ -68,7 +69,13 @@ class EmergencyPlan:
 
 @dataclass(frozen=True)
 class Declared:
-    signer_error: str | None = None  # the signer could not be rewritten: why
+    targets: tuple[TargetResult, ...] = ()  # each signer target: rewritten without the keys?
+
+    @property
+    def signer_error(self) -> str | None:
+        """The targets still holding the keys, and why; None when every one let go."""
+        failed = [f"{r.target}: {r.detail}" for r in self.targets if not r.ok]
+        return "; ".join(failed) or None
 
 
 class Emergency:
@@ -121,12 +128,11 @@ class Emergency:
             for k in plan.promote
         ]
         gone = {k.key_id for k in plan.compromise}
-        signer_error = None
         with self.ctx.signer.locked():
-            try:
+            targets = tuple(
                 self.ctx.signer.apply([e for e in self.signing.entries() if e.key_id not in gone])
-            except ExternalError as exc:
-                signer_error = exc.reason
+            )
+            signer_error = Declared(targets).signer_error
             try:
                 self.ctx.recorder.append(events, plan.compromise + plan.promote)
             except RotatorError as exc:
@@ -144,4 +150,4 @@ class Emergency:
             reason=reason,
             signer_error=signer_error,
         )
-        return Declared(signer_error)
+        return Declared(targets)

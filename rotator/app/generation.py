@@ -68,7 +68,12 @@ class Generation:
                 # One identity's missing policy file defers that identity, nobody else.
                 self.ctx.recorder.defer(ident, now, now + DEFAULT_RETRY_MAX, str(exc))
                 continue
-            placement = self.place(ident, policy, now)
+            try:
+                placement = self.place(ident, policy, now)
+            except Exception as exc:
+                why = f"internal error: {type(exc).__name__}: {exc}"
+                self.ctx.recorder.defer(ident, now, now + policy.retry_max, why)
+                continue
             if isinstance(placement, str):
                 self._defer(ident, policy, now, placement)
                 continue
@@ -208,9 +213,12 @@ class Generation:
                 "used; the customer must add the next ones (`rotator customer check`)"
             )
         selector = f"{esp}{n}"
+        # only the next warn_below CNAMEs matter (are fewer than that left?): a bounded
+        # number of lookups, whatever [cname].count is
+        ahead = range(n + 1, min(policy.cname_count, n + policy.cname_warn_below) + 1)
         left = sum(
             1
-            for m in range(n + 1, policy.cname_count + 1)
+            for m in ahead
             if self.ctx.probe.cname(lookup_name(f"{esp}{m}", domain))
             == cname_target(f"{esp}{m}", domain, ident.zone)
         )

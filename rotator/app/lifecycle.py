@@ -31,6 +31,18 @@ MAX_PASSES = 8  # per tick: lets a key chain publish -> verify -> activate witho
 
 Handler = Callable[[list[KeyState], datetime, TickReport], None]
 
+# Revocations (an emergency's first) and the ESP's own DNS work never wait behind
+# verification, the one step that may depend on a customer's DNS.
+ORDER = (
+    Action.REVOKE,
+    Action.VERIFY_REVOCATION,
+    Action.PUBLISH,
+    Action.ACTIVATE,
+    Action.DESTROY,
+    Action.REMOVE_TOMBSTONE,
+    Action.VERIFY,
+)
+
 
 class Lifecycle:
     def __init__(
@@ -97,10 +109,26 @@ class Lifecycle:
                 self.ctx.recorder.failed([key], key.next_action, str(exc), report, now)
                 continue
             groups[key.next_action].append(key)
-        for action in Action:
+        for action in ORDER:
             keys = groups.get(action, [])
             if keys:
-                self.handlers[action](keys, now, report)
+                self._run(action, keys, now, report)
+
+    def _run(self, action: Action, keys: list[KeyState], now: datetime, report: TickReport) -> None:
+        """A handler over many keys; if it crashes (a bug, or data no check foresaw), the
+        keys go one by one, so that the one that crashes it fails alone and the rest go on."""
+        try:
+            self.handlers[action](keys, now, report)
+        except Exception as exc:
+            if len(keys) > 1:
+                for key in keys:
+                    fresh = self.ctx.store.key(key.key_id)
+                    if fresh is not None and fresh.next_action is action:
+                        self._run(action, [fresh], now, report)
+                return
+            log.exception("step_crashed", action=action.value, key_id=keys[0].key_id)
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            self.ctx.recorder.failed(keys, action, reason, report, now)
 
     def destroy(self, keys: list[KeyState], now: datetime, report: TickReport) -> None:
         recorder = self.ctx.recorder

@@ -3,9 +3,6 @@ time or a whole CSV in one transaction) and customer-generated keys."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -13,8 +10,9 @@ from typing import TypeVar
 from ..domain import events as ev
 from ..domain import selector as sel
 from ..domain.errors import InputError, RotatorError
-from ..domain.model import IdentityState, KeyState
+from ..domain.model import IdentityState
 from ..domain.names import (
+    check_dns_name,
     check_signing_pattern,
     is_within,
     lookup_name,
@@ -22,9 +20,9 @@ from ..domain.names import (
     normalize_domain,
     pattern_domain,
     printable,
+    record_location,
 )
-from ..domain.policy import pingpong_problem
-from ..domain.record import RecordTags, build_record
+from ..domain.policy import Policy, pingpong_problem
 from ..domain.states import Mode, Role
 from .context import Context
 from .customer_dns import CustomerDns
@@ -212,6 +210,7 @@ class Onboarding:
             )
         pol = self.ctx.policy(policy)  # raises NotFound with the known names
         sample = sel.render(pol.selector_template, self.ctx.clock.now(), pol.esp)
+        self._check_names(mode, domain, zone, pol, sample)
         if mode in (Mode.NS_DELEGATION, Mode.THIRD_PARTY) and not is_within(
             f"{sample}._domainkey.{domain}", zone
         ):
@@ -239,6 +238,24 @@ class Onboarding:
             esp_identity=esp_identity,
         )
 
+    @staticmethod
+    def _check_names(mode: Mode, domain: str, zone: str, pol: Policy, sample: str) -> None:
+        """Every name this identity will ever need fits in DNS (253 octets, 63 per label):
+        refused now, never a broken UPDATE for every tick later."""
+        if mode in (Mode.CNAME, Mode.PING_PONG):
+            slots = (
+                list(pol.pingpong_slots)
+                if mode is Mode.PING_PONG
+                else [f"{pol.esp}{n}" for n in range(1, pol.cname_count + 1)]
+            )
+            for slot in slots:
+                check_dns_name(lookup_name(slot, domain), "CNAME name")
+                record_location(slot, domain, zone, via_cname=True)
+        elif mode is not Mode.CUSTOMER_KEY:
+            first, dot, rest = sample.partition(".")
+            longest = f"{first}z{dot}{rest}"  # a selector collision adds a letter
+            record_location(longest, domain, zone, via_cname=False)
+
     def _check_unclaimed(self, sending: str) -> None:
         """A sending domain belongs to exactly one customer: two would both sign its mail
         (every matching SigningTable line signs with MultipleSignatures)."""
@@ -255,54 +272,6 @@ class Onboarding:
     def _add(self, events: Sequence[ev.IdentityAdded]) -> list[IdentityState]:
         result = self.ctx.recorder.append(events)
         return [result.identities[e.identity] for e in events]
-
-    def import_key(
-        self, domain: str, selector: str, pem: bytes, actor: str, reason: str = ""
-    ) -> KeyState:
-        """A customer-generated key (customer-key mode): keep the private key, verify the
-        customer's DNS, then sign with it. The previous key drains and is wiped."""
-        store, keystore = self.ctx.store, self.ctx.keystore
-        domain = normalize_domain(domain)
-        ident = store.identity(domain)
-        if ident is None or ident.mode != Mode.CUSTOMER_KEY:
-            raise InputError(
-                f"{domain} is not a customer-key customer; add it with "
-                "`rotator customer add NAME --domain D --mode customer-key`"
-            )
-        if ident.pending_key is not None:
-            raise InputError(f"{domain} already has a key waiting for verification")
-        selector = sel.validate_selector(selector.lower())
-        if selector in store.selectors(domain):
-            raise InputError(f"selector {selector!r} was already used for {domain}")
-        algorithm, bits, material = keystore.describe(pem)
-        policy = self.ctx.policy(ident.policy)
-        key_id = uuid.uuid4().hex[:16]
-        record = build_record(algorithm, base64.b64encode(material).decode(), RecordTags())
-        event = ev.KeyImported(
-            at=self.ctx.clock.now(),
-            actor=actor,
-            reason=reason,
-            key_id=key_id,
-            identity=ident.identity,
-            domain=domain,
-            selector=selector,
-            policy=policy.name,
-            algorithm=algorithm,
-            bits=bits,
-            fingerprint=hashlib.sha256(material).hexdigest(),
-            zone=ident.zone,
-            record_name=lookup_name(selector, domain),
-            record=record,
-            ttl=policy.ttl,
-            replaces=ident.active_key,
-        )
-        keystore.write(key_id, pem)
-        try:
-            result = self.ctx.recorder.append([event])
-        except RotatorError:
-            keystore.destroy(key_id)
-            raise
-        return result.keys[key_id]
 
     def zone_problems(self, idents: Sequence[IdentityState]) -> list[str]:
         """Zones rotator must publish in that the primary does not serve (each once): a

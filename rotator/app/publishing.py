@@ -10,10 +10,12 @@ from datetime import datetime
 
 from .. import faults
 from ..domain import events as ev
-from ..domain.errors import ExternalError
+from ..domain.errors import ExternalError, InputError, RotatorError
 from ..domain.model import KeyState
+from ..domain.names import normalize_domain, record_location
 from ..domain.record import revoked_record
-from ..domain.states import Action
+from ..domain.selector import validate_selector
+from ..domain.states import Action, Mode
 from ..ports import RecordChange
 from .context import Context
 from .recording import TickReport, key_ids
@@ -23,11 +25,26 @@ class Publishing:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
+    def _name(self, key: KeyState) -> str:
+        """The record name, derived again from the identity's validated domain, zone and
+        mode and the key's selector, and required to equal the stored one: a projection
+        edited behind rotator's back can never point an UPDATE elsewhere."""
+        ident = self.ctx.store.identity(key.identity)
+        if ident is None or ident.domain != key.domain or ident.zone != key.zone:
+            raise InputError(f"key {key.key_id} does not match its identity's domain and zone")
+        via_cname = ident.mode in (Mode.CNAME, Mode.PING_PONG)
+        name = record_location(
+            validate_selector(key.selector), normalize_domain(key.domain), ident.zone, via_cname
+        )
+        if name != key.record_name:
+            raise InputError(f"stored record name {key.record_name!r} is not {name!r}")
+        return name
+
     def publish(self, keys: list[KeyState], now: datetime, report: TickReport) -> None:
         self._batch(
             keys,
             Action.PUBLISH,
-            lambda k: RecordChange(k.record_name, k.ttl, k.record),
+            lambda k: RecordChange(self._name(k), k.ttl, k.record),
             lambda k, at, server: ev.KeyPublished(**key_ids(k, at), server=server),
             now,
             report,
@@ -38,7 +55,7 @@ class Publishing:
         self._batch(
             keys,
             Action.REVOKE,
-            lambda k: RecordChange(k.record_name, k.ttl, text),
+            lambda k: RecordChange(self._name(k), k.ttl, text),
             lambda k, at, server: ev.RevocationPublished(
                 **key_ids(k, at), server=server, record=text
             ),
@@ -68,7 +85,7 @@ class Publishing:
         self._batch(
             keys,
             Action.REMOVE_TOMBSTONE,
-            lambda k: RecordChange(k.record_name, k.ttl, None),
+            lambda k: RecordChange(self._name(k), k.ttl, None),
             lambda k, at, server: ev.TombstoneRemoved(**key_ids(k, at), server=server),
             now,
             report,
@@ -83,14 +100,18 @@ class Publishing:
         now: datetime,
         report: TickReport,
     ) -> None:
-        by_zone: dict[str, list[KeyState]] = defaultdict(list)
+        by_zone: dict[str, list[tuple[KeyState, RecordChange]]] = defaultdict(list)
         for key in keys:
-            by_zone[key.zone].append(key)
+            try:
+                by_zone[key.zone].append((key, change(key)))
+            except RotatorError as exc:  # this key's data is wrong: it fails alone
+                self.ctx.recorder.failed([key], action, f"refusing to publish: {exc}", report, now)
         events: list[ev.KeyEvent] = []
         done: list[KeyState] = []
-        for zone, zone_keys in by_zone.items():
+        for zone, pairs in by_zone.items():
+            zone_keys = [k for k, _ in pairs]
             try:
-                server = self.ctx.publisher.apply(zone, [change(k) for k in zone_keys])
+                server = self.ctx.publisher.apply(zone, [c for _, c in pairs])
             except ExternalError as exc:
                 self.ctx.recorder.failed(zone_keys, action, exc.reason, report, now)
                 continue

@@ -51,6 +51,8 @@ class Queries:
             if k.state is State.DESTROYED and k.tombstone_removed and not show_all:
                 continue
             nxt, at = (k.next_action.value if k.next_action else "-"), k.next_action_at
+            if k.parked:
+                nxt = f"{nxt} (parked: `rotator resume {k.domain}`)"
             ident = idents.get(k.identity)
             if k.state is State.ACTIVE and ident is not None:
                 if ident.pending_key:

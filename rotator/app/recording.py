@@ -7,6 +7,7 @@ nobody reads again what the fold just computed.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -19,7 +20,7 @@ import structlog
 from ..domain import events as ev
 from ..domain.errors import ConcurrencyError, RotatorError
 from ..domain.model import IdentityState, KeyState
-from ..domain.policy import backoff
+from ..domain.policy import DEFAULT_PARK_AFTER, backoff
 from ..domain.states import Action
 from ..ports import Appended, Clock, EventStore, PolicySource
 
@@ -28,7 +29,7 @@ log = structlog.get_logger("rotator")
 # Payload fields too bulky (or too sensitive to clutter) for a log line; results become a count.
 _QUIET = frozenset({"record", "details", "results"})
 # Event types an operator must notice in the logs.
-_WARN = frozenset({"ActionFailed", "RotationDeferred", "KeyCompromised"})
+_WARN = frozenset({"ActionFailed", "RotationDeferred", "KeyCompromised", "StepParked"})
 
 
 @dataclass
@@ -74,10 +75,13 @@ def log_event(event: ev.Event) -> None:
 
 
 class Recorder:
-    def __init__(self, store: EventStore, policy: PolicySource, clock: Clock) -> None:
+    def __init__(
+        self, store: EventStore, policy: PolicySource, clock: Clock, origin: str = ""
+    ) -> None:
         self.store = store
         self.policy = policy
         self.clock = clock
+        self.origin = origin
 
     @staticmethod
     def expected(events: Sequence[ev.Event], basis: Iterable[State]) -> dict[str, int]:
@@ -99,6 +103,8 @@ class Recorder:
     def append(self, events: Sequence[ev.Event], basis: Iterable[State] = ()) -> Appended:
         """Append in one transaction; ConcurrencyError (nothing written) if a stream moved
         since `basis` was read. Operator commands let that error reach the operator."""
+        if self.origin:  # the command's real uid beside whatever --actor claims
+            events = [e if e.origin else dataclasses.replace(e, origin=self.origin) for e in events]
         result = self.store.append(events, self.expected(events, basis))
         for e in events:
             log_event(e)
@@ -148,6 +154,7 @@ class Recorder:
         events: list[ev.KeyEvent] = []
         for key in keys:
             attempt = key.attempts + 1
+            park_after = DEFAULT_PARK_AFTER
             try:
                 policy = self.policy(key.policy)
             except RotatorError:
@@ -155,6 +162,15 @@ class Recorder:
             else:
                 retry_at = now + policy.backoff(attempt)
                 overdue = action is Action.VERIFY and now - key.since >= policy.verify_timeout
+                park_after = policy.park_after
+            if attempt >= park_after:
+                # no more silent retries: one clear event, and an operator decides
+                events.append(
+                    ev.StepParked(
+                        **key_ids(key, now), action=action.value, error=reason, attempts=attempt
+                    )
+                )
+                continue
             events.append(
                 ev.ActionFailed(
                     **key_ids(key, now),

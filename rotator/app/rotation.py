@@ -8,7 +8,7 @@ from datetime import datetime
 
 from ..domain import events as ev
 from ..domain.errors import InputError, NotFound
-from ..domain.model import IdentityState
+from ..domain.model import IdentityState, KeyState
 from ..domain.names import normalize_domain
 from ..domain.states import Action, State
 from .context import Context
@@ -56,3 +56,16 @@ class Rotation:
             at=now, actor=actor, reason=reason, identity=domain, domain=domain
         )
         return Requested(self.ctx.recorder.append([event], [ident]).identities[domain], True)
+
+    def resume(self, domain: str, actor: str, reason: str) -> list[KeyState]:
+        """Try every parked step of `domain`'s keys again now."""
+        domain = normalize_domain(domain)
+        if self.ctx.store.identity(domain) is None:
+            raise NotFound(f"domain {domain} is not managed; see `rotator status`")
+        parked = [k for k in self.ctx.store.list_keys(domain) if k.parked]
+        if not parked:
+            raise InputError(f"no step of {domain} is parked; nothing to resume")
+        now = self.ctx.clock.now()
+        events = [ev.StepResumed(**by_operator(key_ids(k, now), actor, reason)) for k in parked]
+        result = self.ctx.recorder.append(events, parked)
+        return [result.keys[k.key_id] for k in parked]

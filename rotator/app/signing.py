@@ -6,15 +6,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
+
 from .. import faults
 from ..domain import events as ev
-from ..domain.errors import ExternalError, RotatorError
+from ..domain.errors import RotatorError, SignerError
 from ..domain.model import IdentityState, KeyState
+from ..domain.names import pattern_problem
 from ..domain.policy import Policy
 from ..domain.states import Action, Role, State
-from ..ports import SigningEntry
+from ..ports import SigningEntry, TargetResult
 from .context import Context
 from .recording import TickReport, key_ids, replacement_ids
+
+log = structlog.get_logger("rotator")
 
 
 @dataclass(frozen=True)
@@ -65,13 +70,23 @@ class Signing:
         entries = [e for e in self.entries(idents) if e.key_id not in retired]
         for s in plan:
             entries += self._entries_for(s.key, idents)
-        try:
-            self.ctx.signer.apply(entries)
-        except ExternalError as exc:
-            recorder.failed([s.key for s in plan], Action.ACTIVATE, exc.reason, report, now)
+        # Every target writes, reloads and proves (probe) the new keys; the key is active
+        # only when all of them did. A target that lags fails the step, retried with
+        # backoff; the targets that did switch sign with a verified key meanwhile, and the
+        # old key keeps signing everywhere else: it drains only once the last one switched.
+        checked = [e for s in plan for e in self._entries_for(s.key, idents)]
+        results = self.ctx.signer.apply(entries, check=checked)
+        lagging = [r for r in results if not r.ok]
+        if lagging:
+            reason = "signer targets lagging: " + "; ".join(
+                f"{r.target}: {r.detail}" for r in lagging
+            )
+            details = tuple(r.as_json() for r in results)
+            recorder.failed([s.key for s in plan], Action.ACTIVATE, reason, report, now, details)
             return 0
         faults.point("after-signer-written")
-        batches = [self._switch_events(s, idents[s.key.identity], now) for s in plan]
+        targets = tuple(r.as_json() for r in results)
+        batches = [self._switch_events(s, idents[s.key.identity], now, targets) for s in plan]
         # All in one transaction; if any key moved meanwhile, identity by identity (a new
         # key's activation and its predecessor's drain always land together).
         recorded = batches
@@ -86,7 +101,7 @@ class Signing:
 
     @staticmethod
     def _switch_events(
-        s: _Switch, ident: IdentityState, now: datetime
+        s: _Switch, ident: IdentityState, now: datetime, targets: tuple[dict[str, object], ...]
     ) -> tuple[list[ev.KeyEvent], list[KeyState]]:
         events: list[ev.KeyEvent] = [
             ev.KeyActivated(
@@ -94,6 +109,7 @@ class Signing:
                 rotate_at=s.policy.rotate_at(now),
                 previous=s.old.key_id if s.old else None,
                 generate_at=now if s.policy.standby else None,
+                targets=targets,
             )
         ]
         if s.old is not None and s.old_policy is not None:
@@ -126,19 +142,34 @@ class Signing:
             )
         else:
             patterns = [ident.signing_pattern]
-        return [
-            SigningEntry(
-                key_id=key.key_id,
-                domain=key.domain,
-                selector=key.selector,
-                key_path=self.ctx.keystore.path(key.key_id),
-                signing_pattern=pattern,
+        out = []
+        for pattern in patterns:
+            problem = pattern_problem(pattern)
+            if problem:  # a row edited behind rotator's back never reaches a signer table
+                log.error("signing_entry_refused", key_id=key.key_id, error=problem)
+                continue
+            out.append(
+                SigningEntry(
+                    key_id=key.key_id,
+                    domain=key.domain,
+                    selector=key.selector,
+                    key_path=self.ctx.keystore.path(key.key_id),
+                    signing_pattern=pattern,
+                    algorithm=key.algorithm,
+                    second=ident.role == Role.ESP,
+                    zone=key.zone,
+                    record_name=key.record_name,
+                )
             )
-            for pattern in patterns
-        ]
+        return out
 
-    def sync(self) -> None:
-        """Rewrite the signer from the log. Computed inside the signer lock: whoever
-        writes last writes the latest state."""
+    def sync(self) -> list[TargetResult]:
+        """Rewrite every signer target from the log. Computed inside the signer lock:
+        whoever writes last writes the latest state. SignerError naming the targets that
+        could not be written (the others were)."""
         with self.ctx.signer.locked():
-            self.ctx.signer.apply(self.entries())
+            results = self.ctx.signer.apply(self.entries())
+        failed = [r for r in results if not r.ok]
+        if failed:
+            raise SignerError("; ".join(f"target {r.target}: {r.detail}" for r in failed))
+        return results

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -49,6 +50,8 @@ class Verifying:
         self.ctx = ctx
         self.customer_dns = customer_dns
         self.waits: dict[str, Wait] = {}
+        # customer-DNS checks (a thread each; one past its deadline is left to finish alone)
+        self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="customer-dns")
 
     def next_checks(self) -> dict[str, datetime]:
         """key_id -> when a waiting key is looked at again (for the scheduler)."""
@@ -60,20 +63,55 @@ class Verifying:
         ]
 
     def verify(self, keys: list[KeyState], now: datetime, report: TickReport) -> None:
-        store, recorder = self.ctx.store, self.ctx.recorder
-        ready = []
+        """Keys that depend only on the ESP's DNS first; then those that need the
+        customer's DNS (NS delegation, a CNAME), whose checks run concurrently, each
+        within its deadline, so that one customer's dead nameservers stall nobody."""
+        ours: list[KeyState] = []
+        theirs: list[KeyState] = []
         for key in self._due(keys, now):
-            ident = store.identity(key.identity)
-            problem = None
-            if ident is not None and ident.mode == Mode.NS_DELEGATION:
-                # The customer's NS records are what make the key visible at all.
-                problem = self.customer_dns.check(ident)
-            if problem is None and key.lookup_name:
-                problem = self.customer_dns.cname_problem(key)
+            ident = self.ctx.store.identity(key.identity)
+            needs_customer = key.lookup_name or (
+                ident is not None and ident.mode == Mode.NS_DELEGATION
+            )
+            (theirs if needs_customer else ours).append(key)
+        self._verify_ready(ours, now, report)
+        self._verify_ready(self._customer_checked(theirs, now, report), now, report)
+
+    def _customer_checked(
+        self, keys: list[KeyState], now: datetime, report: TickReport
+    ) -> list[KeyState]:
+        if not keys:
+            return []
+        futures = {key.key_id: self.pool.submit(self._customer_problem, key) for key in keys}
+        deadline = time.monotonic() + self.ctx.customer_check_s
+        ready = []
+        for key in keys:
+            try:
+                problem = futures[key.key_id].result(max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                problem = (
+                    "awaiting customer DNS: checking the customer's DNS took longer than "
+                    f"{self.ctx.customer_check_s:g}s"
+                )
+            except Exception as exc:
+                problem = f"awaiting customer DNS: the check failed: {exc}"
             if problem:
-                recorder.failed([key], Action.VERIFY, problem, report, now)
-                continue
-            ready.append(key)
+                self.ctx.recorder.failed([key], Action.VERIFY, problem, report, now)
+            else:
+                ready.append(key)
+        return ready
+
+    def _customer_problem(self, key: KeyState) -> str | None:
+        ident = self.ctx.store.identity(key.identity)
+        if ident is not None and ident.mode == Mode.NS_DELEGATION:
+            # The customer's NS records are what make the key visible at all.
+            problem = self.customer_dns.check(ident)
+            if problem:
+                return problem
+        return self.customer_dns.cname_problem(key) if key.lookup_name else None
+
+    def _verify_ready(self, ready: list[KeyState], now: datetime, report: TickReport) -> None:
+        recorder = self.ctx.recorder
         verified = self._observe_all(ready, Action.VERIFY, now, report)
         events: list[ev.KeyEvent] = []
         done = []

@@ -91,7 +91,7 @@ def config_of(ctx: click.Context) -> Config:
     return config
 
 
-def get_app(ctx: click.Context, readonly: bool = False) -> App:
+def get_app(ctx: click.Context, readonly: bool = False, daemon: bool = False) -> App:
     """The App, built once per invocation from the config; tests may pass obj={"app": ...}
     (or {"factory": ...}) to the invocation instead. A `readonly` App opens the database
     read-only, loads no TSIG secret and writes nothing."""
@@ -99,6 +99,6 @@ def get_app(ctx: click.Context, readonly: bool = False) -> App:
     if "app" not in obj:
         config = config_of(ctx)
         configure(obj.get("log_format") or config.log_format)
-        obj["app"] = obj.get("factory", build)(config, readonly=readonly)
+        obj["app"] = obj.get("factory", build)(config, readonly=readonly, command=not daemon)
     app: App = obj["app"]
     return app

@@ -8,6 +8,7 @@ import click
 from rich.progress import track
 from rich.table import Table
 
+from ..adapters.keystore_fs import MAX_PEM
 from ..app import CustomerRow
 from ..app.customer_dns import txt_line
 from ..bootstrap import App
@@ -120,12 +121,29 @@ def customer_import_key(
     """Take a customer-generated key (customer-key mode): rotator verifies the customer's
     record on every nameserver of their zone, then signs with it."""
     app = get_app(ctx)
-    key = app.onboarding.import_key(domain_name, selector, key_file.read_bytes(), actor, reason)
+    with key_file.open("rb") as fh:  # no more than a key can be: the size is checked next
+        pem = fh.read(MAX_PEM + 1)
+    key = app.keyimport.import_key(domain_name, selector, pem, actor, reason)
     say(
         f"imported {key.selector} for {key.domain} (fingerprint {key.fingerprint[:16]}); "
         "the customer must publish:"
     )
-    click.echo(txt_line(key, 3600))
+    click.echo(txt_line(key, key.ttl))
+    warn(
+        f"{key_file} still holds the customer's private key; rotator keeps its own copy: "
+        f"wipe that file (e.g. shred -u {key_file}) and any copy of it"
+    )
+
+
+@customer.command("cancel-import")
+@click.argument("domain_name", metavar="DOMAIN")
+@audit_options
+@click.pass_context
+def customer_cancel_import(ctx: click.Context, domain_name: str, actor: str, reason: str) -> None:
+    """Give up a customer key still waiting for the customer's DNS (its copy is wiped)."""
+    app = get_app(ctx)
+    key = app.keyimport.cancel(domain_name, actor, reason)
+    say(f"import of {key.selector} for {key.domain} cancelled; rotator's copy is wiped next")
 
 
 @customer.command("list")

@@ -32,12 +32,15 @@ def run_emergency(
         return
     started = time.monotonic()
     declared = app.emergency.declare(plan, actor, reason)
+    for target in declared.targets:
+        state = "keys removed" if target.ok else f"NOT rewritten: {target.detail}"
+        say(f"  signer target {target.target}: {state}")
     if declared.signer_error is None:
-        say(f"{len(plan.compromise)} keys out of the signer; revoking and replacing")
+        say(f"{len(plan.compromise)} keys out of every signer; revoking and replacing")
     else:
         say(
-            f"the compromise is recorded, but the signer was NOT rewritten: "
-            f"{declared.signer_error}; retrying while revoking and replacing"
+            "the compromise is recorded, but some signers still hold the keys; retrying "
+            "while revoking and replacing"
         )
     follow = app.emergency_followup.run(
         plan, started + wait_s, resync=declared.signer_error is not None

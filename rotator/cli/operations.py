@@ -155,12 +155,24 @@ def rotate(
 
 
 @click.command()
+@click.argument("domain_name", metavar="DOMAIN")
+@audit_options
+@click.pass_context
+def resume(ctx: click.Context, domain_name: str, actor: str, reason: str) -> None:
+    """Try DOMAIN's parked steps again now (a step is parked after [retry] park_after
+    failures in a row)."""
+    keys = get_app(ctx).rotation.resume(domain_name, actor, reason)
+    for key in keys:
+        say(f"{key.selector} of {key.domain}: {key.next_action} resumed")
+
+
+@click.command()
 @click.option("--once", is_flag=True, help="Run one tick and exit (for cron or debugging)")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds")
 @click.pass_context
 def run(ctx: click.Context, once: bool, duration: float | None) -> None:
     """Run the daemon: advance every key whose next action is due, until SIGTERM."""
-    app = get_app(ctx)
+    app = get_app(ctx, daemon=not once)
     ctx.call_on_close(app.close)
     daemon = Daemon(app)
     if once:

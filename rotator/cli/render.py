@@ -72,10 +72,11 @@ def print_event(stored: StoredEvent, as_json: bool) -> None:
     detail = {
         k: v
         for k, v in e.payload().items()
-        if k not in ("record", "results", "details", "emergency")
+        if k not in ("record", "results", "details", "emergency", "lagged", "origin")
     }
     extra = " ".join(f"{k}={v}" for k, v in detail.items() if v not in (None, "", []))
     who = f" by {e.actor}" + (f" ({reason})" if reason else "")
+    who += f" [{e.origin}]" if e.origin else ""
     click.echo(
         clean(
             f"{stored.position:>6} {iso(e.at)[:23]} {common['type']:<20} "

@@ -22,6 +22,8 @@ def init(ctx: click.Context) -> None:
     say(f"config      {cfg.path}")
     say(f"database    {cfg.database} ({app.store.info()['events']} events)")
     say(f"key_dir     {cfg.key_dir} (mode 0700)")
+    say(f"audit key   {cfg.audit.key_file} (0400; back it up apart from the database)")
+    say(f"anchor      {cfg.audit.anchor} (make it append-only: chattr +a)")
     say(f"policies    {', '.join(app.policies.names()) or 'none'} in {cfg.policy_dir}")
     say(f"dns primary {cfg.dns.primary}:{cfg.dns.primary_port} (TSIG {cfg.dns.tsig_name})")
 

@@ -59,6 +59,7 @@ signing_table = "opendkim/SigningTable"
 reload = ["sh", "-c", "date >> {workdir}/opendkim/reloads.log"]
 """
     )
+    cfg.chmod(0o600)  # it holds the TSIG secret
     return cfg
 
 
@@ -90,7 +91,7 @@ def run_demo(seconds: float, workdir: Path | None) -> None:
         cfg_path = write_config(work, bind, policy_dir)
         config = load_config(cfg_path)
         configure("console")
-        app = build(config)
+        app = build(config, command=False)
         for domain, zone in DOMAINS:
             if app.store.identity(domain) is None:
                 app.onboarding.add_identity(

@@ -136,6 +136,7 @@ class BindPair:
         port: int | None = None,
         extra_records: dict[str, list[str]] | None = None,
         extra_secondaries: Sequence[tuple[str, int]] = (),
+        update_policy: str | None = None,
     ) -> None:
         """`ips` and `port` let a second pair (say the customer's DNS on 127.0.0.3/.4) share
         the port of the first, so one nameserver_port reaches every authoritative server.
@@ -146,6 +147,9 @@ class BindPair:
         self.tsig_secret = tsig_secret or base64.b64encode(secrets.token_bytes(32)).decode()
         self.tsig_algorithm = "hmac-sha256"
         self.extra_records = extra_records or {}
+        # e.g. 'grant KEY wildcard *._domainkey.ZONE. TXT;' ({key}/{zone} filled in); the
+        # default lets the key update anything (tests need every name)
+        self.update_policy = update_policy
         # more secondaries (another implementation, e.g. Knot) the primary notifies
         self.extra_secondaries = list(extra_secondaries)
         self.primary = ips[0]
@@ -215,9 +219,12 @@ class BindPair:
             for zone in self.zones:
                 if role == "primary":
                     (d / f"{zone}.db").write_text(self._zone_file(zone))
+                    updates = f'allow-update {{ key "{self.tsig_name}"; }};'
+                    if self.update_policy:
+                        rule = self.update_policy.format(key=self.tsig_name, zone=zone)
+                        updates = f"update-policy {{ {rule} }};"
                     conf.append(
-                        f'zone "{zone}" {{ type primary; file "{d}/{zone}.db"; '
-                        f'allow-update {{ key "{self.tsig_name}"; }}; '
+                        f'zone "{zone}" {{ type primary; file "{d}/{zone}.db"; {updates} '
                         f"also-notify {{ {self._notify_list()} }}; "
                         f"allow-transfer {{ {self._transfer_list()} }}; }};"
                     )

@@ -32,8 +32,11 @@ def identity_stream(identity: str) -> str:
 @dataclass(frozen=True, kw_only=True)
 class Event:
     at: datetime
-    actor: str = "rotator"
+    actor: str = "rotator"  # who says they did it (--actor, else the login name)
     reason: str = ""
+    # who the system says did it: the real uid of the command (and SUDO_USER), whatever
+    # --actor claims; empty for the daemon's own steps
+    origin: str = ""
 
     kind: ClassVar[str] = "event"
     # True for the event that creates its stream (expected version 0).
@@ -83,7 +86,7 @@ class IdentityEvent(Event):
 
 
 _COMMON = frozenset({"at", "actor", "reason", "key_id", "identity", "domain", "selector"})
-_SPARSE = frozenset({"emergency", "waited", "lagged"})
+_SPARSE = frozenset({"emergency", "waited", "lagged", "origin", "targets"})
 
 
 # --- identity events -------------------------------------------------------------------
@@ -172,6 +175,21 @@ class ActionFailed(KeyEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class StepParked(KeyEvent):
+    """A step failed `attempts` times in a row: it is no longer retried on its own and waits
+    for an operator (`rotator resume`), instead of retrying for ever in silence."""
+
+    action: str
+    error: str
+    attempts: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepResumed(KeyEvent):
+    """An operator asked for a parked step to be tried again now."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class KeyPublished(KeyEvent):
     server: str
 
@@ -194,6 +212,8 @@ class KeyActivated(KeyEvent):
     previous: str | None = None
     # With standby keys the successor is generated (and verified) long before rotate_at.
     generate_at: datetime | None = None
+    # every signer target's outcome: written, reloaded, and whether a probe proved it signs
+    targets: tuple[JSON, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -202,6 +222,12 @@ class KeyCompromised(KeyEvent):
     what the operator named (selector, domain, customer, policy or all)."""
 
     scope: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyWithdrawn(KeyEvent):
+    """A key that never signed is given up (a customer's import cancelled, a customer
+    leaving): out of the way at once; rotator's copy is wiped, its record (if ours) revoked."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -247,10 +273,13 @@ EVENT_TYPES: dict[str, type[Event]] = {
         KeyGenerated,
         KeyImported,
         ActionFailed,
+        StepParked,
+        StepResumed,
         KeyPublished,
         KeyVerified,
         KeyActivated,
         KeyCompromised,
+        KeyWithdrawn,
         ActivationRequested,
         DrainStarted,
         RevocationPublished,

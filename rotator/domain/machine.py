@@ -29,6 +29,12 @@ TRANSITIONS: list[dict[str, Any]] = [
         "source": ["generated", "published", "verified", "active", "draining"],
         "dest": "draining",
     },
+    # A key that never signed is given up: nothing in flight, so no drain window either.
+    {
+        "trigger": "KeyWithdrawn",
+        "source": ["generated", "published", "verified"],
+        "dest": "draining",
+    },
     {"trigger": "ActivationRequested", "source": "verified", "dest": None},
     {
         "trigger": "RevocationPublished",
@@ -57,8 +63,11 @@ TRANSITIONS: list[dict[str, Any]] = [
         "dest": None,
         "unless": "tombstone_removed",
     },
-    # A failed side effect is recorded in any live state and never moves the key.
+    # A failed side effect is recorded in any live state and never moves the key; so is
+    # parking a step that keeps failing, and resuming it.
     {"trigger": "ActionFailed", "source": ALL, "dest": None, "unless": "tombstone_removed"},
+    {"trigger": "StepParked", "source": ALL, "dest": None, "unless": "tombstone_removed"},
+    {"trigger": "StepResumed", "source": ALL, "dest": None, "conditions": "parked"},
 ]
 
 
@@ -68,11 +77,16 @@ class _Gate:
     state: str
 
     def __init__(
-        self, revocation_published: bool, tombstone_removed: bool, customer_managed: bool
+        self,
+        revocation_published: bool,
+        tombstone_removed: bool,
+        customer_managed: bool,
+        parked: bool = False,
     ) -> None:
         self.revocation_published = revocation_published
         self.tombstone_removed = tombstone_removed
         self.customer_managed = customer_managed
+        self.parked = parked
 
 
 # One machine, models added per check: building a Machine per event costs ~0.2 ms, which
@@ -96,9 +110,10 @@ def check_transition(
     revocation_published: bool = False,
     tombstone_removed: bool = False,
     customer_managed: bool = False,
+    parked: bool = False,
 ) -> State:
     """Return the state after `event_type`, or raise IllegalTransition (nothing recorded)."""
-    gate = _Gate(revocation_published, tombstone_removed, customer_managed)
+    gate = _Gate(revocation_published, tombstone_removed, customer_managed, parked)
     event = _MACHINE.events.get(event_type)
     ok = False
     if event is not None:

@@ -52,6 +52,7 @@ class KeyState:
     # Who declared the emergency and why: carried into every event that follows from it.
     emergency_actor: str = ""
     emergency_reason: str = ""
+    parked: bool = False  # its step failed park_after times: waits for `rotator resume`
 
     @property
     def stream_id(self) -> str:
@@ -146,6 +147,7 @@ def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
         revocation_published=key.revocation_published,
         tombstone_removed=key.tombstone_removed,
         customer_managed=key.customer_managed,
+        parked=key.parked,
     )
     moved = new_state is not key.state
     base = replace(
@@ -161,8 +163,19 @@ def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
             last_error=event.error,
             next_action_at=event.retry_at,
         )
-    # Success of any action resets the retry counter.
-    base = replace(base, attempts=0, last_error=None)
+    if isinstance(event, ev.StepParked):
+        return replace(
+            base,
+            attempts=event.attempts,
+            last_error=f"parked after {event.attempts} failures: {event.error}",
+            next_action_at=None,
+            parked=True,
+        )
+    if isinstance(event, ev.StepResumed):
+        return replace(base, attempts=0, next_action_at=event.at, parked=False)
+    # Success of any action resets the retry counter (and a key compromised or withdrawn
+    # while parked is not parked any more: its next step is a new one).
+    base = replace(base, attempts=0, last_error=None, parked=False)
     if isinstance(event, ev.KeyPublished):
         return replace(base, next_action=Action.VERIFY, next_action_at=event.at)
     if isinstance(event, ev.KeyVerified):
@@ -183,6 +196,13 @@ def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
             compromised=True,
             emergency_actor=event.actor,
             emergency_reason=event.reason,
+            next_action=Action.DESTROY if key.customer_managed else Action.REVOKE,
+            next_action_at=event.at,
+            drain_until=event.at,
+        )
+    if isinstance(event, ev.KeyWithdrawn):
+        return replace(
+            base,
             next_action=Action.DESTROY if key.customer_managed else Action.REVOKE,
             next_action_at=event.at,
             drain_until=event.at,
@@ -266,6 +286,10 @@ def apply_identity(ident: IdentityState | None, event: ev.Event) -> IdentityStat
             emergency_actor="",
             emergency_reason="",
         )
+    if isinstance(event, ev.KeyWithdrawn) and event.key_id == ident.pending_key:
+        # back to where it was before that key: its schedule, or a first key still to come
+        due = ident.rotate_at if ident.active_key else event.at
+        return replace(ident, pending_key=None, rotation_due_at=due)
     if isinstance(event, ev.KeyCompromised):
         # No active key any more (on purpose): a replacement is due now.
         marked = replace(ident, emergency_actor=event.actor, emergency_reason=event.reason)

@@ -111,3 +111,41 @@ def check_signing_pattern(pattern: str, domain: str) -> str:
             "only sign its own domain's mail"
         )
     return pattern
+
+
+def check_dns_name(name: str, what: str = "name") -> str:
+    """A name a DNS message can carry: at most 253 octets, labels of 1 to 63 (RFC 1035).
+    Checked when a customer is added, so a record name can never break an UPDATE later."""
+    text = name.rstrip(".")
+    if len(text) > 253:
+        raise InputError(f"{what} {text[:40]}... is {len(text)} octets; DNS allows 253")
+    for label in text.split("."):
+        if not 1 <= len(label) <= 63:
+            raise InputError(f"{what} {text!r}: label {label[:20]!r}... is not 1-63 octets")
+    return name
+
+
+def record_location(selector: str, domain: str, zone: str, via_cname: bool) -> str:
+    """Where a key's TXT record lives, derived from the validated parts (never taken from a
+    stored row): <selector>._domainkey.<domain>., or for CNAME modes the target in the
+    ESP's zone. InputError if that is not inside `zone` or not a valid name."""
+    name = cname_target(selector, domain, zone) if via_cname else lookup_name(selector, domain)
+    check_dns_name(name, "record name")
+    if not is_within(name.rstrip("."), zone):
+        raise InputError(f"record name {name} is outside zone {zone}")
+    return name
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """None if `pattern` is a signing pattern rotator writes (`*@domain`, `*@*.domain`),
+    else why not: checked again when a signer table is written, whatever the database says."""
+    rest = pattern.removeprefix("*@")
+    if rest == pattern:
+        return f"signing pattern {pattern!r} does not start with *@"
+    domain = rest.removeprefix("*.")
+    try:
+        if normalize_domain(domain) != domain:
+            return f"signing pattern {pattern!r} is not in normal form"
+    except InputError as exc:
+        return f"signing pattern {pattern!r}: {exc}"
+    return None

@@ -76,6 +76,7 @@ class Policy:
     cname_warn_below: int = 3
     pingpong_slots: tuple[str, ...] = ("dkim1", "dkim2")
     standby: bool = False  # keep the next key published and verified ahead of time
+    park_after: int = 48  # see DEFAULT_PARK_AFTER
 
     @property
     def drain_window(self) -> timedelta:
@@ -96,6 +97,7 @@ class Policy:
         return destroyed_at + self.tombstone_retention
 
 
+DEFAULT_PARK_AFTER = 48  # failures in a row before a step waits for an operator
 DEFAULT_RETRY_BASE = timedelta(seconds=30)
 DEFAULT_RETRY_MAX = timedelta(hours=1)
 
@@ -283,6 +285,9 @@ def parse_policy(name: str, data: Mapping[str, Any], source: str, cron: CronFact
     retry_max = r.duration("retry", "max", format_duration(DEFAULT_RETRY_MAX), minimum=0.05)
     if retry_max < retry_base:
         raise r.fail("retry", "max", "must be at least [retry].base")
+    park_after = r.get("retry", "park_after", DEFAULT_PARK_AFTER)
+    if isinstance(park_after, bool) or not isinstance(park_after, int) or not park_after >= 1:
+        raise r.fail("retry", "park_after", f"must be a whole number >= 1, got {park_after!r}")
     tombstone = r.duration("tombstone", "retention", "30d")
     cname_count = r.get("cname", "count", 12)
     if (
@@ -332,6 +337,7 @@ def parse_policy(name: str, data: Mapping[str, Any], source: str, cron: CronFact
         verify_timeout=verify_timeout,
         retry_base=retry_base,
         retry_max=retry_max,
+        park_after=park_after,
         tombstone_retention=tombstone,
         cname_count=cname_count,
         cname_warn_below=warn_below,

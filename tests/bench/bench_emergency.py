@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from rotator.adapters.dns_rfc2136 import Rfc2136Publisher
 from rotator.adapters.keystore_fs import FsKeyStore
 from rotator.adapters.probe import AuthoritativeProbe
-from rotator.adapters.signer_opendkim import OpenDkimSigner
 from rotator.adapters.store_sqlite import SqliteEventStore
 from rotator.app import Application, Context, Scope
 from rotator.demo.localdns import BindPair
@@ -31,6 +30,7 @@ from rotator.domain.states import State
 from rotator.logging import configure
 from rotator.policies import PolicySet
 from rotator.timeutil import SystemClock
+from tests.support.legacy_signer import OpenDkimSigner
 
 ZONE = "bench.test"
 POLICY = """

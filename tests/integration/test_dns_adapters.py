@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import secrets
 import time
+from pathlib import Path
+from typing import Any
 
 import dns.flags
 import dns.message
@@ -184,3 +186,17 @@ def test_probe_bad_name_is_a_probe_error() -> None:
     probe = AuthoritativeProbe(timeout=0.5, nameservers=["127.0.0.1:1"])
     with pytest.raises(ProbeError, match="invalid name"):
         probe.observe(ZONE, "a..b.")
+
+
+def test_the_example_bind_policy_grants_only_dkim_selector_names(
+    tmp_path: Path, bind_factory: Any
+) -> None:
+    # deploy/bind/named.conf.primary's rule, on a real BIND
+    rule = 'grant "{key}" wildcard *._domainkey.{zone}. TXT;'
+    pair = bind_factory(tmp_path / "bind", zones=(ZONE,), update_policy=rule)
+    pub = publisher(pair)
+    pub.apply(ZONE, [RecordChange(f"nov2026.myesp._domainkey.{ZONE}.", 60, TEXT)])
+    pair.wait_for_txt("primary", f"nov2026.myesp._domainkey.{ZONE}.", lambda t: t == [TEXT])
+    for name in (f"www.{ZONE}.", f"{ZONE}.", f"_dmarc.{ZONE}."):
+        with pytest.raises(PublishError, match="REFUSED"):
+            pub.apply(ZONE, [RecordChange(name, 60, "v=spf1 -all")])

@@ -153,7 +153,8 @@ def test_ed25519_key_signs_mail_that_verifies_through_dns(env: RotatorEnv) -> No
 @pytest.mark.timeout(60)
 def test_rejected_update_is_recorded_and_never_moves_the_key(env: RotatorEnv) -> None:
     cfg = env.config.read_text()
-    env.config.write_text(cfg.replace(env.bind.tsig_secret, "c2VjcmV0IHRoYXQgaXMgd3Jvbmc="))
+    wrong = "YSAzMi1ieXRlIHNlY3JldCB0aGF0IGlzIHdyb25nISE="  # 32 bytes, but not the server's
+    env.config.write_text(cfg.replace(env.bind.tsig_secret, wrong))
     env.cli("domain", "add", DOMAIN, "--policy", "demo")
     env.start()
     failed = env.wait_for(

@@ -359,7 +359,7 @@ def test_customer_generated_key(ten: Tenancy, tmp_path: Path) -> None:
         "customer", "import-key", "acme.test", "--selector", "cust1", "--key", str(pem_file)
     ).stdout
     record_line = next(x for x in out.splitlines() if " IN TXT " in x)
-    assert record_line.startswith("cust1._domainkey.acme.test. 3600 IN TXT")
+    assert record_line.startswith("cust1._domainkey.acme.test. 2 IN TXT")  # the policy's TTL
     check = env.cli("customer", "check", "Acme", check=False)
     assert check.returncode != 0 and "cust1._domainkey.acme.test." in check.stdout
     env.start()

@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 from rotator.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
-TSIG_SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"  # base64
+TSIG_SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTAwMzI="  # 32 bytes
 
 
 def write_config(tmp_path: Path, **dns: str) -> Path:
@@ -35,6 +35,7 @@ key_table = "opendkim/KeyTable"
 signing_table = "opendkim/SigningTable"
 """
     )
+    cfg.chmod(0o600)  # it holds the TSIG secret: rotator refuses it readable by others
     return cfg
 
 

@@ -6,9 +6,15 @@ import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from rotator.domain.errors import PublishError, SignerError
+from rotator.domain.errors import PublishError
 from rotator.domain.policy import Policy, parse_policy
-from rotator.ports import DelegationView, Observation, RecordChange, SigningEntry
+from rotator.ports import (
+    DelegationView,
+    Observation,
+    RecordChange,
+    SigningEntry,
+    TargetResult,
+)
 
 
 class ManualClock:
@@ -93,15 +99,20 @@ class FakeSigner:
         self.entries: list[SigningEntry] = []
         self.fail: str | None = None
         self.applied = 0
+        self.checked: list[SigningEntry] = []
 
     def locked(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
 
-    def apply(self, entries: Sequence[SigningEntry]) -> None:
+    def apply(
+        self, entries: Sequence[SigningEntry], check: Sequence[SigningEntry] = ()
+    ) -> list[TargetResult]:
         if self.fail:
-            raise SignerError(self.fail)
+            return [TargetResult("fake", False, self.fail)]
         self.applied += 1
         self.entries = list(entries)
+        self.checked = list(check)
+        return [TargetResult("fake", True, "written")]
 
 
 DEMO: dict[str, dict[str, object]] = {

@@ -97,7 +97,7 @@ def test_customer_key_emergency_only_wipes_never_touches_dns(env: UnitEnv) -> No
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    imported = env.app.onboarding.import_key("acme.com", "cust1", pem, "op")
+    imported = env.app.keyimport.import_key("acme.com", "cust1", pem, "op")
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     assert imported.fingerprint == hashlib.sha256(raw).hexdigest()
     name = "cust1._domainkey.acme.com."

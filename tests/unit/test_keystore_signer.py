@@ -17,10 +17,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from rotator.adapters.keystore_fs import FsKeyStore, describe_private_key
-from rotator.adapters.signer_opendkim import HEADER, OpenDkimSigner
+from rotator.adapters.signers.base import HEADER
 from rotator.domain.errors import InputError, SignerError
 from rotator.domain.record import build_record, revoked_record
 from rotator.ports import GeneratedKey, SigningEntry
+from tests.support.legacy_signer import OpenDkimSigner
 
 MESSAGE = (
     b"From: Alice <alice@example.com>\r\n"
@@ -218,7 +219,7 @@ def test_unknown_algorithm(tmp_path: Path) -> None:
     assert ks.stored_ids() == []
 
 
-# --- OpenDkimSigner -------------------------------------------------------------------------
+# --- the OpenDKIM target of a config with the older [signer] table ------------------------
 
 
 def entries(tmp_path: Path) -> list[SigningEntry]:
@@ -234,13 +235,13 @@ def entries(tmp_path: Path) -> list[SigningEntry]:
 
 def table_lines(path: Path) -> list[str]:
     text = path.read_text()
-    assert text.startswith(HEADER)
+    assert text.startswith(f"# {HEADER}")
     return [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
 
 
 def test_signer_writes_tables(tmp_path: Path) -> None:
     kt, st = tmp_path / "opendkim/KeyTable", tmp_path / "opendkim/SigningTable"
-    OpenDkimSigner(kt, st).apply(entries(tmp_path))
+    OpenDkimSigner(kt, st).write(entries(tmp_path))
     assert table_lines(kt) == [
         f"k1 example.com:nov2026.myesp:{tmp_path}/keys/k1.pem",
         f"k2 example.org:nov2026.myesp:{tmp_path}/keys/k2.pem",
@@ -252,10 +253,10 @@ def test_signer_writes_tables(tmp_path: Path) -> None:
 def test_signer_rewrites_atomically(tmp_path: Path) -> None:
     kt, st = tmp_path / "KeyTable", tmp_path / "SigningTable"
     signer = OpenDkimSigner(kt, st)
-    signer.apply(entries(tmp_path))
+    signer.write(entries(tmp_path))
     with kt.open() as old_kt, st.open() as old_st:  # a reader holding the old files
         old_inodes = (os.fstat(old_kt.fileno()).st_ino, os.fstat(old_st.fileno()).st_ino)
-        signer.apply(entries(tmp_path)[:1])
+        signer.write(entries(tmp_path)[:1])
         # replaced by rename, not truncated in place: the reader still sees a whole file
         assert len(table_lines_from(old_kt.read())) == 2
         assert len(table_lines_from(old_st.read())) == 2
@@ -263,7 +264,7 @@ def test_signer_rewrites_atomically(tmp_path: Path) -> None:
     assert table_lines(kt) == [f"k2 example.org:nov2026.myesp:{tmp_path}/keys/k2.pem"]
     assert table_lines(st) == ["*@example.org k2"]
     assert not list(tmp_path.glob(".*.tmp"))
-    signer.apply([])
+    signer.write([])
     assert table_lines(kt) == [] and table_lines(st) == []
 
 
@@ -275,9 +276,9 @@ def test_signer_runs_reload_once(tmp_path: Path) -> None:
     marker = tmp_path / "reloads"
     reload = ["sh", "-c", f"echo reloaded >> '{marker}'"]
     signer = OpenDkimSigner(tmp_path / "KeyTable", tmp_path / "SigningTable", reload)
-    signer.apply(entries(tmp_path))
+    signer.write(entries(tmp_path))
     assert marker.read_text() == "reloaded\n"
-    signer.apply(entries(tmp_path))
+    signer.write(entries(tmp_path))
     assert marker.read_text() == "reloaded\nreloaded\n"
 
 
@@ -285,7 +286,7 @@ def test_signer_reload_sees_the_new_tables(tmp_path: Path) -> None:
     kt = tmp_path / "KeyTable"
     seen = tmp_path / "seen"
     reload = ["sh", "-c", f"cat '{kt}' > '{seen}'"]
-    OpenDkimSigner(kt, tmp_path / "SigningTable", reload).apply(entries(tmp_path))
+    OpenDkimSigner(kt, tmp_path / "SigningTable", reload).write(entries(tmp_path))
     assert table_lines_from(seen.read_text()) == table_lines(kt)
 
 
@@ -293,7 +294,7 @@ def test_signer_failing_reload(tmp_path: Path) -> None:
     reload = ["sh", "-c", "echo boom >&2; exit 3"]
     signer = OpenDkimSigner(tmp_path / "KeyTable", tmp_path / "SigningTable", reload)
     with pytest.raises(SignerError) as info:
-        signer.apply(entries(tmp_path))
+        signer.write(entries(tmp_path))
     msg = str(info.value)
     assert "exited 3" in msg
     assert "boom" in msg
@@ -306,7 +307,7 @@ def test_signer_missing_reload_command(tmp_path: Path) -> None:
         tmp_path / "KeyTable", tmp_path / "SigningTable", ["/nonexistent/opendkim-reload"]
     )
     with pytest.raises(SignerError, match="opendkim-reload"):
-        signer.apply(entries(tmp_path))
+        signer.write(entries(tmp_path))
 
 
 def test_signer_reload_timeout(tmp_path: Path) -> None:
@@ -314,7 +315,7 @@ def test_signer_reload_timeout(tmp_path: Path) -> None:
         tmp_path / "KeyTable", tmp_path / "SigningTable", ["sleep", "5"], timeout=0.2
     )
     with pytest.raises(SignerError, match="sleep"):
-        signer.apply(entries(tmp_path))
+        signer.write(entries(tmp_path))
 
 
 def test_signer_unwritable_directory(tmp_path: Path) -> None:
@@ -322,4 +323,4 @@ def test_signer_unwritable_directory(tmp_path: Path) -> None:
     blocker.write_text("")
     signer = OpenDkimSigner(blocker / "KeyTable", blocker / "SigningTable")
     with pytest.raises(SignerError, match="cannot write signer tables"):
-        signer.apply(entries(tmp_path))
+        signer.write(entries(tmp_path))

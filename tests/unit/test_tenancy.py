@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import structlog
 
-from rotator.adapters.signer_opendkim import render_key_table, render_signing_table
+from rotator.adapters.signers.opendkim import render_signing_table
+from rotator.adapters.signers.target import legacy_key_table as render_key_table
 from rotator.app import CustomerRow
 from rotator.domain import events as ev
 from rotator.domain.errors import InputError
@@ -408,24 +409,25 @@ def test_esp_without_opted_in_customers_has_no_signing_entry(env: UnitEnv) -> No
 
 
 def test_key_table_lists_a_shared_key_once(tmp_path: Path) -> None:
-    def entry(key_id: str, domain: str, pattern: str) -> SigningEntry:
-        return SigningEntry(key_id, domain, "s1.myesp", tmp_path / f"{key_id}.pem", pattern)
+    def entry(key_id: str, domain: str, pattern: str, second: bool = False) -> SigningEntry:
+        path = tmp_path / f"{key_id}.pem"
+        return SigningEntry(key_id, domain, "s1.myesp", path, pattern, second=second)
 
     entries = [
-        entry("esp0000000000001", ESP, "*@a.example"),
+        entry("esp0000000000001", ESP, "*@a.example", second=True),
         entry("cust000000000001", "a.example", "*@a.example"),
-        entry("esp0000000000001", ESP, "*@b.example"),
-        entry("esp0000000000001", ESP, "*@c.example"),
+        entry("esp0000000000001", ESP, "*@b.example", second=True),
+        entry("esp0000000000001", ESP, "*@c.example", second=True),
     ]
     lines = [ln for ln in render_key_table(entries).splitlines() if not ln.startswith("#")]
-    assert lines == [
-        f"esp0000000000001 {ESP}:s1.myesp:{tmp_path / 'esp0000000000001.pem'}",
+    assert lines == [  # one line per key, in a stable order
         f"cust000000000001 a.example:s1.myesp:{tmp_path / 'cust000000000001.pem'}",
+        f"esp0000000000001 {ESP}:s1.myesp:{tmp_path / 'esp0000000000001.pem'}",
     ]
     signing = [ln for ln in render_signing_table(entries).splitlines() if not ln.startswith("#")]
-    assert signing == [
-        "*@a.example esp0000000000001",
+    assert signing == [  # per sender: the customer's own signature, then the ESP's
         "*@a.example cust000000000001",
+        "*@a.example esp0000000000001",
         "*@b.example esp0000000000001",
         "*@c.example esp0000000000001",
     ]

@@ -1,7 +1,8 @@
 """OpenDKIM: a KeyTable (`KeyTable file:<dir>/KeyTable`), a SigningTable
 (`SigningTable refile:<dir>/SigningTable`, for its `*@domain` patterns) and one PEM file per
-key (inline keys in the KeyTable only fit RSA-1024: its lines are read into 1024 bytes). One OpenDKIM instance signs one algorithm (`SignatureAlgorithm` is global), so a target
-is given the keys of its algorithm only. `MultipleSignatures yes` makes a customer's mail
+key (inline keys in the KeyTable only fit RSA-1024: its lines are read into 1024 bytes).
+One OpenDKIM instance signs one algorithm (`SignatureAlgorithm` is global), so a target is
+given the keys of its algorithm only. `MultipleSignatures yes` makes a customer's mail
 carry both its own signature and the ESP's feedback-loop signature.
 
 KeyTable line:      <key_id> <d= domain>:<selector>:<key_dir>/<key_id>.pem

@@ -1,0 +1,80 @@
+"""Ask a running rspamd to sign a message: POST /checkv2 on its normal worker.
+
+rspamd signs in its dkim_signing module and returns the header value in the JSON reply under
+"dkim-signature": a string for one signature, a list when several selectors signed (3.4 does
+both). A key it cannot read is only logged and the reply is 200 without the field, so callers
+must treat "no signature" as the failure it is. Headers sent: `IP` (the client address, which
+makes the message local), `User` (an authenticated user: signing is allowed) and `From` (the
+envelope sender whose domain selects the key).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from ..domain.errors import SignerError
+
+__all__ = ["rspamd_sign", "signatures_from_reply"]
+
+
+def signatures_from_reply(reply: object) -> list[str]:
+    """Every DKIM-Signature value in a decoded checkv2 reply, in the order rspamd gave them."""
+    if not isinstance(reply, dict):
+        raise SignerError("rspamd reply is not a JSON object")
+    value = reply.get("dkim-signature")
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise SignerError(
+        f"rspamd reply has an unexpected dkim-signature of type {type(value).__name__}"
+    )
+
+
+def rspamd_sign(
+    url: str,
+    message: bytes,
+    *,
+    sender: str,
+    timeout: float = 10.0,
+    user: str = "probe",
+) -> list[str]:
+    """POST the raw message to `url` (…/checkv2) and return its DKIM-Signature values.
+
+    An empty list means rspamd answered but did not sign (no key for the domain, key
+    unreadable, signing conditions not met); transport and HTTP errors raise SignerError.
+    """
+    request = urllib.request.Request(
+        url,
+        data=message,
+        method="POST",
+        headers={
+            "IP": "127.0.0.1",
+            "User": user,
+            "From": sender,
+            "Content-Type": "application/octet-stream",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        raise SignerError(f"rspamd {url}: HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, OSError) and reason.strerror:
+            reason = reason.strerror
+        raise SignerError(f"rspamd {url}: {reason}") from None
+    except TimeoutError:
+        raise SignerError(f"rspamd {url}: timed out after {timeout:g}s") from None
+    except OSError as exc:
+        raise SignerError(f"rspamd {url}: {exc.strerror or exc}") from None
+    try:
+        reply = json.loads(body)
+    except ValueError:
+        raise SignerError(f"rspamd {url}: reply is not JSON") from None
+    return signatures_from_reply(reply)

@@ -1,0 +1,227 @@
+#!/usr/bin/python3
+"""Install a signer target's files: rotator uses it in-process for a local target, and the
+same file runs on its own (Python 3 standard library only) as the installer of a target
+that must be written as the signer's user or on another host:
+
+    rotator ... | python3 install.py /var/lib/opendkim/rotator
+
+It reads one JSON bundle on stdin: {"version": 1, "keys": {path: {"data": base64,
+"mode": "0600"}}, "tables": {...}} with paths relative to the directory ("keys/ab12.pem",
+"KeyTable"). Key files are written first, each to a temp file with a random name opened
+O_CREAT|O_EXCL|O_NOFOLLOW, fsynced and renamed into place (an unchanged file is left as
+it is), then the directory is fsynced; only then the tables, the same way. Key files of
+keys/ the bundle does not list are overwritten with zeros and removed. Files are owned by
+whoever runs this (run it as the signer's user: OpenDKIM wants its keys owned by itself or
+root). It prints one JSON line: {"written": n, "unchanged": n, "removed": n}, and exits 1
+with one line on stderr if anything fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ctypes
+import ctypes.util
+import grp
+import json
+import os
+import secrets
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+VERSION = 1
+KEYS = "keys"
+
+
+class InstallError(Exception):
+    pass
+
+
+def _safe(relative: str) -> Path:
+    p = Path(relative)
+    if p.is_absolute() or ".." in p.parts or not p.parts or relative != p.as_posix():
+        raise InstallError(f"refusing path {relative!r}: it must stay inside the directory")
+    return p
+
+
+def _same(path: Path, data: bytes, mode: int, gid: int) -> bool:
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or stat.S_IMODE(st.st_mode) != mode:
+            return False
+        if gid >= 0 and st.st_gid != gid:
+            return False
+        with open(path, "rb") as fh:
+            return fh.read() == data
+    except OSError:
+        return False
+
+
+def _subdir(directory: Path, path: Path, mode: int, gid: int) -> None:
+    """Directories below `directory` open to the same group as the files in them (a key
+    file its signer's group may read is no use in a directory that group cannot enter)."""
+    for parent in reversed(path.relative_to(directory).parents):
+        sub = directory / parent
+        if sub == directory or sub.is_dir():
+            continue
+        sub.mkdir()
+        setgid = os.stat(directory).st_mode & stat.S_ISGID
+        wanted = 0o700 | (0o050 if mode & 0o040 else 0)
+        try:
+            os.chmod(sub, wanted | setgid)
+        except PermissionError:  # a sandbox forbidding set-id bits (RestrictSUIDSGID)
+            os.chmod(sub, wanted)
+        if gid >= 0:
+            os.chown(sub, -1, gid)
+
+
+def _stage(directory: Path, relative: str, data: bytes, mode: int, gid: int) -> Path | None:
+    """A temp file beside directory/relative holding `data`, to be renamed into place once
+    it is on disk; None if the file is there already."""
+    path = directory / _safe(relative)
+    if _same(path, data, mode, gid):
+        return None
+    _subdir(directory, path, mode, gid)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        if gid >= 0:
+            os.fchown(fd, -1, gid)
+        os.fchmod(fd, mode)
+        os.write(fd, data)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def _sync(directory: Path, staged: list[Path]) -> None:
+    """Every staged file on disk before any is renamed: one syncfs(2) of the filesystem
+    for a batch (a thousand fsyncs cost a thousand disk flushes), fsync each otherwise."""
+    if len(staged) > 8:
+        libc = ctypes.util.find_library("c")
+        if libc is not None:
+            fd = os.open(directory, os.O_RDONLY)
+            try:
+                if ctypes.CDLL(libc, use_errno=True).syncfs(fd) == 0:
+                    return
+            finally:
+                os.close(fd)
+    for tmp in staged:
+        fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _wipe(path: Path) -> None:
+    fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+    try:
+        os.write(fd, b"\0" * os.fstat(fd).st_size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.unlink(path)
+
+
+def _decode(entries: Any, what: str) -> dict[str, tuple[bytes, int]]:
+    # a key file is nobody else's business; a table (names and paths only) may be read
+    if not isinstance(entries, dict):
+        raise InstallError(f"bundle {what}: not an object")
+    out = {}
+    for name, spec in entries.items():
+        try:
+            data = base64.b64decode(spec["data"], validate=True)
+            mode = int(spec["mode"], 8)
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            raise InstallError(f"bundle {what} {name!r}: {exc}") from None
+        if mode & (0o007 if what == "key" else 0o003):
+            raise InstallError(f"bundle {what} {name!r}: mode {mode:o} is open to others")
+        out[name] = (data, mode)
+    return out
+
+
+def apply_bundle(directory: Path, bundle: dict[str, Any], group: str = "") -> dict[str, int]:
+    """Install `bundle` into `directory` (see the module docstring)."""
+    if bundle.get("version") != VERSION:
+        raise InstallError(f"bundle version {bundle.get('version')!r}: this installer reads 1")
+    keys = _decode(bundle.get("keys", {}), "key")
+    tables = _decode(bundle.get("tables", {}), "table")
+    return install(directory, keys, tables, group, manage_keys=bundle.get("manage_keys", True))
+
+
+def install(
+    directory: Path,
+    keys: dict[str, tuple[bytes, int]],
+    tables: dict[str, tuple[bytes, int]],
+    group: str = "",
+    manage_keys: bool = True,
+) -> dict[str, int]:
+    """Key files, then tables, each (data, mode) by relative path; see the docstring.
+    Unless `manage_keys` is false (a target whose tables name key files kept elsewhere),
+    keys/ holds exactly the bundle's keys: the others are wiped."""
+    for name, (_, mode) in keys.items():
+        if mode & 0o007:
+            raise InstallError(f"key {name!r}: mode {mode:o} is open to others")
+    gid = grp.getgrnam(group).gr_gid if group else -1
+    directory.mkdir(parents=True, exist_ok=True)
+    counts = {"written": 0, "unchanged": 0, "removed": 0}
+    for files in (keys, tables):  # keys first: a table never names a missing key
+        staged: list[tuple[Path, Path]] = []
+        for name, (data, mode) in sorted(files.items()):
+            tmp = _stage(directory, name, data, mode, gid)
+            if tmp is None:
+                counts["unchanged"] += 1
+            else:
+                staged.append((tmp, directory / _safe(name)))
+        _sync(directory, [tmp for tmp, _ in staged])
+        for tmp, path in staged:
+            os.replace(tmp, path)
+            counts["written"] += 1
+        _fsync_dir(directory)
+        for sub in {(directory / _safe(n)).parent for n in files}:
+            if sub != directory:
+                _fsync_dir(sub)
+    key_dir = directory / KEYS
+    if manage_keys and key_dir.is_dir():
+        listed = {(directory / _safe(n)).name for n in keys}
+        for p in sorted(key_dir.iterdir()):
+            if p.name not in listed and not p.name.startswith("."):
+                _wipe(p)  # a key that left this signer: its copy goes, zeroed
+                counts["removed"] += 1
+            elif p.name.startswith(".") and p.name.endswith(".tmp"):
+                _wipe(p)  # an interrupted earlier run's temp file
+        _fsync_dir(key_dir)
+    return counts
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: install.py DIRECTORY < bundle.json", file=sys.stderr)
+        return 2
+    os.umask(0o077)
+    try:
+        bundle = json.load(sys.stdin)
+        counts = apply_bundle(Path(argv[1]), bundle)
+    except (InstallError, OSError, ValueError, KeyError) as exc:
+        print(f"install: {argv[1]}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(counts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,173 @@
+"""One signer target: its format renders the files, which are delivered (written here, or
+piped to an installer that runs as the signer's user, maybe on another host), then the
+signer is reloaded and, for the keys being switched to, probed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ...config_targets import TargetConfig
+from ...domain.errors import SignerError
+from ...ports import SigningEntry
+from .base import Format, TargetFiles
+from .exim import EximFormat
+from .install import InstallError, install
+from .jsonfile import JsonFormat
+from .kumomta import KumoMtaFormat
+from .opendkim import OpenDkimFormat, render_key_table, render_signing_table
+from .probes import Prober
+from .rspamd import RspamdFormat
+
+FORMATS: dict[str, Callable[[], Format]] = {
+    "opendkim": OpenDkimFormat,
+    "rspamd": RspamdFormat,
+    "exim": EximFormat,
+    "kumomta": KumoMtaFormat,
+    "json": JsonFormat,
+}
+
+
+def _tail(text: str | bytes) -> str:
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return (text.strip().splitlines()[-1:] or [""])[0]
+
+
+class SignerTarget:
+    def __init__(self, config: TargetConfig, read_key: KeyCache, prober: Prober) -> None:
+        self.config = config
+        self.name = config.name
+        self.format = FORMATS[config.format]()
+        self.read_key = read_key
+        self.prober = prober
+
+    def select(self, entries: Sequence[SigningEntry]) -> list[SigningEntry]:
+        """The entries this target signs (an OpenDKIM instance: its one algorithm)."""
+        return [e for e in entries if e.algorithm in self.config.algorithms]
+
+    def files(self, entries: Sequence[SigningEntry]) -> TargetFiles:
+        if self.config.legacy_tables is not None:
+            # the older [signer] table: two files naming rotator's own key copies
+            key_table, signing_table = self.config.legacy_tables
+            return TargetFiles(
+                tables={
+                    key_table.name: legacy_key_table(entries).encode(),
+                    signing_table.name: render_signing_table(entries).encode(),
+                }
+            )
+        return self.format.render(entries, self.read_key, str(self.config.directory / "keys"))
+
+    def write(self, entries: Sequence[SigningEntry]) -> None:
+        """Deliver the files for `entries` and reload. SignerError with the reason."""
+        files = self.files(self.select(entries))
+        self._deliver(files)
+        self._reload()
+
+    def _deliver(self, files: TargetFiles) -> None:
+        cfg = self.config
+        directory = cfg.directory
+        if cfg.legacy_tables is not None:
+            directory = cfg.legacy_tables[0].parent
+        keys = {n: (d, cfg.key_mode) for n, d in files.keys.items()}
+        tables = {n: (d, cfg.table_mode) for n, d in files.tables.items()}
+        manage = cfg.legacy_tables is None  # the older layout names rotator's own key files
+        if cfg.local:
+            try:
+                install(directory, keys, tables, group=cfg.key_group, manage_keys=manage)
+            except (InstallError, OSError, KeyError) as exc:
+                raise SignerError(f"cannot write signer tables in {directory}: {exc}") from None
+            return
+        bundle = {
+            "version": 1,
+            "manage_keys": manage,
+            "keys": {n: _spec(d, m) for n, (d, m) in keys.items()},
+            "tables": {n: _spec(d, m) for n, (d, m) in tables.items()},
+        }
+        try:
+            proc = subprocess.run(
+                list(cfg.deliver),
+                input=json.dumps(bundle).encode(),
+                capture_output=True,
+                timeout=cfg.timeout,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SignerError(f"deliver command {cfg.deliver[0]!r} failed: {exc}") from None
+        if proc.returncode != 0:
+            raise SignerError(
+                f"deliver command exited {proc.returncode}: {_tail(proc.stderr or proc.stdout)}"
+            )
+        # a pipe (socat, ssh) may exit 0 whatever the installer did: only its own last line
+        # says the files are in place
+        try:
+            confirmed = "written" in json.loads(_tail(proc.stdout))
+        except (ValueError, TypeError):
+            confirmed = False
+        if not confirmed:
+            raise SignerError(
+                'the installer did not confirm the files (no {"written": ...} line on '
+                f"stdout): {_tail(proc.stderr or proc.stdout) or 'no output'}"
+            )
+
+    def _reload(self) -> None:
+        if not self.config.reload:
+            return
+        command = list(self.config.reload)
+        try:
+            proc = subprocess.run(
+                command, capture_output=True, text=True, timeout=self.config.timeout, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SignerError(f"reload command {command[0]!r} failed: {exc}") from None
+        if proc.returncode != 0:
+            raise SignerError(
+                f"reload command {' '.join(command)!r} exited {proc.returncode}: "
+                f"{_tail(proc.stderr or proc.stdout)}"
+            )
+
+
+def _spec(data: bytes, mode: int) -> dict[str, str]:
+    return {"data": base64.b64encode(data).decode(), "mode": f"{mode:04o}"}
+
+
+def legacy_key_table(entries: Sequence[SigningEntry]) -> str:
+    # rotator's own key copies, as the KeyTable of older configs named them
+    text = render_key_table(entries, "")
+    for e in entries:
+        text = text.replace(f":/{e.key_id}.pem\n", f":{e.key_path}\n")
+    return text
+
+
+class KeyCache:
+    """Reads rotator's copy of a key once per fleet apply, whatever the number of targets
+    (clear() between applies: nothing lingers in memory longer than a rewrite)."""
+
+    def __init__(self, path_of: Callable[[str], Path]) -> None:
+        self.path_of = path_of
+        self.cache: dict[str, bytes] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, entry: SigningEntry) -> bytes:
+        with self.lock:
+            data = self.cache.get(entry.key_id)
+        if data is None:
+            try:
+                data = self.path_of(entry.key_id).read_bytes()
+            except OSError as exc:
+                raise SignerError(f"cannot read key {entry.key_id}: {exc.strerror}") from None
+            with self.lock:
+                self.cache[entry.key_id] = data
+        return data
+
+    def clear(self) -> None:
+        with self.lock:
+            self.cache.clear()
+
+
+def key_reader(path_of: Callable[[str], Path]) -> KeyCache:
+    return KeyCache(path_of)

@@ -1,0 +1,49 @@
+"""The single OpenDKIM target that a config with the older [signer] table makes, as one
+object with the one-target signer's interface (apply() raises SignerError)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rotator.adapters.signers.fleet import SignerFleet
+from rotator.adapters.signers.probes import Prober
+from rotator.adapters.signers.target import SignerTarget, key_reader
+from rotator.config_targets import ProbeConfig, TargetConfig
+from rotator.domain.errors import SignerError
+from rotator.ports import SigningEntry, TargetResult
+
+
+class OpenDkimSigner:
+    """The single OpenDKIM target an older config's [signer] table makes; apply() raises
+    SignerError when the target fails, as the one-target signer used to."""
+
+    def __init__(
+        self, key_table: Path, signing_table: Path, reload: Any = (), timeout: float = 60.0
+    ) -> None:
+        config = TargetConfig(
+            name="opendkim",
+            format="opendkim",
+            directory=key_table.parent,
+            reload=tuple(reload),
+            key_mode=0o600,
+            table_mode=0o644,
+            timeout=timeout,
+            legacy_tables=(key_table, signing_table),
+        )
+        no_probe = Prober(ProbeConfig(), lambda zone, name: [])
+        target = SignerTarget(config, key_reader(lambda k: key_table.parent / k), no_probe)
+        self.fleet = SignerFleet([target], key_table.parent / ".lock")
+
+    def locked(self) -> Any:
+        return self.fleet.locked()
+
+    def apply(self, entries: Any, check: Any = ()) -> list[TargetResult]:
+        results = self.fleet.apply(entries, check)
+        return results
+
+    def write(self, entries: list[SigningEntry]) -> None:
+        """apply(), raising SignerError when the target failed."""
+        (result,) = self.fleet.apply(entries)
+        if not result.ok:
+            raise SignerError(result.detail)
