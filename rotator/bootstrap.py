@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .adapters.dns_rfc2136 import Rfc2136Publisher
+from .adapters.keypool_fs import FsKeyPool
 from .adapters.keystore_fs import FsKeyStore
 from .adapters.lock import FlockDaemonLock
 from .adapters.probe import AuthoritativeProbe
@@ -133,6 +134,10 @@ def build(config: Config, readonly: bool = False, command: bool = True) -> App:
         resolver=dns.resolver,
     )
     keystore = FsKeyStore(config.key_dir)
+    pool_sizes: dict[tuple[str, int], int] = {}
+    for policy in policies.policies.values():
+        kind = (policy.algorithm, policy.bits)
+        pool_sizes[kind] = max(pool_sizes.get(kind, 0), policy.pool)
     read_key = key_reader(keystore.path)
     signer = SignerFleet(
         [SignerTarget(t, read_key, Prober(t.probe, probe.observe)) for t in config.targets],
@@ -151,5 +156,9 @@ def build(config: Config, readonly: bool = False, command: bool = True) -> App:
         pool=None if readonly else WorkerPool(),
         origin=origin() if command else "",
         customer_check_s=3 * dns.timeout,
+        keypool=FsKeyPool(keystore),  # reading it (status) writes nothing
+        pool_sizes={kind: n for kind, n in pool_sizes.items() if n > 0},
+        safety_max_share=config.safety.max_share,
+        safety_min_keys=config.safety.min_keys,
     )
     return App(config, policies, store, ctx)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from .config_targets import TargetConfig, parse_targets
 from .domain.errors import ConfigError
 
 DEFAULT_CONFIG = Path("/etc/rotator/rotator.toml")
+DEFAULT_METRICS_PORT = 9469
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,24 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """[metrics]: where the daemon serves /metrics, /healthz and /readyz ("" host: off)."""
+
+    host: str = ""
+    port: int = DEFAULT_METRICS_PORT
+    # one series per identity (its key's age, its next rotation): only for small fleets
+    per_identity: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host)
+
+    @property
+    def listen(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     database: Path
@@ -52,6 +72,8 @@ class Config:
     targets: tuple[TargetConfig, ...]
     audit: AuditConfig
     log_format: str = "auto"  # auto | json | console
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    safety: SafetyConfig = field(default_factory=lambda: SafetyConfig())
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -197,7 +219,74 @@ def load_config(path: Path | str | None = None) -> Config:
         targets=targets,
         audit=audit_cfg,
         log_format=log_format,
+        metrics=parse_metrics(data.get("metrics", {}), cfg_path),
+        safety=parse_safety(data.get("safety", {}), cfg_path),
     )
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """[safety]: the most a tick or command may revoke, replace or remove at once."""
+
+    max_share: float = 0.25  # of the active keys
+    min_keys: int = 10  # never fewer than this (a small fleet would hold every rotation)
+
+
+def parse_safety(table: object, path: Path) -> SafetyConfig:
+    if not isinstance(table, Mapping):
+        raise _fail(path, "[safety]", "must be a table")
+    unknown = sorted(set(table) - {"max_share", "min_keys"})
+    if unknown:
+        raise _fail(path, f"safety.{unknown[0]}", "unknown key; use max_share, min_keys")
+    share = table.get("max_share", 0.25)
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+        raise _fail(path, "safety.max_share", f"{share!r}: give a share above 0, up to 1 (all)")
+    least = table.get("min_keys", 10)
+    if isinstance(least, bool) or not isinstance(least, int) or least < 0:
+        raise _fail(path, "safety.min_keys", f"{least!r}: give a number of keys, 0 or more")
+    return SafetyConfig(float(share), least)
+
+
+def parse_metrics(table: object, path: Path) -> MetricsConfig:
+    """[metrics] listen = "127.0.0.1:9469" (absent or "": off). The endpoint shows every
+    domain's state to whoever connects, so only a loopback address unless allow_remote."""
+    if not isinstance(table, Mapping):
+        raise _fail(path, "[metrics]", "must be a table")
+    unknown = sorted(set(table) - {"listen", "allow_remote", "per_identity"})
+    if unknown:
+        raise _fail(
+            path, f"metrics.{unknown[0]}", "unknown key; use listen, allow_remote, per_identity"
+        )
+    flags = {}
+    for key in ("allow_remote", "per_identity"):
+        value = table.get(key, False)
+        if not isinstance(value, bool):
+            raise _fail(path, f"metrics.{key}", f"must be true or false, got {value!r}")
+        flags[key] = value
+    listen = table.get("listen", "")
+    if not isinstance(listen, str):
+        raise _fail(path, "metrics.listen", 'must be a string, e.g. "127.0.0.1:9469"')
+    if not listen.strip():
+        return MetricsConfig(per_identity=flags["per_identity"])
+    host, port = split_hostport(listen.strip(), DEFAULT_METRICS_PORT, path, "metrics.listen")
+    if not flags["allow_remote"] and not is_loopback(host):
+        raise _fail(
+            path,
+            "metrics.listen",
+            f"{listen!r} is not a loopback address, and whoever reaches it sees the state of "
+            f'every key: listen on "127.0.0.1:{port}", or set metrics.allow_remote = true '
+            "(behind a firewall)",
+        )
+    return MetricsConfig(host=host, port=port, per_identity=flags["per_identity"])
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: where it resolves to is not known here
+        return False
 
 
 def check_target_dirs(source: Path, targets: tuple[TargetConfig, ...], key_dir: Path) -> None:

@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -17,6 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from .app import TickReport
 from .bootstrap import App
 from .domain.errors import ExternalError, RotatorError, StoreError
+from .metrics import DaemonMetrics
 
 log = structlog.get_logger("rotator")
 
@@ -33,6 +35,8 @@ class Daemon:
         # set by SIGUSR1 (an operator's emergency): rewrite the signer from the log before
         # the next tick, in case the command itself could not
         self.resync = False
+        # tick outcomes and readiness; served over HTTP with [metrics] listen (`run` only)
+        self.metrics = DaemonMetrics(app)
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             job_defaults={
@@ -45,13 +49,17 @@ class Daemon:
         )
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[list[str]]:
+    def session(self, serve: bool = False) -> Iterator[list[str]]:
         """Hold the one-daemon lock and converge after any crash (orphan keys wiped, signer
-        rewritten from the log); yields the wiped key ids."""
+        rewritten from the log); yields the wiped key ids. `serve`: the metrics endpoint,
+        up from the lock on (a second daemon fails on the lock, not on the port), so that
+        /healthz answers during a long convergence."""
         lock = self.app.ctx.lock
         assert lock is not None
         lock.acquire()
         try:
+            if serve:
+                self.metrics.serve()
             problem = self.app.store.consistency_problem()
             if problem:  # never act on a projection that is not the log's
                 raise StoreError(
@@ -63,8 +71,11 @@ class Daemon:
             except ExternalError as exc:  # e.g. the signer reload failed: retried on activation
                 log.error("startup_sync_failed", error=exc.reason)
                 wiped = []
+            self.app.keypool.converge()
+            self.metrics.started()
             yield wiped
         finally:
+            self.metrics.close()
             lock.release()
 
     def run_once(self) -> TickReport:
@@ -86,8 +97,10 @@ class Daemon:
             except RotatorError as exc:
                 self.resync = True  # again on the next tick
                 log.error("signer_resync_failed", error=str(exc))
+        started = time.monotonic()
         try:
             report = self.app.lifecycle.tick()
+            self.metrics.tick_done(report, time.monotonic() - started)
             if report.progressed or report.failed:
                 log.info(
                     "tick",
@@ -95,10 +108,17 @@ class Daemon:
                     succeeded=report.succeeded,
                     failed=report.failed,
                 )
+            elif self.app.keypool.enabled:
+                # idle: top up the key pool, for at most half a tick interval
+                added = self.app.keypool.refill(min(self.app.config.tick_seconds / 2, 30.0))
+                if added:
+                    log.info("key_pool_refilled", added=added)
         except RotatorError as exc:
             log.error("tick_failed", error=str(exc))
-        except Exception:  # keep the daemon alive; the next tick retries
+            self.metrics.tick_failed("error", str(exc))
+        except Exception as exc:  # keep the daemon alive; the next tick retries
             log.exception("tick_crashed")
+            self.metrics.tick_failed("crash", f"crashed: {type(exc).__name__}: {exc}")
 
     def _schedule_wakeup(self) -> None:
         """Wake exactly when the next action is due if that is before the next tick. The
@@ -117,7 +137,7 @@ class Daemon:
             )
 
     def run(self, duration: float | None = None) -> None:
-        with self.session() as wiped:
+        with self.session(serve=True) as wiped:
             old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
             try:
                 for sig in old:

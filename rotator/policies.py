@@ -26,6 +26,29 @@ def load_policy_file(path: Path) -> Policy:
     return parse_policy(path.stem, data, str(path), cron_schedule)
 
 
+def check_companion(policy: Policy, policies: dict[str, Policy]) -> None:
+    """[key] companion names a policy of the other algorithm that has none of its own."""
+    if not policy.companion:
+        return
+    other = policies.get(policy.companion)
+    where = f"{policy.source}: [key].companion"
+    if other is None:
+        known = ", ".join(sorted(policies)) or "none"
+        raise PolicyError(f"{where}: no policy {policy.companion!r} (known: {known})")
+    if other.algorithm == policy.algorithm:
+        raise PolicyError(
+            f"{where}: {other.name} makes {other.algorithm} keys too; a companion is the "
+            "other algorithm (RSA beside Ed25519)"
+        )
+    if other.companion:
+        raise PolicyError(f"{where}: {other.name} has a companion of its own; chain none")
+    if other.selector_template == policy.selector_template:
+        raise PolicyError(
+            f"{where}: {other.name} uses the same selector template; give it another so the "
+            "two keys of a domain never compete for a selector"
+        )
+
+
 class PolicySet:
     """All policies of a directory, validated up front so a bad file stops start-up."""
 
@@ -37,6 +60,8 @@ class PolicySet:
             )
         refuse_loose(self.directory, "the policy directory")
         self.policies = {p.stem: load_policy_file(p) for p in sorted(self.directory.glob("*.toml"))}
+        for policy in self.policies.values():
+            check_companion(policy, self.policies)
 
     def get(self, name: str) -> Policy:
         try:

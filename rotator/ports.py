@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .domain.events import Event
 from .domain.model import IdentityState, KeyState
@@ -120,6 +120,10 @@ class KeyStore(Protocol):
 
     def path(self, key_id: str) -> Path: ...
 
+    def key_file(self, key_id: str) -> str:
+        """path() as text: built for every active key at start-up, where a Path costs."""
+        ...
+
     def exists(self, key_id: str) -> bool: ...
 
     def destroy(self, key_id: str) -> bool:
@@ -141,7 +145,7 @@ class SigningEntry:
     key_id: str
     domain: str
     selector: str
-    key_path: Path
+    key_path: str  # text, not Path: a million entries are built at start-up
     signing_pattern: str  # "*@example.com" or "*@*.example.com"
     algorithm: str = "rsa"  # rsa | ed25519
     second: bool = False  # the ESP's feedback-loop signature, added beside the customer's
@@ -163,6 +167,56 @@ class TargetResult:
         return {"target": self.target, "ok": self.ok, "proven": self.proven, "detail": self.detail}
 
 
+class SigningRow(NamedTuple):
+    """One signature an active key makes, as the store reads it in bulk."""
+
+    key_id: str
+    domain: str
+    selector: str
+    algorithm: str
+    zone: str
+    record_name: str
+    signing_pattern: str
+    second: bool  # an ESP key signing for a customer that carries its signature
+
+
+SIGNING_KEY_COLUMNS = ("key_id", "domain", "selector", "algorithm", "zone", "record_name")
+
+
+@dataclass(frozen=True)
+class SignerChange:
+    """What one activation changes: the entries that start signing and the keys that stop.
+    `everything` reads the complete set from the log, for whatever needs it (a target
+    written for the first time, or a table that lists every key); the change itself is
+    O(keys switched), whatever the number of identities."""
+
+    added: tuple[SigningEntry, ...]
+    removed: tuple[SigningEntry, ...]  # the entries of the keys that stop signing
+    everything: Callable[[], Sequence[SigningEntry]]
+
+
+class KeyPool(Protocol):
+    """Keys generated ahead of need, kept apart until an identity takes one."""
+
+    def add(self, key_id: str, algorithm: str, bits: int) -> str:
+        """Generate one pooled key (in a worker process); its fingerprint."""
+        ...
+
+    def inventory(self) -> dict[str, tuple[str, int]]:
+        """key_id -> (algorithm, bits) of every pooled key."""
+        ...
+
+    def counts(self) -> dict[tuple[str, int], int]: ...
+
+    def take(self, algorithm: str, bits: int, wanted: int) -> list[tuple[str, GeneratedKey]]:
+        """Up to `wanted` pooled keys of this kind, moved into the key store."""
+        ...
+
+    def discard(self, keep: set[str] | None = None) -> list[str]:
+        """Wipe the pooled keys (those not in `keep`); their ids."""
+        ...
+
+
 class Signer(Protocol):
     """Every signer target rotator keeps in step (one OpenDKIM, or a fleet of MTAs)."""
 
@@ -177,6 +231,26 @@ class Signer(Protocol):
         """Make every target sign exactly `entries`: files written atomically (keys before
         the tables naming them), reload, then a probe through the live signer for each
         key in `check`. One result per target; a target's failure never raises."""
+        ...
+
+    def change(
+        self, change: SignerChange, check: Sequence[SigningEntry] = ()
+    ) -> list[TargetResult]:
+        """As apply(change.everything()), writing only what the change touches where a
+        target's last write is known to have landed."""
+        ...
+
+    def stamp(self, position: int | None) -> None:
+        """Every target holds the signing set of the log at `position` (None: a write is
+        under way, or failed: nobody knows what they hold)."""
+        ...
+
+    def stamped(self) -> int | None:
+        """The last stamp; None if there is none or a write did not finish."""
+        ...
+
+    def trust(self) -> None:
+        """Take the stamp's word at start-up: the targets hold what the log says."""
         ...
 
 
@@ -219,6 +293,11 @@ class Appended(Protocol):
     def __len__(self) -> int: ...
 
 
+# what one pass of a tick takes on (keys due, identities due): a tick makes up to eight
+# passes, so a backlog of 10,000 rotations goes in one tick
+DUE_BATCH = 5000
+
+
 class EventStore(Protocol):
     def append(self, events: Sequence[Event], expected: dict[str, int]) -> Appended:
         """Append atomically; `expected` maps stream_id -> its version before this append.
@@ -233,7 +312,7 @@ class EventStore(Protocol):
         self, identity: str | None = None, state: State | None = None
     ) -> list[KeyState]: ...
 
-    def due_keys(self, now: datetime, limit: int = 1000) -> list[KeyState]: ...
+    def due_keys(self, now: datetime, limit: int = DUE_BATCH) -> list[KeyState]: ...
 
     def next_due(self, skip: Collection[str] = ()) -> datetime | None:
         """The earliest next action of any key (but those in `skip`) or identity."""
@@ -247,7 +326,37 @@ class EventStore(Protocol):
 
     def identities(self) -> list[IdentityState]: ...
 
-    def due_identities(self, now: datetime, limit: int = 1000) -> list[IdentityState]: ...
+    def live_key_ids(self) -> set[str]:
+        """The ids of every key not destroyed."""
+        ...
+
+    def count_keys(self, state: str) -> int: ...
+
+    def signing_changed_since(self, position: int) -> bool:
+        """Whether an event after `position` may change what the signers hold."""
+        ...
+
+    def head(self) -> tuple[int, str] | None:
+        """(position, hash) of the newest event."""
+        ...
+
+    def companions(self, identity: str) -> list[IdentityState]:
+        """The dual-algorithm companions of an identity."""
+        ...
+
+    def scheduled_work(self, now: datetime) -> tuple[int, int]:
+        """(revocations, replacements) due by `now` that no emergency set off."""
+        ...
+
+    def signing_rows(self) -> Iterator[SigningRow]:
+        """Every signature the active keys make (the complete signing set)."""
+        ...
+
+    def esp_customers(self, esp_identity: str) -> list[IdentityState]:
+        """The identities whose mail also carries `esp_identity`'s signature."""
+        ...
+
+    def due_identities(self, now: datetime, limit: int = DUE_BATCH) -> list[IdentityState]: ...
 
     def selectors(self, domain: str) -> set[str]: ...
 
@@ -256,3 +365,56 @@ class EventStore(Protocol):
     def stream_version(self, stream_id: str) -> int: ...
 
     def info(self) -> dict[str, Any]: ...
+
+    def monitoring_counts(self, per_identity: bool = False) -> StoreCounts:
+        """Aggregates for the metrics endpoint: a few rows per state, policy and mode,
+        whatever the number of identities (plus one row per identity if asked)."""
+        ...
+
+    def watch_keys(self, low: str, high: str | None) -> list[KeyState]:
+        """Active and draining keys, low <= key_id < high (None: to the end): the watch."""
+        ...
+
+
+# --- monitoring ------------------------------------------------------------------------------
+
+
+class KeyCount(NamedTuple):
+    """Live keys (not destroyed) of one state, policy and next action."""
+
+    state: str
+    policy: str
+    next_action: str  # "" for none
+    keys: int
+    failing: int  # whose next step failed at least once (attempts > 0)
+    parked: int
+    drift: int  # with an open drift finding (the watch's, or a last_error "drift: ...")
+    oldest_active: datetime | None  # when the oldest of them became active (active keys)
+
+
+class IdentityCount(NamedTuple):
+    """Identities (not removed) of one mode and role."""
+
+    mode: str
+    role: str
+    identities: int
+    without_active: int  # no key signing for them
+    awaiting_customer_dns: int  # their notice or a live key's last error says so
+    customer_dns_broken: int  # the customer's DNS stopped leading to the key (watch)
+
+
+class IdentityTimes(NamedTuple):
+    domain: str
+    policy: str
+    active_since: datetime | None  # when its active key became active
+    rotation_due_at: datetime | None
+
+
+@dataclass(frozen=True)
+class StoreCounts:
+    keys: tuple[KeyCount, ...]
+    destroyed: int  # destroyed keys pile up for ever: counted, never grouped
+    identities: tuple[IdentityCount, ...]
+    next_rotation: datetime | None
+    next_action: datetime | None
+    per_identity: tuple[IdentityTimes, ...] = ()

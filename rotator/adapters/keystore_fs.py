@@ -44,12 +44,16 @@ MAX_PEM = 16384  # octets: a 4096-bit RSA key in PEM is about 3.3 KiB
 RSA_MIN, RSA_MAX, RSA_RECOMMENDED = 1024, 4096, 2048  # RFC 8301 section 3.2
 
 
-def _load(pem: bytes) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:
+def _load(pem: bytes, ours: bool = False) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:
     # cap before parsing: a huge key costs seconds to load and every signature after it
     if len(pem) > MAX_PEM:
         raise InputError(f"key file is {len(pem)} octets; a DKIM private key is under {MAX_PEM}")
     try:
-        key = serialization.load_pem_private_key(pem, password=None)
+        # `ours`: a key rotator generated itself (the pool's): the RSA consistency check
+        # (tens of milliseconds per key) guards against keys from elsewhere
+        key = serialization.load_pem_private_key(
+            pem, password=None, unsafe_skip_rsa_key_validation=ours
+        )
     except (ValueError, TypeError) as exc:
         raise InputError(f"not an unencrypted PEM private key: {exc}") from None
     if isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
@@ -57,9 +61,9 @@ def _load(pem: bytes) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:
     raise InputError("private key must be RSA or Ed25519")
 
 
-def describe_private_key(pem: bytes) -> tuple[str, int, bytes]:
+def describe_private_key(pem: bytes, ours: bool = False) -> tuple[str, int, bytes]:
     """(algorithm, bits, public material) of a PEM private key; InputError if unusable."""
-    key = _load(pem)
+    key = _load(pem, ours)
     if isinstance(key, rsa.RSAPrivateKey):
         return "rsa", key.key_size, public_key_material(key)
     return "ed25519", 256, public_key_material(key)
@@ -122,6 +126,11 @@ class FsKeyStore:
         if not _KEY_ID.fullmatch(key_id):
             raise InputError(f"invalid key id {key_id!r}")
         return self.dir / f"{key_id}{SUFFIX}"
+
+    def key_file(self, key_id: str) -> str:
+        if not _KEY_ID.fullmatch(key_id):
+            raise InputError(f"invalid key id {key_id!r}")
+        return f"{self.dir}/{key_id}{SUFFIX}"
 
     def exists(self, key_id: str) -> bool:
         return self.path(key_id).exists()

@@ -3,19 +3,43 @@ its filters (every one served by an index)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
+from ..domain.errors import StoreError
 from ..domain.model import IdentityState, KeyState
 from ..domain.states import State
-from ..ports import LogFilter, StoredEvent
+from ..ports import (
+    DUE_BATCH,
+    SIGNING_KEY_COLUMNS,
+    IdentityCount,
+    IdentityTimes,
+    KeyCount,
+    LogFilter,
+    SigningRow,
+    StoreCounts,
+    StoredEvent,
+)
 from ..timeutil import iso, parse_iso
+from .store_audit import FastSeal
 from .store_rows import event_from_row
 from .store_seal import Sealer
+
+# the events after which a signer may hold something else than before
+SIGNING_EVENTS = (
+    "KeyActivated",
+    "DrainStarted",
+    "KeyCompromised",
+    "KeyWithdrawn",
+    "IdentityAdded",
+    "IdentityRemoved",
+    "KeyRevoked",
+    "KeyDestroyed",
+)
 
 
 class StoreReads:
@@ -53,7 +77,7 @@ class StoreReads:
         rows = self.db.query(sql + " ORDER BY domain, created_at", params)
         return [self._key(r) for r in rows]
 
-    def due_keys(self, now: datetime, limit: int = 1000) -> list[KeyState]:
+    def due_keys(self, now: datetime, limit: int = DUE_BATCH) -> list[KeyState]:
         rows = self.db.query(
             "SELECT * FROM keys WHERE next_action_at IS NOT NULL AND next_action_at <= ? "
             "ORDER BY next_action_at LIMIT ?",
@@ -85,7 +109,8 @@ class StoreReads:
         """The identity that signs `domain`'s mail, if any."""
         rows = list(
             self.db.query(
-                "SELECT * FROM identities WHERE sending_domain = ? ORDER BY identity LIMIT 1",
+                "SELECT * FROM identities WHERE sending_domain = ? AND retired_at IS NULL "
+                "ORDER BY identity LIMIT 1",
                 [domain],
             )
         )
@@ -94,13 +119,109 @@ class StoreReads:
     def identities(self) -> list[IdentityState]:
         return [self._ident(r) for r in self.db.query("SELECT * FROM identities ORDER BY identity")]
 
-    def due_identities(self, now: datetime, limit: int = 1000) -> list[IdentityState]:
+    def esp_customers(self, esp_identity: str) -> list[IdentityState]:
+        rows = self.db.query(
+            "SELECT * FROM identities WHERE esp_identity = ? AND retired_at IS NULL "
+            "ORDER BY identity",
+            [esp_identity],
+        )
+        return [self._ident(r) for r in rows]
+
+    def due_identities(self, now: datetime, limit: int = DUE_BATCH) -> list[IdentityState]:
         rows = self.db.query(
             "SELECT * FROM identities WHERE rotation_due_at IS NOT NULL "
             "AND rotation_due_at <= ? ORDER BY rotation_due_at LIMIT ?",
             [iso(now), limit],
         )
         return [self._ident(r) for r in rows]
+
+    def signing_rows(self) -> Iterator[SigningRow]:
+        """Every signature the active keys make. One join per kind, read as tuples: the
+        complete signing set of a million identities is read at start-up and by a target
+        written for the first time. Each row's MAC is checked all the same: a row edited
+        behind rotator's back never reaches a signer."""
+        keys, idents = self._columns("keys"), self._columns("identities")
+        checks: list[tuple[str, Callable[[Sequence[Any]], bool]]] = []
+        if self.sealer is not None:
+            seal = FastSeal(self.sealer)
+            checks = [("keys", seal.row_check("keys", keys))]
+            checks.append(("identities", seal.row_check("identities", idents)))
+        pick = [keys.index(c) for c in SIGNING_KEY_COLUMNS]
+        pattern = idents.index("signing_pattern")
+        cols = ", ".join([f"k.{c}" for c in keys] + [f"i.{c}" for c in idents])
+        n = len(keys)
+        for second, join in (
+            (False, "i.identity = k.identity AND i.role != 'esp'"),
+            # an ESP key signs, second, for each customer that carries its signature
+            # (the condition on '' lets SQLite walk the partial index of ESP customers)
+            # a removed customer's mail is nobody's to sign any more
+            (True, "i.esp_identity = k.identity AND i.esp_identity != '' AND i.retired_at IS NULL"),
+        ):
+            sql = f"SELECT {cols} FROM keys k JOIN identities i ON {join} WHERE k.state = 'active'"
+            for row in self.db.conn.execute(sql):
+                parts = (row[:n], row[n:])
+                for (table, ok), values in zip(checks, parts, strict=False):
+                    if not ok(values):
+                        raise StoreError(
+                            f"{table} row {values[0]} was not written by rotator (its MAC "
+                            "does not match): the projection was edited; run `rotator audit "
+                            "verify`, then `rotator db rebuild` if the log itself is intact"
+                        )
+                k = parts[0]
+                yield SigningRow._make([*(k[j] for j in pick), parts[1][pattern], second])
+
+    def companions(self, identity: str) -> list[IdentityState]:
+        """The dual-algorithm companions of an identity (retired ones too)."""
+        rows = self.db.query(
+            "SELECT * FROM identities WHERE companion_of = ? AND companion_of != '' "
+            "ORDER BY identity",
+            [identity],
+        )
+        return [self._ident(r) for r in rows]
+
+    def signing_changed_since(self, position: int) -> bool:
+        # walk the log after `position` by rowid (+type: not through the type index,
+        # which would visit every such event ever recorded)
+        marks = ",".join("?" * len(SIGNING_EVENTS))
+        row = self.db.execute(
+            f"SELECT 1 FROM events WHERE position > ? AND +type IN ({marks}) LIMIT 1",
+            [position, *SIGNING_EVENTS],
+        ).fetchone()
+        return row is not None
+
+    def count_keys(self, state: str) -> int:
+        return int(
+            self.db.execute("SELECT COUNT(*) FROM keys WHERE state = ?", [state]).fetchone()[0]
+        )
+
+    def scheduled_work(self, now: datetime) -> tuple[int, int]:
+        """(revocations, replacements) due by `now` that no emergency or removal set off:
+        what a safety valve weighs. Both through the partial due indexes."""
+        at = iso(now)
+        # a removed identity's keys were confirmed by the command that removed it
+        revoke = self.db.execute(
+            "SELECT COUNT(*) FROM keys k JOIN identities i ON i.identity = k.identity "
+            "WHERE k.next_action_at IS NOT NULL AND k.next_action_at <= ? "
+            "AND k.next_action = 'revoke' AND k.compromised = 0 AND k.emergency_actor = '' "
+            "AND i.retired_at IS NULL",
+            [at],
+        ).fetchone()[0]
+        replace = self.db.execute(
+            "SELECT COUNT(*) FROM identities WHERE rotation_due_at IS NOT NULL "
+            "AND rotation_due_at <= ? AND active_key IS NOT NULL AND emergency_actor = ''",
+            [at],
+        ).fetchone()[0]
+        return int(revoke), int(replace)
+
+    def live_key_ids(self) -> set[str]:
+        """The ids of every key not destroyed (whose private key file must exist)."""
+        return {
+            str(r[0])
+            for r in self.db.conn.execute("SELECT key_id FROM keys WHERE state != 'destroyed'")
+        }
+
+    def _columns(self, table: str) -> list[str]:
+        return [str(r[1]) for r in self.db.execute(f"PRAGMA table_info({table})").fetchall()]
 
     def selectors(self, domain: str) -> set[str]:
         return {
@@ -144,3 +265,74 @@ class StoreReads:
     def info(self) -> dict[str, Any]:
         count = self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         return {"path": str(self.path), "events": count}
+
+    def monitoring_counts(self, per_identity: bool = False) -> StoreCounts:
+        """Aggregates for the metrics endpoint, from one read snapshot. Live keys are read
+        through the state index (destroyed keys pile up for ever and are only counted, from
+        the index alone); identities and next times cost one scan and two index lookups."""
+        live = ", ".join(f"'{s.value}'" for s in State if s is not State.DESTROYED)
+        conn = self.db.conn
+        own = not conn.in_transaction  # one snapshot, unless a caller's transaction is one
+        if own:
+            conn.execute("BEGIN DEFERRED")
+        try:
+            keys = tuple(
+                KeyCount(s, p, a, n, int(f), int(pk), int(d), parse_iso(o) if o else None)
+                for s, p, a, n, f, pk, d, o in conn.execute(
+                    "SELECT state, policy, COALESCE(next_action, ''), COUNT(*), "
+                    "TOTAL(attempts > 0), TOTAL(parked), "
+                    "TOTAL(drift != '' OR COALESCE(last_error, '') LIKE 'drift:%'), "
+                    "MIN(CASE WHEN state = 'active' THEN COALESCE(activated_at, since) END) "
+                    f"FROM keys WHERE state IN ({live}) GROUP BY 1, 2, 3"
+                )
+            )
+            idents = tuple(
+                IdentityCount(m, r, n, int(w), int(a), int(b))
+                for m, r, n, w, a, b in conn.execute(
+                    "SELECT mode, role, COUNT(*), TOTAL(active_key IS NULL), "
+                    "TOTAL(notice LIKE '%awaiting customer DNS%' OR identity IN ("
+                    f"SELECT identity FROM keys WHERE state IN ({live}) "
+                    "AND last_error LIKE '%awaiting customer DNS%')), TOTAL(dns_problem != '') "
+                    "FROM identities WHERE retired_at IS NULL GROUP BY 1, 2"
+                )
+            )
+            destroyed = conn.execute("SELECT COUNT(*) FROM keys WHERE state = 'destroyed'")
+            rotation = conn.execute(
+                "SELECT MIN(rotation_due_at) FROM identities WHERE rotation_due_at IS NOT NULL"
+            ).fetchone()[0]
+            action = conn.execute(
+                "SELECT MIN(next_action_at) FROM keys WHERE next_action_at IS NOT NULL"
+            ).fetchone()[0]
+            each: tuple[IdentityTimes, ...] = ()
+            if per_identity:
+                each = tuple(
+                    IdentityTimes(d, p, parse_iso(a) if a else None, parse_iso(r) if r else None)
+                    for d, p, a, r in conn.execute(
+                        "SELECT i.domain, i.policy, COALESCE(k.activated_at, k.since), "
+                        "i.rotation_due_at FROM identities i LEFT JOIN keys k "
+                        "ON k.key_id = i.active_key WHERE i.retired_at IS NULL ORDER BY 1"
+                    )
+                )
+            return StoreCounts(
+                keys=keys,
+                destroyed=int(destroyed.fetchone()[0]),
+                identities=idents,
+                next_rotation=parse_iso(rotation) if rotation else None,
+                next_action=parse_iso(action) if action else None,
+                per_identity=each,
+            )
+        finally:
+            if own:
+                conn.execute("COMMIT")  # a read: nothing to keep or undo
+
+    def watch_keys(self, low: str, high: str | None) -> list[KeyState]:
+        """Active and draining keys in [low, high) of the key id space, ordered by key id.
+        `+state` keeps SQLite on the primary key's range (the state index would read
+        every active key): a slice costs O(keys in it)."""
+        sql = "SELECT * FROM keys WHERE key_id >= ?"
+        params = [low]
+        if high is not None:
+            sql += " AND key_id < ?"
+            params.append(high)
+        sql += " AND +state IN ('active', 'draining') ORDER BY key_id"
+        return [self._key(r) for r in self.db.query(sql, params)]

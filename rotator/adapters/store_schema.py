@@ -166,3 +166,33 @@ def m006_seals_and_parking(db: sqlite_utils.Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m007_scale_indexes(db: sqlite_utils.Database) -> None:
+    # m003 made the (domain, selector) index partial, so "which selectors has this domain
+    # used" scanned every key; `log --actor` scanned every event; an ESP key's activation
+    # looked at every identity for the customers it signs for.
+    db.executescript(
+        """
+        CREATE INDEX IF NOT EXISTS keys_domain ON keys (domain);
+        CREATE INDEX IF NOT EXISTS events_actor ON events (actor);
+        CREATE INDEX IF NOT EXISTS identities_esp ON identities (esp_identity)
+            WHERE esp_identity != '';
+        """
+    )
+
+
+@migrations()
+def m008_lifecycle(db: sqlite_utils.Database) -> None:
+    # offboarding: a removed identity stays (its keys drain, its selectors stay taken)
+    db.executescript(
+        """
+        ALTER TABLE identities ADD COLUMN retired_at TEXT;
+        ALTER TABLE identities ADD COLUMN takes_over TEXT NOT NULL DEFAULT '';
+        ALTER TABLE identities ADD COLUMN dns_problem TEXT NOT NULL DEFAULT '';
+        ALTER TABLE identities ADD COLUMN companion_of TEXT NOT NULL DEFAULT '';
+        CREATE INDEX identities_companion ON identities (companion_of) WHERE companion_of != '';
+        ALTER TABLE keys ADD COLUMN drift TEXT NOT NULL DEFAULT '';
+        """
+    )

@@ -11,6 +11,8 @@ key and identity projections, updated in the same transaction as the append.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import sqlite3
@@ -30,6 +32,7 @@ from .store_queries import StoreReads
 from .store_rows import (
     GENESIS,
     Appended,
+    canonical_json,
     event_hash,
     identity_from_row,
     key_from_row,
@@ -89,10 +92,11 @@ class SqliteEventStore(StoreReads, StoreAudit):
         if self.db.journal_mode != "wal":
             self.db.enable_wal()
         self.db.execute("PRAGMA synchronous = FULL")
+        upgraded = bool(migrations.pending(self.db)) and self.db["events"].exists()
         migrations.apply(self.db)
-        if sealer is not None and self._unsealed():
-            # first open with the audit key (a new database, or an upgrade): seal the
-            # projection by replaying the log into it
+        if sealer is not None and (upgraded or self._unsealed()):
+            # First open with the audit key, or a schema upgrade (a new column changes
+            # every row a MAC covers): seal the projection by replaying the log into it.
             self.rebuild()
 
     def close(self) -> None:
@@ -133,48 +137,46 @@ class SqliteEventStore(StoreReads, StoreAudit):
         stored: list[StoredEvent] = []
         with self._write():
             last = self.db.execute(
-                "SELECT hash FROM events ORDER BY position DESC LIMIT 1"
+                "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
             ).fetchone()
-            prev_hash = last[0] if last else GENESIS
-            versions: dict[str, int] = {}
-            keys: dict[str, KeyState | None] = {}
-            idents: dict[str, IdentityState | None] = {}
+            position, prev_hash = (int(last[0]), str(last[1])) if last else (0, GENESIS)
+            # One query each for the streams' versions and the states the fold starts
+            # from: a batch of thousands of events must not cost thousands of SELECTs.
+            versions = self._stream_versions({e.stream_id for e in events})
+            for stream, want in expected.items():
+                current = versions.get(stream)
+                if current is not None and want != current:
+                    raise ConcurrencyError(
+                        f"{stream} is at version {current}, expected {want}; "
+                        "someone else changed it first, retry"
+                    )
+            keys: dict[str, KeyState | None] = self._prefetch(
+                "keys", "key_id", {e.key_id for e in events if isinstance(e, ev.KeyEvent)}
+            )
+            names = {n for e in events if (n := getattr(e, "identity", None)) is not None}
+            idents: dict[str, IdentityState | None] = self._prefetch(
+                "identities", "identity", names
+            )
+            rows = []
             for event in events:
                 stream = event.stream_id
-                if stream not in versions:
-                    current = self.stream_version(stream)
-                    want = expected.get(stream)
-                    if want is not None and want != current:
-                        raise ConcurrencyError(
-                            f"{stream} is at version {current}, expected {want}; "
-                            "someone else changed it first, retry"
-                        )
-                    versions[stream] = current
                 versions[stream] += 1
                 self._fold(event, keys, idents)
+                position += 1
                 row = self._row(event, stream, versions[stream], prev_hash)
-                try:
-                    pos = self.db.execute(
-                        "INSERT INTO events (stream_id, version, at, type, identity, key_id, "
-                        "domain, selector, actor, reason, payload, prev_hash, hash, mac) "
-                        "VALUES (:stream_id, :version, :at, :type, :identity, :key_id, "
-                        ":domain, :selector, :actor, :reason, :payload, :prev_hash, :hash, "
-                        ":mac)",
-                        {**row, "mac": self.sealer.event(row["hash"]) if self.sealer else None},
-                    ).lastrowid
-                except sqlite3.IntegrityError as exc:
-                    raise ConcurrencyError(f"{stream}: {exc}; retry") from exc
+                row["position"] = position
+                row["mac"] = self.sealer.event(row["hash"]) if self.sealer else None
+                rows.append(row)
                 prev_hash = row["hash"]
                 stored.append(
                     StoredEvent(
-                        int(pos or 0),
-                        stream,
-                        versions[stream],
-                        event,
-                        row["hash"],
-                        row["prev_hash"],
+                        position, stream, versions[stream], event, row["hash"], row["prev_hash"]
                     )
                 )
+            try:
+                self.db.conn.executemany(_INSERT_EVENT, rows)
+            except sqlite3.IntegrityError as exc:
+                raise ConcurrencyError(f"{exc}; retry") from exc
             self._save(keys, idents)
             self._set_head(stored[-1].position, stored[-1].hash)
         if self.anchor is not None:
@@ -185,24 +187,46 @@ class SqliteEventStore(StoreReads, StoreAudit):
             {k: v for k, v in idents.items() if v is not None},
         )
 
+    def _stream_versions(self, streams: set[str]) -> dict[str, int]:
+        versions = dict.fromkeys(streams, 0)
+        for chunk in _chunks(sorted(streams)):
+            marks = ",".join("?" * len(chunk))
+            for stream, version in self.db.execute(
+                f"SELECT stream_id, MAX(version) FROM events WHERE stream_id IN ({marks}) "
+                "GROUP BY stream_id",
+                chunk,
+            ):
+                versions[stream] = int(version)
+        return versions
+
+    def _prefetch(self, table: str, pk: str, names: set[str]) -> dict[str, Any]:
+        found: dict[str, Any] = dict.fromkeys(names)
+        for chunk in _chunks(sorted(names)):
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.query(f"SELECT * FROM {table} WHERE {pk} IN ({marks})", chunk):
+                found[row[pk]] = self._key(row) if table == "keys" else self._ident(row)
+        return found
+
     def _row(self, event: ev.Event, stream: str, version: int, prev_hash: str) -> dict[str, Any]:
         # The position is not part of the hash input (it is assigned on insert); the chain
         # itself orders events, and a reorder breaks prev_hash links.
+        # keys in sorted order: the hash's canonical JSON without sorting per event
+        # (store_rows.event_hash stays the definition; the tests hold the two equal)
         row: dict[str, Any] = {
-            "stream_id": stream,
-            "version": version,
+            "actor": event.actor,
             "at": iso(event.at),
-            "type": type(event).__name__,
+            "domain": getattr(event, "domain", None),
             "identity": getattr(event, "identity", None),
             "key_id": getattr(event, "key_id", None),
-            "domain": getattr(event, "domain", None),
-            "selector": getattr(event, "selector", None),
-            "actor": event.actor,
-            "reason": event.reason,
-            "payload": json.dumps(event.payload(), sort_keys=True, separators=(",", ":")),
+            "payload": canonical_json(event.payload()),
             "prev_hash": prev_hash,
+            "reason": event.reason,
+            "selector": getattr(event, "selector", None),
+            "stream_id": stream,
+            "type": type(event).__name__,
+            "version": version,
         }
-        row["hash"] = event_hash(row)
+        row["hash"] = hashlib.sha256(_IN_ORDER(row).encode()).hexdigest()
         return row
 
     def _fold(
@@ -211,14 +235,11 @@ class SqliteEventStore(StoreReads, StoreAudit):
         keys: dict[str, KeyState | None],
         idents: dict[str, IdentityState | None],
     ) -> None:
+        # every stream was prefetched by append()
         if isinstance(event, ev.KeyEvent):
-            if event.key_id not in keys:
-                keys[event.key_id] = self.key(event.key_id)
             keys[event.key_id] = apply_key(keys[event.key_id], event)
         name = getattr(event, "identity", None)
         if name is not None:
-            if name not in idents:
-                idents[name] = self.identity(name)
             idents[name] = apply_identity(idents[name], event)
 
     def _save(
@@ -229,10 +250,12 @@ class SqliteEventStore(StoreReads, StoreAudit):
             self._sealed("identities", to_row(i)) for i in idents.values() if i is not None
         ]
         try:
-            if key_rows:
-                self.db.table("keys").upsert_all(key_rows, pk="key_id")
-            if ident_rows:
-                self.db.table("identities").upsert_all(ident_rows, pk="identity")
+            for table, pk, rows in (
+                ("keys", "key_id", key_rows),
+                ("identities", "identity", ident_rows),
+            ):
+                if rows:
+                    self.db.conn.executemany(_upsert(table, pk, tuple(rows[0])), rows)
         except sqlite3.IntegrityError as exc:
             if "selector" in str(exc):
                 raise IllegalTransition(f"selector already used for this domain: {exc}") from exc
@@ -271,6 +294,33 @@ class SqliteEventStore(StoreReads, StoreAudit):
             self.sealer.check_row("identities", row, row["identity"])
         row.pop("mac", None)
         return identity_from_row(row)
+
+
+_IN_ORDER = json.JSONEncoder(separators=(",", ":")).encode  # a dict already sorted
+
+_INSERT_EVENT = (
+    "INSERT INTO events (position, stream_id, version, at, type, identity, key_id, domain, "
+    "selector, actor, reason, payload, prev_hash, hash, mac) VALUES (:position, :stream_id, "
+    ":version, :at, :type, :identity, :key_id, :domain, :selector, :actor, :reason, "
+    ":payload, :prev_hash, :hash, :mac)"
+)
+_CHUNK = 500  # bound parameters per IN (...) query, well under SQLite's limit
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+@functools.cache
+def _upsert(table: str, pk: str, columns: tuple[str, ...]) -> str:
+    names = ", ".join(columns)
+    values = ", ".join(f":{c}" for c in columns)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != pk)
+    return (
+        f"INSERT INTO {table} ({names}) VALUES ({values}) "
+        f"ON CONFLICT ({pk}) DO UPDATE SET {updates}"
+    )
 
 
 def open_store(

@@ -3,20 +3,25 @@ appends events goes through recording.Recorder."""
 
 from __future__ import annotations
 
+from .changes import Changes
 from .context import Context
 from .customer_dns import CustomerDns
 from .emergency import Declared, Emergency, EmergencyPlan, Scope
 from .emergency_followup import EmergencyFollowUp, FollowUp
 from .generation import Generation
 from .keyimport import KeyImport
+from .keypool import KeyPoolKeeper
 from .lifecycle import Lifecycle
+from .offboarding import Offboarding
 from .onboarding import CustomerRow, Onboarding
 from .publishing import Publishing
 from .queries import Queries
 from .recording import TickReport
 from .rotation import Rotation
+from .safety import Safety
 from .signing import Signing
 from .verifying import Verifying
+from .watch import Watch
 
 __all__ = [
     "Application",
@@ -42,13 +47,19 @@ class Application:
         self.rotation = Rotation(ctx)
         self.generation = Generation(ctx)
         self.signing = Signing(ctx)
+        self.safety = Safety(ctx)
         self.lifecycle = Lifecycle(
             ctx,
             self.generation,
             Publishing(ctx),
             Verifying(ctx, self.customer_dns),
             self.signing,
+            Watch(ctx),
+            self.safety,
         )
-        self.emergency = Emergency(ctx, self.signing)
+        self.keypool = KeyPoolKeeper(ctx)
+        self.emergency = Emergency(ctx, self.signing, self.keypool)
         self.emergency_followup = EmergencyFollowUp(ctx, self.lifecycle, self.signing)
         self.queries = Queries(ctx.store)
+        self.offboarding = Offboarding(ctx, self.signing, self.customer_dns)
+        self.changes = Changes(ctx, self.customer_dns, self.onboarding, self.offboarding)

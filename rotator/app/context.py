@@ -8,6 +8,7 @@ from ..ports import (
     Clock,
     DaemonLock,
     EventStore,
+    KeyPool,
     KeyStore,
     NameserverProbe,
     PolicySource,
@@ -34,6 +35,14 @@ class Context:
     pool: Workers | None = None  # worker processes for key generation (None: in-process)
     origin: str = ""  # an operator command's real uid (see Event.origin); "" in the daemon
     customer_check_s: float = 10.0  # the deadline of one customer's DNS checks
+    # safety valve: a tick or command may touch at most this share of the active keys
+    # (never fewer than safety_min_keys) without an operator's release or --yes
+    safety_max_share: float = 0.25
+    safety_min_keys: int = 10
+    keypool: KeyPool | None = None  # pre-generated keys ([key] pool in a policy)
+    # (algorithm, bits) -> how many keys the pool keeps: the largest [key] pool of the
+    # policies of that kind
+    pool_sizes: dict[tuple[str, int], int] = field(default_factory=dict)
     recorder: Recorder = field(init=False)
 
     def __post_init__(self) -> None:

@@ -16,6 +16,7 @@ from ..domain.names import normalize_domain
 from ..domain.states import State
 from ..ports import TargetResult
 from .context import Context
+from .keypool import KeyPoolKeeper
 from .recording import by_operator, key_ids
 from .signing import Signing
 
@@ -31,10 +32,13 @@ class Scope:
     customer: str = ""
     policy: str = ""
     everything: bool = False
+    # The leak was of the signers' copies, not of rotator's key store: the standby and
+    # pooled keys, which never left it, are the way out even for every key.
+    keystore_intact: bool = False
 
     def describe(self) -> str:
         if self.everything:
-            return "all keys"
+            return "all keys (key store intact)" if self.keystore_intact else "all keys"
         if self.selector:
             return f"selector {self.selector} of {self.domain}"
         if self.domain:
@@ -50,7 +54,8 @@ class Scope:
             name = normalize_domain(self.domain)
             if name not in idents:
                 raise NotFound(f"domain {name} is not managed; see `rotator status`")
-            return {name}
+            # the domain's second-algorithm key too (it signs the same mail)
+            return {name} | {i for i, v in idents.items() if v.companion_of == name}
         if self.customer:
             found = {i for i, v in idents.items() if v.customer == self.customer}
         else:
@@ -79,9 +84,10 @@ class Declared:
 
 
 class Emergency:
-    def __init__(self, ctx: Context, signing: Signing) -> None:
+    def __init__(self, ctx: Context, signing: Signing, keypool: KeyPoolKeeper) -> None:
         self.ctx = ctx
         self.signing = signing
+        self.keypool = keypool
 
     def plan(self, scope: Scope) -> EmergencyPlan:
         """Which keys to take out of service now, and which standby keys to switch to."""
@@ -98,7 +104,8 @@ class Emergency:
             if scope.selector and key.selector != scope.selector:
                 continue
             is_standby = key.key_id == idents[key.identity].pending_key
-            if is_standby and not scope.everything and not scope.selector:
+            intact = not scope.everything or scope.keystore_intact
+            if is_standby and intact and not scope.selector:
                 # A standby lives apart from the active key's leak: it is the way out.
                 if key.state is State.VERIFIED:
                     promote.append(key)
@@ -127,8 +134,12 @@ class Emergency:
             ev.ActivationRequested(**by_operator(key_ids(k, now), actor, reason))
             for k in plan.promote
         ]
+        if plan.scope.everything and not plan.scope.keystore_intact:
+            # the key store itself may have leaked: its pooled keys go as the standbys do
+            events += self.keypool.discard(actor, reason)
         gone = {k.key_id for k in plan.compromise}
         with self.ctx.signer.locked():
+            self.ctx.signer.stamp(None)
             targets = tuple(
                 self.ctx.signer.apply([e for e in self.signing.entries() if e.key_id not in gone])
             )
@@ -141,6 +152,8 @@ class Emergency:
                     f"the compromise was NOT recorded ({exc}); the keys {done}, but the "
                     "daemon would sign with them again: fix that and run the command again"
                 ) from None
+            if signer_error is None:
+                self.signing.stamp()
         log.warning(
             "emergency",
             scope=plan.scope.describe(),

@@ -4,10 +4,11 @@ itself, in parallel worker processes when there are many RSA keys."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from .. import faults
@@ -80,13 +81,21 @@ class Generation:
             todo.append(_Todo(ident, policy, placement, uuid.uuid4().hex[:16]))
         if not todo:
             return
-        specs = [(t.key_id, t.policy.algorithm, t.policy.bits) for t in todo]
-        chunks = self._generated(specs)
+        pooled = self._from_pool(todo)
+        todo = [replace(t, key_id=pooled[i][0]) if i in pooled else t for i, t in enumerate(todo)]
+        rest = [i for i in range(len(todo)) if i not in pooled]
+        specs = [(todo[i].key_id, todo[i].policy.algorithm, todo[i].policy.bits) for i in rest]
+        # pooled keys first (no waiting), then the rest as the workers hand them back
+        taken = [(i, gen) for i, (_, gen) in pooled.items()]
+        chunks = itertools.chain(
+            (taken[s : s + CHUNK] for s in range(0, len(taken), CHUNK)),
+            ([(rest[j], gen) for j, gen in chunk] for chunk in self._generated(specs)),
+        )
         recorded: set[int] = set()
         try:
             for chunk in chunks:
                 faults.point("after-key-written")
-                events = [self._event(todo[i], gen, now) for i, gen in chunk]
+                events = [self._event(todo[i], gen, now, i in pooled) for i, gen in chunk]
                 try:
                     self.ctx.recorder.append(events)
                 except (ConcurrencyError, IllegalTransition):
@@ -103,6 +112,8 @@ class Generation:
             # waiting says so, and is looked at again after its policy's retry base
             for i, t in enumerate(todo):
                 if i not in recorded:
+                    if i in pooled:  # taken from the pool but never recorded: no orphan
+                        self.ctx.keystore.destroy(t.key_id)
                     why = f"cannot generate a key: {exc.reason}"
                     self.ctx.recorder.defer(t.ident, now, now + t.policy.retry_base, why)
 
@@ -142,8 +153,22 @@ class Generation:
             for future in futures:
                 future.cancel()
 
+    def _from_pool(self, todo: list[_Todo]) -> dict[int, tuple[str, GeneratedKey]]:
+        """Pooled keys for as many of `todo` as the pool has, by index into it."""
+        pool = self.ctx.keypool
+        out: dict[int, tuple[str, GeneratedKey]] = {}
+        if pool is None or not self.ctx.pool_sizes:
+            return out
+        kinds: dict[tuple[str, int], list[int]] = {}
+        for i, t in enumerate(todo):
+            kinds.setdefault((t.policy.algorithm, t.policy.bits), []).append(i)
+        for (algorithm, bits), indices in kinds.items():
+            for i, key in zip(indices, pool.take(algorithm, bits, len(indices)), strict=False):
+                out[i] = key
+        return out
+
     @staticmethod
-    def _event(t: _Todo, gen: GeneratedKey, now: datetime) -> ev.KeyGenerated:
+    def _event(t: _Todo, gen: GeneratedKey, now: datetime, pooled: bool) -> ev.KeyGenerated:
         ident, policy, place, key_id = t.ident, t.policy, t.placement, t.key_id
         ids = replacement_ids(
             {
@@ -168,6 +193,7 @@ class Generation:
             replaces=ident.active_key,
             lookup_name=place.lookup_name,
             notice=place.notice,
+            pooled=pooled,
         )
 
     def place(self, ident: IdentityState, policy: Policy, now: datetime) -> Placement | str:

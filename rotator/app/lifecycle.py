@@ -7,6 +7,7 @@ converges whatever a crash left behind.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
@@ -22,8 +23,10 @@ from .context import Context
 from .generation import Generation
 from .publishing import Publishing
 from .recording import TickReport, key_ids
+from .safety import Held, Safety
 from .signing import Signing
 from .verifying import Verifying
+from .watch import Watch
 
 log = structlog.get_logger("rotator")
 
@@ -52,8 +55,13 @@ class Lifecycle:
         publishing: Publishing,
         verifying: Verifying,
         signing: Signing,
+        watch: Watch,
+        safety: Safety,
     ) -> None:
         self.ctx = ctx
+        self.watch = watch
+        self.safety = safety
+        self._held = Held()
         self.generation = generation
         self.signing = signing
         self.verifying = verifying
@@ -72,23 +80,42 @@ class Lifecycle:
         every handler of that pass decides and records with that one time."""
         report = TickReport()
         store = self.ctx.store
+        # The watch first: a customer's DNS seen fixed again lets this tick's steps use it.
+        self.watch.tick(now or self.ctx.clock.now(), report)
+        held = self._held = self.safety.check_tick(now or self.ctx.clock.now())
         for _ in range(MAX_PASSES):
             before = report.progressed
             at = now or self.ctx.clock.now()
             # Keys first: a revocation due now frees a ping-pong slot for the generation
             # due now.
-            self._run_due(store.due_keys(at), at, report)
-            self.generation.generate(
-                store.due_identities(at), at, report, between=lambda: self._pass(now, report)
-            )
+            self._run_due(self._unheld(store.due_keys(at), held), at, report)
+            idents = store.due_identities(at)
+            if held.replacements:  # only first keys and emergencies' replacements go on
+                idents = [i for i in idents if not i.active_key or i.emergency_actor]
+            self.generation.generate(idents, at, report, between=lambda: self._pass(now, report))
             if report.progressed == before:
                 break
         return report
 
+    @staticmethod
+    def _unheld(keys: list[KeyState], held: Held) -> list[KeyState]:
+        if not held.revocations:
+            return keys
+        return [
+            k
+            for k in keys
+            if k.next_action is not Action.REVOKE or k.compromised or k.emergency_actor
+        ]
+
     def _pass(self, now: datetime | None, report: TickReport) -> None:
-        # between chunks of a big key generation: move the recorded keys on meanwhile
+        # Between chunks of a big key generation: move the recorded keys on meanwhile.
+        # An activation rewrites every signer's tables (O(all keys) for a file a signer
+        # reads whole): between chunks it runs only when the time since the last one is
+        # at least twice what that one took, so rewrites never take over the tick.
         at = now or self.ctx.clock.now()
-        self._run_due(self.ctx.store.due_keys(at), at, report)
+        pause = time.monotonic() - self.signing.last_finished
+        skip = () if pause >= 2 * self.signing.last_took else (Action.ACTIVATE,)
+        self._run_due(self._unheld(self.ctx.store.due_keys(at), self._held), at, report, skip)
 
     def next_due(self) -> datetime | None:
         """When the next step is due: the log's next action, except for keys whose servers
@@ -97,10 +124,16 @@ class Lifecycle:
         times = [t for t in (self.ctx.store.next_due(skip=waits), *waits.values()) if t]
         return min(times) if times else None
 
-    def _run_due(self, due: list[KeyState], now: datetime, report: TickReport) -> None:
+    def _run_due(
+        self,
+        due: list[KeyState],
+        now: datetime,
+        report: TickReport,
+        skip: tuple[Action, ...] = (),
+    ) -> None:
         groups: dict[Action, list[KeyState]] = defaultdict(list)
         for key in due:
-            if key.next_action is None:
+            if key.next_action is None or key.next_action in skip:
                 continue
             try:
                 self.ctx.policy(key.policy)
@@ -154,17 +187,22 @@ class Lifecycle:
     def startup(self) -> list[str]:
         """Converge after any crash: wipe private keys no event refers to (a crash between
         writing a key and recording KeyGenerated) and rewrite the signer from the log."""
-        known = {k.key_id: k for k in self.ctx.store.list_keys()}
+        store = self.ctx.store
         wiped = []
         leftovers = self.ctx.keystore.wipe_leftovers()
         if leftovers:
             log.warning("temp_key_files_wiped", count=leftovers)
+        # one bulk read of the live key ids (a million keys at start-up); each file that is
+        # not among them is then looked up on its own, its row's MAC checked, before it goes
+        live = store.live_key_ids()
         for key_id in self.ctx.keystore.stored_ids():
-            key = known.get(key_id)
+            if key_id in live:
+                continue
+            key = store.key(key_id)
             # Unknown: KeyGenerated never landed. Destroyed: a leftover that must not exist.
             if key is None or key.state is State.DESTROYED:
                 self.ctx.keystore.destroy(key_id)
                 wiped.append(key_id)
                 log.warning("orphan_key_wiped", key_id=key_id)
-        self.signing.sync()
+        self.signing.sync_at_startup()
         return wiped

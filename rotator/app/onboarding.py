@@ -3,6 +3,7 @@ time or a whole CSV in one transaction) and customer-generated keys."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -28,6 +29,12 @@ from .context import Context
 from .customer_dns import CustomerDns
 
 T = TypeVar("T")
+
+
+def companion_identity(identity: str, algorithm: str) -> str:
+    """The name of an identity's second-algorithm companion: never a valid domain, so it
+    never collides with one."""
+    return f"{identity}~{algorithm}"
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,11 @@ class Onboarding:
     ) -> IdentityState:
         """The ESP's own signing domain: the second, feedback-loop signature on customer
         mail (customers opt in with --esp-signature)."""
+        if self.ctx.policy(policy).companion:
+            raise InputError(
+                f"policy {policy!r} has a [key] companion: an ESP signature is one key; "
+                "give the ESP domain a policy without one"
+            )
         event = self.identity_event(
             domain, policy, zone, "", role=Role.ESP, actor=actor, reason=reason
         )
@@ -119,7 +131,9 @@ class Onboarding:
             events.append(event)
         return self._add(events)
 
-    def customer_event(self, row: CustomerRow, actor: str, reason: str) -> ev.IdentityAdded:
+    def customer_event(
+        self, row: CustomerRow, actor: str, reason: str, takes_over: str = ""
+    ) -> ev.IdentityAdded:
         customer = row.customer.strip()
         if not customer or len(customer) > 100 or "," in customer:
             raise InputError("customer: give a name of 1-100 characters without commas")
@@ -180,6 +194,7 @@ class Onboarding:
             esp_identity=esp_identity,
             actor=actor,
             reason=reason,
+            takes_over=takes_over,
         )
 
     def identity_event(
@@ -195,8 +210,10 @@ class Onboarding:
         esp_identity: str = "",
         actor: str = "operator",
         reason: str = "",
+        takes_over: str = "",
     ) -> ev.IdentityAdded:
-        """Validate and build (not record) the event that adds one signing identity."""
+        """Validate and build (not record) the event that adds one signing identity
+        (`takes_over`: the identity it replaces, whose sending domain it may share)."""
         domain = mail_domain(domain)
         zone = normalize_domain(zone) if zone else domain
         if mode not in (Mode.CNAME, Mode.PING_PONG) and not (
@@ -219,10 +236,11 @@ class Onboarding:
                 f"({sample}._domainkey.{domain}) are outside zone {zone!r}; set "
                 "[selector].esp to match the zone"
             )
-        if self.ctx.store.identity(domain) is not None:
+        existing = self.ctx.store.identity(domain)
+        if existing is not None and existing.retired_at is None:
             raise InputError(f"domain {domain} is already managed; see `rotator status`")
         sending = pattern_domain(signing_pattern) or (domain if role == Role.ESP else "")
-        self._check_unclaimed(sending)
+        self._check_unclaimed(sending, takes_over)
         return ev.IdentityAdded(
             at=self.ctx.clock.now(),
             actor=actor,
@@ -236,6 +254,7 @@ class Onboarding:
             mode=mode,
             role=role,
             esp_identity=esp_identity,
+            takes_over=takes_over,
         )
 
     @staticmethod
@@ -256,22 +275,45 @@ class Onboarding:
             longest = f"{first}z{dot}{rest}"  # a selector collision adds a letter
             record_location(longest, domain, zone, via_cname=False)
 
-    def _check_unclaimed(self, sending: str) -> None:
+    def _check_unclaimed(self, sending: str, takes_over: str = "") -> None:
         """A sending domain belongs to exactly one customer: two would both sign its mail
         (every matching SigningTable line signs with MultipleSignatures)."""
         if not sending:
             return
         owner = self.ctx.store.identity_sending(sending)
-        if owner is not None:
+        if owner is not None and owner.identity != takes_over:
             who = f"customer {owner.customer}" if owner.customer else "the ESP"
             raise InputError(
                 f"{sending} is already signed for {who} (identity {owner.identity}); a "
                 "sending domain has one owner: remove it there first"
             )
 
+    def add_events(self, events: Sequence[ev.IdentityAdded]) -> list[IdentityState]:
+        """Record identities built by customer_event / identity_event."""
+        return self._add(events)
+
+    def companion_event(self, primary: ev.IdentityAdded) -> ev.IdentityAdded | None:
+        """Dual algorithms: the second identity of `primary`, following its policy's
+        [key] companion: same d=, zone, mode and sending pattern, its own keys."""
+        companion = self.ctx.policy(primary.policy).companion
+        if not companion:
+            return None
+        algorithm = self.ctx.policy(companion).algorithm
+        return dataclasses.replace(
+            primary,
+            identity=companion_identity(primary.identity, algorithm),
+            policy=companion,
+            companion_of=primary.identity,
+        )
+
     def _add(self, events: Sequence[ev.IdentityAdded]) -> list[IdentityState]:
-        result = self.ctx.recorder.append(events)
-        return [result.identities[e.identity] for e in events]
+        # every identity whose policy wants a second algorithm gets its companion with it
+        events = [*events, *(c for e in events if (c := self.companion_event(e)) is not None)]
+        # a removed domain coming back continues its identity's stream
+        store = self.ctx.store
+        back = [i for e in events if (i := store.identity(e.identity)) is not None]
+        result = self.ctx.recorder.append(events, back)
+        return [result.identities[e.identity] for e in events if not e.companion_of]
 
     def zone_problems(self, idents: Sequence[IdentityState]) -> list[str]:
         """Zones rotator must publish in that the primary does not serve (each once): a

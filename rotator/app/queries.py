@@ -23,6 +23,7 @@ class StatusRow:
     attempts: int = 0
     last_error: str | None = None
     key_id: str | None = None
+    drift: str = ""  # what a nameserver serves instead of the record (the watch's finding)
 
 
 @dataclass(frozen=True)
@@ -70,14 +71,22 @@ class Queries:
                     k.attempts,
                     k.last_error,
                     k.key_id,
+                    # a finding outlives its key's watch: a revocation verified on every
+                    # server (or the key's destruction) supersedes it
+                    k.drift if k.state in (State.ACTIVE, State.DRAINING) else "",
                 )
             )
         return rows
 
     def identity_notices(self) -> list[StatusRow]:
-        """Identities that need a word in status: a notice, or no key at all yet."""
+        """Identities that need a word in status: a notice, no key at all yet, or their
+        customer's DNS broken since their key went live (the watch's finding)."""
         out = []
         for i in self.store.identities():
+            if i.dns_problem and i.retired_at is None:
+                out.append(
+                    StatusRow(i.domain, "-", "customer DNS", None, "-", None, 0, i.dns_problem)
+                )
             if i.notice:
                 out.append(
                     StatusRow(

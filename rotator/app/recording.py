@@ -29,7 +29,17 @@ log = structlog.get_logger("rotator")
 # Payload fields too bulky (or too sensitive to clutter) for a log line; results become a count.
 _QUIET = frozenset({"record", "details", "results"})
 # Event types an operator must notice in the logs.
-_WARN = frozenset({"ActionFailed", "RotationDeferred", "KeyCompromised", "StepParked"})
+_WARN = frozenset(
+    {
+        "ActionFailed",
+        "RotationDeferred",
+        "KeyCompromised",
+        "StepParked",
+        "DriftDetected",
+        "CustomerDnsBroken",
+        "SafetyStopped",
+    }
+)
 
 
 @dataclass
@@ -85,19 +95,19 @@ class Recorder:
 
     @staticmethod
     def expected(events: Sequence[ev.Event], basis: Iterable[State]) -> dict[str, int]:
-        """Each stream's version before the append: 0 for an event that opens its stream,
-        else the version of the state the caller decided from (streams without a basis
-        are not checked)."""
+        """Each stream's version before the append: the version of the state the caller
+        decided from, else 0 for an event that opens its stream (streams with neither are
+        not checked)."""
         versions = {s.stream_id: s.version for s in basis}
         out: dict[str, int] = {}
         for e in events:
             stream = e.stream_id
             if stream in out:
                 continue
-            if e.opens_stream:
-                out[stream] = 0
-            elif stream in versions:
+            if stream in versions:
                 out[stream] = versions[stream]
+            elif e.opens_stream:
+                out[stream] = 0
         return out
 
     def append(self, events: Sequence[ev.Event], basis: Iterable[State] = ()) -> Appended:
@@ -112,8 +122,8 @@ class Recorder:
 
     def outcomes(
         self,
-        events: Sequence[ev.KeyEvent],
-        keys: Iterable[KeyState],
+        events: Sequence[ev.Event],
+        keys: Iterable[KeyState | IdentityState],
         report: TickReport,
         action: Action,
         split_on_conflict: bool = False,
@@ -133,11 +143,13 @@ class Recorder:
                 return False
             ok = True
             for key in keys:
-                mine = [e for e in events if e.key_id == key.key_id]
-                ok = self.outcomes(mine, [key], report, action) and ok
+                if isinstance(key, KeyState):
+                    mine = [e for e in events if getattr(e, "key_id", None) == key.key_id]
+                    ok = self.outcomes(mine, [key], report, action) and ok
             return ok
-        report.succeeded += len(keys)
-        report.by_action[action.value] += len(keys)
+        done = sum(1 for k in keys if isinstance(k, KeyState))
+        report.succeeded += done
+        report.by_action[action.value] += done
         return True
 
     def failed(

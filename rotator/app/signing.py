@@ -3,6 +3,7 @@ under the signer lock, and rewriting the signer from the log (start-up, emergenc
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,9 +16,10 @@ from ..domain.model import IdentityState, KeyState
 from ..domain.names import pattern_problem
 from ..domain.policy import Policy
 from ..domain.states import Action, Role, State
-from ..ports import SigningEntry, TargetResult
+from ..ports import SignerChange, SigningEntry, TargetResult
 from .context import Context
 from .recording import TickReport, key_ids, replacement_ids
+from .retiring import Retiring, retire_events, retiring
 
 log = structlog.get_logger("rotator")
 
@@ -28,33 +30,49 @@ class _Switch:
     policy: Policy
     old: KeyState | None
     old_policy: Policy | None
+    # a mode change that moved d=: the identity this key's identity takes over from, which
+    # stops signing as this key starts
+    handover: Retiring | None = None
 
 
 class Signing:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        # when the last activation finished and how long it took (time.monotonic)
+        self.last_finished = 0.0
+        self.last_took = 0.0
 
     def activate(self, keys: list[KeyState], now: datetime, report: TickReport) -> None:
         # One signer rewrite + reload for every key due now: an emergency over 1,000
         # domains must not reload the signer 1,000 times. The signer lock makes an operator's
         # emergency (another process) and this step write the signer one after the other,
         # each from the state it reads inside the lock.
+        started = time.monotonic()
         with self.ctx.signer.locked():
             conflicts = self._activate_locked(keys, now, report)
+        self.last_finished = time.monotonic()
+        self.last_took = self.last_finished - started
         if conflicts:
             # A key changed under us (e.g. compromised meanwhile): never leave the signer
             # holding what the log says must not sign.
             self.sync()
 
     def _activate_locked(self, keys: list[KeyState], now: datetime, report: TickReport) -> int:
+        # O(keys switched): only these keys, their identities and the keys they replace
+        # are read; the complete signing set is read only if a target needs it.
         store, recorder = self.ctx.store, self.ctx.recorder
         fresh = [store.key(k.key_id) for k in keys]
         keys = [k for k in fresh if k is not None and k.state is State.VERIFIED]
-        idents = {i.identity: i for i in store.identities()}
+        idents = self._identities_for(keys)
         plan: list[_Switch] = []
         for key in keys:
             ident = idents.get(key.identity)
             if ident is None:  # pragma: no cover - the fold forbids keys without identity
+                continue
+            if ident.dns_problem and not ident.emergency_actor:
+                # the watch saw the customer's DNS break after this key was verified (a
+                # standby): it would not be found by receivers; the active key keeps signing
+                recorder.failed([key], Action.ACTIVATE, ident.dns_problem, report, now)
                 continue
             old = store.key(ident.active_key) if ident.active_key else None
             try:
@@ -63,19 +81,30 @@ class Signing:
             except RotatorError as exc:  # a policy file is gone: this key waits, not the rest
                 recorder.failed([key], Action.ACTIVATE, str(exc), report, now)
                 continue
-            plan.append(_Switch(key, policy, old, old_policy))
+            plan.append(_Switch(key, policy, old, old_policy, self._handover(ident, old)))
         if not plan:
             return 0
-        retired = {s.old.key_id for s in plan if s.old is not None}
-        entries = [e for e in self.entries(idents) if e.key_id not in retired]
+        added = [e for s in plan for e in self._entries_for(s.key, idents)]
+        removed = [e for s in plan if s.old is not None for e in self._entries_for(s.old, idents)]
         for s in plan:
-            entries += self._entries_for(s.key, idents)
+            if s.handover is not None:
+                pred = {i.identity: i for i in s.handover.identities}
+                removed += [e for k in s.handover.draining for e in self._entries_for(k, pred)]
+        leaving = {e.key_id for e in removed} | {s.key.key_id for s in plan}
+
+        def everything() -> list[SigningEntry]:
+            # what signs once this batch is recorded: the log's active keys, less the ones
+            # this batch retires, plus the ones it activates
+            return [e for e in self.entries() if e.key_id not in leaving] + added
+
         # Every target writes, reloads and proves (probe) the new keys; the key is active
         # only when all of them did. A target that lags fails the step, retried with
         # backoff; the targets that did switch sign with a verified key meanwhile, and the
         # old key keeps signing everywhere else: it drains only once the last one switched.
-        checked = [e for s in plan for e in self._entries_for(s.key, idents)]
-        results = self.ctx.signer.apply(entries, check=checked)
+        self.ctx.signer.stamp(None)  # what the targets hold is unknown until this is recorded
+        results = self.ctx.signer.change(
+            SignerChange(tuple(added), tuple(removed), everything), check=added
+        )
         lagging = [r for r in results if not r.ok]
         if lagging:
             reason = "signer targets lagging: " + "; ".join(
@@ -90,20 +119,55 @@ class Signing:
         # All in one transaction; if any key moved meanwhile, identity by identity (a new
         # key's activation and its predecessor's drain always land together).
         recorded = batches
-        everything = [e for events, _ in batches for e in events]
+        events = [e for batch, _ in batches for e in batch]
         if len(batches) == 1 or not recorder.outcomes(
-            everything, [k for _, ks in batches for k in ks], report, Action.ACTIVATE
+            events, [k for _, ks in batches for k in ks], report, Action.ACTIVATE
         ):
             recorded = [
                 b for b in batches if recorder.outcomes(b[0], b[1], report, Action.ACTIVATE)
             ]
+        if len(recorded) == len(batches):
+            self.stamp()
         return len(batches) - len(recorded)
 
-    @staticmethod
+    def stamp(self) -> None:
+        """The targets hold the log's signing set as of now (called inside the lock)."""
+        head = self.ctx.store.head()
+        self.ctx.signer.stamp(head[0] if head else 0)
+
+    def _identities_for(self, keys: list[KeyState]) -> dict[str, IdentityState]:
+        """The identities these keys sign for: their own, and for an ESP key every
+        customer that carries its signature."""
+        store = self.ctx.store
+        out: dict[str, IdentityState] = {}
+        for key in keys:
+            if key.identity in out:
+                continue
+            ident = store.identity(key.identity)
+            if ident is None:
+                continue
+            out[ident.identity] = ident
+            if ident.role == Role.ESP:
+                out.update((c.identity, c) for c in store.esp_customers(ident.identity))
+        return out
+
+    def _handover(self, ident: IdentityState, old: KeyState | None) -> Retiring | None:
+        if not ident.takes_over or old is not None:
+            return None
+        pred = self.ctx.store.identity(ident.takes_over)
+        if pred is None or pred.retired_at is not None:
+            return None
+        companions = [c for c in self.ctx.store.companions(pred.identity) if not c.retired_at]
+        return retiring(self.ctx.store, [pred, *companions])
+
     def _switch_events(
-        s: _Switch, ident: IdentityState, now: datetime, targets: tuple[dict[str, object], ...]
-    ) -> tuple[list[ev.KeyEvent], list[KeyState]]:
-        events: list[ev.KeyEvent] = [
+        self,
+        s: _Switch,
+        ident: IdentityState,
+        now: datetime,
+        targets: tuple[dict[str, object], ...],
+    ) -> tuple[list[ev.Event], list[KeyState | IdentityState]]:
+        events: list[ev.Event] = [
             ev.KeyActivated(
                 **replacement_ids(key_ids(s.key, now), ident),
                 rotate_at=s.policy.rotate_at(now),
@@ -120,16 +184,36 @@ class Signing:
                     successor=s.key.key_id,
                 )
             )
-        return events, [s.key] + ([s.old] if s.old else [])
+        basis: list[KeyState | IdentityState] = [s.key, *([s.old] if s.old else [])]
+        if s.handover is not None:
+            why = f"handed over to {ident.identity} (mode {ident.mode})"
+            events += retire_events(s.handover, self.ctx.policy, now, False, "rotator", why)
+            basis += s.handover.basis
+        return events, basis
 
-    def entries(self, idents: dict[str, IdentityState] | None = None) -> list[SigningEntry]:
+    def entries(self) -> list[SigningEntry]:
         """What the signer must hold: every active key, under its identity's pattern; an
         ESP key also under the pattern of every customer that opted in to its signature."""
-        if idents is None:
-            idents = {i.identity: i for i in self.ctx.store.identities()}
         out: list[SigningEntry] = []
-        for key in self.ctx.store.list_keys(state=State.ACTIVE):
-            out += self._entries_for(key, idents)
+        key_file = self.ctx.keystore.key_file
+        for r in self.ctx.store.signing_rows():
+            problem = pattern_problem(r.signing_pattern)
+            if problem:  # a row edited behind rotator's back never reaches a signer table
+                log.error("signing_entry_refused", key_id=r.key_id, error=problem)
+                continue
+            out.append(
+                SigningEntry(
+                    key_id=r.key_id,
+                    domain=r.domain,
+                    selector=r.selector,
+                    key_path=key_file(r.key_id),
+                    signing_pattern=r.signing_pattern,
+                    algorithm=r.algorithm,
+                    second=r.second,
+                    zone=r.zone,
+                    record_name=r.record_name,
+                )
+            )
         return out
 
     def _entries_for(self, key: KeyState, idents: dict[str, IdentityState]) -> list[SigningEntry]:
@@ -153,7 +237,7 @@ class Signing:
                     key_id=key.key_id,
                     domain=key.domain,
                     selector=key.selector,
-                    key_path=self.ctx.keystore.path(key.key_id),
+                    key_path=self.ctx.keystore.key_file(key.key_id),
                     signing_pattern=pattern,
                     algorithm=key.algorithm,
                     second=ident.role == Role.ESP,
@@ -163,12 +247,35 @@ class Signing:
             )
         return out
 
+    def sync_at_startup(self) -> bool:
+        """Rewrite every target unless the stamp says they hold the log's signing set
+        already (nothing that changes it was recorded since): a million-key restart need
+        not rewrite a million-key table. True if it rewrote them."""
+        stamped = self.ctx.signer.stamped()
+        head = self.ctx.store.head()
+        position = head[0] if head else 0
+        in_step = (
+            stamped is not None
+            and stamped <= position
+            and not self.ctx.store.signing_changed_since(stamped)
+        )
+        if in_step:
+            self.ctx.signer.trust()
+            log.info("signer_in_step", position=stamped)
+            return False
+        self.sync()
+        return True
+
     def sync(self) -> list[TargetResult]:
         """Rewrite every signer target from the log. Computed inside the signer lock:
         whoever writes last writes the latest state. SignerError naming the targets that
         could not be written (the others were)."""
         with self.ctx.signer.locked():
+            head = self.ctx.store.head()
+            self.ctx.signer.stamp(None)
             results = self.ctx.signer.apply(self.entries())
+            if all(r.ok for r in results):
+                self.ctx.signer.stamp(head[0] if head else 0)
         failed = [r for r in results if not r.ok]
         if failed:
             raise SignerError("; ".join(f"target {r.target}: {r.detail}" for r in failed))

@@ -20,7 +20,7 @@ import structlog
 
 from ..domain import events as ev
 from ..domain.errors import ExternalError, RotatorError
-from ..domain.model import KeyState
+from ..domain.model import IdentityState, KeyState
 from ..domain.states import Action, Mode
 from ..domain.verification import judge, propagating, summarize
 from ..ports import Observation
@@ -82,7 +82,15 @@ class Verifying:
     ) -> list[KeyState]:
         if not keys:
             return []
-        futures = {key.key_id: self.pool.submit(self._customer_problem, key) for key in keys}
+        # The store is read here, on this thread: the workers only ask DNS (one SQLite
+        # connection is not for concurrent use, and a slow check may outlive its deadline
+        # into the writes below).
+        store = self.ctx.store
+        idents = {k.identity: store.identity(k.identity) for k in keys}
+        futures = {
+            key.key_id: self.pool.submit(self._customer_problem, key, idents[key.identity])
+            for key in keys
+        }
         deadline = time.monotonic() + self.ctx.customer_check_s
         ready = []
         for key in keys:
@@ -101,8 +109,7 @@ class Verifying:
                 ready.append(key)
         return ready
 
-    def _customer_problem(self, key: KeyState) -> str | None:
-        ident = self.ctx.store.identity(key.identity)
+    def _customer_problem(self, key: KeyState, ident: IdentityState | None) -> str | None:
         if ident is not None and ident.mode == Mode.NS_DELEGATION:
             # The customer's NS records are what make the key visible at all.
             problem = self.customer_dns.check(ident)

@@ -8,6 +8,7 @@ import os
 from ..process import harden_process
 from .audit import audit, db, log
 from .base import cli
+from .changes import safety  # also adds remove/set-* to the domain and customer groups
 from .customers import customer
 from .identities import domain, esp
 from .operations import demo, resume, rotate, run, status
@@ -27,6 +28,7 @@ for command in (
     db,
     audit,
     demo,
+    safety,
 ):
     cli.add_command(command)
 

@@ -16,10 +16,20 @@ EXIT_UNFINISHED = 3  # the keys left the signer, but revocation/replacement is n
 
 
 def run_emergency(
-    ctx: click.Context, scope: Scope, actor: str, reason: str, dry_run: bool, wait_s: float
+    ctx: click.Context,
+    scope: Scope,
+    actor: str,
+    reason: str,
+    dry_run: bool,
+    wait_s: float,
+    yes: bool = False,
 ) -> None:
     app = get_app(ctx, readonly=dry_run)
     plan = app.emergency.plan(scope)
+    if not dry_run and not scope.everything:  # --all is confirmed with --yes already
+        app.safety.check_command(
+            len(plan.compromise), f"the emergency over {scope.describe()}", yes
+        )
     table = Table("domain", "selector", "state", "action", title=f"emergency: {scope.describe()}")
     for k in plan.compromise:
         action = "stop signing, wipe key" if k.customer_managed else "stop signing, revoke now"

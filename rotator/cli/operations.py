@@ -28,7 +28,14 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
     now = utcnow()
     rows = app.queries.status(domain_name, show_all)
     if as_json:
-        for r in rows:
+        # the watch's customer-DNS findings too (same fields; selector "-", no key)
+        want = domain_name.rstrip(".").lower() if domain_name else None
+        dns = [
+            r
+            for r in app.queries.identity_notices()
+            if r.state == "customer DNS" and want in (None, r.domain)
+        ]
+        for r in [*rows, *dns]:
             click.echo(
                 json.dumps(
                     {
@@ -41,13 +48,16 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
                         "attempts": r.attempts,
                         "last_error": r.last_error,
                         "key_id": r.key_id,
+                        "drift": r.drift,
                     }
                 )
             )
         return
     table = Table("domain", "selector", "state", "since", "next action", "at", "problem")
     for r in rows:
-        problem = f"{r.attempts}x: {r.last_error}" if r.last_error else ""
+        problems = [f"{r.attempts}x: {r.last_error}" if r.last_error else ""]
+        problems.append(f"drift: {r.drift}" if r.drift else "")
+        problem = "; ".join(p for p in problems if p)
         add_row(
             table,
             r.domain,
@@ -70,6 +80,19 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
             r.last_error,
         )
     console.print(table)
+    held = app.safety.held()
+    if held:
+        say(held)
+    pool = app.ctx.keypool
+    if app.ctx.pool_sizes and pool is not None:
+        try:
+            have = pool.counts()
+        except OSError:  # another user's key store: not ours to look into
+            return
+        kinds = sorted(app.ctx.pool_sizes.items())
+        say(
+            "key pool: " + ", ".join(f"{a}-{b} {have.get((a, b), 0)} of {n}" for (a, b), n in kinds)
+        )
 
 
 @click.command()
@@ -84,7 +107,13 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
 @click.option("--customer", "customer_name", default="", help="--emergency: every customer key")
 @click.option("--policy", "policy_name", default="", help="--emergency: every key of a policy")
 @click.option("--all", "everything", is_flag=True, help="--emergency: every key (needs --yes)")
-@click.option("--yes", is_flag=True, help="Confirm --all")
+@click.option("--yes", is_flag=True, help="Confirm --all, or a scope above the safety limit")
+@click.option(
+    "--keystore-intact",
+    is_flag=True,
+    help="--all: only the signers' copies leaked; switch to the standby and pooled keys, "
+    "which never left rotator's key store, instead of discarding them",
+)
 @click.option("--dry-run", is_flag=True, help="--emergency: print the plan, change nothing")
 @click.option(
     "--wait",
@@ -106,13 +135,14 @@ def rotate(
     policy_name: str,
     everything: bool,
     yes: bool,
+    keystore_intact: bool,
     dry_run: bool,
     wait_s: float,
 ) -> None:
     """Rotate DOMAIN now, or with --emergency take compromised keys out of service."""
     scoped = [bool(domain_name), bool(customer_name), bool(policy_name), everything]
     if not emergency:
-        if any(scoped[1:]) or selector or dry_run or yes:
+        if any(scoped[1:]) or selector or dry_run or yes or keystore_intact:
             raise click.ClickException(
                 "--selector, --customer, --policy, --all, --yes and --dry-run need --emergency"
             )
@@ -140,9 +170,14 @@ def rotate(
         raise click.ClickException("--selector needs the DOMAIN it belongs to")
     if not reason.strip():
         raise click.ClickException("--emergency needs --reason: it goes into every event")
+    if keystore_intact and not everything:
+        raise click.ClickException(
+            "--keystore-intact only changes --all (narrower scopes keep standby and pooled keys)"
+        )
     if everything and not yes and not dry_run:
         raise click.ClickException(
-            "--all revokes every key the ESP has (standby keys too); add --yes to confirm"
+            "--all revokes every key the ESP has (standby and pooled keys too, unless "
+            "--keystore-intact); add --yes to confirm"
         )
     scope = Scope(
         domain=domain_name or "",
@@ -150,8 +185,9 @@ def rotate(
         customer=customer_name,
         policy=policy_name,
         everything=everything,
+        keystore_intact=keystore_intact,
     )
-    run_emergency(ctx, scope, actor, reason, dry_run, wait_s)
+    run_emergency(ctx, scope, actor, reason, dry_run, wait_s, yes)
 
 
 @click.command()

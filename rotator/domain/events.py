@@ -15,79 +15,61 @@ from enum import Enum
 from typing import Any, ClassVar
 
 from .errors import RotatorError
+from .event_base import (
+    _COMMON,
+    _SPARSE,
+    JSON,
+    Event,
+    IdentityEvent,
+    KeyEvent,
+    identity_stream,
+    key_stream,
+)
+from .events_more import (
+    POOL_STREAM,
+    SAFETY_STREAM,
+    CustomerDnsBroken,
+    CustomerDnsRestored,
+    DriftDetected,
+    DriftResolved,
+    IdentityRemoved,
+    ModeChanged,
+    PolicyChanged,
+    PoolEvent,
+    PoolKeyAdded,
+    PoolKeyDiscarded,
+    SafetyEvent,
+    SafetyReleased,
+    SafetyStopped,
+)
 from .states import Mode, Role
 
-JSON = dict[str, Any]
-
-
-def key_stream(key_id: str) -> str:
-    """The event stream of one key (its optimistic-concurrency unit)."""
-    return f"key:{key_id}"
-
-
-def identity_stream(identity: str) -> str:
-    return f"identity:{identity}"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Event:
-    at: datetime
-    actor: str = "rotator"  # who says they did it (--actor, else the login name)
-    reason: str = ""
-    # who the system says did it: the real uid of the command (and SUDO_USER), whatever
-    # --actor claims; empty for the daemon's own steps
-    origin: str = ""
-
-    kind: ClassVar[str] = "event"
-    # True for the event that creates its stream (expected version 0).
-    opens_stream: ClassVar[bool] = False
-
-    @property
-    def stream_id(self) -> str:
-        raise NotImplementedError
-
-    def payload(self) -> JSON:
-        """Fields specific to this event type, JSON-ready (datetimes as ISO strings). Flags
-        in _SPARSE are written only when set, so older events keep their exact form."""
-        out: JSON = {}
-        for f in dataclasses.fields(self):
-            if f.name in _COMMON:
-                continue
-            value = getattr(self, f.name)
-            if f.name in _SPARSE and not value:
-                continue
-            out[f.name] = _to_json(value)
-        return out
-
-
-@dataclass(frozen=True, kw_only=True)
-class KeyEvent(Event):
-    key_id: str
-    identity: str
-    domain: str
-    selector: str
-    # Set on every step an emergency sets off (revocation, wipe, the replacement up to its
-    # activation): actor and reason are then the operator's who declared it.
-    emergency: bool = False
-
-    @property
-    def stream_id(self) -> str:
-        return key_stream(self.key_id)
-
-
-@dataclass(frozen=True, kw_only=True)
-class IdentityEvent(Event):
-    identity: str
-    domain: str
-
-    @property
-    def stream_id(self) -> str:
-        return identity_stream(self.identity)
-
-
-_COMMON = frozenset({"at", "actor", "reason", "key_id", "identity", "domain", "selector"})
-_SPARSE = frozenset({"emergency", "waited", "lagged", "origin", "targets"})
-
+# re-exported: everything about events is reachable as events.X
+__all__ = [
+    "JSON",
+    "POOL_STREAM",
+    "SAFETY_STREAM",
+    "_COMMON",
+    "_SPARSE",
+    "CustomerDnsBroken",
+    "CustomerDnsRestored",
+    "DriftDetected",
+    "DriftResolved",
+    "Event",
+    "IdentityEvent",
+    "IdentityRemoved",
+    "KeyEvent",
+    "ModeChanged",
+    "PolicyChanged",
+    "PoolEvent",
+    "PoolKeyAdded",
+    "PoolKeyDiscarded",
+    "SafetyEvent",
+    "SafetyReleased",
+    "SafetyStopped",
+    "identity_stream",
+    "key_stream",
+]
 
 # --- identity events -------------------------------------------------------------------
 
@@ -105,6 +87,12 @@ class IdentityAdded(IdentityEvent):
     mode: Mode = Mode.THIRD_PARTY
     role: Role = Role.CUSTOMER
     esp_identity: str = ""  # the ESP identity that adds the feedback-loop signature
+    # a mode change that moves d= (third-party <-> the customer's own domain): this identity
+    # takes over from that one, which signs until this one's first key is active
+    takes_over: str = ""
+    # dual algorithms: this identity is the second key of that one (same d=, same pattern,
+    # the policy's [key] companion), rotating on its own schedule
+    companion_of: str = ""
 
 
 # What an identity is, as IdentityAdded states it: the one list the fold, the store and
@@ -119,6 +107,8 @@ IDENTITY_FIELDS: tuple[str, ...] = (
     "mode",
     "role",
     "esp_identity",
+    "takes_over",
+    "companion_of",
 )
 
 
@@ -156,6 +146,7 @@ class KeyGenerated(KeyEvent):
     # a customer CNAME pointing at record_name in the ESP's zone. "" = record_name itself.
     lookup_name: str = ""
     notice: str = ""  # e.g. "only 2 pre-created CNAMEs left", shown in status
+    pooled: bool = False  # taken from the key pool (its PoolKeyAdded says when it was made)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -267,37 +258,14 @@ class TombstoneRemoved(KeyEvent):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
-        IdentityAdded,
-        RotationRequested,
-        RotationDeferred,
-        KeyGenerated,
-        KeyImported,
-        ActionFailed,
-        StepParked,
-        StepResumed,
-        KeyPublished,
-        KeyVerified,
-        KeyActivated,
-        KeyCompromised,
-        KeyWithdrawn,
-        ActivationRequested,
-        DrainStarted,
-        RevocationPublished,
-        KeyRevoked,
-        KeyDestroyed,
-        TombstoneRemoved,
+        *(IdentityAdded, RotationRequested, RotationDeferred, IdentityRemoved),
+        *(PolicyChanged, ModeChanged, KeyGenerated, KeyImported, ActionFailed, StepParked),
+        *(StepResumed, KeyPublished, KeyVerified, KeyActivated, KeyCompromised, KeyWithdrawn),
+        *(ActivationRequested, DrainStarted, RevocationPublished, KeyRevoked, KeyDestroyed),
+        *(TombstoneRemoved, PoolKeyAdded, PoolKeyDiscarded, DriftDetected, DriftResolved),
+        *(CustomerDnsBroken, CustomerDnsRestored, SafetyStopped, SafetyReleased),
     )
 }
-
-
-def _to_json(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, tuple | list):
-        return [_to_json(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _to_json(v) for k, v in value.items()}
-    return value
 
 
 _HINTS: dict[type, dict[str, Any]] = {}

@@ -8,14 +8,34 @@ and a rebuilt one cannot disagree.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from . import events as ev
 from .errors import IllegalTransition
 from .machine import check_transition
 from .names import pattern_domain
 from .states import Action, Mode, Role, State
+
+_T = TypeVar("_T")
+
+
+def replace(obj: _T, **changes: object) -> _T:
+    """dataclasses.replace for the frozen projection states, without re-running __init__
+    over every field: the fold calls it for each of millions of events on a rebuild."""
+    fields = _FIELDS.get(type(obj))
+    if fields is None:
+        fields = _FIELDS[type(obj)] = frozenset(f.name for f in dataclasses.fields(obj))  # type: ignore[arg-type]
+    unknown = changes.keys() - fields
+    if unknown:
+        raise TypeError(f"{type(obj).__name__} has no field {', '.join(sorted(unknown))}")
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__, **changes)
+    return new
+
+
+_FIELDS: dict[type, frozenset[str]] = {}
 
 
 @dataclass(frozen=True)
@@ -53,6 +73,7 @@ class KeyState:
     emergency_actor: str = ""
     emergency_reason: str = ""
     parked: bool = False  # its step failed park_after times: waits for `rotator resume`
+    drift: str = ""  # what a nameserver served instead of the published record (watch)
 
     @property
     def stream_id(self) -> str:
@@ -82,6 +103,10 @@ class IdentityState:
     # the domain whose mail this identity signs (one owner each; see pattern_domain)
     sending_domain: str = ""
     requested_at: datetime | None = None  # an operator's rotation request not yet acted on
+    retired_at: datetime | None = None  # removed (offboarded): signs nothing, rotates never
+    takes_over: str = ""  # the identity this one replaces once its first key is active
+    companion_of: str = ""  # dual algorithms: the identity this one is the second key of
+    dns_problem: str = ""  # the customer's delegation/CNAMEs broke after activation (watch)
 
     @property
     def stream_id(self) -> str:
@@ -156,6 +181,10 @@ def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
         since=event.at if moved else key.since,
         version=key.version + 1,
     )
+    if isinstance(event, ev.DriftDetected):
+        return replace(base, drift=f"{event.server}: {event.answered}")
+    if isinstance(event, ev.DriftResolved):
+        return replace(base, drift="")
     if isinstance(event, ev.ActionFailed):
         return replace(
             base,
@@ -242,12 +271,13 @@ def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
 def apply_identity(ident: IdentityState | None, event: ev.Event) -> IdentityState | None:
     """Fold an event into its identity's state (key events update the identity too)."""
     if isinstance(event, ev.IdentityAdded):
-        if ident is not None:
+        if ident is not None and ident.retired_at is None:
             raise IllegalTransition(f"identity {event.identity} already exists")
+        # a removed domain may come back: a new identity on the same stream
         return IdentityState(
             **{name: getattr(event, name) for name in ev.IDENTITY_FIELDS},
             created_at=event.at,
-            version=1,
+            version=1 if ident is None else ident.version + 1,
             rotation_due_at=event.at,  # the first key is due at once
             sending_domain=sending_domain(event),
         )
@@ -255,6 +285,30 @@ def apply_identity(ident: IdentityState | None, event: ev.Event) -> IdentityStat
         if isinstance(event, ev.IdentityEvent | ev.KeyEvent):
             raise IllegalTransition(f"identity {event.identity} does not exist")
         return None
+    if ident.retired_at is not None and isinstance(
+        event, ev.RotationRequested | ev.PolicyChanged | ev.ModeChanged | ev.IdentityRemoved
+    ):
+        raise IllegalTransition(f"identity {ident.identity} was removed on {ident.retired_at:%F}")
+    if isinstance(event, ev.IdentityRemoved):
+        return replace(
+            ident,
+            version=ident.version + 1,
+            retired_at=event.at,
+            active_key=None,
+            pending_key=None,
+            rotation_due_at=None,
+            rotate_at=None,
+            requested_at=None,
+            notice="",
+        )
+    if isinstance(event, ev.CustomerDnsBroken):
+        return replace(ident, version=ident.version + 1, dns_problem=event.problem)
+    if isinstance(event, ev.CustomerDnsRestored):
+        return replace(ident, version=ident.version + 1, dns_problem="")
+    if isinstance(event, ev.PolicyChanged):
+        return replace(ident, version=ident.version + 1, policy=event.policy)
+    if isinstance(event, ev.ModeChanged):
+        return replace(ident, version=ident.version + 1, mode=event.mode, zone=event.zone)
     if isinstance(event, ev.RotationRequested):
         if ident.pending_key is not None:
             raise IllegalTransition(

@@ -136,9 +136,23 @@ def record_location(selector: str, domain: str, zone: str, via_cname: bool) -> s
     return name
 
 
+# A normal-form pattern of lower-case LDH labels (1-63 octets, no hyphen at either end), at
+# least two labels; anything else goes through normalize_domain for the precise reason.
+_PLAIN_PATTERN = re.compile(
+    r"\*@(?:\*\.)?(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)+"
+    r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+)
+
+
 def pattern_problem(pattern: str) -> str | None:
     """None if `pattern` is a signing pattern rotator writes (`*@domain`, `*@*.domain`),
     else why not: checked again when a signer table is written, whatever the database says."""
+    if _PLAIN_PATTERN.fullmatch(pattern) and len(pattern.lstrip("*@.")) <= 253:
+        return None  # the common case, read for every key at start-up: one regex
+    return _pattern_problem(pattern)
+
+
+def _pattern_problem(pattern: str) -> str | None:
     rest = pattern.removeprefix("*@")
     if rest == pattern:
         return f"signing pattern {pattern!r} does not start with *@"

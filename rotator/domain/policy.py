@@ -25,6 +25,7 @@ _DURATION = re.compile(
 _FLAGS = {"y", "s"}
 MAX_DURATION_S = 10 * 366 * 86400
 _HASHES = {"sha1", "sha256"}
+DEFAULT_WATCH_INTERVAL = timedelta(days=1)  # [watch] interval
 
 
 class Schedule(Protocol):
@@ -54,6 +55,10 @@ class IntervalSchedule:
 CronFactory = Callable[[str], Schedule]
 
 
+MAX_POOL = 100_000
+_POLICY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
 @dataclass(frozen=True)
 class Policy:
     name: str
@@ -77,6 +82,12 @@ class Policy:
     pingpong_slots: tuple[str, ...] = ("dkim1", "dkim2")
     standby: bool = False  # keep the next key published and verified ahead of time
     park_after: int = 48  # see DEFAULT_PARK_AFTER
+    pool: int = 0  # keys of this kind kept generated ahead of need ([key] pool)
+    # dual algorithms: every identity of this policy also keeps a key of that policy active
+    # (e.g. RSA here, Ed25519 there: RFC 8463 receivers check both, others the RSA one)
+    companion: str = ""
+    # every active and draining key (and its customer's DNS) is checked once per interval
+    watch_interval: timedelta = DEFAULT_WATCH_INTERVAL
 
     @property
     def drain_window(self) -> timedelta:
@@ -217,6 +228,12 @@ def parse_policy(name: str, data: Mapping[str, Any], source: str, cron: CronFact
     if isinstance(bits, bool) or bits not in ALGORITHMS[algorithm]:
         allowed = ", ".join(str(b) for b in ALGORITHMS[algorithm])
         raise r.fail("key", "bits", f"{bits!r} is not valid for {algorithm}; use {allowed}")
+    companion = r.get("key", "companion", "")
+    if not isinstance(companion, str) or (companion and not _POLICY_NAME.fullmatch(companion)):
+        raise r.fail("key", "companion", f"{companion!r}: give the name of another policy")
+    pool = r.get("key", "pool", 0)
+    if isinstance(pool, bool) or not isinstance(pool, int) or not 0 <= pool <= MAX_POOL:
+        raise r.fail("key", "pool", f"{pool!r}: give a number of keys from 0 to {MAX_POOL}")
 
     interval = r.get("rotation", "interval", None)
     cron_expr = r.get("rotation", "cron", None)
@@ -316,6 +333,9 @@ def parse_policy(name: str, data: Mapping[str, Any], source: str, cron: CronFact
             sel.validate_selector(slot)
         except Exception as exc:
             raise r.fail("pingpong", "slots", str(exc)) from None
+    watch_interval = r.duration(
+        "watch", "interval", format_duration(DEFAULT_WATCH_INTERVAL), minimum=1
+    )
     standby = r.get("standby", "enabled", False)
     if not isinstance(standby, bool):
         raise r.fail("standby", "enabled", f"must be true or false, got {standby!r}")
@@ -343,4 +363,7 @@ def parse_policy(name: str, data: Mapping[str, Any], source: str, cron: CronFact
         cname_warn_below=warn_below,
         pingpong_slots=tuple(slots),
         standby=standby,
+        pool=pool,
+        companion=companion,
+        watch_interval=watch_interval,
     )

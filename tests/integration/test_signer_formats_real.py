@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from rotator.adapters.signers import exim, rspamd
 from rotator.adapters.signers.base import Format, TargetFiles
+from rotator.adapters.signers.base import render as render_files
 from rotator.ports import SigningEntry
 from tests.support.signers import (
     Rspamd,
@@ -53,7 +54,7 @@ Sig = tuple[str, str, str]  # (a=, d=, s=)
 def entry(
     kid: str, d: str, s: str, pattern: str, alg: str = "rsa", esp: bool = False
 ) -> SigningEntry:
-    return SigningEntry(kid, d, s, Path("/nonexistent"), pattern, alg, esp)
+    return SigningEntry(kid, d, s, "/nonexistent", pattern, alg, esp)
 
 
 ENTRIES = [
@@ -164,7 +165,7 @@ def write_target(
 ) -> TargetFiles:
     """Keys first (0640 root:<group> in 0750 root:<group>), then the tables, as rotator does."""
     key_dir = make_dir(target / "keys", mode=0o750, group=group)
-    files = fmt.render(entries, k.pem, str(key_dir))
+    files = render_files(fmt, entries, k.pem, str(key_dir))
     for name, data in files.keys.items():
         install_file(target / name, data, mode=0o640, group=group)
     for name, data in files.tables.items():

@@ -300,3 +300,67 @@ def test_the_installer_refuses_paths_outside_its_directory(tmp_path: Path) -> No
     )
     assert proc.returncode == 1 and b"must stay inside the directory" in proc.stderr
     assert not (tmp_path / "escape").exists()
+
+
+@pytest.mark.timeout(240)
+def test_a_removed_domain_stops_signing_on_both_signers(fleet: Fleet) -> None:
+    env = fleet.env
+    shop = f"shop.{DOMAIN}"
+    env.cli("domain", "add", DOMAIN, "--policy", "demo")
+    env.cli("domain", "add", shop, "--policy", "demo", "--zone", DOMAIN)
+    env.start()
+    kept = env.wait_for("first key active", lambda: env.key_in_state(DOMAIN, "active"), 60)
+    gone = env.wait_for("shop key active", lambda: env.key_in_state(shop, "active"), 60)
+    out = env.cli("domain", "remove", shop, "--reason", "contract ended").stdout
+    assert "signer target mx-opendkim: keys removed" in out
+    assert "signer target mx-rspamd: keys removed" in out
+    for sign in (fleet.signed_by_opendkim, fleet.signed_by_rspamd):
+        assert fleet.signatures(sign(f"bob@{shop}")) == []  # at once: nothing signs it
+        assert [d for d, _, ok in fleet.signatures(sign(f"alice@{DOMAIN}")) if ok] == [DOMAIN]
+    env.wait_for("removed key destroyed", lambda: env.key_in_state(shop, "destroyed"), 60)
+    assert env.answers(gone.record_name)["secondary"][2] == ["v=DKIM1; p="]
+    for files in ("opendkim-files", "rspamd-files"):
+        assert not (fleet.root / files / "keys" / f"{gone.key_id}.pem").exists()
+    assert kept.domain == DOMAIN
+    assert env.stop() == 0
+
+
+@pytest.mark.timeout(240)
+def test_a_policy_change_to_ed25519_reaches_the_signer_of_that_algorithm(fleet: Fleet) -> None:
+    # the OpenDKIM target signs RSA only, rspamd both: after the move to Ed25519 only rspamd
+    # signs the domain, with the new key, and the activation needed both targets in step
+    env = fleet.env
+    env.cli("domain", "add", DOMAIN, "--policy", "demo")
+    env.start()
+    first = env.wait_for("first key active", lambda: env.key_in_state(DOMAIN, "active"), 60)
+    env.cli("domain", "set-policy", DOMAIN, "demo-ed25519", "--rotate-now", "--reason", "ed")
+    new = env.wait_for(
+        "ed25519 key active", lambda: env.key_in_state(DOMAIN, "active", {first.key_id}), 60
+    )
+    assert new.algorithm == "ed25519"
+    sender = f"alice@{DOMAIN}"
+    assert fleet.signatures(fleet.signed_by_rspamd(sender)) == [(DOMAIN, new.selector, True)]
+    assert fleet.signatures(fleet.signed_by_opendkim(sender)) == []
+    assert env.stop() == 0
+
+
+@pytest.mark.timeout(240)
+def test_dual_algorithms_sign_side_by_side(fleet: Fleet) -> None:
+    # RSA and Ed25519 keys active together: rspamd (both algorithms) adds both signatures,
+    # the RSA-only OpenDKIM the RSA one; each verifies against the nameservers
+    env = fleet.env
+    env.cli("domain", "add", DOMAIN, "--policy", "demo-dual")
+    env.start()
+
+    def active() -> dict[str, Any]:
+        keys = {k.algorithm: k for k in env.list_keys(DOMAIN) if k.state.value == "active"}
+        return keys if set(keys) == {"rsa", "ed25519"} else {}
+
+    keys = env.wait_for("an RSA and an Ed25519 key active", active, 60)
+    sender = f"alice@{DOMAIN}"
+    both = fleet.signatures(fleet.signed_by_rspamd(sender))
+    assert {s for _, s, ok in both if ok} >= {keys["rsa"].selector, keys["ed25519"].selector}
+    assert fleet.signatures(fleet.signed_by_opendkim(sender)) == [
+        (DOMAIN, keys["rsa"].selector, True)
+    ]
+    assert env.stop() == 0

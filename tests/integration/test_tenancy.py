@@ -386,3 +386,40 @@ def test_customer_generated_key(ten: Tenancy, tmp_path: Path) -> None:
     )
     assert env.key_in_state("acme.test", "active").key_id == key.key_id
     assert env.stop() == 0
+
+
+@pytest.mark.timeout(180)
+def test_a_mode_change_hands_over_without_a_gap(ten: Tenancy) -> None:
+    # third-party (d=acme.esp-dkim.test) -> NS delegation (d=acme.test): the old identity
+    # signs until the new one's first key is verified through the customer's delegation
+    env = ten.env
+    old_d = f"acme.{THIRD_PARTY_ZONE}"
+    env.cli(
+        *customer_add(
+            "Acme", "acme.test", "third-party", signing_domain=old_d, zone=THIRD_PARTY_ZONE
+        )
+    )
+    env.start()
+    old = env.wait_for("third-party key active", lambda: env.key_in_state(old_d, "active"))
+    out = env.cli("domain", "set-mode", old_d, "ns-delegation", "--reason", "own d=").stdout
+    assert "takes over" in out and f"{ACME_ZONE}. 86400 IN NS ns1.{ACME_ZONE}." in out
+    waiting = env.wait_for(
+        "new key awaiting the delegation",
+        lambda: next((k for k in env.list_keys("acme.test") if k.attempts >= 1), None),
+    )
+    assert "awaiting customer DNS" in (waiting.last_error or "")
+    assert env.key_in_state(old_d, "active").key_id == old.key_id  # no gap
+    signing = (env.workdir / "opendkim" / "SigningTable").read_text()
+    assert f"*@acme.test {old.key_id}" in signing and waiting.key_id not in signing
+    ten.delegate()
+    new = env.wait_for("acme key active", lambda: env.key_in_state("acme.test", "active"), 60)
+    signing = (env.workdir / "opendkim" / "SigningTable").read_text()
+    assert f"*@acme.test {new.key_id}" in signing and old.key_id not in signing
+    assert env.key_in_state(old_d, "active") is None  # handed over in the same step
+    mail = sign_with(env, new, "acme.test")
+    assert dkim.verify(mail, dnsfunc=follow_delegation("127.0.0.3", ten.esp.port))
+    log = env.cli("log", "--json", "--type", "IdentityRemoved").stdout.splitlines()
+    assert [(e["domain"], e["reason"]) for e in map(json.loads, log)] == [
+        (old_d, "handed over to acme.test (mode ns-delegation)")
+    ]
+    assert env.stop() == 0

@@ -11,7 +11,7 @@ from rotator.adapters.signers.probes import Prober
 from rotator.adapters.signers.target import SignerTarget, key_reader
 from rotator.config_targets import ProbeConfig, TargetConfig
 from rotator.domain.errors import SignerError
-from rotator.ports import SigningEntry, TargetResult
+from rotator.ports import SignerChange, SigningEntry, TargetResult
 
 
 class OpenDkimSigner:
@@ -41,6 +41,18 @@ class OpenDkimSigner:
     def apply(self, entries: Any, check: Any = ()) -> list[TargetResult]:
         results = self.fleet.apply(entries, check)
         return results
+
+    def change(self, change: SignerChange, check: Any = ()) -> list[TargetResult]:
+        return self.fleet.change(change, check)
+
+    def stamp(self, position: int | None) -> None:
+        self.fleet.stamp(position)
+
+    def stamped(self) -> int | None:
+        return self.fleet.stamped()
+
+    def trust(self) -> None:
+        self.fleet.trust()
 
     def write(self, entries: list[SigningEntry]) -> None:
         """apply(), raising SignerError when the target failed."""

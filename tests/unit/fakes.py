@@ -12,6 +12,7 @@ from rotator.ports import (
     DelegationView,
     Observation,
     RecordChange,
+    SignerChange,
     SigningEntry,
     TargetResult,
 )
@@ -44,12 +45,21 @@ class FakeDns:
         self.delegation_queries: list[str] = []
         self.cnames: dict[str, str] = {}  # the customers' CNAMEs, as a resolver sees them
         self.zone_problems: dict[str, str] = {}  # zones the "primary" does not serve
+        # drift behind rotator's back, per server ("ns1", "ns2"): (server, name) -> what it
+        # serves instead of the zone's record (None: nothing); servers answering without
+        # AA, and servers that do not answer at all
+        self.tampered: dict[tuple[str, str], str | None] = {}
+        self.lame: set[str] = set()
+        self.unreachable: set[str] = set()
+        self.observed: list[str] = []  # every name asked by observe(), in order
 
     def apply(self, zone: str, changes: Sequence[RecordChange]) -> str:
         if self.fail_publish:
             raise PublishError(self.fail_publish)
         self.updates += 1
         for c in changes:
+            # a replaced RRset reaches every server (NOTIFY + IXFR): tampering is undone
+            self.tampered = {k: v for k, v in self.tampered.items() if k[1] != c.name}
             if c.text is None:
                 self.records.pop(c.name, None)
             else:
@@ -60,17 +70,22 @@ class FakeDns:
         return self.zone_problems.get(zone)
 
     def observe(self, zone: str, name: str) -> list[Observation]:
+        self.observed.append(name)
         out = []
         for ns, addr in (("ns1", "127.0.0.1:53"), ("ns2", "127.0.0.2:53")):
             text = self.records.get(name)
             if ns == "ns2" and name in self.lagging:
                 text = None
+            text = self.tampered.get((ns, name), text)
+            if ns in self.unreachable:
+                out.append(Observation(ns, addr, error="timeout after 3s"))
+                continue
             out.append(
                 Observation(
                     nameserver=ns,
                     address=addr,
                     rcode="NOERROR" if text is not None else "NXDOMAIN",
-                    authoritative=True,
+                    authoritative=ns not in self.lame,
                     texts=(text,) if text is not None else (),
                 )
             )
@@ -96,10 +111,25 @@ class FakeDns:
 
 class FakeSigner:
     def __init__(self) -> None:
-        self.entries: list[SigningEntry] = []
+        self.by_key: dict[str, list[SigningEntry]] = {}
         self.fail: str | None = None
         self.applied = 0
         self.checked: list[SigningEntry] = []
+        self.synced = False
+        self.stamp_position: int | None = None
+
+    def stamp(self, position: int | None) -> None:
+        self.stamp_position = position
+
+    def stamped(self) -> int | None:
+        return self.stamp_position
+
+    def trust(self) -> None:
+        self.synced = True
+
+    @property
+    def entries(self) -> list[SigningEntry]:
+        return [e for group in self.by_key.values() for e in group]
 
     def locked(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
@@ -108,9 +138,31 @@ class FakeSigner:
         self, entries: Sequence[SigningEntry], check: Sequence[SigningEntry] = ()
     ) -> list[TargetResult]:
         if self.fail:
+            self.synced = False
             return [TargetResult("fake", False, self.fail)]
+        self.synced = True
         self.applied += 1
-        self.entries = list(entries)
+        self.by_key = {}
+        for e in entries:
+            self.by_key.setdefault(e.key_id, []).append(e)
+        self.checked = list(check)
+        return [TargetResult("fake", True, "written")]
+
+    def change(
+        self, change: SignerChange, check: Sequence[SigningEntry] = ()
+    ) -> list[TargetResult]:
+        # O(change), as a real target that has been written once: the complete set is
+        # never read
+        if self.fail:
+            self.synced = False
+            return [TargetResult("fake", False, self.fail)]
+        if not self.synced:  # as a real target: the first write of a process is complete
+            return self.apply(change.everything(), check)
+        self.applied += 1
+        for e in (*change.removed, *change.added):
+            self.by_key.pop(e.key_id, None)
+        for e in change.added:
+            self.by_key.setdefault(e.key_id, []).append(e)
         self.checked = list(check)
         return [TargetResult("fake", True, "written")]
 

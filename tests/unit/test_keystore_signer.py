@@ -225,10 +225,10 @@ def test_unknown_algorithm(tmp_path: Path) -> None:
 def entries(tmp_path: Path) -> list[SigningEntry]:
     return [
         SigningEntry(
-            "k2", "example.org", "nov2026.myesp", tmp_path / "keys/k2.pem", "*@example.org"
+            "k2", "example.org", "nov2026.myesp", str(tmp_path / "keys/k2.pem"), "*@example.org"
         ),
         SigningEntry(
-            "k1", "example.com", "nov2026.myesp", tmp_path / "keys/k1.pem", "*@example.com"
+            "k1", "example.com", "nov2026.myesp", str(tmp_path / "keys/k1.pem"), "*@example.com"
         ),
     ]
 

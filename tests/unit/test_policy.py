@@ -51,7 +51,8 @@ def with_(section: str, **values: Any) -> dict[str, Any]:
 
 
 def test_shipped_policies_load(shipped: PolicySet) -> None:
-    assert shipped.names() == ["default", "demo", "demo-ed25519", "demo-standby"]
+    assert shipped.names() == ["default", "demo", "demo-dual", "demo-ed25519", "demo-standby"]
+    assert shipped.get("demo-dual").companion == "demo-ed25519"
     assert shipped.get("default").source == str(ROOT / "policies" / "default.toml")
 
 

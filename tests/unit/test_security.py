@@ -485,3 +485,60 @@ def test_a_customer_whose_dns_hangs_stalls_nobody_else(make_env: Any) -> None:
     slow = [k for k in env.keys("slow.example") if k.replaces]
     assert slow and slow[0].state is State.PUBLISHED
     assert "took longer than 0.5s" in (slow[0].last_error or "")
+
+
+def test_the_bulk_signing_read_refuses_an_edited_row(tmp_path: Path) -> None:
+    # The complete signing set is read as raw tuples (a million identities at start-up):
+    # each row's MAC is still checked, so an edited pattern never reaches a signer table.
+    from rotator.adapters.keystore_fs import FsKeyStore
+    from rotator.adapters.store_seal import Sealer
+    from rotator.adapters.store_sqlite import SqliteEventStore
+    from rotator.app import Application, Context
+    from rotator.domain.errors import StoreError
+    from tests.unit.fakes import FakeDns, FakeSigner, ManualClock, demo_policy
+
+    store = SqliteEventStore(tmp_path / "r.db", sealer=Sealer(b"k" * 32))
+    dns, policy = FakeDns(), demo_policy()
+    ctx = Context(store, lambda _n: policy, dns, dns, FsKeyStore(tmp_path / "keys"),
+                  FakeSigner(), ManualClock())  # fmt: skip
+    app = Application(ctx)
+    app.onboarding.add_identity("example.com", "demo")
+    app.lifecycle.tick()
+    assert [e.signing_pattern for e in app.signing.entries()] == ["*@example.com"]
+    store.db.execute("UPDATE identities SET signing_pattern = '*@victim.example'")
+    store.db.conn.commit()
+    with pytest.raises(StoreError, match=r"identities row example\.com was not written by"):
+        app.signing.sync()
+
+
+def test_a_schema_upgrade_reseals_the_projection(tmp_path: Path) -> None:
+    # A migration that adds columns changes every row a MAC covers: the store replays the
+    # log into the projection on the upgrade, so the rows are rotator's again.
+    from rotator.adapters.store_seal import Sealer
+    from rotator.adapters.store_sqlite import SqliteEventStore
+    from rotator.domain import events as ev
+    from tests.unit.fakes import ManualClock
+
+    sealer = Sealer(b"k" * 32)
+    store = SqliteEventStore(tmp_path / "r.db", sealer=sealer)
+    store.append(
+        [ev.IdentityAdded(at=ManualClock().now(), identity="a.example", domain="a.example",
+                          zone="a.example", policy="demo", signing_pattern="*@a.example")],
+        {},
+    )  # fmt: skip
+    store.close()
+    # what an older rotator left: without m008's columns, rows sealed as they were then
+    conn = sqlite3.connect(tmp_path / "r.db")
+    conn.execute("DROP INDEX identities_companion")
+    for col in ("retired_at", "takes_over", "dns_problem", "companion_of"):
+        conn.execute(f"ALTER TABLE identities DROP COLUMN {col}")
+    conn.execute("ALTER TABLE keys DROP COLUMN drift")
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm008_lifecycle'")
+    conn.row_factory = sqlite3.Row
+    row = dict(conn.execute("SELECT * FROM identities").fetchone())
+    conn.execute("UPDATE identities SET mac = ?", [sealer.row("identities", row)])
+    conn.commit()
+    conn.close()
+    store = SqliteEventStore(tmp_path / "r.db", sealer=sealer)
+    ident = store.identity("a.example")  # would be refused as edited without the reseal
+    assert ident is not None and ident.retired_at is None

@@ -175,3 +175,34 @@ def test_normalize_domain_rejects(raw: str, problem: str) -> None:
     assert "\n" not in msg
     if raw.strip(" ."):
         assert msg.startswith(f"domain {raw!r}")
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "*@example.com",
+        "*@*.example.com",
+        "*@a.b",
+        "*@-a.com",
+        "*@a-.com",
+        "*@a_b.example",
+        "*@Example.com",
+        "*@example",
+        "*@*.*.example.com",
+        "*@example..com",
+        "*@" + "a" * 63 + ".com",
+        "*@" + "a" * 64 + ".com",
+        "*@" + ".".join(["a" * 61] * 4) + ".com",
+        "*@*." + ".".join(["a" * 61] * 4) + ".co",
+        "*@" + ".".join(["a" * 62] * 4),
+        "*@" + ".".join(["a" * 63] * 4),
+        "*@*." + ".".join(["a" * 63] * 4),
+        "*@xn--bcher-kva.example",
+        "x@example.com",
+        "*@exa mple.com",
+    ],
+)
+def test_the_fast_pattern_check_agrees_with_the_full_one(pattern: str) -> None:
+    from rotator.domain.names import _pattern_problem, pattern_problem
+
+    assert (pattern_problem(pattern) is None) == (_pattern_problem(pattern) is None)

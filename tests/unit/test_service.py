@@ -264,3 +264,89 @@ def test_a_key_store_that_cannot_take_keys_defers_with_the_reason(env: UnitEnv) 
     ident = env.store.identity("example.com")
     assert ident is not None and ident.notice.startswith("cannot generate a key: key_dir ")
     assert env.store.list_keys() == []
+
+
+def test_a_rotation_reads_only_what_it_switches(env: UnitEnv, monkeypatch: Any) -> None:
+    # The tick must cost O(keys due), not O(identities): once the signer is in step, an
+    # activation never reads every identity or every active key (the complete set is
+    # read only by a target that has not been written yet).
+    for i in range(3):
+        env.app.onboarding.add_identity(f"d{i}.example", "demo")
+    env.app.lifecycle.tick()
+    assert len(env.signer.entries) == 3
+    (old,) = env.store.list_keys("d0.example")
+
+    def everything(*args: Any, **kw: Any) -> Any:
+        if kw.get("state") is State.ACTIVE or (not args and not kw):
+            raise AssertionError("a rotation read every active key or identity")
+        return real_list_keys(*args, **kw)
+
+    real_list_keys = env.store.list_keys
+    monkeypatch.setattr(env.store, "identities", lambda: everything())
+    monkeypatch.setattr(env.store, "list_keys", everything)
+    env.app.rotation.request("d0.example", actor="test", reason="test")
+    env.app.lifecycle.tick()
+    monkeypatch.undo()
+    new = env.key_of("d0.example", State.ACTIVE)
+    assert new.key_id != old.key_id and env.key(old.key_id).state is State.DRAINING
+    assert sorted(e.key_id for e in env.signer.entries) == sorted(
+        k.key_id for k in env.store.list_keys(state=State.ACTIVE)
+    )
+
+
+def test_activations_between_generation_chunks_are_coalesced(
+    env: UnitEnv, monkeypatch: Any
+) -> None:
+    # A real signer's tables list every key: a rewrite per 16-key chunk would take over a
+    # big tick. Between chunks, an activation waits until twice its last cost has passed.
+    from rotator.app import lifecycle, signing
+    from rotator.app.generation import CHUNK
+
+    # a clock that moves only while the signer writes (10 s a write): deterministic on a
+    # loaded machine
+    clock = [0.0]
+    fake_time = type("T", (), {"monotonic": staticmethod(lambda: clock[0])})
+    monkeypatch.setattr(lifecycle, "time", fake_time)
+    monkeypatch.setattr(signing, "time", fake_time)
+    for i in range(8 * CHUNK):
+        env.app.onboarding.add_identity(f"d{i}.example", "demo")
+    slow_change = env.signer.change
+
+    def change(*args: Any, **kw: Any) -> Any:
+        clock[0] += 10.0
+        return slow_change(*args, **kw)
+
+    monkeypatch.setattr(env.signer, "change", change)
+    before = env.signer.applied
+    env.app.lifecycle.tick()
+    assert len(env.store.list_keys(state=State.ACTIVE)) == 8 * CHUNK
+    assert env.signer.applied - before <= 3  # not one per chunk (8)
+
+
+def test_start_up_rewrites_the_signer_only_if_the_log_moved_since_it_was_in_step(
+    env: UnitEnv,
+) -> None:
+    env.app.onboarding.add_identity("a.example", "demo")
+    env.app.lifecycle.tick()
+    head = env.store.head()
+    assert head is not None and env.signer.stamped() == head[0]
+    env.signer.synced = False  # a restarted daemon: its targets' state is unknown to it
+    writes = env.signer.applied
+    env.app.lifecycle.startup()
+    assert env.signer.applied == writes and env.signer.synced  # trusted the stamp
+    env.app.onboarding.add_identity("b.example", "demo")  # may change what signs
+    env.app.lifecycle.startup()
+    assert env.signer.applied == writes + 1
+
+
+def test_a_failed_signer_write_leaves_no_stamp(env: UnitEnv) -> None:
+    env.app.onboarding.add_identity("a.example", "demo")
+    env.app.lifecycle.tick()
+    env.app.rotation.request("a.example", "bob", "test")
+    env.signer.fail = "mx1 unreachable"
+    env.app.lifecycle.tick()
+    assert env.signer.stamped() is None  # a start-up now rewrites every target
+    env.signer.fail = None
+    writes = env.signer.applied
+    env.app.lifecycle.startup()
+    assert env.signer.applied == writes + 1

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from rotator.adapters.signers import exim, jsonfile, kumomta, rspamd
 from rotator.adapters.signers.base import Format, TargetFiles
+from rotator.adapters.signers.base import render as render_files
 from rotator.adapters.signers.opendkim import OpenDkimFormat
 from rotator.domain.errors import SignerError
 from rotator.ports import SigningEntry
@@ -34,7 +35,7 @@ from rotator.ports import SigningEntry
 GOLDEN = Path(__file__).parent / "golden" / "signers"
 SCHEMA = Path(jsonfile.__file__).with_name("rotator-signing-1.schema.json")
 KEY_DIR = "/var/lib/rotator/targets/{name}/keys"
-NOWHERE = Path("/nonexistent")  # SigningEntry.key_path: formats read keys via read_key only
+NOWHERE = "/nonexistent"  # SigningEntry.key_path: formats read keys via read_key only
 
 
 def entry(
@@ -88,7 +89,9 @@ FORMATS: dict[str, tuple[Format, list[SigningEntry]]] = {
 
 def render(name: str, entries: list[SigningEntry] | None = None) -> TargetFiles:
     fmt, default = FORMATS[name]
-    return fmt.render(default if entries is None else entries, read_key, KEY_DIR.format(name=name))
+    return render_files(
+        fmt, default if entries is None else entries, read_key, KEY_DIR.format(name=name)
+    )
 
 
 def golden_files(files: TargetFiles) -> dict[str, bytes]:
@@ -179,22 +182,22 @@ def test_unsafe_values_are_refused(name: str, field: str, value: str) -> None:
 def test_unsafe_key_dirs_are_refused(name: str, key_dir: str) -> None:
     fmt, entries = FORMATS[name]
     with pytest.raises(SignerError, match="refusing"):
-        fmt.render(entries, read_key, key_dir)
+        render_files(fmt, entries, read_key, key_dir)
 
 
 def test_json_escapes_what_it_does_not_refuse() -> None:
-    files = jsonfile.JsonFormat().render(ENTRIES, read_key, '/srv/k"y\n')
+    files = render_files(jsonfile.JsonFormat(), ENTRIES, read_key, '/srv/k"y\n')
     doc = json.loads(files.tables[jsonfile.DATA])
     assert doc["senders"][0]["signatures"][0]["key"].startswith('/srv/k"y\n/')
     with pytest.raises(SignerError, match="not an absolute path"):
-        jsonfile.JsonFormat().render(ENTRIES, read_key, "relative/keys")
+        render_files(jsonfile.JsonFormat(), ENTRIES, read_key, "relative/keys")
 
 
 def test_rspamd_refuses_a_key_that_is_not_ed25519() -> None:
     ed = ENTRIES[4]
     assert ed.algorithm == "ed25519"
     with pytest.raises(SignerError, match="cannot be read"):
-        rspamd.RspamdFormat().render([ed], lambda e: b"not a key", "/k")
+        render_files(rspamd.RspamdFormat(), [ed], lambda e: b"not a key", "/k")
 
 
 @pytest.mark.parametrize("name", ["rspamd", "exim", "kumomta", "json"])

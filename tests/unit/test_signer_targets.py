@@ -127,7 +127,9 @@ def test_installer_writes_keys_then_tables_and_wipes_keys_that_left(tmp_path: Pa
 @pytest.mark.parametrize(
     ("bundle", "message"),
     [
-        ({"version": 2}, "version 2"),
+        ({"version": 3}, "version 3"),
+        ({"version": 1, "remove": ["keys/a.pem"]}, "bundle remove"),
+        ({"version": 2, "remove": ["KeyTable"]}, "not a file in keys/"),
         ({"version": 1, "keys": {"../k.pem": spec(b"x")}}, "must stay inside"),
         ({"version": 1, "keys": {"/etc/k.pem": spec(b"x")}}, "must stay inside"),
         ({"version": 1, "keys": {"keys/k.pem": spec(b"x", "0604")}}, "open to others"),
@@ -163,7 +165,7 @@ def entry(tmp_path: Path, key_id: str = "k1", algorithm: str = "rsa") -> Signing
     path = tmp_path / "master" / f"{key_id}.pem"
     path.parent.mkdir(exist_ok=True)
     path.write_bytes(b"-----BEGIN PRIVATE KEY-----\n")
-    return SigningEntry(key_id, "a.example", "s1", path, "*@a.example", algorithm)
+    return SigningEntry(key_id, "a.example", "s1", str(path), "*@a.example", algorithm)
 
 
 def target(tmp_path: Path, name: str, **kw: Any) -> SignerTarget:
@@ -243,3 +245,77 @@ def test_the_older_layout_never_wipes_a_keys_directory(tmp_path: Path) -> None:
     (result,) = SignerFleet([t], tmp_path / "lock").apply([])
     assert result.ok
     assert (keys / "precious.pem").read_bytes() == b"rotator's own key"
+
+
+# --- writing only what changed ------------------------------------------------------------
+
+
+def numbered(tmp_path: Path, n: int) -> SigningEntry:
+    e = entry(tmp_path, f"k{n}")
+    return SigningEntry(e.key_id, f"d{n}.example", "s1", e.key_path, f"*@d{n}.example")
+
+
+def change(added: list[SigningEntry], removed: list[SigningEntry], now: list[SigningEntry]) -> Any:
+    from rotator.ports import SignerChange
+
+    return SignerChange(tuple(added), tuple(removed), lambda: now)
+
+
+@pytest.mark.parametrize("remote", [False, True])
+def test_a_change_writes_the_new_key_wipes_the_old_and_leaves_the_rest(
+    tmp_path: Path, remote: bool
+) -> None:
+    kw: dict[str, Any] = {}
+    out = tmp_path / "t"
+    if remote:  # the same through the installer run as a command (bundle version 2)
+        kw["deliver"] = (sys.executable, "-I", str(INSTALLER), str(tmp_path / "t-remote"))
+        out = tmp_path / "t-remote"
+    t = target(tmp_path, "t", **kw)
+    fleet = SignerFleet([t], tmp_path / "lock")
+    first = [numbered(tmp_path, i) for i in range(5)]
+    (result,) = fleet.apply(first)
+    assert result.ok, result.detail
+    before = {p.name: p.stat().st_ino for p in (out / "keys").iterdir()}
+    new = numbered(tmp_path, 9)
+    now = [*first[1:], new]
+    (result,) = fleet.change(change([new], [first[0]], now), check=[new])
+    assert result.ok, result.detail
+    after = {p.name: p.stat().st_ino for p in (out / "keys").iterdir()}
+    assert sorted(after) == sorted(f"k{i}.pem" for i in (1, 2, 3, 4, 9))
+    # the untouched keys are the very same files: nothing rewrote them
+    assert all(after[n] == before[n] for n in before if n != "k0.pem")
+    table = json.loads((out / "signing.json").read_text())
+    assert sorted(s["pattern"] for s in table["senders"]) == sorted(e.signing_pattern for e in now)
+
+
+def test_a_change_is_written_in_full_until_a_complete_write_landed(tmp_path: Path) -> None:
+    stale = tmp_path / "t" / "keys" / "left-over.pem"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"a key nobody lists")
+    # an installer that fails its first delivery (it never runs until `ok` exists)
+    install = f"test -e {tmp_path}/ok && exec {sys.executable} -I {INSTALLER} {tmp_path}/t"
+    flaky = target(tmp_path, "t", deliver=("sh", "-c", install))
+    fleet = SignerFleet([flaky], tmp_path / "lock")
+    a, b = numbered(tmp_path, 1), numbered(tmp_path, 2)
+    (result,) = fleet.change(change([a], [], [a]))
+    assert not result.ok and stale.exists()
+    # the delivery failed, so the next change is complete: it sweeps what nothing lists
+    (tmp_path / "ok").touch()
+    (result,) = fleet.change(change([b], [], [a, b]))
+    assert result.ok and not stale.exists()
+    # once in step, a change touches only its own keys
+    stale.write_bytes(b"again")
+    c = numbered(tmp_path, 3)
+    (result,) = fleet.change(change([c], [], [a, b, c]))
+    assert result.ok and stale.exists()
+
+
+def test_the_stamp_file(tmp_path: Path) -> None:
+    fleet = SignerFleet([], tmp_path / "db.signer-lock")
+    assert fleet.stamped() is None
+    fleet.stamp(42)
+    assert fleet.stamped() == 42 and (tmp_path / "db.signer-lock.stamp").read_text() == "42\n"
+    fleet.stamp(None)
+    assert fleet.stamped() is None  # a write under way: nobody knows what targets hold
+    (tmp_path / "db.signer-lock.stamp").write_text("garbage")
+    assert fleet.stamped() is None

@@ -326,7 +326,7 @@ def test_rebuild_reports_rows_not_in_the_log(store: SqliteEventStore) -> None:
         "bits, fingerprint, zone, record_name, record, ttl, state, since, created_at, version, "
         "next_action, next_action_at, attempts, last_error, replaces, successor, "
         "revocation_published, tombstone_removed, activated_at, drain_until, lookup_name, "
-        "customer_managed, compromised, emergency_actor, emergency_reason, mac, parked "
+        "customer_managed, compromised, emergency_actor, emergency_reason, mac, parked, drift "
         "FROM keys WHERE key_id = 'k1'"
     )
     conn.commit()
@@ -514,3 +514,16 @@ def test_no_private_key_material_in_events(tmp_path: Path, algorithm: str) -> No
         assert len(form) >= 40
         leaks = [c for c in cells if form in c]
         assert leaks == [], f"private key material found in events: {form[:16]}..."
+
+
+def test_the_append_path_hashes_exactly_as_event_hash_defines(store: SqliteEventStore) -> None:
+    # append() builds the hash body in sorted key order without re-sorting; the chain must
+    # stay what store_rows.event_hash (the definition `audit verify` uses) computes
+    from rotator.adapters.store_rows import event_hash
+
+    five_events(store)
+    rows = [dict(r) for r in store.db.query("SELECT * FROM events ORDER BY position")]
+    assert rows
+    for row in rows:
+        body = {k: v for k, v in row.items() if k not in ("position", "hash", "mac")}
+        assert event_hash(body) == row["hash"]

@@ -351,7 +351,7 @@ def test_esp_key_signs_for_every_opted_in_customer_and_follows_its_rotation(env:
     }
     assert len(env.signer.entries) == 5
     esp_entries = [e for e in env.signer.entries if e.key_id == esp_key.key_id]
-    esp_path = env.keystore.path(esp_key.key_id)
+    esp_path = str(env.keystore.path(esp_key.key_id))
     assert {(e.domain, e.selector, e.key_path) for e in esp_entries} == {
         (ESP, esp_key.selector, esp_path)
     }
@@ -410,7 +410,7 @@ def test_esp_without_opted_in_customers_has_no_signing_entry(env: UnitEnv) -> No
 
 def test_key_table_lists_a_shared_key_once(tmp_path: Path) -> None:
     def entry(key_id: str, domain: str, pattern: str, second: bool = False) -> SigningEntry:
-        path = tmp_path / f"{key_id}.pem"
+        path = str(tmp_path / f"{key_id}.pem")
         return SigningEntry(key_id, domain, "s1.myesp", path, pattern, second=second)
 
     entries = [

@@ -26,12 +26,25 @@ class TargetFiles:
 class Format(Protocol):
     name: str
 
-    def render(
-        self, entries: Sequence[SigningEntry], read_key: KeyReader, key_dir: str
-    ) -> TargetFiles:
-        """The files for exactly these entries; tables name keys under `key_dir` (the
-        absolute directory the signer reads them from)."""
+    def key_name(self, entry: SigningEntry) -> str:
+        """The relative path of the entry's key file."""
         ...
+
+    def key_files(self, entries: Sequence[SigningEntry], read_key: KeyReader) -> dict[str, bytes]:
+        """The key file of each of these entries' keys, by relative path."""
+        ...
+
+    def tables(self, entries: Sequence[SigningEntry], key_dir: str) -> dict[str, bytes]:
+        """The tables for exactly these entries, naming keys under `key_dir` (the absolute
+        directory the signer reads them from)."""
+        ...
+
+
+def render(
+    fmt: Format, entries: Sequence[SigningEntry], read_key: KeyReader, key_dir: str
+) -> TargetFiles:
+    """Everything a target holds for exactly these entries."""
+    return TargetFiles(keys=fmt.key_files(entries, read_key), tables=fmt.tables(entries, key_dir))
 
 
 def key_file(entry: SigningEntry, suffix: str = ".pem") -> str:

@@ -43,7 +43,14 @@ from collections.abc import Sequence
 
 from ...domain.errors import SignerError
 from ...ports import SigningEntry
-from .base import HEADER, KeyReader, TargetFiles, by_sender, key_file, sender_domain, unique_keys
+from .base import (
+    HEADER,
+    KeyReader,
+    by_sender,
+    key_file,
+    sender_domain,
+    unique_keys,
+)
 
 SENDERS = "dkim_senders"
 
@@ -144,10 +151,11 @@ def _parents(domain: str) -> list[str]:
 class EximFormat:
     name = "exim"
 
-    def render(
-        self, entries: Sequence[SigningEntry], read_key: KeyReader, key_dir: str
-    ) -> TargetFiles:
-        return TargetFiles(
-            keys={key_file(e): read_key(e) for e in unique_keys(entries)},
-            tables={SENDERS: render_senders(entries, key_dir).encode()},
-        )
+    def key_name(self, entry: SigningEntry) -> str:
+        return key_file(entry)
+
+    def key_files(self, entries: Sequence[SigningEntry], read_key: KeyReader) -> dict[str, bytes]:
+        return {key_file(e): read_key(e) for e in unique_keys(entries)}
+
+    def tables(self, entries: Sequence[SigningEntry], key_dir: str) -> dict[str, bytes]:
+        return {SENDERS: render_senders(entries, key_dir).encode()}

@@ -6,19 +6,22 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ...domain.errors import ExternalError
-from ...ports import SigningEntry, TargetResult
-from .target import SignerTarget
+from ...ports import SignerChange, SigningEntry, TargetResult
+from .target import SignerTarget, TableSource
 
 
 class SignerFleet:
     def __init__(self, targets: Sequence[SignerTarget], lock_path: Path) -> None:
         self.targets = list(targets)
         self.lock_path = lock_path
+        # beside the lock: the log position every target was last completely in step with
+        self.stamp_path = lock_path.with_name(lock_path.name + ".stamp")
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -33,21 +36,58 @@ class SignerFleet:
     def apply(
         self, entries: Sequence[SigningEntry], check: Sequence[SigningEntry] = ()
     ) -> list[TargetResult]:
+        return self._each(lambda t: t.write(entries), check)
+
+    def stamp(self, position: int | None) -> None:
+        text = "writing\n" if position is None else f"{position}\n"
+        tmp = self.stamp_path.with_name(self.stamp_path.name + ".tmp")
+        try:
+            with open(tmp, "w") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.stamp_path)
+        except OSError:  # no stamp: the next start-up rewrites every target, as without one
+            with contextlib.suppress(OSError):
+                self.stamp_path.unlink()
+
+    def stamped(self) -> int | None:
+        try:
+            text = self.stamp_path.read_text().strip()
+        except OSError:
+            return None
+        return int(text) if text.isdigit() else None
+
+    def trust(self) -> None:
+        for target in self.targets:
+            target.synced = True
+
+    def change(
+        self, change: SignerChange, check: Sequence[SigningEntry] = ()
+    ) -> list[TargetResult]:
+        source = TableSource(change.everything)
+        return self._each(lambda t: t.write_change(change.added, change.removed, source), check)
+
+    def _each(
+        self, write: Callable[[SignerTarget], None], check: Sequence[SigningEntry]
+    ) -> list[TargetResult]:
         try:
             if len(self.targets) == 1:
-                return [self._one(self.targets[0], entries, check)]
+                return [self._one(self.targets[0], write, check)]
             with ThreadPoolExecutor(max_workers=len(self.targets)) as pool:
-                return list(pool.map(lambda t: self._one(t, entries, check), self.targets))
+                return list(pool.map(lambda t: self._one(t, write, check), self.targets))
         finally:
             for target in self.targets:  # key bytes read for this rewrite do not linger
                 target.read_key.clear()
 
     @staticmethod
     def _one(
-        target: SignerTarget, entries: Sequence[SigningEntry], check: Sequence[SigningEntry]
+        target: SignerTarget,
+        write: Callable[[SignerTarget], None],
+        check: Sequence[SigningEntry],
     ) -> TargetResult:
         try:
-            target.write(entries)
+            write(target)
         except ExternalError as exc:
             return TargetResult(target.name, False, exc.reason)
         mine = target.select(check)

@@ -10,7 +10,9 @@ It reads one JSON bundle on stdin: {"version": 1, "keys": {path: {"data": base64
 "KeyTable"). Key files are written first, each to a temp file with a random name opened
 O_CREAT|O_EXCL|O_NOFOLLOW, fsynced and renamed into place (an unchanged file is left as
 it is), then the directory is fsynced; only then the tables, the same way. Key files of
-keys/ the bundle does not list are overwritten with zeros and removed. Files are owned by
+keys/ the bundle does not list are overwritten with zeros and removed. A version 2 bundle
+may be partial, with "remove": [paths]: its key files are added, the listed ones wiped,
+and every other key file is left as it is. Files are owned by
 whoever runs this (run it as the signer's user: OpenDKIM wants its keys owned by itself or
 root). It prints one JSON line: {"written": n, "unchanged": n, "removed": n}, and exits 1
 with one line on stderr if anything fails.
@@ -31,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-VERSION = 1
+VERSION = 2  # 2: a bundle may be partial ("remove"); full bundles are still version 1
 KEYS = "keys"
 
 
@@ -156,11 +158,19 @@ def _decode(entries: Any, what: str) -> dict[str, tuple[bytes, int]]:
 
 def apply_bundle(directory: Path, bundle: dict[str, Any], group: str = "") -> dict[str, int]:
     """Install `bundle` into `directory` (see the module docstring)."""
-    if bundle.get("version") != VERSION:
-        raise InstallError(f"bundle version {bundle.get('version')!r}: this installer reads 1")
+    version = bundle.get("version")
+    if version not in (1, VERSION):
+        raise InstallError(f"bundle version {version!r}: this installer reads 1 and 2")
     keys = _decode(bundle.get("keys", {}), "key")
     tables = _decode(bundle.get("tables", {}), "table")
-    return install(directory, keys, tables, group, manage_keys=bundle.get("manage_keys", True))
+    remove = bundle.get("remove")
+    if remove is not None and (
+        version == 1 or not isinstance(remove, list) or not all(isinstance(n, str) for n in remove)
+    ):
+        raise InstallError("bundle remove: a version 2 bundle's list of key file names")
+    return install(
+        directory, keys, tables, group, manage_keys=bundle.get("manage_keys", True), remove=remove
+    )
 
 
 def install(
@@ -169,10 +179,13 @@ def install(
     tables: dict[str, tuple[bytes, int]],
     group: str = "",
     manage_keys: bool = True,
+    remove: list[str] | None = None,
 ) -> dict[str, int]:
     """Key files, then tables, each (data, mode) by relative path; see the docstring.
     Unless `manage_keys` is false (a target whose tables name key files kept elsewhere),
-    keys/ holds exactly the bundle's keys: the others are wiped."""
+    keys/ holds exactly the bundle's keys: the others are wiped. A partial bundle
+    (`remove` given) adds its keys and wipes only the key files `remove` names: one
+    activation among a million keys rewrites what changed, not every key file."""
     for name, (_, mode) in keys.items():
         if mode & 0o007:
             raise InstallError(f"key {name!r}: mode {mode:o} is open to others")
@@ -196,7 +209,17 @@ def install(
             if sub != directory:
                 _fsync_dir(sub)
     key_dir = directory / KEYS
-    if manage_keys and key_dir.is_dir():
+    if remove is not None:
+        for name in sorted(set(remove) - set(keys)):
+            path = directory / _safe(name)
+            if path.parent != key_dir:
+                raise InstallError(f"refusing to remove {name!r}: not a file in {KEYS}/")
+            if path.is_file() and not path.is_symlink():
+                _wipe(path)  # removed only now that no table names it
+                counts["removed"] += 1
+        if remove:
+            _fsync_dir(key_dir)
+    elif manage_keys and key_dir.is_dir():
         listed = {(directory / _safe(n)).name for n in keys}
         for p in sorted(key_dir.iterdir()):
             if p.name not in listed and not p.name.startswith("."):

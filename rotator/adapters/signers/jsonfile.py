@@ -40,7 +40,14 @@ from typing import Any
 
 from ...domain.errors import SignerError
 from ...ports import SigningEntry
-from .base import HEADER, KeyReader, TargetFiles, by_sender, key_file, sender_domain, unique_keys
+from .base import (
+    HEADER,
+    KeyReader,
+    by_sender,
+    key_file,
+    sender_domain,
+    unique_keys,
+)
 
 SCHEMA = "rotator-signing/1"
 DATA = "signing.json"
@@ -98,10 +105,11 @@ def render_json(entries: Sequence[SigningEntry], key_dir: str) -> str:
 class JsonFormat:
     name = "json"
 
-    def render(
-        self, entries: Sequence[SigningEntry], read_key: KeyReader, key_dir: str
-    ) -> TargetFiles:
-        return TargetFiles(
-            keys={key_file(e): read_key(e) for e in unique_keys(entries)},
-            tables={DATA: render_json(entries, key_dir).encode()},
-        )
+    def key_name(self, entry: SigningEntry) -> str:
+        return key_file(entry)
+
+    def key_files(self, entries: Sequence[SigningEntry], read_key: KeyReader) -> dict[str, bytes]:
+        return {key_file(e): read_key(e) for e in unique_keys(entries)}
+
+    def tables(self, entries: Sequence[SigningEntry], key_dir: str) -> dict[str, bytes]:
+        return {DATA: render_json(entries, key_dir).encode()}

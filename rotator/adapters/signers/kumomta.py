@@ -37,7 +37,14 @@ from collections.abc import Sequence
 
 from ...domain.errors import SignerError
 from ...ports import SigningEntry
-from .base import HEADER, KeyReader, TargetFiles, by_sender, key_file, sender_domain, unique_keys
+from .base import (
+    HEADER,
+    KeyReader,
+    by_sender,
+    key_file,
+    sender_domain,
+    unique_keys,
+)
 
 DATA = "dkim_data.toml"
 ALGO = {"rsa": "sha256", "ed25519": "ed25519"}
@@ -152,11 +159,11 @@ def render_data(entries: Sequence[SigningEntry], key_dir: str) -> str:
 class KumoMtaFormat:
     name = "kumomta"
 
-    def render(
-        self, entries: Sequence[SigningEntry], read_key: KeyReader, key_dir: str
-    ) -> TargetFiles:
-        data = render_data(entries, key_dir)
-        return TargetFiles(
-            keys={key_file(e): read_key(e) for e in unique_keys(entries)},
-            tables={DATA: data.encode()},
-        )
+    def key_name(self, entry: SigningEntry) -> str:
+        return key_file(entry)
+
+    def key_files(self, entries: Sequence[SigningEntry], read_key: KeyReader) -> dict[str, bytes]:
+        return {key_file(e): read_key(e) for e in unique_keys(entries)}
+
+    def tables(self, entries: Sequence[SigningEntry], key_dir: str) -> dict[str, bytes]:
+        return {DATA: render_data(entries, key_dir).encode()}

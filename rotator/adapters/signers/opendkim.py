@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ...ports import SigningEntry
-from .base import HEADER, KeyReader, TargetFiles, by_sender, key_file, unique_keys
+from .base import HEADER, KeyReader, by_sender, key_file, unique_keys
 
 KEY_TABLE = "KeyTable"
 SIGNING_TABLE = "SigningTable"
@@ -39,13 +39,14 @@ def render_signing_table(entries: Sequence[SigningEntry]) -> str:
 class OpenDkimFormat:
     name = "opendkim"
 
-    def render(
-        self, entries: Sequence[SigningEntry], read_key: KeyReader, key_dir: str
-    ) -> TargetFiles:
-        return TargetFiles(
-            keys={key_file(e): read_key(e) for e in unique_keys(entries)},
-            tables={
-                KEY_TABLE: render_key_table(entries, key_dir).encode(),
-                SIGNING_TABLE: render_signing_table(entries).encode(),
-            },
-        )
+    def key_name(self, entry: SigningEntry) -> str:
+        return key_file(entry)
+
+    def key_files(self, entries: Sequence[SigningEntry], read_key: KeyReader) -> dict[str, bytes]:
+        return {key_file(e): read_key(e) for e in unique_keys(entries)}
+
+    def tables(self, entries: Sequence[SigningEntry], key_dir: str) -> dict[str, bytes]:
+        return {
+            KEY_TABLE: render_key_table(entries, key_dir).encode(),
+            SIGNING_TABLE: render_signing_table(entries).encode(),
+        }

@@ -45,7 +45,14 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from ...domain.errors import SignerError
 from ...ports import SigningEntry
-from .base import HEADER, KeyReader, TargetFiles, by_sender, key_file, sender_domain, unique_keys
+from .base import (
+    HEADER,
+    KeyReader,
+    by_sender,
+    key_file,
+    sender_domain,
+    unique_keys,
+)
 
 CONF = "dkim_signing.conf"
 
@@ -170,9 +177,11 @@ def render_conf(entries: Sequence[SigningEntry], key_dir: str) -> str:
 class RspamdFormat:
     name = "rspamd"
 
-    def render(
-        self, entries: Sequence[SigningEntry], read_key: KeyReader, key_dir: str
-    ) -> TargetFiles:
-        conf = render_conf(entries, key_dir)
-        keys = {key_name(e): rspamd_key(e, read_key(e)) for e in unique_keys(entries)}
-        return TargetFiles(keys=keys, tables={CONF: conf.encode()})
+    def key_name(self, entry: SigningEntry) -> str:
+        return key_name(entry)
+
+    def key_files(self, entries: Sequence[SigningEntry], read_key: KeyReader) -> dict[str, bytes]:
+        return {key_name(e): rspamd_key(e, read_key(e)) for e in unique_keys(entries)}
+
+    def tables(self, entries: Sequence[SigningEntry], key_dir: str) -> dict[str, bytes]:
+        return {CONF: render_conf(entries, key_dir).encode()}

@@ -14,12 +14,12 @@ from pathlib import Path
 from ...config_targets import TargetConfig
 from ...domain.errors import SignerError
 from ...ports import SigningEntry
-from .base import Format, TargetFiles
+from .base import HEADER, Format, TargetFiles, render, unique_keys
 from .exim import EximFormat
 from .install import InstallError, install
 from .jsonfile import JsonFormat
 from .kumomta import KumoMtaFormat
-from .opendkim import OpenDkimFormat, render_key_table, render_signing_table
+from .opendkim import OpenDkimFormat, render_signing_table
 from .probes import Prober
 from .rspamd import RspamdFormat
 
@@ -45,6 +45,9 @@ class SignerTarget:
         self.format = FORMATS[config.format]()
         self.read_key = read_key
         self.prober = prober
+        # A complete write landed (since this process started): from then on a change
+        # may be written alone. Any failure, or another process's write, resets it.
+        self.synced = False
 
     def select(self, entries: Sequence[SigningEntry]) -> list[SigningEntry]:
         """The entries this target signs (an OpenDKIM instance: its one algorithm)."""
@@ -60,15 +63,41 @@ class SignerTarget:
                     signing_table.name: render_signing_table(entries).encode(),
                 }
             )
-        return self.format.render(entries, self.read_key, str(self.config.directory / "keys"))
+        return render(self.format, entries, self.read_key, self.key_dir)
+
+    @property
+    def key_dir(self) -> str:
+        return str(self.config.directory / "keys")
 
     def write(self, entries: Sequence[SigningEntry]) -> None:
         """Deliver the files for `entries` and reload. SignerError with the reason."""
-        files = self.files(self.select(entries))
-        self._deliver(files)
+        self.synced = False
+        self._deliver(self.files(self.select(entries)))
+        self.synced = True
         self._reload()
 
-    def _deliver(self, files: TargetFiles) -> None:
+    def write_change(
+        self, added: Sequence[SigningEntry], removed: Sequence[SigningEntry], tables: TableSource
+    ) -> None:
+        """Deliver the key files `added` brings, the tables (from everything that signs)
+        and wipe the key files of `removed`; then reload. Only once a complete write has
+        landed: the first write of a process, or the one after a failure, is complete."""
+        if not self.synced or self.config.legacy_tables is not None:
+            self.write(tables.everything())
+            return
+        self.synced = False
+        mine = self.select(added)
+        keep = {self.format.key_name(e) for e in mine}
+        gone = sorted({self.format.key_name(e) for e in self.select(removed)} - keep)
+        files = TargetFiles(
+            keys=self.format.key_files(mine, self.read_key),
+            tables=tables.tables(self),
+        )
+        self._deliver(files, remove=gone)
+        self.synced = True
+        self._reload()
+
+    def _deliver(self, files: TargetFiles, remove: list[str] | None = None) -> None:
         cfg = self.config
         directory = cfg.directory
         if cfg.legacy_tables is not None:
@@ -78,16 +107,20 @@ class SignerTarget:
         manage = cfg.legacy_tables is None  # the older layout names rotator's own key files
         if cfg.local:
             try:
-                install(directory, keys, tables, group=cfg.key_group, manage_keys=manage)
+                install(
+                    directory, keys, tables, group=cfg.key_group, manage_keys=manage, remove=remove
+                )
             except (InstallError, OSError, KeyError) as exc:
                 raise SignerError(f"cannot write signer tables in {directory}: {exc}") from None
             return
-        bundle = {
-            "version": 1,
+        bundle: dict[str, object] = {
+            "version": 1 if remove is None else 2,
             "manage_keys": manage,
             "keys": {n: _spec(d, m) for n, (d, m) in keys.items()},
             "tables": {n: _spec(d, m) for n, (d, m) in tables.items()},
         }
+        if remove is not None:
+            bundle["remove"] = remove
         try:
             proc = subprocess.run(
                 list(cfg.deliver),
@@ -131,16 +164,33 @@ class SignerTarget:
             )
 
 
+class TableSource:
+    """Everything that signs, read once per fleet write however many targets need it, and
+    each target's tables rendered from it (targets of one format and directory share)."""
+
+    def __init__(self, everything: Callable[[], Sequence[SigningEntry]]) -> None:
+        self._read = everything
+        self._all: Sequence[SigningEntry] | None = None
+        self.lock = threading.Lock()
+
+    def everything(self) -> Sequence[SigningEntry]:
+        with self.lock:
+            if self._all is None:
+                self._all = self._read()
+            return self._all
+
+    def tables(self, target: SignerTarget) -> dict[str, bytes]:
+        return target.format.tables(target.select(self.everything()), target.key_dir)
+
+
 def _spec(data: bytes, mode: int) -> dict[str, str]:
     return {"data": base64.b64encode(data).decode(), "mode": f"{mode:04o}"}
 
 
 def legacy_key_table(entries: Sequence[SigningEntry]) -> str:
     # rotator's own key copies, as the KeyTable of older configs named them
-    text = render_key_table(entries, "")
-    for e in entries:
-        text = text.replace(f":/{e.key_id}.pem\n", f":{e.key_path}\n")
-    return text
+    lines = [f"{e.key_id} {e.domain}:{e.selector}:{e.key_path}\n" for e in unique_keys(entries)]
+    return f"# {HEADER}\n" + "".join(lines)
 
 
 class KeyCache:

@@ -1,0 +1,201 @@
+"""What the watch asks: every authoritative address for a key's record, and the customer's
+DNS that leads receivers to it. Each answer is sorted into "served as published", "answered
+something else" (drift) or "could not be asked" (no verdict: a timeout proves nothing)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+import structlog
+
+from ..domain.errors import ExternalError, InputError
+from ..domain.model import IdentityState, KeyState
+from ..domain.names import normalize_domain, record_location
+from ..domain.selector import validate_selector
+from ..domain.states import Mode, State
+from ..domain.verification import judge_delegation, judge_one
+from ..ports import Observation, RecordChange
+from .context import Context
+from .customer_dns import CustomerDns
+
+log = structlog.get_logger("rotator")
+T = TypeVar("T")
+V = TypeVar("V")
+
+AWAITING = "awaiting customer DNS: "
+CUSTOMER_MODES = (Mode.NS_DELEGATION, Mode.CNAME, Mode.PING_PONG)
+CLIP = 60  # characters of a foreign record quoted in an event
+
+
+@dataclass(frozen=True)
+class KeyVerdict:
+    """One key's servers: who answered something else (server, answer), and who could not
+    be asked (with why)."""
+
+    wrong: tuple[tuple[str, str], ...] = ()
+    unasked: tuple[str, ...] = ()
+
+    def drift(self) -> tuple[str, str]:
+        """(server, answered) of DriftDetected: the servers, and their answer (each
+        server's own when they differ)."""
+        servers = ", ".join(s for s, _ in self.wrong)
+        answers = {a for _, a in self.wrong}
+        if len(answers) == 1:
+            return servers, self.wrong[0][1]
+        return servers, "; ".join(f"{s}: {a}" for s, a in self.wrong)
+
+
+@dataclass(frozen=True)
+class DnsVerdict:
+    """One identity's customer DNS: the problem (None: in place), or why it could not be
+    checked (`unasked`; then `problem` means nothing)."""
+
+    problem: str | None = None
+    unasked: str = ""
+
+
+def watched(key: KeyState, now: datetime) -> bool:
+    """Keys whose record receivers still need: active ones, and draining ones inside their
+    drain window. A key past it (revocation due or under way, a compromised or withdrawn
+    key) is the lifecycle's: its record is about to change on purpose."""
+    if key.state is State.ACTIVE:
+        return True
+    return (
+        key.state is State.DRAINING
+        and not key.revocation_published
+        and key.drain_until is not None
+        and key.drain_until > now
+    )
+
+
+def server_label(obs: Observation) -> str:
+    return obs.address if obs.nameserver == obs.address else f"{obs.nameserver} ({obs.address})"
+
+
+def answered(expected: str, obs: Observation, key_only: bool) -> str | None:
+    """None if this answer serves the record as published, else what the server said."""
+    if judge_one(expected, obs, key_only) is None:
+        return None
+    if obs.rcode != "NOERROR":
+        return obs.rcode
+    if not obs.authoritative:
+        return "an answer without AA (not authoritative)"
+    if not obs.texts:
+        return "NODATA (no TXT record)"
+    if len(obs.texts) > 1:
+        return f"{len(obs.texts)} TXT records"
+    text = obs.texts[0]
+    return f'"{text[:CLIP]}..."' if len(text) > CLIP else f'"{text}"'
+
+
+def key_verdict(key: KeyState, observed: list[Observation] | ExternalError) -> KeyVerdict:
+    if isinstance(observed, ExternalError):  # the nameserver set itself could not be found
+        return KeyVerdict(unasked=(f"{key.zone}: {observed.reason}",))
+    if not observed:
+        return KeyVerdict(unasked=(f"{key.zone}: no authoritative nameserver found",))
+    wrong: list[tuple[str, str]] = []
+    unasked: list[str] = []
+    for obs in observed:
+        label = server_label(obs)
+        if obs.error:
+            unasked.append(f"{label}: {obs.error}")
+            continue
+        # a customer-managed record: only its key (k=, p=) is ours to expect
+        what = answered(key.record, obs, key.customer_managed)
+        if what is not None:
+            wrong.append((label, what))
+    return KeyVerdict(tuple(sorted(wrong)), tuple(unasked))
+
+
+def republish_change(key: KeyState) -> RecordChange:
+    """The key's record again, at the name derived from its own validated parts (never
+    taken from the row alone): an edited projection cannot point an UPDATE elsewhere."""
+    name = record_location(
+        validate_selector(key.selector),
+        normalize_domain(key.domain),
+        key.zone,
+        bool(key.lookup_name),
+    )
+    if name != key.record_name:
+        raise InputError(f"stored record name {key.record_name!r} is not {name!r}")
+    return RecordChange(name, key.ttl, key.record)
+
+
+class Checks:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.customer_dns = CustomerDns(ctx)
+        # waiting on nameservers, not CPU; a check past its deadline is left to finish alone
+        self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="watch")
+
+    def keys(self, keys: Sequence[KeyState]) -> dict[str, KeyVerdict]:
+        probe = self.ctx.probe
+
+        def one(key: KeyState) -> KeyVerdict:
+            try:
+                return key_verdict(key, probe.observe(key.zone, key.record_name))
+            except ExternalError as exc:
+                return key_verdict(key, exc)
+
+        # the probe bounds every query by its own timeout: no deadline needed here
+        verdicts = self._map(one, keys, None, lambda k, why: KeyVerdict(unasked=(why,)))
+        return {k.key_id: v for k, v in zip(keys, verdicts, strict=True)}
+
+    def identities(self, idents: Sequence[IdentityState], now: datetime) -> dict[str, DnsVerdict]:
+        """Within the customer-check deadline: one customer's dead nameservers stall nobody."""
+        verdicts = self._map(
+            lambda i: self.customer(i, now),
+            idents,
+            self.ctx.customer_check_s,
+            lambda i, why: DnsVerdict(None, why),
+        )
+        return {i.identity: v for i, v in zip(idents, verdicts, strict=True)}
+
+    def customer(self, ident: IdentityState, now: datetime) -> DnsVerdict:
+        if ident.mode == Mode.NS_DELEGATION:
+            view = self.ctx.probe.delegation(ident.zone)
+            if view.error:  # the parent's servers did not answer: no verdict either way
+                return DnsVerdict(None, view.error)
+            return DnsVerdict(judge_delegation(view, self.ctx.esp_nameservers))
+        if ident.mode == Mode.PING_PONG:  # every slot: the next rotation needs the other one
+            return DnsVerdict(self.customer_dns.check(ident))
+        if ident.mode == Mode.CNAME:
+            # Only the CNAMEs of keys that sign or drain: the customer may pre-create fewer
+            # than [cname].count future ones (a notice at generation says so).
+            live = [
+                k
+                for k in self.ctx.store.list_keys(ident.identity)
+                if k.lookup_name and watched(k, now)
+            ]
+            problems = [p for k in live if (p := self.customer_dns.cname_problem(k))]
+            if not problems:
+                return DnsVerdict()
+            return DnsVerdict(AWAITING + "; ".join(p.removeprefix(AWAITING) for p in problems))
+        return DnsVerdict()
+
+    def _map(
+        self,
+        fn: Callable[[T], V],
+        items: Sequence[T],
+        deadline: float | None,
+        unasked: Callable[[T, str], V],
+    ) -> list[V]:
+        futures = [self.pool.submit(fn, item) for item in items]
+        end = None if deadline is None else time.monotonic() + deadline
+        out = []
+        for item, future in zip(items, futures, strict=True):
+            try:
+                left = None if end is None else max(0.0, end - time.monotonic())
+                out.append(future.result(left))
+            except FutureTimeout:
+                out.append(unasked(item, f"no answer within {deadline:g}s"))
+            except Exception as exc:  # a bug or data no check foresaw: no verdict, logged
+                log.exception("watch_check_crashed")
+                out.append(unasked(item, f"the check failed: {type(exc).__name__}: {exc}"))
+        return out
