@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import dns.exception
 import dns.flags
@@ -21,7 +22,9 @@ from ..config import split_hostport
 from ..domain.errors import ProbeError
 from ..ports import DelegationView, Observation
 
-TARGET_CACHE_S = 5.0
+T = TypeVar("T")
+
+TARGET_CACHE_S = 5.0  # NS lists, NS host addresses and targets are reused this long
 # Caps on what one zone may make us query: a customer's zone with 20 dead NS must not cost
 # 20 timeouts (and the checks of one customer run within a deadline, see app/verifying).
 MAX_NS = 8
@@ -53,46 +56,61 @@ class AuthoritativeProbe:
         self.resolver.lifetime = timeout
         self.resolver.timeout = timeout
         self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="probe")
-        self._cache: dict[str, tuple[float, list[tuple[str, str, int]]]] = {}
+        # (kind, name) -> (expiry, value): a zone's targets and NS names, a host's addresses
+        self._cache: dict[tuple[str, str], tuple[float, list[Any]]] = {}
         self._lock = threading.Lock()
+
+    def _cached(self, kind: str, name: str, find: Callable[[str], list[T]]) -> list[T]:
+        """find(name), reused for TARGET_CACHE_S (failures and empty answers are not)."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get((kind, name))
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        found = find(name)
+        if found:
+            with self._lock:
+                self._cache[(kind, name)] = (now + TARGET_CACHE_S, found)
+        return found
 
     def targets(self, zone: str) -> list[tuple[str, str, int]]:
         """(ns name, address, port) for every address of every NS of the zone. Cached for a
-        few seconds: verifying 1,000 keys of one zone needs one NS lookup, not 1,000."""
+        few seconds: verifying 1,000 keys of one zone needs one NS lookup, not 1,000; and
+        1,000 zones served by the same nameservers need their addresses looked up once."""
         if self.fixed:
             return [(_fmt(h, p), h, p) for h, p in self.fixed]
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(zone)
-            if hit is not None and hit[0] > now:
-                return hit[1]
-        found = self._discover(zone)
-        with self._lock:
-            self._cache[zone] = (now + TARGET_CACHE_S, found)
-        return found
+        return self._cached("targets", zone, self._discover)
 
-    def _discover(self, zone: str) -> list[tuple[str, str, int]]:
+    def _ns_hosts(self, zone: str) -> list[str]:
+        return self._cached("ns", zone, self._lookup_ns)
+
+    def _lookup_ns(self, zone: str) -> list[str]:
         where = ", ".join(str(n) for n in self.resolver.nameservers)
         try:
             ns_answer = self.resolver.resolve(zone, dns.rdatatype.NS, raise_on_no_answer=True)
         except dns.exception.DNSException as exc:
             raise ProbeError(f"no NS records for zone {zone} at resolver {where}: {exc}") from None
+        return [rr.target.to_text(omit_final_dot=True) for rr in sorted(ns_answer, key=str)]
+
+    def _addresses(self, host: str) -> list[str]:
+        out: list[str] = []
+        for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            try:
+                answer = self.resolver.resolve(host, rdtype, raise_on_no_answer=False)
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                continue
+            except dns.exception.DNSException as exc:
+                raise ProbeError(f"cannot resolve nameserver {host}: {exc}") from None
+            out += [addr.to_text() for addr in answer]
+        return out
+
+    def _discover(self, zone: str) -> list[tuple[str, str, int]]:
         out: list[tuple[str, str, int]] = []
-        for rr in sorted(ns_answer, key=str)[:MAX_NS]:
-            host = rr.target.to_text(omit_final_dot=True)
-            found = False
-            for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-                try:
-                    answer = self.resolver.resolve(host, rdtype, raise_on_no_answer=False)
-                except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-                    continue
-                except dns.exception.DNSException as exc:
-                    raise ProbeError(f"cannot resolve nameserver {host}: {exc}") from None
-                for addr in answer:
-                    out.append((host, addr.to_text(), self.port))
-                    found = True
-            if not found:
+        for host in self._ns_hosts(zone)[:MAX_NS]:
+            addresses = self._cached("addresses", host, self._addresses)
+            if not addresses:
                 raise ProbeError(f"nameserver {host} of zone {zone} has no A or AAAA address")
+            out += [(host, addr, self.port) for addr in addresses]
         return sorted(out)[:MAX_ADDRESSES]
 
     def observe(self, zone: str, name: str) -> list[Observation]:
@@ -145,12 +163,9 @@ class AuthoritativeProbe:
             return DelegationView(
                 zone, error="checking a delegation needs NS discovery: unset dns.nameservers"
             )
-        try:
-            served = frozenset(
-                rr.target.to_text(omit_final_dot=True).lower()
-                for rr in self.resolver.resolve(zone, dns.rdatatype.NS)
-            )
-        except dns.exception.DNSException:
+        try:  # the same lookup as targets(zone): the key's verification reuses it
+            served = frozenset(host.lower() for host in self._ns_hosts(zone))
+        except ProbeError:
             served = frozenset()
         name = dns.name.from_text(zone)
         try:

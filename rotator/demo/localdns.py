@@ -137,10 +137,16 @@ class BindPair:
         extra_records: dict[str, list[str]] | None = None,
         extra_secondaries: Sequence[tuple[str, int]] = (),
         update_policy: str | None = None,
+        options: Sequence[str] = (),
+        ns_names: Sequence[str] = (),
+        start_timeout: float = 20.0,
     ) -> None:
         """`ips` and `port` let a second pair (say the customer's DNS on 127.0.0.3/.4) share
         the port of the first, so one nameserver_port reaches every authoritative server.
-        `extra_records` adds zone-file lines (e.g. a delegation with glue) per zone."""
+        `extra_records` adds zone-file lines (e.g. a delegation with glue) per zone.
+        Many zones: `options` adds lines to both servers' options (e.g. "notify-rate 1000;"),
+        `ns_names` replaces every zone's ns1/ns2.<zone> NS (with in-zone glue) by shared
+        hosts (e.g. dkim1.myesp.test), whose A records go in some zone's extra_records."""
         self.base = Path(base_dir)
         self.zones = [z.rstrip(".").lower() for z in zones]
         self.tsig_name = tsig_name
@@ -152,6 +158,10 @@ class BindPair:
         self.update_policy = update_policy
         # more secondaries (another implementation, e.g. Knot) the primary notifies
         self.extra_secondaries = list(extra_secondaries)
+        self.options = list(options)
+        self.ns_names = [n.rstrip(".") for n in ns_names]
+        self.start_timeout = start_timeout
+        self.started_in: dict[str, float] = {}  # role -> seconds until it served every zone
         self.primary = ips[0]
         self.two_addresses = all(ensure_loopback_alias(ip) for ip in ips if ip != PRIMARY)
         if self.two_addresses:
@@ -211,6 +221,7 @@ class BindPair:
                 f"  transfer-source {addr};",
                 "  min-refresh-time 1;",
                 "  min-retry-time 1;",
+                *(f"  {line}" for line in self.options),
                 "};",
                 "controls { };",
                 f'logging {{ channel main {{ file "{d}/named.log"; severity info; '
@@ -245,15 +256,12 @@ class BindPair:
         return " ".join(f"{ip};" for ip in ips)
 
     def _zone_file(self, zone: str) -> str:
-        return (
-            "$TTL 60\n"
-            f"@ IN SOA ns1.{zone}. hostmaster.{zone}. ( 1 2 1 600 2 )\n"
-            f"@ IN NS ns1.{zone}.\n"
-            f"@ IN NS ns2.{zone}.\n"
-            f"ns1 IN A {self.primary}\n"
-            f"ns2 IN A {self.secondary}\n"
-            + "".join(line + "\n" for line in self.extra_records.get(zone, []))
+        ns = "".join(f"@ IN NS {n}.\n" for n in self.ns_names) or (
+            f"@ IN NS ns1.{zone}.\n@ IN NS ns2.{zone}.\n"
+            f"ns1 IN A {self.primary}\nns2 IN A {self.secondary}\n"
         )
+        extra = "".join(line + "\n" for line in self.extra_records.get(zone, []))
+        return f"$TTL 60\n@ IN SOA ns1.{zone}. hostmaster.{zone}. ( 1 2 1 600 2 )\n{ns}{extra}"
 
     # --- processes ----------------------------------------------------------------------
 
@@ -277,20 +285,22 @@ class BindPair:
         out.close()
         self.procs[role] = proc
         _LIVE.add(proc)
-        deadline = time.monotonic() + 20
-        pending = set(self.zones)
+        started = time.monotonic()
+        deadline = started + self.start_timeout
+        pending = list(self.zones)
         while pending and time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RotatorError(f"named ({role}) exited {proc.returncode}: {self.tail(role)}")
-            for zone in list(pending):
-                if self.serial(role, zone) is not None:
-                    pending.discard(zone)
+            while pending and self.serial(role, pending[-1]) is not None:
+                pending.pop()  # a round stops at the first zone not served yet
             if pending:
-                time.sleep(0.1)
+                time.sleep(0.05)
         if pending:
             raise RotatorError(
-                f"named ({role}) did not serve {sorted(pending)} within 20s: {self.tail(role)}"
+                f"named ({role}) did not serve {sorted(pending)[:5]} within "
+                f"{self.start_timeout:g}s: {self.tail(role)}"
             )
+        self.started_in[role] = time.monotonic() - started
 
     def tail(self, role: str, n: int = 8) -> str:
         lines: list[str] = []
