@@ -16,6 +16,7 @@ from .domain.policy import Policy
 from .domain.states import State
 from .domain.verification import DelegationView as DelegationView
 from .domain.verification import Observation as Observation  # re-exported for adapters
+from .ports_monitoring import StoreCounts as StoreCounts
 
 
 class Clock(Protocol):
@@ -137,7 +138,7 @@ class KeyStore(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a million of them at a first complete write
 class SigningEntry:
     """One signature a signer adds: mail matching `signing_pattern` is signed with d=domain,
     s=selector and the key `key_id` (rotator's own copy at key_path)."""
@@ -374,47 +375,3 @@ class EventStore(Protocol):
     def watch_keys(self, low: str, high: str | None) -> list[KeyState]:
         """Active and draining keys, low <= key_id < high (None: to the end): the watch."""
         ...
-
-
-# --- monitoring ------------------------------------------------------------------------------
-
-
-class KeyCount(NamedTuple):
-    """Live keys (not destroyed) of one state, policy and next action."""
-
-    state: str
-    policy: str
-    next_action: str  # "" for none
-    keys: int
-    failing: int  # whose next step failed at least once (attempts > 0)
-    parked: int
-    drift: int  # with an open drift finding (the watch's, or a last_error "drift: ...")
-    oldest_active: datetime | None  # when the oldest of them became active (active keys)
-
-
-class IdentityCount(NamedTuple):
-    """Identities (not removed) of one mode and role."""
-
-    mode: str
-    role: str
-    identities: int
-    without_active: int  # no key signing for them
-    awaiting_customer_dns: int  # their notice or a live key's last error says so
-    customer_dns_broken: int  # the customer's DNS stopped leading to the key (watch)
-
-
-class IdentityTimes(NamedTuple):
-    domain: str
-    policy: str
-    active_since: datetime | None  # when its active key became active
-    rotation_due_at: datetime | None
-
-
-@dataclass(frozen=True)
-class StoreCounts:
-    keys: tuple[KeyCount, ...]
-    destroyed: int  # destroyed keys pile up for ever: counted, never grouped
-    identities: tuple[IdentityCount, ...]
-    next_rotation: datetime | None
-    next_action: datetime | None
-    per_identity: tuple[IdentityTimes, ...] = ()

@@ -16,14 +16,11 @@ from ..domain.states import State
 from ..ports import (
     DUE_BATCH,
     SIGNING_KEY_COLUMNS,
-    IdentityCount,
-    IdentityTimes,
-    KeyCount,
     LogFilter,
     SigningRow,
-    StoreCounts,
     StoredEvent,
 )
+from ..ports_monitoring import IdentityCount, IdentityTimes, KeyCount, StoreCounts
 from ..timeutil import iso, parse_iso
 from .store_audit import FastSeal
 from .store_rows import event_from_row

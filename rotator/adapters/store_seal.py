@@ -11,7 +11,6 @@ the database that the daemon only ever appends to (make it append-only: chattr +
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
 import json
 import os
@@ -33,7 +32,7 @@ class Sealer:
         return "Sealer(<key>)"
 
     def mac(self, text: str) -> str:
-        return hmac.new(self.key, text.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self.key, text.encode(), "sha256").hex()  # one-shot, in C
 
     def event(self, event_hash: str) -> str:
         return self.mac(f"event:{event_hash}")

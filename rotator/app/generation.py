@@ -5,6 +5,7 @@ itself, in parallel worker processes when there are many RSA keys."""
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import as_completed
@@ -26,6 +27,10 @@ from .recording import TickReport, replacement_ids
 
 PARALLEL_KEYGEN = 8  # below this, starting worker processes costs more than it saves
 CHUNK = 16  # keys recorded per transaction while a batch is generated
+# ... and lasts at least this long: each chunk costs a pass (an UPDATE, a propagation wait,
+# the main process's CPU, which the workers need on a small machine), and keys that take
+# microseconds (ed25519) go on in one batch, not 16 at a time
+MIN_CHUNK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -85,10 +90,10 @@ class Generation:
         todo = [replace(t, key_id=pooled[i][0]) if i in pooled else t for i, t in enumerate(todo)]
         rest = [i for i in range(len(todo)) if i not in pooled]
         specs = [(todo[i].key_id, todo[i].policy.algorithm, todo[i].policy.bits) for i in rest]
-        # pooled keys first (no waiting), then the rest as the workers hand them back
+        # pooled keys first, in one chunk (they are ready), then the rest as they are made
         taken = [(i, gen) for i, (_, gen) in pooled.items()]
         chunks = itertools.chain(
-            (taken[s : s + CHUNK] for s in range(0, len(taken), CHUNK)),
+            [taken] if taken else [],
             ([(rest[j], gen) for j, gen in chunk] for chunk in self._generated(specs)),
         )
         recorded: set[int] = set()
@@ -130,23 +135,28 @@ class Generation:
         rsa = sum(1 for _, algorithm, _ in specs if algorithm == "rsa")
         # ed25519 keys take microseconds: only RSA is worth the worker processes
         if pool is None or rsa < PARALLEL_KEYGEN or pool.workers < 2:
-            for start in range(0, len(specs), CHUNK):
-                yield [
-                    (i, self.ctx.keystore.generate(*specs[i]))
-                    for i in range(start, min(start + CHUNK, len(specs)))
-                ]
+            chunk: list[tuple[int, GeneratedKey]] = []
+            started = time.monotonic()
+            for i, spec in enumerate(specs):
+                chunk.append((i, self.ctx.keystore.generate(*spec)))
+                if len(chunk) >= CHUNK and time.monotonic() - started >= MIN_CHUNK_S:
+                    yield chunk
+                    chunk, started = [], time.monotonic()
+            if chunk:
+                yield chunk
             return
         executor = pool.executor()
         futures = {
             executor.submit(self.ctx.keystore.generate, *spec): i for i, spec in enumerate(specs)
         }
-        chunk: list[tuple[int, GeneratedKey]] = []
+        chunk = []
+        started = time.monotonic()
         try:
             for future in as_completed(futures):
                 chunk.append((futures[future], future.result()))
-                if len(chunk) >= CHUNK:
+                if len(chunk) >= CHUNK and time.monotonic() - started >= MIN_CHUNK_S:
                     yield chunk
-                    chunk = []
+                    chunk, started = [], time.monotonic()
             if chunk:
                 yield chunk
         finally:

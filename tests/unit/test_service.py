@@ -299,9 +299,10 @@ def test_activations_between_generation_chunks_are_coalesced(
 ) -> None:
     # A real signer's tables list every key: a rewrite per 16-key chunk would take over a
     # big tick. Between chunks, an activation waits until twice its last cost has passed.
-    from rotator.app import lifecycle, signing
+    from rotator.app import generation, lifecycle, signing
     from rotator.app.generation import CHUNK
 
+    monkeypatch.setattr(generation, "MIN_CHUNK_S", 0.0)  # chunks by count: eight of them
     # a clock that moves only while the signer writes (10 s a write): deterministic on a
     # loaded machine
     clock = [0.0]
