@@ -83,7 +83,8 @@ class NameserverProbe(Protocol):
 
     def cname(self, name: str) -> str | None:
         """The CNAME target of `name` as a resolver sees it (absolute, lower case), or None
-        if there is no CNAME (or it cannot be resolved)."""
+        if the answer is that there is none (NXDOMAIN, NODATA). ProbeError when no answer
+        came (timeout, SERVFAIL): that proves nothing either way."""
         ...
 
     def delegation(self, zone: str) -> DelegationView:

@@ -151,8 +151,11 @@ class AuthoritativeProbe:
     def cname(self, name: str) -> str | None:
         try:
             answer = self.resolver.resolve(name, dns.rdatatype.CNAME)
-        except dns.exception.DNSException:
-            return None
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return None  # an answer: there is no CNAME
+        except dns.exception.DNSException as exc:
+            # no answer (timeout, SERVFAIL): not evidence that the customer removed it
+            raise ProbeError(f"cannot look up the CNAME {name}: {exc}") from None
         return str(answer[0].target.to_text()).lower()
 
     # --- NS delegation --------------------------------------------------------------------

@@ -163,6 +163,15 @@ class Generation:
             for future in futures:
                 future.cancel()
 
+    def _cname_ready(self, selector: str, domain: str, zone: str) -> bool:
+        """Does the customer's pre-created CNAME for `selector` point at its record? (One
+        that cannot be looked up now counts as not ready: at worst an early notice.)"""
+        try:
+            target = self.ctx.probe.cname(lookup_name(selector, domain))
+        except ExternalError:
+            return False
+        return target == cname_target(selector, domain, zone)
+
     def _from_pool(self, todo: list[_Todo]) -> dict[int, tuple[str, GeneratedKey]]:
         """Pooled keys for as many of `todo` as the pool has, by index into it."""
         pool = self.ctx.keypool
@@ -252,12 +261,7 @@ class Generation:
         # only the next warn_below CNAMEs matter (are fewer than that left?): a bounded
         # number of lookups, whatever [cname].count is
         ahead = range(n + 1, min(policy.cname_count, n + policy.cname_warn_below) + 1)
-        left = sum(
-            1
-            for m in ahead
-            if self.ctx.probe.cname(lookup_name(f"{esp}{m}", domain))
-            == cname_target(f"{esp}{m}", domain, ident.zone)
-        )
+        left = sum(1 for m in ahead if self._cname_ready(f"{esp}{m}", domain, ident.zone))
         notice = ""
         if left < policy.cname_warn_below:
             notice = (

@@ -195,6 +195,8 @@ class Checks:
                 out.append(future.result(left))
             except FutureTimeout:
                 out.append(unasked(item, f"no answer within {deadline:g}s"))
+            except ExternalError as exc:  # DNS did not answer: no verdict either way
+                out.append(unasked(item, exc.reason))
             except Exception as exc:  # a bug or data no check foresaw: no verdict, logged
                 log.exception("watch_check_crashed")
                 out.append(unasked(item, f"the check failed: {type(exc).__name__}: {exc}"))

@@ -161,6 +161,18 @@ def test_probe_unknown_zone_is_a_probe_error(bind_pair: BindPair) -> None:
         probe_for(bind_pair).observe("other.test", "s1._domainkey.other.test.")
 
 
+def test_cname_lookup_tells_no_cname_from_no_answer(bind_pair: BindPair) -> None:
+    # NXDOMAIN is an answer (the customer has no CNAME); REFUSED or silence is not, and
+    # must never read as a removed CNAME (the watch would call the customer's DNS broken).
+    probe = AuthoritativeProbe(timeout=0.5, resolver=[f"{bind_pair.primary}:{bind_pair.port}"])
+    assert probe.cname(f"nothing._domainkey.{ZONE}.") is None
+    with pytest.raises(ProbeError, match=r"cannot look up the CNAME s1\._domainkey\.other"):
+        probe.cname("s1._domainkey.other.test.")  # a zone the server refuses
+    silent = AuthoritativeProbe(timeout=0.5, resolver=[f"127.0.0.1:{free_port(('127.0.0.1',))}"])
+    with pytest.raises(ProbeError, match="cannot look up the CNAME"):
+        silent.cname(f"s1._domainkey.{ZONE}.")
+
+
 @pytest.mark.parametrize(
     ("kw", "zone", "change", "reason"),
     [

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from rotator.domain.errors import PublishError
+from rotator.domain.errors import ProbeError, PublishError
 from rotator.domain.policy import Policy, parse_policy
 from rotator.ports import (
     DelegationView,
@@ -51,6 +51,7 @@ class FakeDns:
         self.tampered: dict[tuple[str, str], str | None] = {}
         self.lame: set[str] = set()
         self.unreachable: set[str] = set()
+        self.cname_failing: set[str] = set()  # names whose CNAME lookup gets no answer
         self.observed: list[str] = []  # every name asked by observe(), in order
 
     def apply(self, zone: str, changes: Sequence[RecordChange]) -> str:
@@ -92,6 +93,8 @@ class FakeDns:
         return out
 
     def cname(self, name: str) -> str | None:
+        if name in self.cname_failing:
+            raise ProbeError(f"cannot look up the CNAME {name}: SERVFAIL")
         return self.cnames.get(name)
 
     def delegation(self, zone: str) -> DelegationView:

@@ -485,3 +485,21 @@ def test_a_standby_key_waits_while_the_customers_dns_is_broken(make_env: MakeEnv
     env.clock.advance(10)
     env.app.lifecycle.tick()
     assert env.key(standby.key_id).state is State.ACTIVE
+
+
+def test_a_cname_lookup_without_an_answer_is_no_verdict_not_a_removal(env: UnitEnv) -> None:
+    # A resolver that times out or answers SERVFAIL says nothing about the customer's CNAME:
+    # the watch records it as unanswered; only an answer without the CNAME breaks it.
+    zone = "cname.esp.test"
+    env.app.onboarding.add_customers([CustomerRow("Acme", ACME, "cname", "demo", zone=zone)])
+    env.dns.cnames = {f"myesp{n}._domainkey.{ACME}.": f"myesp{n}.{ACME}.{zone}." for n in (1, 2, 3)}
+    env.app.lifecycle.tick()
+    key = env.key_of(ACME, State.ACTIVE)
+    env.dns.cname_failing.add(key.lookup_name)
+    full_pass(env)
+    assert found(env, ev.CustomerDnsBroken) == []
+    assert env.store.identity(ACME).dns_problem in ("", None)
+    env.dns.cname_failing.clear()
+    del env.dns.cnames[key.lookup_name]
+    full_pass(env)
+    assert len(found(env, ev.CustomerDnsBroken)) == 1
