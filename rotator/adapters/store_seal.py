@@ -22,6 +22,8 @@ from typing import Any
 from ..domain.errors import ConfigError, StoreError
 
 KEY_BYTES = 32
+# what json.dumps(..., separators=(",", ":"), default=str) builds per call, built once
+_ROW_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
 class Sealer:
@@ -38,11 +40,7 @@ class Sealer:
         return self.mac(f"event:{event_hash}")
 
     def row(self, table: str, row: dict[str, Any]) -> str:
-        body = json.dumps(
-            [table, {k: row[k] for k in sorted(row) if k != "mac"}],
-            separators=(",", ":"),
-            default=str,
-        )
+        body = _ROW_JSON.encode([table, {k: row[k] for k in sorted(row) if k != "mac"}])
         return self.mac(body)
 
     def head(self, position: int, event_hash: str) -> str:
