@@ -28,11 +28,31 @@ class Rotation:
         self.ctx = ctx
 
     def request(self, domain: str, actor: str, reason: str) -> Requested:
-        store, now = self.ctx.store, self.ctx.clock.now()
+        """Rotate DOMAIN's key (its primary one, for a policy with two algorithms)."""
         domain = normalize_domain(domain)
-        ident = store.identity(domain)
+        ident = self.ctx.store.identity(domain)
         if ident is None:
             raise NotFound(f"domain {domain} is not managed; add it with `rotator domain add`")
+        return self._request(ident, actor, reason)
+
+    def request_companions(
+        self, domain: str, actor: str, reason: str
+    ) -> list[tuple[IdentityState, Requested | str]]:
+        """The same for the second key of a two-algorithm policy (`domain~ed25519`): what
+        was requested, or why not (its own rotation already under way)."""
+        out: list[tuple[IdentityState, Requested | str]] = []
+        for companion in self.ctx.store.companions(normalize_domain(domain)):
+            if companion.retired_at is not None:
+                continue
+            try:
+                out.append((companion, self._request(companion, actor, reason)))
+            except InputError as exc:
+                out.append((companion, str(exc)))
+        return out
+
+    def _request(self, ident: IdentityState, actor: str, reason: str) -> Requested:
+        store, now = self.ctx.store, self.ctx.clock.now()
+        name = ident.identity
         if ident.pending_key is not None:
             pending = store.key(ident.pending_key)
             if pending is not None and pending.state is State.VERIFIED and ident.active_key:
@@ -46,16 +66,16 @@ class Rotation:
                 return Requested(ident, True, True)
             where = f" ({pending.selector} is {pending.state.value})" if pending else ""
             raise InputError(
-                f"a rotation of {domain} is already in progress{where}; "
+                f"a rotation of {name} is already in progress{where}; "
                 "wait for it (see `rotator status`)"
             )
         if ident.requested_at is not None:
             # asked for already and not acted on yet: the daemon's next tick does it
             return Requested(ident, False, since=ident.requested_at)
         event = ev.RotationRequested(
-            at=now, actor=actor, reason=reason, identity=domain, domain=domain
+            at=now, actor=actor, reason=reason, identity=name, domain=ident.domain
         )
-        return Requested(self.ctx.recorder.append([event], [ident]).identities[domain], True)
+        return Requested(self.ctx.recorder.append([event], [ident]).identities[name], True)
 
     def resume(self, domain: str, actor: str, reason: str) -> list[KeyState]:
         """Try every parked step of `domain`'s keys again now."""

@@ -9,6 +9,7 @@ import click
 from rich.table import Table
 
 from ..app import Scope
+from ..app.rotation import Requested
 from ..daemon import Daemon
 from ..timeutil import iso, utcnow
 from .base import get_app
@@ -149,17 +150,13 @@ def rotate(
         if not domain_name:
             raise click.ClickException("give the DOMAIN to rotate (or --emergency with a scope)")
         app = get_app(ctx)
-        done = app.rotation.request(domain_name, actor, reason)
-        name = done.identity.domain
-        if not done.recorded:
-            say(
-                f"rotation of {name} already requested (due since {when(done.since)}); the "
-                "daemon does it on its next tick"
-            )
-        elif done.switch:
-            say(f"switch of {name} to its verified standby key requested; the daemon does it")
-        else:
-            say(f"rotation of {name} requested; the daemon does it on its next tick")
+        say_requested(app.rotation.request(domain_name, actor, reason))
+        # the second key of a two-algorithm policy rotates too: the operator asked for DOMAIN
+        for companion, done in app.rotation.request_companions(domain_name, actor, reason):
+            if isinstance(done, str):
+                say(f"{companion.identity}: not rotated: {done}")
+            else:
+                say_requested(done)
         return
     if sum(scoped) != 1:
         raise click.ClickException(
@@ -188,6 +185,19 @@ def rotate(
         keystore_intact=keystore_intact,
     )
     run_emergency(ctx, scope, actor, reason, dry_run, wait_s, yes)
+
+
+def say_requested(done: Requested) -> None:
+    name = done.identity.identity
+    if not done.recorded:
+        say(
+            f"rotation of {name} already requested (due since {when(done.since)}); the "
+            "daemon does it on its next tick"
+        )
+    elif done.switch:
+        say(f"switch of {name} to its verified standby key requested; the daemon does it")
+    else:
+        say(f"rotation of {name} requested; the daemon does it on its next tick")
 
 
 @click.command()

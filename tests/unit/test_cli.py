@@ -25,6 +25,15 @@ def test_domain_add_then_list_and_status(cfg: Path) -> None:
     assert ok(cfg, "status", "--json").stdout == ""  # identities without keys have no rows
 
 
+def test_rotate_asks_for_both_keys_of_a_two_algorithm_policy(cfg: Path) -> None:
+    add(cfg, "example.com", "--policy", "demo-dual")
+    out = ok(cfg, "rotate", "example.com", "--reason", "audit").stdout
+    assert "rotation of example.com requested" in out
+    assert "rotation of example.com~ed25519 requested" in out
+    again = ok(cfg, "rotate", "example.com", "--reason", "audit").stdout
+    assert "rotation of example.com~ed25519 already requested" in again
+
+
 def test_domain_add_with_delegated_zone(cfg: Path) -> None:
     result = add(cfg, "example.org", "--zone", "myesp._domainkey.example.org")
     assert "zone myesp._domainkey.example.org" in result.stdout

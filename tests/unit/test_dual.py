@@ -61,6 +61,19 @@ def test_each_rotates_on_its_own_schedule(env: UnitEnv) -> None:
     assert env.key(ed.key_id).state is not State.ACTIVE
 
 
+def test_an_operator_rotation_of_the_domain_rotates_both_keys(env: UnitEnv) -> None:
+    env.app.onboarding.add_identity(DOMAIN, "dual")
+    env.app.lifecycle.tick()
+    rsa, ed = env.key_of(DOMAIN, State.ACTIVE), env.key_of(ED, State.ACTIVE)
+    assert env.app.rotation.request(DOMAIN, "alice", "audit").recorded
+    ((companion, done),) = env.app.rotation.request_companions(DOMAIN, "alice", "audit")
+    assert companion.identity == ED and not isinstance(done, str) and done.recorded
+    env.app.lifecycle.tick()
+    assert env.key(rsa.key_id).state is State.DRAINING
+    assert env.key(ed.key_id).state is State.DRAINING  # long before its 300 s schedule
+    assert env.key_of(ED, State.ACTIVE).key_id != ed.key_id
+
+
 def test_removing_the_domain_takes_both_keys(env: UnitEnv) -> None:
     env.app.onboarding.add_identity(DOMAIN, "dual")
     env.app.lifecycle.tick()
