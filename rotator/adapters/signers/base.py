@@ -52,6 +52,17 @@ def key_file(entry: SigningEntry, suffix: str = ".pem") -> str:
     return f"keys/{entry.key_id}{suffix}"
 
 
+class PemKeys:
+    """The key files of a format that reads rotator's PKCS#8 PEM as it is (all but rspamd,
+    whose Ed25519 keys have a format of their own): keys/<key id>.pem."""
+
+    def key_name(self, entry: SigningEntry) -> str:
+        return key_file(entry)
+
+    def key_files(self, entries: Sequence[SigningEntry], read_key: KeyReader) -> dict[str, bytes]:
+        return {key_file(e): read_key(e) for e in unique_keys(entries)}
+
+
 def by_sender(entries: Sequence[SigningEntry]) -> dict[str, list[SigningEntry]]:
     """Signing pattern -> its signatures, the customer's own first and the ESP's
     feedback-loop signature after, each group and the whole in a stable order."""

@@ -45,11 +45,10 @@ from ...domain.errors import SignerError
 from ...ports import SigningEntry
 from .base import (
     HEADER,
-    KeyReader,
+    PemKeys,
     by_sender,
     key_file,
     sender_domain,
-    unique_keys,
 )
 
 SENDERS = "dkim_senders"
@@ -148,14 +147,8 @@ def _parents(domain: str) -> list[str]:
     return [".".join(labels[i:]) for i in range(1, len(labels))]
 
 
-class EximFormat:
+class EximFormat(PemKeys):
     name = "exim"
-
-    def key_name(self, entry: SigningEntry) -> str:
-        return key_file(entry)
-
-    def key_files(self, entries: Sequence[SigningEntry], read_key: KeyReader) -> dict[str, bytes]:
-        return {key_file(e): read_key(e) for e in unique_keys(entries)}
 
     def tables(self, entries: Sequence[SigningEntry], key_dir: str) -> dict[str, bytes]:
         return {SENDERS: render_senders(entries, key_dir).encode()}

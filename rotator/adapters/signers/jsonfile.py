@@ -42,11 +42,10 @@ from ...domain.errors import SignerError
 from ...ports import SigningEntry
 from .base import (
     HEADER,
-    KeyReader,
+    PemKeys,
     by_sender,
     key_file,
     sender_domain,
-    unique_keys,
 )
 
 SCHEMA = "rotator-signing/1"
@@ -102,14 +101,8 @@ def render_json(entries: Sequence[SigningEntry], key_dir: str) -> str:
     return json.dumps(document(entries, key_dir), indent=2, ensure_ascii=True) + "\n"
 
 
-class JsonFormat:
+class JsonFormat(PemKeys):
     name = "json"
-
-    def key_name(self, entry: SigningEntry) -> str:
-        return key_file(entry)
-
-    def key_files(self, entries: Sequence[SigningEntry], read_key: KeyReader) -> dict[str, bytes]:
-        return {key_file(e): read_key(e) for e in unique_keys(entries)}
 
     def tables(self, entries: Sequence[SigningEntry], key_dir: str) -> dict[str, bytes]:
         return {DATA: render_json(entries, key_dir).encode()}

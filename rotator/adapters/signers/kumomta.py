@@ -39,11 +39,10 @@ from ...domain.errors import SignerError
 from ...ports import SigningEntry
 from .base import (
     HEADER,
-    KeyReader,
+    PemKeys,
     by_sender,
     key_file,
     sender_domain,
-    unique_keys,
 )
 
 DATA = "dkim_data.toml"
@@ -156,14 +155,8 @@ def render_data(entries: Sequence[SigningEntry], key_dir: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-class KumoMtaFormat:
+class KumoMtaFormat(PemKeys):
     name = "kumomta"
-
-    def key_name(self, entry: SigningEntry) -> str:
-        return key_file(entry)
-
-    def key_files(self, entries: Sequence[SigningEntry], read_key: KeyReader) -> dict[str, bytes]:
-        return {key_file(e): read_key(e) for e in unique_keys(entries)}
 
     def tables(self, entries: Sequence[SigningEntry], key_dir: str) -> dict[str, bytes]:
         return {DATA: render_data(entries, key_dir).encode()}

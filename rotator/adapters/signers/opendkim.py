@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ...ports import SigningEntry
-from .base import HEADER, KeyReader, by_sender, key_file, unique_keys
+from .base import HEADER, PemKeys, by_sender, unique_keys
 
 KEY_TABLE = "KeyTable"
 SIGNING_TABLE = "SigningTable"
@@ -36,14 +36,8 @@ def render_signing_table(entries: Sequence[SigningEntry]) -> str:
     return f"# {HEADER}\n" + "".join(lines)
 
 
-class OpenDkimFormat:
+class OpenDkimFormat(PemKeys):
     name = "opendkim"
-
-    def key_name(self, entry: SigningEntry) -> str:
-        return key_file(entry)
-
-    def key_files(self, entries: Sequence[SigningEntry], read_key: KeyReader) -> dict[str, bytes]:
-        return {key_file(e): read_key(e) for e in unique_keys(entries)}
 
     def tables(self, entries: Sequence[SigningEntry], key_dir: str) -> dict[str, bytes]:
         return {
