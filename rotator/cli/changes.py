@@ -12,7 +12,7 @@ from ..domain.states import Mode
 from .base import RotatorGroup, get_app
 from .customers import customer, warn_zones
 from .identities import domain
-from .options import audit_options
+from .options import audit_options, removal_options
 from .render import add_row, console, say, when
 
 MODES = [m.value for m in Mode]
@@ -58,10 +58,7 @@ def _remove(
 
 @domain.command("remove")
 @click.argument("name")
-@click.option("--now", is_flag=True, help="Revoke at once, without the drain window")
-@click.option("--dry-run", is_flag=True, help="Print what would happen, change nothing")
-@click.option("--yes", is_flag=True, help="Confirm a removal above the safety limit")
-@audit_options
+@removal_options
 @click.pass_context
 def domain_remove(
     ctx: click.Context, name: str, now: bool, dry_run: bool, yes: bool, actor: str, reason: str
@@ -73,10 +70,7 @@ def domain_remove(
 
 @customer.command("remove")
 @click.argument("name")
-@click.option("--now", is_flag=True, help="Revoke at once, without the drain window")
-@click.option("--dry-run", is_flag=True, help="Print what would happen, change nothing")
-@click.option("--yes", is_flag=True, help="Confirm a removal above the safety limit")
-@audit_options
+@removal_options
 @click.pass_context
 def customer_remove(
     ctx: click.Context, name: str, now: bool, dry_run: bool, yes: bool, actor: str, reason: str

@@ -32,6 +32,20 @@ def audit_options(func: F) -> F:
     return func
 
 
+def removal_options(func: F) -> F:
+    """--now, --dry-run, --yes and the audit options of `domain remove` and `customer remove`."""
+    func = audit_options(func)
+    func = click.option("--yes", is_flag=True, help="Confirm a removal above the safety limit")(
+        func
+    )
+    func = click.option("--dry-run", is_flag=True, help="Print what would happen, change nothing")(
+        func
+    )
+    return click.option("--now", is_flag=True, help="Revoke at once, without the drain window")(
+        func
+    )
+
+
 def _checked(check: Callable[[Any], str], value: Any) -> str:
     try:
         return check(value)
