@@ -10,12 +10,18 @@ import base64
 import hashlib
 import os
 import re
-import secrets
-from pathlib import Path
 
 from ..domain.errors import ExternalError
 from ..ports import GeneratedKey
-from .keystore_fs import SUFFIX, TMP_SUFFIX, FsKeyStore, describe_private_key, generate_pem
+from .keystore_fs import (
+    SUFFIX,
+    TMP_SUFFIX,
+    FsKeyStore,
+    describe_private_key,
+    fsync_dir,
+    generate_pem,
+    write_key_file,
+)
 
 _NAME = re.compile(r"^(rsa|ed25519)-(\d{3,4})-([A-Za-z0-9_-]{1,64})\.pem$")
 
@@ -37,16 +43,8 @@ class FsKeyPool:
         self._prepare()
         pem, material = generate_pem(algorithm, bits)
         path = self.dir / f"{algorithm}-{bits}-{key_id}{SUFFIX}"
-        tmp = self.dir / f".{key_id}.{secrets.token_hex(8)}{TMP_SUFFIX}"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            try:
-                os.write(fd, pem)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            _fsync_dir(self.dir)
+            write_key_file(path, key_id, pem)
         except OSError as exc:
             raise ExternalError(f"cannot write pooled key {path}: {exc.strerror}") from None
         return hashlib.sha256(material).hexdigest()
@@ -101,8 +99,8 @@ class FsKeyPool:
                 )
             )
         if taken:
-            _fsync_dir(self.dir)
-            _fsync_dir(self.keystore.dir)
+            fsync_dir(self.dir)
+            fsync_dir(self.keystore.dir)
         return taken
 
     def discard(self, keep: set[str] | None = None) -> list[str]:
@@ -118,13 +116,5 @@ class FsKeyPool:
                 self.keystore._wipe(p)
                 if m:
                     wiped.append(m.group(3))
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         return wiped
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -169,16 +169,8 @@ class FsKeyStore:
     def write(self, key_id: str, pem: bytes) -> Path:
         path = self.path(key_id)
         self.prepare()
-        tmp = self.dir / f".{key_id}.{secrets.token_hex(8)}{TMP_SUFFIX}"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            try:
-                os.write(fd, pem)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            self._fsync_dir()
+            write_key_file(path, key_id, pem)
         except OSError as exc:
             raise ExternalError(f"cannot write private key {path}: {exc.strerror}") from exc
         return path
@@ -194,7 +186,7 @@ class FsKeyStore:
         for p in (path, *leftovers):
             wiped = self._wipe(p) or wiped
         if wiped:
-            self._fsync_dir()
+            fsync_dir(self.dir)
         return wiped
 
     def _wipe(self, p: Path) -> bool:
@@ -234,12 +226,28 @@ class FsKeyStore:
         for p in found:
             self._wipe(p)
         if found:
-            self._fsync_dir()
+            fsync_dir(self.dir)
         return len(found)
 
-    def _fsync_dir(self) -> None:
-        fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+
+def write_key_file(path: Path, key_id: str, pem: bytes) -> None:
+    """A private key at `path` (0600), whole or not at all: a temp file with a random name
+    beside it (O_EXCL|O_NOFOLLOW: a planted file or symlink never receives key material),
+    fsynced, renamed, the directory fsynced. OSError as it comes."""
+    tmp = path.parent / f".{key_id}.{secrets.token_hex(8)}{TMP_SUFFIX}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, pem)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
