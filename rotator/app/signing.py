@@ -16,7 +16,7 @@ from ..domain.model import IdentityState, KeyState
 from ..domain.names import pattern_problem
 from ..domain.policy import Policy
 from ..domain.states import Action, Role, State
-from ..ports import SignerChange, SigningEntry, TargetResult
+from ..ports import SignerChange, SigningEntry, SigningRow, TargetResult
 from .context import Context
 from .recording import TickReport, key_ids, replacement_ids
 from .retiring import Retiring, retire_events, retiring
@@ -194,27 +194,7 @@ class Signing:
     def entries(self) -> list[SigningEntry]:
         """What the signer must hold: every active key, under its identity's pattern; an
         ESP key also under the pattern of every customer that opted in to its signature."""
-        out: list[SigningEntry] = []
-        key_file = self.ctx.keystore.key_file
-        for r in self.ctx.store.signing_rows():
-            problem = pattern_problem(r.signing_pattern)
-            if problem:  # a row edited behind rotator's back never reaches a signer table
-                log.error("signing_entry_refused", key_id=r.key_id, error=problem)
-                continue
-            out.append(
-                SigningEntry(
-                    key_id=r.key_id,
-                    domain=r.domain,
-                    selector=r.selector,
-                    key_path=key_file(r.key_id),
-                    signing_pattern=r.signing_pattern,
-                    algorithm=r.algorithm,
-                    second=r.second,
-                    zone=r.zone,
-                    record_name=r.record_name,
-                )
-            )
-        return out
+        return [e for r in self.ctx.store.signing_rows() if (e := self._entry(r)) is not None]
 
     def _entries_for(self, key: KeyState, idents: dict[str, IdentityState]) -> list[SigningEntry]:
         ident = idents.get(key.identity)
@@ -226,26 +206,40 @@ class Signing:
             )
         else:
             patterns = [ident.signing_pattern]
-        out = []
-        for pattern in patterns:
-            problem = pattern_problem(pattern)
-            if problem:  # a row edited behind rotator's back never reaches a signer table
-                log.error("signing_entry_refused", key_id=key.key_id, error=problem)
-                continue
-            out.append(
-                SigningEntry(
-                    key_id=key.key_id,
-                    domain=key.domain,
-                    selector=key.selector,
-                    key_path=self.ctx.keystore.key_file(key.key_id),
-                    signing_pattern=pattern,
-                    algorithm=key.algorithm,
-                    second=ident.role == Role.ESP,
-                    zone=key.zone,
-                    record_name=key.record_name,
-                )
+        rows = [
+            SigningRow(
+                key.key_id,
+                key.domain,
+                key.selector,
+                key.algorithm,
+                key.zone,
+                key.record_name,
+                pattern,
+                ident.role == Role.ESP,
             )
-        return out
+            for pattern in patterns
+        ]
+        return [e for r in rows if (e := self._entry(r)) is not None]
+
+    def _entry(self, r: SigningRow) -> SigningEntry | None:
+        """One signature as the signer gets it, or None (logged) for a pattern that is not
+        the identity's own domain: a row edited behind rotator's back never reaches a
+        signer table."""
+        problem = pattern_problem(r.signing_pattern)
+        if problem:
+            log.error("signing_entry_refused", key_id=r.key_id, error=problem)
+            return None
+        return SigningEntry(
+            key_id=r.key_id,
+            domain=r.domain,
+            selector=r.selector,
+            key_path=self.ctx.keystore.key_file(r.key_id),
+            signing_pattern=r.signing_pattern,
+            algorithm=r.algorithm,
+            second=r.second,
+            zone=r.zone,
+            record_name=r.record_name,
+        )
 
     def sync_at_startup(self) -> bool:
         """Rewrite every target unless the stamp says they hold the log's signing set
