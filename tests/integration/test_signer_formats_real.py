@@ -11,7 +11,6 @@ Run: .venv/bin/python -m pytest tests/integration/test_signer_formats_real.py -q
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import re
@@ -36,6 +35,7 @@ from rotator.adapters.signers.base import render as render_files
 from rotator.ports import SigningEntry
 from tests.support.signers import (
     Rspamd,
+    dkim_record,
     free_port,
     install_file,
     make_dir,
@@ -94,14 +94,7 @@ class Keys:
                 gen() if e.algorithm == "ed25519" else rsa.generate_private_key(65537, 2048)
             )
         key = self.keys[e.key_id]
-        if isinstance(key, rsa.RSAPrivateKey):
-            spki = key.public_key().public_bytes(
-                ser.Encoding.DER, ser.PublicFormat.SubjectPublicKeyInfo
-            )
-            record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(spki)
-        else:
-            raw = key.public_key().public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)
-            record = b"v=DKIM1; k=ed25519; p=" + base64.b64encode(raw)
+        record = dkim_record(key)
         self.records[f"{e.selector}._domainkey.{e.domain}"] = record
 
     def pem(self, e: SigningEntry) -> bytes:

@@ -34,6 +34,7 @@ from rotator.domain.errors import SignerError
 from tests.support.signers import (
     OpenDkim,
     Rspamd,
+    dkim_record,
     free_port,
     install_file,
     make_dir,
@@ -79,14 +80,7 @@ class DnsStub:
         self.records: dict[str, bytes] = {}
 
     def publish(self, selector: str, key: PrivateKey, domain: str = DOMAIN) -> None:
-        if isinstance(key, rsa.RSAPrivateKey):
-            spki = key.public_key().public_bytes(
-                ser.Encoding.DER, ser.PublicFormat.SubjectPublicKeyInfo
-            )
-            record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(spki)
-        else:
-            raw = key.public_key().public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)
-            record = b"v=DKIM1; k=ed25519; p=" + base64.b64encode(raw)
+        record = dkim_record(key)
         self.records[f"{selector}._domainkey.{domain}"] = record
 
     def __call__(self, name: bytes | str, timeout: int = 5) -> bytes | None:

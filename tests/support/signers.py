@@ -26,6 +26,7 @@ kept in `Rspamd.log_path`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import grp
 import json
@@ -45,6 +46,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
+
+from cryptography.hazmat.primitives import serialization as ser
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from rotator.adapters.milter import MilterResult, milter_ping, milter_sign, signed_message
 from rotator.adapters.rspamd_client import rspamd_sign
@@ -74,6 +78,18 @@ __all__ = [
 
 
 # ---------------------------------------------------------------- environment checks
+
+
+def dkim_record(key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
+    """The DKIM TXT record of a key, built here rather than by rotator's own code: the
+    tests' independent view of what a receiver reads."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        spki = key.public_key().public_bytes(
+            ser.Encoding.DER, ser.PublicFormat.SubjectPublicKeyInfo
+        )
+        return b"v=DKIM1; k=rsa; p=" + base64.b64encode(spki)
+    raw = key.public_key().public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)
+    return b"v=DKIM1; k=ed25519; p=" + base64.b64encode(raw)
 
 
 def _skip_reason(binary: str, user: str) -> str | None:
