@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ...domain.errors import SignerError
 from ...ports import SigningEntry
 
 HEADER = "Written by rotator. Do not edit: it is rewritten on every key activation."
+
+# What a signer's file may hold unescaped: plain DNS names and the two sender patterns.
+# Whatever could end a key, a quote or a line in some format is refused, never escaped.
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
+PLAIN_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+SENDER_PATTERN = re.compile(rf"\*@(?:\*\.)?{_LABEL}(?:\.{_LABEL})*")
+
+
+def plain_name(fmt: str, value: str, what: str) -> str:
+    """`value` if it is a plain DNS name, else SignerError naming the format and field."""
+    if not PLAIN_NAME.fullmatch(value):
+        raise SignerError(f"{fmt}: refusing {what} {value!r}: not a plain DNS name")
+    return value
+
 
 # The bytes of rotator's copy of a key (PKCS#8 PEM), read only while a target is written.
 KeyReader = Callable[[SigningEntry], bytes]

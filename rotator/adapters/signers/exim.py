@@ -45,9 +45,11 @@ from ...domain.errors import SignerError
 from ...ports import SigningEntry
 from .base import (
     HEADER,
+    SENDER_PATTERN,
     PemKeys,
     by_sender,
     key_file,
+    plain_name,
     sender_domain,
 )
 
@@ -66,16 +68,7 @@ TRANSPORT_OPTIONS = """\
 
 # Values go into lsearch keys and ${extract} "quoted" values: refuse what could end a key or
 # a quote, split a list (":") or a line, instead of escaping it.
-_LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
-_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
-_PATTERN = re.compile(rf"\*@(?:\*\.)?{_LABEL}(?:\.{_LABEL})*")
 _PATH = re.compile(r"/[A-Za-z0-9._/+@%=,~-]+")
-
-
-def _name(value: str, what: str) -> str:
-    if not _NAME.fullmatch(value):
-        raise SignerError(f"exim: refusing {what} {value!r}: not a plain DNS name")
-    return value
 
 
 def _path(value: str) -> str:
@@ -86,7 +79,7 @@ def _path(value: str) -> str:
 
 def _lookup_key(pattern: str) -> str:
     """ "*@acme.com" -> "acme.com"; "*@*.acme.com" -> "*.acme.com" (Exim's partial form)."""
-    if not _PATTERN.fullmatch(pattern.lower()):
+    if not SENDER_PATTERN.fullmatch(pattern.lower()):
         raise SignerError(f"exim: refusing signing pattern {pattern!r}: not *@domain")
     domain = sender_domain(pattern.lower())
     return "*" + domain if domain.startswith(".") else domain
@@ -97,7 +90,7 @@ def _plan(group: Sequence[SigningEntry], key_dir: str) -> str:
     domains: dict[str, list[str]] = {}
     paths: dict[str, str] = {}
     for e in group:
-        d, s = _name(e.domain, "domain"), _name(e.selector, "selector")
+        d, s = plain_name("exim", e.domain, "domain"), plain_name("exim", e.selector, "selector")
         domains.setdefault(d, [])
         if s not in domains[d]:
             domains[d].append(s)

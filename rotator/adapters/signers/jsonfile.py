@@ -34,7 +34,6 @@ DNS names and paths; JSON escaping covers the rest.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,25 +41,17 @@ from ...domain.errors import SignerError
 from ...ports import SigningEntry
 from .base import (
     HEADER,
+    SENDER_PATTERN,
     PemKeys,
     by_sender,
     key_file,
+    plain_name,
     sender_domain,
 )
 
 SCHEMA = "rotator-signing/1"
 DATA = "signing.json"
 ALGORITHMS = {"rsa": "rsa-sha256", "ed25519": "ed25519-sha256"}
-
-_LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
-_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
-_PATTERN = re.compile(rf"\*@(?:\*\.)?{_LABEL}(?:\.{_LABEL})*")
-
-
-def _name(value: str, what: str) -> str:
-    if not _NAME.fullmatch(value):
-        raise SignerError(f"json: refusing {what} {value!r}: not a plain DNS name")
-    return value
 
 
 def _signature(e: SigningEntry, key_dir: str) -> dict[str, str]:
@@ -69,8 +60,8 @@ def _signature(e: SigningEntry, key_dir: str) -> dict[str, str]:
     if e.algorithm not in ALGORITHMS:
         raise SignerError(f"json: key {e.key_id}: unknown algorithm {e.algorithm!r}")
     return {
-        "d": _name(e.domain, "domain"),
-        "s": _name(e.selector, "selector"),
+        "d": plain_name("json", e.domain, "domain"),
+        "s": plain_name("json", e.selector, "selector"),
         "algorithm": ALGORITHMS[e.algorithm],
         "key": f"{key_dir}/{key_file(e).rsplit('/', 1)[1]}",
         "key_id": e.key_id,
@@ -81,7 +72,7 @@ def _signature(e: SigningEntry, key_dir: str) -> dict[str, str]:
 def document(entries: Sequence[SigningEntry], key_dir: str) -> dict[str, Any]:
     senders: list[dict[str, Any]] = []
     for pattern, group in by_sender(entries).items():
-        if not _PATTERN.fullmatch(pattern.lower()):
+        if not SENDER_PATTERN.fullmatch(pattern.lower()):
             raise SignerError(f"json: refusing signing pattern {pattern!r}: not *@domain")
         domain = sender_domain(pattern.lower())
         if any(s["pattern"] == pattern.lower() for s in senders):

@@ -39,6 +39,8 @@ from ...domain.errors import SignerError
 from ...ports import SigningEntry
 from .base import (
     HEADER,
+    PLAIN_NAME,
+    SENDER_PATTERN,
     PemKeys,
     by_sender,
     key_file,
@@ -55,14 +57,11 @@ HEADERS = (
     "List-Unsubscribe", "List-Subscribe", "List-Post", "List-Owner", "List-Archive",
 )  # fmt: skip
 
-_LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
-_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
-_PATTERN = re.compile(rf"\*@(?:\*\.)?{_LABEL}(?:\.{_LABEL})*")
 _TEXT = re.compile(r"[A-Za-z0-9._+@%=,:~-]+")
 _PATH = re.compile(r"/[A-Za-z0-9._/+@%=,:~-]+")
 
 
-def _q(value: str, what: str, rx: re.Pattern[str] = _NAME) -> str:
+def _q(value: str, what: str, rx: re.Pattern[str] = PLAIN_NAME) -> str:
     """A TOML basic string; refuse (not escape) anything outside plain names and paths."""
     if not rx.fullmatch(value):
         raise SignerError(f"kumomta: refusing {what} {value!r}: unsafe characters")
@@ -93,7 +92,7 @@ def check(entries: Sequence[SigningEntry]) -> list[str]:
     esp_sets: dict[tuple[tuple[str, str, str], ...], list[str]] = {}
     seen: set[str] = set()
     for pattern, group in by_sender(entries).items():
-        if not _PATTERN.fullmatch(pattern.lower()):
+        if not SENDER_PATTERN.fullmatch(pattern.lower()):
             problems.append(f"{pattern}: not a *@domain signing pattern")
             continue
         domain = sender_domain(pattern.lower())
@@ -120,7 +119,7 @@ def check(entries: Sequence[SigningEntry]) -> list[str]:
 
 def render_data(entries: Sequence[SigningEntry], key_dir: str) -> str:
     for e in entries:
-        _q(e.signing_pattern.lower(), "signing pattern", _PATTERN)
+        _q(e.signing_pattern.lower(), "signing pattern", SENDER_PATTERN)
         _q(e.domain, "domain")
         _q(e.selector, "selector")
     problems = check(entries)

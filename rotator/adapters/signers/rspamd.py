@@ -47,9 +47,11 @@ from ...domain.errors import SignerError
 from ...ports import SigningEntry
 from .base import (
     HEADER,
+    SENDER_PATTERN,
     KeyReader,
     by_sender,
     key_file,
+    plain_name,
     sender_domain,
     unique_keys,
 )
@@ -58,9 +60,6 @@ CONF = "dkim_signing.conf"
 
 # DNS names as rotator validates them; anything else is refused rather than escaped, since a
 # value lands in UCL (where "$VAR" expands) and rspamd's key path template ("$domain").
-_LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
-_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
-_PATTERN = re.compile(rf"\*@(?:\*\.)?{_LABEL}(?:\.{_LABEL})*")
 _PATH = re.compile(r"/[A-Za-z0-9._/+@%=,:~-]+")
 
 SIGN_CONDITION = """\
@@ -111,15 +110,9 @@ end
 """
 
 
-def _name(value: str, what: str) -> str:
-    if not _NAME.fullmatch(value):
-        raise SignerError(f"rspamd: refusing {what} {value!r}: not a plain DNS name")
-    return value
-
-
 def _sender(pattern: str) -> str:
     """The rotator_senders key of a signing pattern: "acme.com" or ".acme.com"."""
-    if not _PATTERN.fullmatch(pattern.lower()):
+    if not SENDER_PATTERN.fullmatch(pattern.lower()):
         raise SignerError(f"rspamd: refusing signing pattern {pattern!r}: not *@domain")
     return sender_domain(pattern.lower())
 
@@ -165,7 +158,10 @@ def render_conf(entries: Sequence[SigningEntry], key_dir: str) -> str:
         seen.add(sender)
         lines.append(f'  "{sender}" = [')
         for e in group:
-            d, s = _name(e.domain, "domain"), _name(e.selector, "selector")
+            d, s = (
+                plain_name("rspamd", e.domain, "domain"),
+                plain_name("rspamd", e.selector, "selector"),
+            )
             path = _path(f"{key_dir}/{key_name(e).rsplit('/', 1)[1]}")
             role = "esp" if e.second else "customer"
             lines.append(f'    {{ domain = "{d}"; selector = "{s}"; path = "{path}"; }}, # {role}')
