@@ -16,7 +16,6 @@ import operator
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,52 +33,7 @@ from .store_replay import (
 from .store_rows import GENESIS
 from .store_seal import Anchor, Sealer
 
-__all__ = ["AuditReport", "ChainResult", "FastSeal", "StoreAudit", "check_log", "diff_one"]
-
-# --- MACs, computed fast ------------------------------------------------------------------
-
-# json.dumps(..., separators=(",", ":"), default=str) builds exactly this encoder per call
-_ROW_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
-
-
-class FastSeal:
-    """The Sealer's MACs, byte for byte, at a fraction of the cost per call (one-shot
-    hmac.digest, a reused JSON encoder): an audit computes millions. Checked against the
-    Sealer on a probe; should they ever differ, the Sealer's own methods are used."""
-
-    def __init__(self, sealer: Sealer) -> None:
-        self.key = sealer.key
-        probe: dict[str, Any] = {"b": None, "a": 1, "c": "é", "d": datetime(2026, 1, 1), "mac": 0}
-        self.fast = self._event(GENESIS) == sealer.event(GENESIS) and self._row(
-            "keys", probe
-        ) == sealer.row("keys", probe)
-        self.event = self._event if self.fast else sealer.event
-        self.row = self._row if self.fast else sealer.row
-
-    def _mac(self, text: str) -> str:
-        return hmac.digest(self.key, text.encode(), "sha256").hex()
-
-    def _event(self, event_hash: str) -> str:
-        return self._mac(f"event:{event_hash}")
-
-    def _row(self, table: str, row: dict[str, Any]) -> str:
-        return self._mac(_ROW_JSON.encode([table, {k: row[k] for k in sorted(row) if k != "mac"}]))
-
-    def row_check(self, table: str, columns: Sequence[str]) -> Callable[[Sequence[Any]], bool]:
-        """Whether a row of `table` (its values in `columns` order) carries its own MAC:
-        row() with the column order sorted once, not once per row."""
-        mac_i = columns.index("mac")
-        if not self.fast:
-            return lambda values: bool(
-                values[mac_i] == self.row(table, dict(zip(columns, values, strict=True)))
-            )
-        names = sorted(c for c in columns if c != "mac")
-        body = operator.itemgetter(*(columns.index(c) for c in names))
-        encode, mac = _ROW_JSON.encode, self._mac
-        return lambda values: bool(
-            values[mac_i] == mac(encode([table, dict(zip(names, body(values), strict=True))]))
-        )
-
+__all__ = ["AuditReport", "ChainResult", "StoreAudit", "check_log", "diff_one"]
 
 # --- the hash chain -----------------------------------------------------------------------
 
@@ -167,7 +121,7 @@ class AuditReport:
 class _Table:
     """A projection table's live rows, read as tuples and checked against replayed states."""
 
-    def __init__(self, store: StoreAudit, table: str, seal: FastSeal | None) -> None:
+    def __init__(self, store: StoreAudit, table: str, seal: Sealer | None) -> None:
         self.db = store.db
         self.decode: Callable[..., Any]
         self.kind, self.pk, cls, self.decode = (
@@ -251,7 +205,7 @@ class StoreAudit:
         included); unless check_only, replaces the live one, sealed. Streams one key and one
         identity at a time (store_replay.py): memory does not grow with the log."""
         with self._write(lock=not check_only):
-            seal = FastSeal(self.sealer) if self.sealer is not None else None
+            seal = self.sealer
             keys, idents = _Table(self, "keys", seal), _Table(self, "identities", seal)
             diffs: list[str] = []
             # named in the order of the full scans before: keys then identities, by rowid
@@ -308,7 +262,7 @@ class StoreAudit:
     def audit(self) -> AuditReport:
         """The chain, every MAC (with the audit key), and the tail against the anchor: one
         pass over the events, one over each projection table."""
-        seal = FastSeal(self.sealer) if self.sealer is not None else None
+        seal = self.sealer
         chain = check_log(
             self.db.execute("SELECT * FROM events ORDER BY position"),
             seal.event if seal is not None else None,

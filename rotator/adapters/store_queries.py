@@ -22,7 +22,6 @@ from ..ports import (
 )
 from ..ports_monitoring import IdentityCount, IdentityTimes, KeyCount, StoreCounts
 from ..timeutil import iso, parse_iso
-from .store_audit import FastSeal
 from .store_rows import event_from_row
 from .store_seal import Sealer
 
@@ -140,9 +139,8 @@ class StoreReads:
         keys, idents = self._columns("keys"), self._columns("identities")
         checks: list[tuple[str, Callable[[Sequence[Any]], bool]]] = []
         if self.sealer is not None:
-            seal = FastSeal(self.sealer)
-            checks = [("keys", seal.row_check("keys", keys))]
-            checks.append(("identities", seal.row_check("identities", idents)))
+            checks = [("keys", self.sealer.row_check("keys", keys))]
+            checks.append(("identities", self.sealer.row_check("identities", idents)))
         pick = [keys.index(c) for c in SIGNING_KEY_COLUMNS]
         pattern = idents.index("signing_pattern")
         cols = ", ".join([f"k.{c}" for c in keys] + [f"i.{c}" for c in idents])

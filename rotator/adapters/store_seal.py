@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import operator
 import os
 import secrets
 import stat
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,17 @@ from ..domain.errors import ConfigError, StoreError
 KEY_BYTES = 32
 # what json.dumps(..., separators=(",", ":"), default=str) builds per call, built once
 _ROW_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
+# A projection row's MAC today: this prefix, then the MAC of the row's values in column
+# name order after a header naming the table and the columns (worked out once per column
+# set, not sorted per row). A MAC without it is the first form, over the row as a sorted
+# JSON object (3x slower to compute); rows sealed so are still accepted until rewritten.
+ROW_MAC = "2:"
 
 
 class Sealer:
     def __init__(self, key: bytes) -> None:
         self.key = key
+        self._layouts: dict[tuple[str, tuple[str, ...]], tuple[str, Callable[[Any], Any]]] = {}
 
     def __repr__(self) -> str:  # never the key
         return "Sealer(<key>)"
@@ -40,6 +48,12 @@ class Sealer:
         return self.mac(f"event:{event_hash}")
 
     def row(self, table: str, row: dict[str, Any]) -> str:
+        """The MAC a projection row is written with (its own "mac" column left out)."""
+        header, values = self._layout(table, tuple(row))
+        return ROW_MAC + self.mac(header + _ROW_JSON.encode(values(row)))
+
+    def row_v1(self, table: str, row: dict[str, Any]) -> str:
+        """The first form of a row's MAC (rows sealed before ROW_MAC)."""
         body = _ROW_JSON.encode([table, {k: row[k] for k in sorted(row) if k != "mac"}])
         return self.mac(body)
 
@@ -47,12 +61,48 @@ class Sealer:
         return self.mac(f"head:{position}:{event_hash}")
 
     def check_row(self, table: str, row: dict[str, Any], name: str) -> None:
-        if not hmac.compare_digest(str(row.get("mac") or ""), self.row(table, row)):
+        mac = str(row.get("mac") or "")
+        want = self.row(table, row) if mac.startswith(ROW_MAC) else self.row_v1(table, row)
+        if not hmac.compare_digest(mac, want):
             raise StoreError(
                 f"{table} row {name} was not written by rotator (its MAC does not match): "
                 "the projection was edited; run `rotator audit verify`, then `rotator db "
                 "rebuild` if the log itself is intact"
             )
+
+    def row_check(self, table: str, columns: Sequence[str]) -> Callable[[Sequence[Any]], bool]:
+        """Whether a row of `table`, its values in `columns` order (a cursor's tuples),
+        carries its own MAC: the layout worked out once for a whole scan."""
+        mac_i = columns.index("mac")
+        names = tuple(sorted(c for c in columns if c != "mac"))
+        header = self._layout(table, names)[0]
+        pick = _getter([columns.index(c) for c in names])
+        encode, mac = _ROW_JSON.encode, self.mac
+
+        def sealed(values: Sequence[Any]) -> bool:
+            found = values[mac_i]
+            if isinstance(found, str) and found.startswith(ROW_MAC):
+                want = ROW_MAC + mac(header + encode(pick(values)))
+            else:
+                want = self.row_v1(table, dict(zip(columns, values, strict=True)))
+            return hmac.compare_digest(str(found or ""), want)
+
+        return sealed
+
+    def _layout(self, table: str, columns: tuple[str, ...]) -> tuple[str, Callable[[Any], Any]]:
+        layout = self._layouts.get((table, columns))
+        if layout is None:
+            names = sorted(c for c in columns if c != "mac")
+            header = _ROW_JSON.encode(["row", table, names])
+            layout = self._layouts[(table, columns)] = (header, _getter(names))
+        return layout
+
+
+def _getter(items: Sequence[Any]) -> Callable[[Any], Any]:
+    """itemgetter that always returns a tuple (itemgetter of one item returns the item)."""
+    if len(items) == 1:
+        return lambda row: (row[items[0]],)
+    return operator.itemgetter(*items)
 
 
 def load_key(path: Path, create: bool) -> bytes:

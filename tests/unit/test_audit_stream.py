@@ -6,7 +6,6 @@ need no sort, and the folds and the merge join hold one item of each stream at a
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import hmac
 import json
 import sqlite3
@@ -24,7 +23,7 @@ from rotator.adapters import store_audit
 from rotator.adapters import store_replay as sr
 from rotator.adapters.store_audit import AuditReport
 from rotator.adapters.store_rows import GENESIS, event_from_row, event_hash
-from rotator.adapters.store_seal import Anchor, Sealer
+from rotator.adapters.store_seal import ROW_MAC, Anchor, Sealer
 from rotator.adapters.store_sqlite import SqliteEventStore
 from rotator.domain import events as ev
 from rotator.domain.errors import StoreError
@@ -341,25 +340,44 @@ def test_decoder_equals_ev_decode_for_every_field(cls: type[ev.Event]) -> None:
             assert (got, type(got)) == (want, type(want)), (name, hint, value)
 
 
-def test_fast_seal_equals_the_sealer(store: SqliteEventStore) -> None:
+def test_row_check_agrees_with_check_row(store: SqliteEventStore) -> None:
     sealer = Sealer(KEY)
-    fast = store_audit.FastSeal(sealer)
-    assert fast.event == fast._event  # the fast path is the one in use
-    for (digest,) in store.db.execute("SELECT hash FROM events"):
-        assert fast.event(digest) == sealer.event(digest)
     for table in ("keys", "identities"):
-        for row in store.db.query(f"SELECT * FROM {table}"):
-            assert fast.row(table, row) == sealer.row(table, row) == row["mac"]
+        cursor = store.db.execute(f"SELECT * FROM {table}")
+        columns = [d[0] for d in cursor.description]
+        sealed = sealer.row_check(table, columns)
+        for values in cursor:
+            row = dict(zip(columns, values, strict=True))
+            assert row["mac"].startswith(ROW_MAC) and row["mac"] == sealer.row(table, row)
+            sealer.check_row(table, row, "x")
+            assert sealed(values)
+            for column in columns:  # any value changed, the row is refused
+                if column != "mac":
+                    edited = [
+                        v if c != column else f"{v}x" for c, v in zip(columns, values, strict=True)
+                    ]
+                    assert not sealed(edited), column
+                    with pytest.raises(StoreError, match="not written by rotator"):
+                        sealer.check_row(table, dict(zip(columns, edited, strict=True)), "x")
 
 
-def test_fast_seal_falls_back_to_a_sealer_that_differs() -> None:
-    class Other(Sealer):
-        def mac(self, text: str) -> str:
-            return hashlib.sha256(text.encode()).hexdigest()
-
-    other = Other(KEY)
-    fast = store_audit.FastSeal(other)
-    assert fast.event("ab") == other.event("ab") and fast.row("t", {}) == other.row("t", {})
+def test_rows_sealed_in_the_first_form_are_still_accepted(store: SqliteEventStore) -> None:
+    sealer = Sealer(KEY)
+    row = next(iter(store.db.query("SELECT * FROM keys")))
+    columns = list(row)
+    # what an older rotator wrote: HMAC of [table, the row as a sorted object]
+    body = json.dumps(
+        ["keys", {k: row[k] for k in sorted(row) if k != "mac"}], separators=(",", ":")
+    )
+    row["mac"] = hmac.digest(KEY, body.encode(), "sha256").hex()
+    assert row["mac"] == sealer.row_v1("keys", row)
+    sealer.check_row("keys", row, "x")
+    assert sealer.row_check("keys", columns)(list(row.values()))
+    for forged in ({**row, "state": "active" if row["state"] != "active" else "draining"},
+                   {**row, "mac": ROW_MAC + row["mac"]}):  # fmt: skip
+        assert not sealer.row_check("keys", columns)(list(forged.values()))
+        with pytest.raises(StoreError, match="not written by rotator"):
+            sealer.check_row("keys", forged, "x")
 
 
 @pytest.mark.parametrize("table", ["keys", "identities"])
