@@ -11,9 +11,7 @@ key and identity projections, updated in the same transaction as the append.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
-import json
 import operator
 import os
 import sqlite3
@@ -29,11 +27,12 @@ from ..domain.model import IdentityState, KeyState, apply_identity, apply_key
 from ..ports import StoredEvent
 from ..timeutil import iso
 from .store_audit import StoreAudit
+from .store_insert import Inserter, upsert
+from .store_json import payload_json, row_json
 from .store_queries import StoreReads
 from .store_rows import (
     GENESIS,
     Appended,
-    canonical_json,
     event_hash,
     identity_from_row,
     key_from_row,
@@ -80,6 +79,7 @@ class SqliteEventStore(StoreReads, StoreAudit):
                 str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
             )
         self.db = sqlite_utils.Database(conn)
+        self._inserter = Inserter(conn)
         self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if readonly:
             if migrations.pending(self.db):
@@ -101,6 +101,7 @@ class SqliteEventStore(StoreReads, StoreAudit):
             self.rebuild()
 
     def close(self) -> None:
+        self._inserter.close()
         self.db.close()
 
     @contextlib.contextmanager
@@ -158,24 +159,29 @@ class SqliteEventStore(StoreReads, StoreAudit):
             idents: dict[str, IdentityState | None] = self._prefetch(
                 "identities", "identity", names
             )
-            rows = []
-            for event in events:
-                stream = event.stream_id
-                versions[stream] += 1
-                self._fold(event, keys, idents)
-                position += 1
-                row = self._row(event, stream, versions[stream], prev_hash)
-                row["position"] = position
-                row["mac"] = self.sealer.event(row["hash"]) if self.sealer else None
-                rows.append(row)
-                prev_hash = row["hash"]
-                stored.append(
-                    StoredEvent(
-                        position, stream, versions[stream], event, row["hash"], row["prev_hash"]
-                    )
-                )
+            feed = self._inserter.feed("INSERT INTO events", _EVENT_COLUMNS, len(events))
             try:
-                self._insert("INSERT INTO events", _EVENT_COLUMNS, list(map(_event_values, rows)))
+                try:
+                    for event in events:
+                        stream = event.stream_id
+                        versions[stream] += 1
+                        self._fold(event, keys, idents)
+                        position += 1
+                        row = self._row(event, stream, versions[stream], prev_hash)
+                        row["position"] = position
+                        row["mac"] = self.sealer.event(row["hash"]) if self.sealer else None
+                        feed.put(_event_values(row))
+                        prev_hash = row["hash"]
+                        stored.append(
+                            StoredEvent(
+                                position, stream, versions[stream], event, row["hash"],
+                                row["prev_hash"],
+                            )
+                        )  # fmt: skip
+                    feed.finish()
+                except BaseException:
+                    feed.abandon()
+                    raise
             except sqlite3.IntegrityError as exc:
                 raise ConcurrencyError(f"{exc}; retry") from exc
             self._save(keys, idents)
@@ -211,24 +217,22 @@ class SqliteEventStore(StoreReads, StoreAudit):
     def _row(self, event: ev.Event, stream: str, version: int, prev_hash: str) -> dict[str, Any]:
         # The position is not part of the hash input (it is assigned on insert); the chain
         # itself orders events, and a reorder breaks prev_hash links.
-        # keys in sorted order: the hash's canonical JSON without sorting per event
-        # (store_rows.event_hash stays the definition; the tests hold the two equal)
-        row: dict[str, Any] = {
-            "actor": event.actor,
-            "at": iso(event.at),
-            "domain": getattr(event, "domain", None),
-            "identity": getattr(event, "identity", None),
-            "key_id": getattr(event, "key_id", None),
-            "payload": canonical_json(event.payload()),
-            "prev_hash": prev_hash,
-            "reason": event.reason,
-            "selector": getattr(event, "selector", None),
-            "stream_id": stream,
-            "type": type(event).__name__,
-            "version": version,
-        }
-        row["hash"] = hashlib.sha256(_IN_ORDER(row).encode()).hexdigest()
-        return row
+        # store_rows.event_hash stays the definition; store_json writes the same text
+        # directly (the tests hold the two equal)
+        at, payload = iso(event.at), payload_json(event)
+        domain, identity = getattr(event, "domain", None), getattr(event, "identity", None)
+        key_id, selector = getattr(event, "key_id", None), getattr(event, "selector", None)
+        kind = type(event).__name__
+        text = row_json(
+            event.actor, at, domain, identity, key_id, payload, prev_hash, event.reason,
+            selector, stream, kind, version,
+        )  # fmt: skip
+        return {
+            "stream_id": stream, "version": version, "at": at, "type": kind,
+            "identity": identity, "key_id": key_id, "domain": domain, "selector": selector,
+            "actor": event.actor, "reason": event.reason, "payload": payload,
+            "prev_hash": prev_hash, "hash": hashlib.sha256(text.encode()).hexdigest(),
+        }  # fmt: skip
 
     def _fold(
         self,
@@ -257,29 +261,16 @@ class SqliteEventStore(StoreReads, StoreAudit):
             ):
                 if rows:
                     columns = tuple(rows[0])
-                    self._insert(
+                    self._inserter.insert(
                         f"INSERT INTO {table}",
                         columns,
                         [tuple(r.values()) for r in rows],
-                        _upsert(pk, columns),
+                        upsert(pk, columns),
                     )
         except sqlite3.IntegrityError as exc:
             if "selector" in str(exc):
                 raise IllegalTransition(f"selector already used for this domain: {exc}") from exc
             raise
-
-    def _insert(
-        self, into: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]], tail: str = ""
-    ) -> None:
-        # Many rows per statement rather than executemany's one step per row: a batch of
-        # thousands of events spends a third less time in SQLite (tests/bench/bench_million).
-        conn = self.db.conn
-        per = max(1, min(_ROWS_PER_INSERT, conn.getlimit(_VARIABLES) // len(columns)))
-        for i in range(0, len(rows), per):
-            chunk = rows[i : i + per]
-            conn.execute(
-                _values_sql(into, columns, len(chunk), tail), [v for r in chunk for v in r]
-            )
 
     def _sealed(self, table: str, row: dict[str, Any]) -> dict[str, Any]:
         row["mac"] = self.sealer.row(table, row) if self.sealer else None
@@ -316,33 +307,17 @@ class SqliteEventStore(StoreReads, StoreAudit):
         return identity_from_row(row)
 
 
-_IN_ORDER = json.JSONEncoder(separators=(",", ":")).encode  # a dict already sorted
-
 _EVENT_COLUMNS = (
     "position", "stream_id", "version", "at", "type", "identity", "key_id", "domain",
     "selector", "actor", "reason", "payload", "prev_hash", "hash", "mac",
 )  # fmt: skip
 _event_values = operator.itemgetter(*_EVENT_COLUMNS)
-_ROWS_PER_INSERT = 2000
-_VARIABLES = sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
 _CHUNK = 500  # bound parameters per IN (...) query, well under SQLite's limit
 
 
 def _chunks(items: list[str]) -> Iterator[list[str]]:
     for i in range(0, len(items), _CHUNK):
         yield items[i : i + _CHUNK]
-
-
-@functools.lru_cache(maxsize=64)
-def _values_sql(into: str, columns: tuple[str, ...], rows: int, tail: str) -> str:
-    one = "(" + ", ".join("?" * len(columns)) + ")"
-    return f"{into} ({', '.join(columns)}) VALUES {', '.join([one] * rows)}{tail}"
-
-
-@functools.cache
-def _upsert(pk: str, columns: tuple[str, ...]) -> str:
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != pk)
-    return f" ON CONFLICT ({pk}) DO UPDATE SET {updates}"
 
 
 def open_store(

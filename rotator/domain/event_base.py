@@ -41,11 +41,11 @@ class Event:
         """Fields specific to this event type, JSON-ready (datetimes as ISO strings). Flags
         in _SPARSE are written only when set, so older events keep their exact form."""
         out: JSON = {}
-        for name, sparse in _payload_fields(type(self)):
+        for name, sparse in payload_fields(type(self)):
             value = getattr(self, name)
             if sparse and not value:
                 continue
-            out[name] = value if type(value) in _PLAIN else _to_json(value)
+            out[name] = value if type(value) in _PLAIN else to_json(value)
         return out
 
 
@@ -83,20 +83,20 @@ _SPARSE = frozenset(
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
-def _to_json(value: Any) -> Any:
+def to_json(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, tuple | list):
-        return [_to_json(v) for v in value]
+        return [to_json(v) for v in value]
     if isinstance(value, dict):
-        return {k: _to_json(v) for k, v in value.items()}
+        return {k: to_json(v) for k, v in value.items()}
     return value
 
 
 _PAYLOAD_FIELDS: dict[type, tuple[tuple[str, bool], ...]] = {}
 
 
-def _payload_fields(cls: type) -> tuple[tuple[str, bool], ...]:
+def payload_fields(cls: type) -> tuple[tuple[str, bool], ...]:
     """(name, sparse) of the fields a payload holds, per event class."""
     fields = _PAYLOAD_FIELDS.get(cls)
     if fields is None:

@@ -66,7 +66,7 @@ def fill(store: SqliteEventStore, n: int, due: int, t0: datetime = T0) -> None:
             ev.KeyVerified(**ids, results=(), activate_at=T0),
             ev.KeyActivated(**ids, rotate_at=rotate_at),
         ]
-        if len(batch) >= 5000:
+        if len(batch) >= 20000:
             store.append(batch, {})
             batch = []
     store.append(batch, {})
