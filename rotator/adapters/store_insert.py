@@ -43,13 +43,17 @@ class Inserter:
                 values_sql(into, columns, len(chunk), tail), [v for r in chunk for v in r]
             )
 
-    def feed(self, into: str, columns: tuple[str, ...], total: int) -> Feed:
+    def feed(self, into: str, columns: tuple[str, ...], total: int, tail: str = "") -> Feed:
         """A Feed for `total` rows to come: on the helper thread if there are enough."""
+
+        def insert(rows: list[Row]) -> None:
+            self.insert(into, columns, rows, tail)
+
         if total < OVERLAP_FROM:
-            return Feed(lambda rows: self.insert(into, columns, rows), None, total)
+            return Feed(insert, None, total)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="rotator-insert")
-        return Feed(lambda rows: self.insert(into, columns, rows), self._pool, total)
+        return Feed(insert, self._pool, total)
 
 
 class Feed:

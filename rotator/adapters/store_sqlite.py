@@ -27,7 +27,7 @@ from ..domain.model import IdentityState, KeyState, apply_identity, apply_key
 from ..ports import StoredEvent
 from ..timeutil import iso
 from .store_audit import StoreAudit
-from .store_insert import Inserter, upsert
+from .store_insert import Feed, Inserter, upsert
 from .store_json import payload_json, row_json
 from .store_queries import StoreReads
 from .store_rows import (
@@ -250,23 +250,33 @@ class SqliteEventStore(StoreReads, StoreAudit):
     def _save(
         self, keys: dict[str, KeyState | None], idents: dict[str, IdentityState | None]
     ) -> None:
-        key_rows = [self._sealed("keys", to_row(k)) for k in keys.values() if k is not None]
-        ident_rows = [
-            self._sealed("identities", to_row(i)) for i in idents.values() if i is not None
-        ]
+        # rows sealed here while the ones before go into SQLite on the helper thread
+        feeds: list[Feed] = []
         try:
-            for table, pk, rows in (
-                ("keys", "key_id", key_rows),
-                ("identities", "identity", ident_rows),
-            ):
-                if rows:
-                    columns = tuple(rows[0])
-                    self._inserter.insert(
-                        f"INSERT INTO {table}",
-                        columns,
-                        [tuple(r.values()) for r in rows],
-                        upsert(pk, columns),
-                    )
+            try:
+                for table, pk, states in (
+                    ("keys", "key_id", keys),
+                    ("identities", "identity", idents),
+                ):
+                    feed = None
+                    for state in states.values():
+                        if state is None:
+                            continue
+                        row = self._sealed(table, to_row(state))
+                        if feed is None:
+                            columns = tuple(row)
+                            into = f"INSERT INTO {table}"
+                            feed = self._inserter.feed(
+                                into, columns, len(states), upsert(pk, columns)
+                            )
+                            feeds.append(feed)
+                        feed.put(tuple(row.values()))
+                for feed in feeds:
+                    feed.finish()
+            except BaseException:
+                for feed in feeds:
+                    feed.abandon()
+                raise
         except sqlite3.IntegrityError as exc:
             if "selector" in str(exc):
                 raise IllegalTransition(f"selector already used for this domain: {exc}") from exc

@@ -27,9 +27,9 @@ def replace(obj: _T, **changes: object) -> _T:
     fields = _FIELDS.get(type(obj))
     if fields is None:
         fields = _FIELDS[type(obj)] = frozenset(f.name for f in dataclasses.fields(obj))  # type: ignore[arg-type]
-    unknown = changes.keys() - fields
-    if unknown:
-        raise TypeError(f"{type(obj).__name__} has no field {', '.join(sorted(unknown))}")
+    if not fields.issuperset(changes):
+        unknown = ", ".join(sorted(changes.keys() - fields))
+        raise TypeError(f"{type(obj).__name__} has no field {unknown}")
     new = object.__new__(type(obj))
     new.__dict__.update(obj.__dict__, **changes)
     return new
