@@ -228,11 +228,13 @@ class Signer(Protocol):
         ...
 
     def apply(
-        self, entries: Sequence[SigningEntry], check: Sequence[SigningEntry] = ()
+        self, entries: Callable[[], Sequence[SigningEntry]], check: Sequence[SigningEntry] = ()
     ) -> list[TargetResult]:
-        """Make every target sign exactly `entries`: files written atomically (keys before
-        the tables naming them), reload, then a probe through the live signer for each
-        key in `check`. One result per target; a target's failure never raises."""
+        """Make every target sign exactly `entries()`: files written atomically (keys
+        before the tables naming them), reload, then a probe through the live signer for
+        each key in `check`. `entries` is called at most once, and only if a target needs
+        it (with none configured, a million entries are not read for nothing). One result
+        per target; a target's failure never raises."""
         ...
 
     def change(

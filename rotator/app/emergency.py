@@ -141,7 +141,9 @@ class Emergency:
         with self.ctx.signer.locked():
             self.ctx.signer.stamp(None)
             targets = tuple(
-                self.ctx.signer.apply([e for e in self.signing.entries() if e.key_id not in gone])
+                self.ctx.signer.apply(
+                    lambda: [e for e in self.signing.entries() if e.key_id not in gone]
+                )
             )
             signer_error = Declared(targets).signer_error
             try:

@@ -267,7 +267,7 @@ class Signing:
         with self.ctx.signer.locked():
             head = self.ctx.store.head()
             self.ctx.signer.stamp(None)
-            results = self.ctx.signer.apply(self.entries())
+            results = self.ctx.signer.apply(self.entries)
             if all(r.ok for r in results):
                 self.ctx.signer.stamp(head[0] if head else 0)
         failed = [r for r in results if not r.ok]

@@ -56,6 +56,6 @@ class OpenDkimSigner:
 
     def write(self, entries: list[SigningEntry]) -> None:
         """apply(), raising SignerError when the target failed."""
-        (result,) = self.fleet.apply(entries)
+        (result,) = self.fleet.apply(lambda: entries)
         if not result.ok:
             raise SignerError(result.detail)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from rotator.domain.errors import ProbeError, PublishError
@@ -138,7 +138,7 @@ class FakeSigner:
         return contextlib.nullcontext()
 
     def apply(
-        self, entries: Sequence[SigningEntry], check: Sequence[SigningEntry] = ()
+        self, entries: Callable[[], Sequence[SigningEntry]], check: Sequence[SigningEntry] = ()
     ) -> list[TargetResult]:
         if self.fail:
             self.synced = False
@@ -146,7 +146,7 @@ class FakeSigner:
         self.synced = True
         self.applied += 1
         self.by_key = {}
-        for e in entries:
+        for e in entries():
             self.by_key.setdefault(e.key_id, []).append(e)
         self.checked = list(check)
         return [TargetResult("fake", True, "written")]
@@ -160,7 +160,7 @@ class FakeSigner:
             self.synced = False
             return [TargetResult("fake", False, self.fail)]
         if not self.synced:  # as a real target: the first write of a process is complete
-            return self.apply(change.everything(), check)
+            return self.apply(change.everything, check)
         self.applied += 1
         for e in (*change.removed, *change.added):
             self.by_key.pop(e.key_id, None)

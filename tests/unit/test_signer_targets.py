@@ -179,7 +179,7 @@ def test_one_failing_target_fails_alone(tmp_path: Path) -> None:
     bad = target(tmp_path, "bad", reload=("sh", "-c", "echo boom >&2; exit 3"))
     fleet = SignerFleet([good, bad], tmp_path / "lock")
     e = entry(tmp_path)
-    results = {r.target: r for r in fleet.apply([e], check=[e])}
+    results = {r.target: r for r in fleet.apply(lambda: [e], check=[e])}
     assert results["good"].ok and not results["good"].proven
     assert results["good"].detail == "written and reloaded; probe off: not proven"
     assert not results["bad"].ok and "exited 3: boom" in results["bad"].detail
@@ -189,7 +189,7 @@ def test_one_failing_target_fails_alone(tmp_path: Path) -> None:
 def test_a_target_gets_only_its_algorithms(tmp_path: Path) -> None:
     ed_only = target(tmp_path, "ed", algorithms=("ed25519",))
     fleet = SignerFleet([ed_only], tmp_path / "lock")
-    fleet.apply([entry(tmp_path, "rsa1", "rsa"), entry(tmp_path, "ed1", "ed25519")])
+    fleet.apply(lambda: [entry(tmp_path, "rsa1", "rsa"), entry(tmp_path, "ed1", "ed25519")])
     assert sorted(p.name for p in (tmp_path / "ed" / "keys").iterdir()) == ["ed1.pem"]
 
 
@@ -197,7 +197,7 @@ def test_an_unreachable_probe_fails_the_target(tmp_path: Path) -> None:
     probe = ProbeConfig(kind="milter", address="inet:1@127.0.0.1", timeout=0.5)
     t = target(tmp_path, "mx", probe=probe)
     (result,) = SignerFleet([t], tmp_path / "lock").apply(
-        [entry(tmp_path)], check=[entry(tmp_path)]
+        lambda: [entry(tmp_path)], check=[entry(tmp_path)]
     )
     assert not result.ok and "probe of s=s1 d=a.example" in result.detail
 
@@ -210,11 +210,11 @@ def test_probe_senders() -> None:
 def test_a_deliver_command_must_be_confirmed_by_the_installer(tmp_path: Path) -> None:
     # a pipe such as socat exits 0 whatever happened at the other end
     silent = target(tmp_path, "remote", deliver=("sh", "-c", "cat >/dev/null; exit 0"))
-    (result,) = SignerFleet([silent], tmp_path / "lock").apply([entry(tmp_path)])
+    (result,) = SignerFleet([silent], tmp_path / "lock").apply(lambda: [entry(tmp_path)])
     assert not result.ok and "the installer did not confirm the files" in result.detail
     real = (sys.executable, "-I", str(INSTALLER), str(tmp_path / "remote-dir"))
     installed = target(tmp_path, "remote2", deliver=real)
-    (result,) = SignerFleet([installed], tmp_path / "lock").apply([entry(tmp_path)])
+    (result,) = SignerFleet([installed], tmp_path / "lock").apply(lambda: [entry(tmp_path)])
     assert result.ok, result.detail
     assert (tmp_path / "remote-dir" / "keys" / "k1.pem").exists()
 
@@ -242,7 +242,7 @@ def test_the_older_layout_never_wipes_a_keys_directory(tmp_path: Path) -> None:
     t = SignerTarget(
         legacy, key_reader(lambda k: keys / f"{k}.pem"), Prober(ProbeConfig(), lambda z, n: [])
     )
-    (result,) = SignerFleet([t], tmp_path / "lock").apply([])
+    (result,) = SignerFleet([t], tmp_path / "lock").apply(lambda: [])
     assert result.ok
     assert (keys / "precious.pem").read_bytes() == b"rotator's own key"
 
@@ -273,7 +273,7 @@ def test_a_change_writes_the_new_key_wipes_the_old_and_leaves_the_rest(
     t = target(tmp_path, "t", **kw)
     fleet = SignerFleet([t], tmp_path / "lock")
     first = [numbered(tmp_path, i) for i in range(5)]
-    (result,) = fleet.apply(first)
+    (result,) = fleet.apply(lambda: first)
     assert result.ok, result.detail
     before = {p.name: p.stat().st_ino for p in (out / "keys").iterdir()}
     new = numbered(tmp_path, 9)
@@ -319,3 +319,16 @@ def test_the_stamp_file(tmp_path: Path) -> None:
     assert fleet.stamped() is None  # a write under way: nobody knows what targets hold
     (tmp_path / "db.signer-lock.stamp").write_text("garbage")
     assert fleet.stamped() is None
+
+
+def test_a_complete_write_reads_the_signing_set_once_and_only_for_targets(tmp_path: Path) -> None:
+    reads: list[int] = []
+
+    def everything() -> list[SigningEntry]:
+        reads.append(1)
+        return [entry(tmp_path)]
+
+    # no target: a start-up over a million identities reads nothing for nobody
+    assert SignerFleet([], tmp_path / "lock").apply(everything) == [] and reads == []
+    fleet = SignerFleet([target(tmp_path, "a"), target(tmp_path, "b")], tmp_path / "lock")
+    assert all(r.ok for r in fleet.apply(everything)) and reads == [1]

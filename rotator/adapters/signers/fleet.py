@@ -34,9 +34,10 @@ class SignerFleet:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def apply(
-        self, entries: Sequence[SigningEntry], check: Sequence[SigningEntry] = ()
+        self, entries: Callable[[], Sequence[SigningEntry]], check: Sequence[SigningEntry] = ()
     ) -> list[TargetResult]:
-        return self._each(lambda t: t.write(entries), check)
+        source = TableSource(entries)
+        return self._each(lambda t: t.write(source.everything()), check)
 
     def stamp(self, position: int | None) -> None:
         text = "writing\n" if position is None else f"{position}\n"
@@ -71,6 +72,8 @@ class SignerFleet:
     def _each(
         self, write: Callable[[SignerTarget], None], check: Sequence[SigningEntry]
     ) -> list[TargetResult]:
+        if not self.targets:
+            return []
         try:
             if len(self.targets) == 1:
                 return [self._one(self.targets[0], write, check)]
