@@ -11,6 +11,7 @@ the database that the daemon only ever appends to (make it append-only: chattr +
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import hmac
 import json
 import operator
@@ -24,6 +25,7 @@ from typing import Any
 from ..domain.errors import ConfigError, StoreError
 
 KEY_BYTES = 32
+_BLOCK = 64  # SHA-256's block size
 # what json.dumps(..., separators=(",", ":"), default=str) builds per call, built once
 _ROW_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 # A projection row's MAC today: this prefix, then the MAC of the row's values in column
@@ -36,13 +38,25 @@ ROW_MAC = "2:"
 class Sealer:
     def __init__(self, key: bytes) -> None:
         self.key = key
+        # HMAC-SHA256 (RFC 2104) from the keyed inner and outer states, made once: each MAC
+        # is then two copies and two updates, 2.5x faster than hmac.digest setting up the
+        # key every time (a million-identity fill computes seven million; the tests hold
+        # the two equal)
+        block = hashlib.sha256(key).digest() if len(key) > _BLOCK else key
+        block = block.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
         self._layouts: dict[tuple[str, tuple[str, ...]], tuple[str, Callable[[Any], Any]]] = {}
 
     def __repr__(self) -> str:  # never the key
         return "Sealer(<key>)"
 
     def mac(self, text: str) -> str:
-        return hmac.digest(self.key, text.encode(), "sha256").hex()  # one-shot, in C
+        inner = self._inner.copy()
+        inner.update(text.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
     def event(self, event_hash: str) -> str:
         return self.mac(f"event:{event_hash}")

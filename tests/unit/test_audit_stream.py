@@ -650,3 +650,11 @@ def test_the_streams_replay_what_the_reference_replays(store: SqliteEventStore) 
     assert dict(sr.key_states(store._stream("key_id"))) == keys
     assert dict(sr.identity_states(store._stream("identity"))) == idents
     assert list(dict(sr.key_states(store._stream("key_id")))) == sorted(keys)
+
+
+@pytest.mark.parametrize("key", [b"k" * 32, bytes(range(64)), b"long" * 40, b""])
+def test_the_sealers_mac_is_hmac_sha256(key: bytes) -> None:
+    sealer = Sealer(key)
+    for text in ("", "event:" + "0" * 64, "é" * 100, "x" * 1000):
+        assert sealer.mac(text) == hmac.new(key, text.encode(), "sha256").hexdigest()
+    assert sealer.mac("a") != Sealer(key + b"!").mac("a")
