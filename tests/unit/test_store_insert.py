@@ -94,3 +94,31 @@ def test_abandon_inserts_nothing_more() -> None:
     feed.abandon()
     feed.finish()
     assert inserted == []
+
+
+def test_batches_of_every_size_prepare_two_statement_shapes(tmp_path: Path) -> None:
+    # SQLite keeps each prepared statement in the connection's cache: one shape per batch
+    # size would hold hundreds of MB in a daemon whose batches vary
+    conn = sqlite3.connect(tmp_path / "t.db")
+    conn.execute("CREATE TABLE t (a, b)")
+    texts: set[str] = set()
+
+    class Recording:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(conn, name)
+
+        def execute(self, sql: str, params: Any = ()) -> Any:
+            texts.add(sql)
+            return conn.execute(sql, params)
+
+        def executemany(self, sql: str, params: Any) -> Any:
+            texts.add(sql)
+            return conn.executemany(sql, params)
+
+    inserter = store_insert.Inserter(Recording())  # type: ignore[arg-type]
+    total = 0
+    for size in (*range(1, 40), 499, 500, 501, 999, 1000, 1001, 2345):
+        inserter.insert("INSERT INTO t", ("a", "b"), [(i, size) for i in range(size)])
+        total += size
+    assert len(texts) == 2
+    assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == total
