@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -109,6 +110,9 @@ def main() -> None:
         t = time.perf_counter()
         app.signing.sync()  # as the daemon's start-up: from then on the signer takes changes
         print(f"start-up signer sync of {args.keys} identities: {time.perf_counter() - t:.2f}s")
+        # the fill's gigabyte is still being written back by the kernel: let it land, so
+        # that the tick's fsyncs (commits, key files) do not queue behind it
+        os.sync()
         if args.trace:
             tracemalloc.start()
         t = time.perf_counter()
