@@ -10,7 +10,6 @@ from typing import Any
 
 import sqlite_utils
 
-from ..domain.errors import StoreError
 from ..domain.model import IdentityState, KeyState
 from ..domain.states import State
 from ..ports import (
@@ -23,7 +22,7 @@ from ..ports import (
 from ..ports_monitoring import IdentityCount, IdentityTimes, KeyCount, StoreCounts
 from ..timeutil import iso, parse_iso
 from .store_rows import event_from_row
-from .store_seal import Sealer
+from .store_seal import Sealer, edited
 
 # the events after which a signer may hold something else than before
 SIGNING_EVENTS = (
@@ -157,11 +156,7 @@ class StoreReads:
                 parts = (row[:n], row[n:])
                 for (table, ok), values in zip(checks, parts, strict=False):
                     if not ok(values):
-                        raise StoreError(
-                            f"{table} row {values[0]} was not written by rotator (its MAC "
-                            "does not match): the projection was edited; run `rotator audit "
-                            "verify`, then `rotator db rebuild` if the log itself is intact"
-                        )
+                        raise edited(table, values[0])
                 k = parts[0]
                 yield SigningRow._make([*(k[j] for j in pick), parts[1][pattern], second])
 

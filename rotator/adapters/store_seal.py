@@ -37,7 +37,6 @@ ROW_MAC = "2:"
 
 class Sealer:
     def __init__(self, key: bytes) -> None:
-        self.key = key
         # HMAC-SHA256 (RFC 2104) from the keyed inner and outer states, made once: each MAC
         # is then two copies and two updates, 2.5x faster than hmac.digest setting up the
         # key every time (a million-identity fill computes seven million; the tests hold
@@ -78,11 +77,7 @@ class Sealer:
         mac = str(row.get("mac") or "")
         want = self.row(table, row) if mac.startswith(ROW_MAC) else self.row_v1(table, row)
         if not hmac.compare_digest(mac, want):
-            raise StoreError(
-                f"{table} row {name} was not written by rotator (its MAC does not match): "
-                "the projection was edited; run `rotator audit verify`, then `rotator db "
-                "rebuild` if the log itself is intact"
-            )
+            raise edited(table, name)
 
     def row_check(self, table: str, columns: Sequence[str]) -> Callable[[Sequence[Any]], bool]:
         """Whether a row of `table`, its values in `columns` order (a cursor's tuples),
@@ -110,6 +105,15 @@ class Sealer:
             header = _ROW_JSON.encode(["row", table, names])
             layout = self._layouts[(table, columns)] = (header, _getter(names))
         return layout
+
+
+def edited(table: str, name: object) -> StoreError:
+    """The refusal of a projection row whose MAC does not match."""
+    return StoreError(
+        f"{table} row {name} was not written by rotator (its MAC does not match): "
+        "the projection was edited; run `rotator audit verify`, then `rotator db "
+        "rebuild` if the log itself is intact"
+    )
 
 
 def _getter(items: Sequence[Any]) -> Callable[[Any], Any]:
