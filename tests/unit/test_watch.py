@@ -336,12 +336,17 @@ def test_delegation_to_other_servers_is_broken_too(env: UnitEnv) -> None:
     assert "delegated to ns1.elsewhere.test, ns2.elsewhere.test" in broken.problem
 
 
-def test_cname_removed_breaks_only_for_cnames_in_use(env: UnitEnv) -> None:
+def active_cname_key(env: UnitEnv) -> KeyState:
+    """A cname-mode customer with 3 of its CNAMEs in place, its first key active."""
     zone = "cname.esp.test"
     env.app.onboarding.add_customers([CustomerRow("Acme", ACME, "cname", "demo", zone=zone)])
     env.dns.cnames = {f"myesp{n}._domainkey.{ACME}.": f"myesp{n}.{ACME}.{zone}." for n in (1, 2, 3)}
     env.app.lifecycle.tick()
-    key = env.key_of(ACME, State.ACTIVE)
+    return env.key_of(ACME, State.ACTIVE)
+
+
+def test_cname_removed_breaks_only_for_cnames_in_use(env: UnitEnv) -> None:
+    key = active_cname_key(env)
     full_pass(env)  # 3 of 12 future CNAMEs: allowed (a notice), not broken
     assert found(env, ev.CustomerDnsBroken) == []
     del env.dns.cnames[key.lookup_name]
@@ -495,11 +500,7 @@ def test_a_standby_key_waits_while_the_customers_dns_is_broken(make_env: MakeEnv
 def test_a_cname_lookup_without_an_answer_is_no_verdict_not_a_removal(env: UnitEnv) -> None:
     # A resolver that times out or answers SERVFAIL says nothing about the customer's CNAME:
     # the watch records it as unanswered; only an answer without the CNAME breaks it.
-    zone = "cname.esp.test"
-    env.app.onboarding.add_customers([CustomerRow("Acme", ACME, "cname", "demo", zone=zone)])
-    env.dns.cnames = {f"myesp{n}._domainkey.{ACME}.": f"myesp{n}.{ACME}.{zone}." for n in (1, 2, 3)}
-    env.app.lifecycle.tick()
-    key = env.key_of(ACME, State.ACTIVE)
+    key = active_cname_key(env)
     env.dns.cname_failing.add(key.lookup_name)
     full_pass(env)
     assert found(env, ev.CustomerDnsBroken) == []
