@@ -334,7 +334,9 @@ class EventStore(Protocol):
         """The ids of every key not destroyed."""
         ...
 
-    def count_keys(self, state: str) -> int: ...
+    def count_keys(self, state: str, up_to: int | None = None) -> int:
+        """How many keys are in `state`; with `up_to`, counting stops there."""
+        ...
 
     def signing_changed_since(self, position: int) -> bool:
         """Whether an event after `position` may change what the signers hold."""

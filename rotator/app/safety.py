@@ -6,6 +6,7 @@ Emergencies are exempt: they are confirmed by the operator who declared them."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -45,6 +46,19 @@ class Safety:
         active = self.ctx.store.count_keys("active")
         return max(self.ctx.safety_min_keys, int(active * self.ctx.safety_max_share))
 
+    def allows(self, count: int) -> bool:
+        """Whether `count` keys at once are within the limit. Counts the active keys only
+        as far as the answer needs (an idle tick at a million keys counts none)."""
+        if count <= self.ctx.safety_min_keys:
+            return True
+        share = self.ctx.safety_max_share
+        if share <= 0:
+            return False
+        # enough active keys to allow `count`, with a margin for float rounding
+        enough = math.ceil(count / share) + 1
+        active = self.ctx.store.count_keys("active", up_to=enough)
+        return int(active * share) >= count
+
     def _catch_up(self) -> None:
         for stored in self.ctx.store.events(
             LogFilter(types=SAFETY_TYPES, after_position=self._seen)
@@ -57,14 +71,14 @@ class Safety:
         """Hold the tick's scheduled revocations and replacements if they are too many."""
         self._catch_up()
         revoke, replace = self.ctx.store.scheduled_work(now)
-        limit = self.limit()
-        if revoke + replace <= limit:
+        if self.allows(revoke + replace):
             self._released = False  # back under the limit: the valve is armed again
             return Held()
         if self._released:
             # an operator let this backlog go: this tick does it, the next is weighed anew
             self._released = False
             return Held()
+        limit = self.limit()
         if not self._stopped:
             what = f"revoke {revoke} and replace {replace} keys"
             self.ctx.recorder.append(
@@ -94,8 +108,8 @@ class Safety:
     def check_command(self, count: int, what: str, confirmed: bool) -> None:
         """An operator command touching `count` keys: refused above the limit unless
         confirmed (--yes)."""
-        limit = self.limit()
-        if count > limit and not confirmed:
+        if not confirmed and not self.allows(count):
+            limit = self.limit()
             raise InputError(
                 f"{what} touches {count} keys, more than the safety limit of {limit} "
                 f"({self.ctx.safety_max_share:.0%} of the active keys); check the scope, "

@@ -109,3 +109,15 @@ def test_release_from_the_command_line_needs_a_stop(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
     ok(cfg, "init")
     assert "nothing is held" in refused(cfg, "safety", "release", "--reason", "x")
+
+
+@pytest.mark.parametrize("share", [0.25, 0.1, 0.33, 1.0, 0.0])
+def test_the_bounded_count_decides_as_the_full_count_does(env: UnitEnv, share: float) -> None:
+    # allows() counts active keys only as far as it needs: it must agree with the limit
+    # computed from the full count, at every count around the edge
+    env.ctx.safety_max_share = share
+    limit = env.app.safety.limit()
+    for count in range(0, 20):
+        assert env.app.safety.allows(count) is (count <= limit), (share, count, limit)
+    assert env.store.count_keys("active", up_to=5) == 5
+    assert env.store.count_keys("active", up_to=50) == 12
