@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Executor
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from .domain.events import Event
 from .domain.model import IdentityState, KeyState
@@ -17,6 +16,15 @@ from .domain.states import State
 from .domain.verification import DelegationView as DelegationView
 from .domain.verification import Observation as Observation  # re-exported for adapters
 from .ports_monitoring import StoreCounts as StoreCounts
+from .ports_signing import SIGNING_KEY_COLUMNS as SIGNING_KEY_COLUMNS
+from .ports_signing import Signer as Signer
+from .ports_signing import SignerChange as SignerChange
+from .ports_signing import SigningEntry as SigningEntry
+from .ports_signing import SigningRow as SigningRow
+from .ports_signing import SigningStream as SigningStream
+from .ports_signing import TargetResult as TargetResult
+from .ports_signing import sender_order as sender_order
+from .ports_signing import signing_row as signing_row
 
 
 class Clock(Protocol):
@@ -139,64 +147,6 @@ class KeyStore(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)  # a million of them at a first complete write
-class SigningEntry:
-    """One signature a signer adds: mail matching `signing_pattern` is signed with d=domain,
-    s=selector and the key `key_id` (rotator's own copy at key_path)."""
-
-    key_id: str
-    domain: str
-    selector: str
-    key_path: str  # text, not Path: a million entries are built at start-up
-    signing_pattern: str  # "*@example.com" or "*@*.example.com"
-    algorithm: str = "rsa"  # rsa | ed25519
-    second: bool = False  # the ESP's feedback-loop signature, added beside the customer's
-    # where its public key is served (for probes that verify a signature on the spot)
-    zone: str = ""
-    record_name: str = ""
-
-
-@dataclass(frozen=True)
-class TargetResult:
-    """One signer target's outcome: files written, reloaded, probed (or why not)."""
-
-    target: str
-    ok: bool
-    detail: str  # "signs with s=... d=... (verified)", "probe off: not proven", or the error
-    proven: bool = False  # a live signer was seen to sign with the keys checked
-
-    def as_json(self) -> dict[str, object]:
-        return {"target": self.target, "ok": self.ok, "proven": self.proven, "detail": self.detail}
-
-
-class SigningRow(NamedTuple):
-    """One signature an active key makes, as the store reads it in bulk."""
-
-    key_id: str
-    domain: str
-    selector: str
-    algorithm: str
-    zone: str
-    record_name: str
-    signing_pattern: str
-    second: bool  # an ESP key signing for a customer that carries its signature
-
-
-SIGNING_KEY_COLUMNS = ("key_id", "domain", "selector", "algorithm", "zone", "record_name")
-
-
-@dataclass(frozen=True)
-class SignerChange:
-    """What one activation changes: the entries that start signing and the keys that stop.
-    `everything` reads the complete set from the log, for whatever needs it (a target
-    written for the first time, or a table that lists every key); the change itself is
-    O(keys switched), whatever the number of identities."""
-
-    added: tuple[SigningEntry, ...]
-    removed: tuple[SigningEntry, ...]  # the entries of the keys that stop signing
-    everything: Callable[[], Sequence[SigningEntry]]
-
-
 class KeyPool(Protocol):
     """Keys generated ahead of need, kept apart until an identity takes one."""
 
@@ -216,45 +166,6 @@ class KeyPool(Protocol):
 
     def discard(self, keep: set[str] | None = None) -> list[str]:
         """Wipe the pooled keys (those not in `keep`); their ids."""
-        ...
-
-
-class Signer(Protocol):
-    """Every signer target rotator keeps in step (one OpenDKIM, or a fleet of MTAs)."""
-
-    def locked(self) -> AbstractContextManager[None]:
-        """Exclusive across processes (daemon and operator commands): read the state and
-        write the signers inside it."""
-        ...
-
-    def apply(
-        self, entries: Callable[[], Sequence[SigningEntry]], check: Sequence[SigningEntry] = ()
-    ) -> list[TargetResult]:
-        """Make every target sign exactly `entries()`: files written atomically (keys
-        before the tables naming them), reload, then a probe through the live signer for
-        each key in `check`. `entries` is called at most once, and only if a target needs
-        it (with none configured, a million entries are not read for nothing). One result
-        per target; a target's failure never raises."""
-        ...
-
-    def change(
-        self, change: SignerChange, check: Sequence[SigningEntry] = ()
-    ) -> list[TargetResult]:
-        """As apply(change.everything()), writing only what the change touches where a
-        target's last write is known to have landed."""
-        ...
-
-    def stamp(self, position: int | None) -> None:
-        """Every target holds the signing set of the log at `position` (None: a write is
-        under way, or failed: nobody knows what they hold)."""
-        ...
-
-    def stamped(self) -> int | None:
-        """The last stamp; None if there is none or a write did not finish."""
-        ...
-
-    def trust(self) -> None:
-        """Take the stamp's word at start-up: the targets hold what the log says."""
         ...
 
 
@@ -356,6 +267,20 @@ class EventStore(Protocol):
 
     def signing_rows(self) -> Iterator[SigningRow]:
         """Every signature the active keys make (the complete signing set)."""
+        ...
+
+    def signing_stream(self) -> Iterator[tuple[Any, ...]]:
+        """signing_rows as tuples in sender order, their MACs not checked."""
+        ...
+
+    def check_signing(self, executor: Executor | None, workers: int) -> Callable[[], None]:
+        """Start checking the MAC of every row signing_stream reads (in the worker
+        processes if given); the returned call waits and raises StoreError for a row
+        that was edited."""
+        ...
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits."""
         ...
 
     def esp_customers(self, esp_identity: str) -> list[IdentityState]:

@@ -4,6 +4,7 @@ its filters (every one served by an index)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import Executor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from ..ports_monitoring import IdentityCount, IdentityTimes, KeyCount, StoreCoun
 from ..timeutil import iso, parse_iso
 from .store_rows import event_from_row
 from .store_seal import Sealer, edited
+from .store_signing import ordered_rows, start_check
 
 # the events after which a signer may hold something else than before
 SIGNING_EVENTS = (
@@ -159,6 +161,22 @@ class StoreReads:
                         raise edited(table, values[0])
                 k = parts[0]
                 yield SigningRow._make([*(k[j] for j in pick), parts[1][pattern], second])
+
+    def signing_stream(self) -> Iterator[tuple[Any, ...]]:
+        """Every signature in sender order, as SigningRow-shaped tuples, MACs not checked
+        (check_signing does that): a million rows in bounded memory."""
+        return ordered_rows(self.db.conn)
+
+    def check_signing(self, executor: Executor | None, workers: int) -> Callable[[], None]:
+        """Start checking the MAC of every row signing_stream reads; the returned call
+        waits for it and raises StoreError for an edited row."""
+        if self.sealer is None:
+            return lambda: None
+        return start_check(self.db.conn, str(self.path), self.sealer, executor, workers)
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits (PRAGMA data_version)."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
 
     def companions(self, identity: str) -> list[IdentityState]:
         """The dual-algorithm companions of an identity (retired ones too)."""

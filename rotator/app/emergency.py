@@ -140,11 +140,7 @@ class Emergency:
         gone = {k.key_id for k in plan.compromise}
         with self.ctx.signer.locked():
             self.ctx.signer.stamp(None)
-            targets = tuple(
-                self.ctx.signer.apply(
-                    lambda: [e for e in self.signing.entries() if e.key_id not in gone]
-                )
-            )
+            targets = tuple(self.ctx.signer.apply(self.signing.signing_set(gone=gone)))
             signer_error = Declared(targets).signer_error
             try:
                 self.ctx.recorder.append(events, plan.compromise + plan.promote)

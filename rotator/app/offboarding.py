@@ -14,7 +14,7 @@ from ..domain.errors import InputError, NotFound, RotatorError
 from ..domain.model import IdentityState, KeyState
 from ..domain.names import normalize_domain
 from ..domain.states import Mode, Role
-from ..ports import SigningEntry, TargetResult
+from ..ports import TargetResult
 from .context import Context
 from .customer_dns import CustomerDns
 from .retiring import Retiring, retire_events, retiring
@@ -105,14 +105,7 @@ class Offboarding:
         patterns = {i.signing_pattern for i in removal.identities}
         basis = r.basis
         with self.ctx.signer.locked():
-
-            def keep() -> list[SigningEntry]:
-                return [
-                    e
-                    for e in self.signing.entries()
-                    if e.key_id not in gone and not (e.second and e.signing_pattern in patterns)
-                ]
-
+            keep = self.signing.signing_set(gone=gone, unsigned=patterns)
             self.ctx.signer.stamp(None)
             targets = tuple(self.ctx.signer.apply(keep))
             self.ctx.recorder.append(events, basis)

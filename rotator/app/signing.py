@@ -4,6 +4,7 @@ under the signer lock, and rewriting the signer from the log (start-up, emergenc
 from __future__ import annotations
 
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,6 +21,7 @@ from ..ports import SignerChange, SigningEntry, SigningRow, TargetResult
 from .context import Context
 from .recording import TickReport, key_ids, replacement_ids
 from .retiring import Retiring, retire_events, retiring
+from .signing_set import SigningSet
 
 log = structlog.get_logger("rotator")
 
@@ -91,11 +93,9 @@ class Signing:
                 pred = {i.identity: i for i in s.handover.identities}
                 removed += [e for k in s.handover.draining for e in self._entries_for(k, pred)]
         leaving = {e.key_id for e in removed} | {s.key.key_id for s in plan}
-
-        def everything() -> list[SigningEntry]:
-            # what signs once this batch is recorded: the log's active keys, less the ones
-            # this batch retires, plus the ones it activates
-            return [e for e in self.entries() if e.key_id not in leaving] + added
+        # what signs once this batch is recorded: the log's active keys, less the ones
+        # this batch retires, plus the ones it activates
+        everything = self.signing_set(gone=leaving, added=added)
 
         # Every target writes, reloads and proves (probe) the new keys; the key is active
         # only when all of them did. A target that lags fails the step, retried with
@@ -191,6 +191,16 @@ class Signing:
             basis += s.handover.basis
         return events, basis
 
+    def signing_set(
+        self,
+        gone: Collection[str] = (),
+        unsigned: Collection[str] = (),
+        added: Sequence[SigningEntry] = (),
+    ) -> SigningSet:
+        """What signs, for a complete write: the log's set less the keys `gone` and the
+        ESP signatures for the patterns `unsigned`, plus `added` (see SigningSet)."""
+        return SigningSet(self.ctx, self.entries, gone, unsigned, added)
+
     def entries(self) -> list[SigningEntry]:
         """What the signer must hold: every active key, under its identity's pattern; an
         ESP key also under the pattern of every customer that opted in to its signature."""
@@ -267,7 +277,7 @@ class Signing:
         with self.ctx.signer.locked():
             head = self.ctx.store.head()
             self.ctx.signer.stamp(None)
-            results = self.ctx.signer.apply(self.entries)
+            results = self.ctx.signer.apply(self.signing_set())
             if all(r.ok for r in results):
                 self.ctx.signer.stamp(head[0] if head else 0)
         failed = [r for r in results if not r.ok]

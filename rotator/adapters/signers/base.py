@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from ...domain.errors import SignerError
-from ...ports import SigningEntry
+from ...ports import SigningEntry, sender_order, signing_row
 
 HEADER = "Written by rotator. Do not edit: it is rewritten on every key activation."
 
@@ -30,6 +31,37 @@ def plain_name(fmt: str, value: str, what: str) -> str:
 KeyReader = Callable[[SigningEntry], bytes]
 
 
+# A table held whole, or spooled to a private temp file (a million lines)
+TableData = bytes | BinaryIO
+
+
+class Spool:
+    """Lines written to a private temp file a chunk at a time: a table of a million lines
+    is never one string in memory."""
+
+    CHUNK = 8192  # lines
+
+    def __init__(self) -> None:
+        self.file: BinaryIO = tempfile.TemporaryFile()  # noqa: SIM115 - handed on open
+        self._lines: list[str] = []
+
+    def write(self, line: str) -> None:
+        self._lines.append(line)
+        if len(self._lines) >= self.CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.file.write("".join(self._lines).encode())
+        self._lines.clear()
+
+    def done(self) -> BinaryIO:
+        """The file, rewound to be read."""
+        self._flush()
+        self.file.flush()
+        self.file.seek(0)
+        return self.file
+
+
 @dataclass(frozen=True)
 class TargetFiles:
     """A target's complete output. Paths are relative to the target directory. Key files
@@ -37,6 +69,8 @@ class TargetFiles:
 
     keys: dict[str, bytes] = field(default_factory=dict)
     tables: dict[str, bytes] = field(default_factory=dict)
+    # tables of a million lines, spooled to private temp files
+    spooled: dict[str, BinaryIO] = field(default_factory=dict)
 
 
 class Format(Protocol):
@@ -83,7 +117,7 @@ def by_sender(entries: Sequence[SigningEntry]) -> dict[str, list[SigningEntry]]:
     """Signing pattern -> its signatures, the customer's own first and the ESP's
     feedback-loop signature after, each group and the whole in a stable order."""
     out: dict[str, list[SigningEntry]] = {}
-    for e in sorted(entries, key=lambda e: (e.signing_pattern, e.second, e.domain, e.selector)):
+    for e in sorted(entries, key=lambda e: sender_order(signing_row(e))):
         out.setdefault(e.signing_pattern, []).append(e)
     return out
 

@@ -37,7 +37,7 @@ class SignerFleet:
         self, entries: Callable[[], Sequence[SigningEntry]], check: Sequence[SigningEntry] = ()
     ) -> list[TargetResult]:
         source = TableSource(entries)
-        return self._each(lambda t: t.write(source.everything()), check)
+        return self._each(lambda t: t.write(source), check)
 
     def stamp(self, position: int | None) -> None:
         text = "writing\n" if position is None else f"{position}\n"

@@ -30,8 +30,14 @@ import os
 import secrets
 import stat
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:  # the installer also runs alone, maybe on an older Python
+    # a table may come spooled in a file (a million lines) rather than as bytes
+    Data = bytes | BinaryIO
+CHUNK = 1 << 20
 
 VERSION = 2  # 2: a bundle may be partial ("remove"); full bundles are still version 1
 KEYS = "keys"
@@ -48,7 +54,7 @@ def _safe(relative: str) -> Path:
     return p
 
 
-def _same(path: Path, data: bytes, mode: int, gid: int) -> bool:
+def _same(path: Path, data: Data, mode: int, gid: int) -> bool:
     try:
         st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode) or stat.S_IMODE(st.st_mode) != mode:
@@ -56,9 +62,25 @@ def _same(path: Path, data: bytes, mode: int, gid: int) -> bool:
         if gid >= 0 and st.st_gid != gid:
             return False
         with open(path, "rb") as fh:
-            return fh.read() == data
+            if isinstance(data, bytes):
+                return fh.read() == data
+            return _same_stream(fh, data)
     except OSError:
         return False
+
+
+def _same_stream(fh: BinaryIO, data: BinaryIO) -> bool:
+    """Whether a spooled table holds what the file does, a chunk at a time (rewound)."""
+    data.seek(0)
+    try:
+        while True:
+            a, b = fh.read(CHUNK), data.read(CHUNK)
+            if a != b:
+                return False
+            if not a:
+                return True
+    finally:
+        data.seek(0)
 
 
 def _subdir(directory: Path, path: Path, mode: int, gid: int) -> None:
@@ -79,7 +101,7 @@ def _subdir(directory: Path, path: Path, mode: int, gid: int) -> None:
             os.chown(sub, -1, gid)
 
 
-def _stage(directory: Path, relative: str, data: bytes, mode: int, gid: int) -> Path | None:
+def _stage(directory: Path, relative: str, data: Data, mode: int, gid: int) -> Path | None:
     """A temp file beside directory/relative holding `data`, to be renamed into place once
     it is on disk; None if the file is there already."""
     path = directory / _safe(relative)
@@ -92,13 +114,24 @@ def _stage(directory: Path, relative: str, data: bytes, mode: int, gid: int) -> 
         if gid >= 0:
             os.fchown(fd, -1, gid)
         os.fchmod(fd, mode)
-        os.write(fd, data)
+        if isinstance(data, bytes):
+            _write_all(fd, data)
+        else:
+            data.seek(0)
+            while chunk := data.read(CHUNK):
+                _write_all(fd, chunk)
     except BaseException:
         os.close(fd)
         os.unlink(tmp)
         raise
     os.close(fd)
     return tmp
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _sync(directory: Path, staged: list[Path]) -> None:
@@ -175,8 +208,8 @@ def apply_bundle(directory: Path, bundle: dict[str, Any], group: str = "") -> di
 
 def install(
     directory: Path,
-    keys: dict[str, tuple[bytes, int]],
-    tables: dict[str, tuple[bytes, int]],
+    keys: Mapping[str, tuple[bytes, int]],
+    tables: Mapping[str, tuple[Data, int]],
     group: str = "",
     manage_keys: bool = True,
     remove: list[str] | None = None,

@@ -11,36 +11,58 @@ SigningTable line:  <pattern> <key_id>
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
-from ...ports import SigningEntry
-from .base import HEADER, PemKeys, by_sender, unique_keys
+from ...ports import SigningEntry, sender_order, signing_row
+from .base import HEADER, PemKeys
 
 KEY_TABLE = "KeyTable"
 SIGNING_TABLE = "SigningTable"
 
 
+def write_tables(
+    rows: Iterable[tuple[Any, ...]],
+    key_path: Callable[[str], str],
+    key_table: Callable[[str], object],
+    signing_table: Callable[[str], object],
+) -> None:
+    """Both tables in one pass over SigningRow-shaped tuples in sender order (a million
+    rows streamed from the store, or a few entries): the KeyTable in the same order, each
+    key once (an ESP key signs for many customers: one KeyTable line, many SigningTable
+    lines)."""
+    key_table(f"# {HEADER}\n")
+    signing_table(f"# {HEADER}\n")
+    shared: set[str] = set()  # the ESP keys listed so far (a customer's key comes once)
+    for key_id, domain, selector, _, _, _, pattern, second in rows:
+        if not second or key_id not in shared:
+            if second:
+                shared.add(key_id)
+            key_table(f"{key_id} {domain}:{selector}:{key_path(key_id)}\n")
+        signing_table(f"{pattern} {key_id}\n")
+
+
+def render_tables(entries: Sequence[SigningEntry], key_path: Callable[[str], str]) -> list[str]:
+    """[KeyTable, SigningTable] for a list of entries (write_tables over them, sorted)."""
+    kt: list[str] = []
+    st: list[str] = []
+    write_tables(
+        sorted(map(signing_row, entries), key=sender_order), key_path, kt.append, st.append
+    )
+    return ["".join(kt), "".join(st)]
+
+
 def render_key_table(entries: Sequence[SigningEntry], key_dir: str) -> str:
-    # An ESP key signs for many customers: one KeyTable line, many SigningTable lines.
-    lines = [
-        f"{e.key_id} {e.domain}:{e.selector}:{key_dir}/{e.key_id}.pem\n"
-        for e in unique_keys(entries)
-    ]
-    return f"# {HEADER}\n" + "".join(lines)
+    return render_tables(entries, lambda key_id: f"{key_dir}/{key_id}.pem")[0]
 
 
 def render_signing_table(entries: Sequence[SigningEntry]) -> str:
-    lines = [
-        f"{e.signing_pattern} {e.key_id}\n" for group in by_sender(entries).values() for e in group
-    ]
-    return f"# {HEADER}\n" + "".join(lines)
+    return render_tables(entries, str)[1]
 
 
 class OpenDkimFormat(PemKeys):
     name = "opendkim"
 
     def tables(self, entries: Sequence[SigningEntry], key_dir: str) -> dict[str, bytes]:
-        return {
-            KEY_TABLE: render_key_table(entries, key_dir).encode(),
-            SIGNING_TABLE: render_signing_table(entries).encode(),
-        }
+        key_table, signing_table = render_tables(entries, lambda k: f"{key_dir}/{k}.pem")
+        return {KEY_TABLE: key_table.encode(), SIGNING_TABLE: signing_table.encode()}

@@ -8,18 +8,19 @@ import base64
 import json
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from ...config_targets import TargetConfig
 from ...domain.errors import SignerError
-from ...ports import SigningEntry
-from .base import HEADER, Format, TargetFiles, render, unique_keys
+from ...ports import SigningEntry, SigningStream
+from .base import Format, Spool, TableData, TargetFiles, render
 from .exim import EximFormat
 from .install import InstallError, install
 from .jsonfile import JsonFormat
 from .kumomta import KumoMtaFormat
-from .opendkim import OpenDkimFormat, render_signing_table
+from .opendkim import OpenDkimFormat, render_signing_table, render_tables, write_tables
 from .probes import Prober
 from .rspamd import RspamdFormat
 
@@ -69,10 +70,28 @@ class SignerTarget:
     def key_dir(self) -> str:
         return str(self.config.directory / "keys")
 
-    def write(self, entries: Sequence[SigningEntry]) -> None:
-        """Deliver the files for `entries` and reload. SignerError with the reason."""
+    def complete(self, source: TableSource) -> TargetFiles:
+        """Everything this target holds. The older [signer] table is rendered from the
+        store's stream (a million identities in bounded memory); the rest from the list
+        of entries."""
+        stream = source.stream
+        if stream is None or self.config.legacy_tables is None:
+            return self.files(self.select(source.everything()))
+        key_table, signing_table = self.config.legacy_tables
+        algorithms = self.config.algorithms
+
+        def tables(rows: Iterator[tuple[Any, ...]]) -> dict[str, BinaryIO]:
+            kt, st = Spool(), Spool()
+            mine = (r for r in rows if r[3] in algorithms)
+            write_tables(mine, stream.key_path, kt.write, st.write)
+            return {key_table.name: kt.done(), signing_table.name: st.done()}
+
+        return TargetFiles(spooled=stream.render(tables))
+
+    def write(self, source: TableSource) -> None:
+        """Deliver the complete files and reload. SignerError with the reason."""
         self.synced = False
-        self._deliver(self.files(self.select(entries)))
+        self._deliver(self.complete(source))
         self.synced = True
         self._reload()
 
@@ -83,7 +102,7 @@ class SignerTarget:
         and wipe the key files of `removed`; then reload. Only once a complete write has
         landed: the first write of a process, or the one after a failure, is complete."""
         if not self.synced or self.config.legacy_tables is not None:
-            self.write(tables.everything())
+            self.write(tables)
             return
         self.synced = False
         mine = self.select(added)
@@ -103,7 +122,10 @@ class SignerTarget:
         if cfg.legacy_tables is not None:
             directory = cfg.legacy_tables[0].parent
         keys = {n: (d, cfg.key_mode) for n, d in files.keys.items()}
-        tables = {n: (d, cfg.table_mode) for n, d in files.tables.items()}
+        tables: dict[str, tuple[TableData, int]] = {
+            n: (d, cfg.table_mode) for n, d in files.tables.items()
+        }
+        tables.update((n, (f, cfg.table_mode)) for n, f in files.spooled.items())
         manage = cfg.legacy_tables is None  # the older layout names rotator's own key files
         if cfg.local:
             try:
@@ -170,6 +192,8 @@ class TableSource:
 
     def __init__(self, everything: Callable[[], Sequence[SigningEntry]]) -> None:
         self._read = everything
+        # the store's stream, where the caller has one (tables of a million lines)
+        self.stream = everything if isinstance(everything, SigningStream) else None
         self._all: Sequence[SigningEntry] | None = None
         self.lock = threading.Lock()
 
@@ -183,14 +207,15 @@ class TableSource:
         return target.format.tables(target.select(self.everything()), target.key_dir)
 
 
-def _spec(data: bytes, mode: int) -> dict[str, str]:
-    return {"data": base64.b64encode(data).decode(), "mode": f"{mode:04o}"}
+def _spec(data: TableData, mode: int) -> dict[str, str]:
+    whole = data if isinstance(data, bytes) else data.read()  # a remote bundle is one JSON
+    return {"data": base64.b64encode(whole).decode(), "mode": f"{mode:04o}"}
 
 
 def legacy_key_table(entries: Sequence[SigningEntry]) -> str:
     # rotator's own key copies, as the KeyTable of older configs named them
-    lines = [f"{e.key_id} {e.domain}:{e.selector}:{e.key_path}\n" for e in unique_keys(entries)]
-    return f"# {HEADER}\n" + "".join(lines)
+    paths = {e.key_id: e.key_path for e in entries}
+    return render_tables(entries, paths.__getitem__)[0]
 
 
 class KeyCache:

@@ -1,0 +1,146 @@
+"""The signer end's types: what one signature is, the complete signing set (as a list or a
+stream), what one activation changes, and the Signer that every target sits behind."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)  # a million of them at a first complete write
+class SigningEntry:
+    """One signature a signer adds: mail matching `signing_pattern` is signed with d=domain,
+    s=selector and the key `key_id` (rotator's own copy at key_path)."""
+
+    key_id: str
+    domain: str
+    selector: str
+    key_path: str  # text, not Path: a million entries are built at start-up
+    signing_pattern: str  # "*@example.com" or "*@*.example.com"
+    algorithm: str = "rsa"  # rsa | ed25519
+    second: bool = False  # the ESP's feedback-loop signature, added beside the customer's
+    # where its public key is served (for probes that verify a signature on the spot)
+    zone: str = ""
+    record_name: str = ""
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """One signer target's outcome: files written, reloaded, probed (or why not)."""
+
+    target: str
+    ok: bool
+    detail: str  # "signs with s=... d=... (verified)", "probe off: not proven", or the error
+    proven: bool = False  # a live signer was seen to sign with the keys checked
+
+    def as_json(self) -> dict[str, object]:
+        return {"target": self.target, "ok": self.ok, "proven": self.proven, "detail": self.detail}
+
+
+class SigningRow(NamedTuple):
+    """One signature an active key makes, as the store reads it in bulk."""
+
+    key_id: str
+    domain: str
+    selector: str
+    algorithm: str
+    zone: str
+    record_name: str
+    signing_pattern: str
+    second: bool  # an ESP key signing for a customer that carries its signature
+
+
+SIGNING_KEY_COLUMNS = ("key_id", "domain", "selector", "algorithm", "zone", "record_name")
+
+T = TypeVar("T")
+
+
+def signing_row(e: SigningEntry) -> tuple[Any, ...]:
+    """An entry as SigningRow-shaped tuple (what SigningStream.render streams)."""
+    return (
+        e.key_id,
+        e.domain,
+        e.selector,
+        e.algorithm,
+        e.zone,
+        e.record_name,
+        e.signing_pattern,
+        int(e.second),
+    )
+
+
+def sender_order(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A SigningRow-shaped tuple's place in every signer table: pattern, the customer's
+    own signature before the ESP's, domain, selector, key id."""
+    return (row[6], int(row[7]), row[1], row[2], row[0])
+
+
+@runtime_checkable
+class SigningStream(Protocol):
+    """The complete signing set, for a signer table at a million identities: called, it
+    is a list of entries; rendered, a stream of SigningRow-shaped tuples in sender order
+    (pattern, second, domain, selector, key id), read in bounded memory."""
+
+    def __call__(self) -> Sequence[SigningEntry]: ...
+
+    def render(self, fn: Callable[[Iterator[tuple[Any, ...]]], T]) -> T:
+        """fn(rows): every row's MAC checked, all of them from one state of the database
+        (fn is called again if the database changed meanwhile: it must start afresh)."""
+        ...
+
+    def key_path(self, key_id: str) -> str:
+        """rotator's own copy of a key (what SigningEntry.key_path holds)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SignerChange:
+    """What one activation changes: the entries that start signing and the keys that stop.
+    `everything` reads the complete set from the log, for whatever needs it (a target
+    written for the first time, or a table that lists every key); the change itself is
+    O(keys switched), whatever the number of identities."""
+
+    added: tuple[SigningEntry, ...]
+    removed: tuple[SigningEntry, ...]  # the entries of the keys that stop signing
+    everything: Callable[[], Sequence[SigningEntry]]
+
+
+class Signer(Protocol):
+    """Every signer target rotator keeps in step (one OpenDKIM, or a fleet of MTAs)."""
+
+    def locked(self) -> AbstractContextManager[None]:
+        """Exclusive across processes (daemon and operator commands): read the state and
+        write the signers inside it."""
+        ...
+
+    def apply(
+        self, entries: Callable[[], Sequence[SigningEntry]], check: Sequence[SigningEntry] = ()
+    ) -> list[TargetResult]:
+        """Make every target sign exactly `entries()`: files written atomically (keys
+        before the tables naming them), reload, then a probe through the live signer for
+        each key in `check`. `entries` is called at most once, and only if a target needs
+        it (with none configured, a million entries are not read for nothing). One result
+        per target; a target's failure never raises."""
+        ...
+
+    def change(
+        self, change: SignerChange, check: Sequence[SigningEntry] = ()
+    ) -> list[TargetResult]:
+        """As apply(change.everything()), writing only what the change touches where a
+        target's last write is known to have landed."""
+        ...
+
+    def stamp(self, position: int | None) -> None:
+        """Every target holds the signing set of the log at `position` (None: a write is
+        under way, or failed: nobody knows what they hold)."""
+        ...
+
+    def stamped(self) -> int | None:
+        """The last stamp; None if there is none or a write did not finish."""
+        ...
+
+    def trust(self) -> None:
+        """Take the stamp's word at start-up: the targets hold what the log says."""
+        ...
