@@ -42,6 +42,9 @@ _ORDERED = (
 
 # a worker's share of the check: enough parts that two workers finish together
 PARTS_PER_WORKER = 4
+# below this many keys (rowids) the check runs here: starting worker processes would
+# cost more than it saves
+PARALLEL_FROM = 50_000
 
 
 def ordered_rows(conn: sqlite3.Connection) -> Iterator[tuple[Any, ...]]:
@@ -98,8 +101,9 @@ def start_check(
     """Start checking that every row the signing set reads carries its MAC: spread over
     the worker processes if there is a pool (while the caller renders its tables), here
     and now otherwise. The returned call waits and raises StoreError (the first refusal)."""
-    if executor is None or workers < 2:
-        for low, high in parts(conn, 1):
+    span = parts(conn, 1)
+    if executor is None or workers < 2 or not span or span[0][1] - span[0][0] < PARALLEL_FROM:
+        for low, high in span:
             problem = _check(conn, sealer, low, high)
             if problem:
                 raise StoreError(problem)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from rotator.adapters import store_signing
 from rotator.adapters.keystore_fs import FsKeyStore
 from rotator.adapters.signers.install import install
 from rotator.adapters.signers.probes import Prober
@@ -134,11 +135,25 @@ def test_an_edited_row_is_refused_here(app: Application, tmp_path: Path) -> None
         streamed(legacy(tmp_path, ("ed25519", "rsa")), app.signing.signing_set())
 
 
-def test_an_edited_row_is_refused_by_the_worker_processes(app: Application, tmp_path: Path) -> None:
+def test_an_edited_row_is_refused_by_the_worker_processes(
+    app: Application, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_signing, "PARALLEL_FROM", 0)  # workers even for a few rows
     app.ctx.pool = WorkerPool(2)
+    submitted = 0
+    real = app.ctx.pool.executor()
+    original = real.submit
+
+    def counted(*args: Any, **kw: Any) -> Any:
+        nonlocal submitted
+        submitted += 1
+        return original(*args, **kw)
+
+    monkeypatch.setattr(real, "submit", counted)
     source = app.signing.signing_set()
     target = legacy(tmp_path, ("ed25519", "rsa"))
     assert streamed(target, source)  # checked in the workers, and found sound
+    assert submitted >= 2
     edit(app)
     with pytest.raises(StoreError, match=r"identities row zeta\.example was not written by"):
         streamed(target, app.signing.signing_set())
