@@ -13,6 +13,7 @@ from .adapters.keypool_fs import FsKeyPool
 from .adapters.keystore_fs import FsKeyStore
 from .adapters.lock import FlockDaemonLock
 from .adapters.probe import AuthoritativeProbe
+from .adapters.row_spool import FileRows
 from .adapters.signers.fleet import SignerFleet
 from .adapters.signers.probes import Prober
 from .adapters.signers.target import SignerTarget, key_reader
@@ -160,5 +161,6 @@ def build(config: Config, readonly: bool = False, command: bool = True) -> App:
         pool_sizes={kind: n for kind, n in pool_sizes.items() if n > 0},
         safety_max_share=config.safety.max_share,
         safety_min_keys=config.safety.min_keys,
+        row_buffer=FileRows,
     )
     return App(config, policies, store, ctx)

@@ -17,6 +17,8 @@ from .domain.verification import DelegationView as DelegationView
 from .domain.verification import Observation as Observation  # re-exported for adapters
 from .ports_monitoring import StoreCounts as StoreCounts
 from .ports_signing import SIGNING_KEY_COLUMNS as SIGNING_KEY_COLUMNS
+from .ports_signing import ListRows as ListRows
+from .ports_signing import RowBuffer as RowBuffer
 from .ports_signing import Signer as Signer
 from .ports_signing import SignerChange as SignerChange
 from .ports_signing import SigningEntry as SigningEntry
@@ -247,6 +249,10 @@ class EventStore(Protocol):
 
     def count_keys(self, state: str, up_to: int | None = None) -> int:
         """How many keys are in `state`; with `up_to`, counting stops there."""
+        ...
+
+    def signing_set_changed_since(self, position: int) -> bool:
+        """Whether an event after `position` changes which keys sign for which senders."""
         ...
 
     def signing_changed_since(self, position: int) -> bool:

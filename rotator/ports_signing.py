@@ -95,6 +95,45 @@ class SigningStream(Protocol):
         ...
 
 
+class RowBuffer(Protocol):
+    """The signing set a write rendered, kept for the next change to patch (SigningRow-shaped
+    tuples in sender order): an activation among a million identities then reads neither
+    the store nor a million MACs."""
+
+    def add(self, row: tuple[Any, ...]) -> None: ...
+
+    def tee(self, rows: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+        """Each of `rows`, added as it passes."""
+        ...
+
+    def rows(self) -> Iterator[tuple[Any, ...]]:
+        """Every row added, in order (one reader at a time, once adding is done)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ListRows:
+    """A RowBuffer in memory (tests, and where no file-backed one is configured)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Any, ...]] = []
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        self.items.append(row)
+
+    def tee(self, rows: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+        for row in rows:
+            self.items.append(row)
+            yield row
+
+    def rows(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self.items)
+
+    def close(self) -> None:
+        self.items = []
+
+
 @dataclass(frozen=True)
 class SignerChange:
     """What one activation changes: the entries that start signing and the keys that stop.

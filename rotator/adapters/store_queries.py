@@ -38,6 +38,9 @@ SIGNING_EVENTS = (
     "KeyDestroyed",
 )
 
+# the events after which the signing set may differ (see signing_set_changed_since)
+SET_EVENTS = ("KeyActivated", "DrainStarted", "KeyCompromised", "IdentityAdded", "IdentityRemoved")
+
 
 class StoreReads:
     db: sqlite_utils.Database
@@ -194,6 +197,18 @@ class StoreReads:
         row = self.db.execute(
             f"SELECT 1 FROM events WHERE position > ? AND +type IN ({marks}) LIMIT 1",
             [position, *SIGNING_EVENTS],
+        ).fetchone()
+        return row is not None
+
+    def signing_set_changed_since(self, position: int) -> bool:
+        # Only these change which keys sign for which senders: a key becomes active
+        # (KeyActivated) or stops (DrainStarted, KeyCompromised: the only ways out of
+        # active); an identity comes (an ESP customer carries the ESP's signature at once)
+        # or goes. Revocations and destructions concern keys that no longer sign.
+        marks = ",".join("?" * len(SET_EVENTS))
+        row = self.db.execute(
+            f"SELECT 1 FROM events WHERE position > ? AND +type IN ({marks}) LIMIT 1",
+            [position, *SET_EVENTS],
         ).fetchone()
         return row is not None
 

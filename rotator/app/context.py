@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..ports import (
@@ -10,9 +11,11 @@ from ..ports import (
     EventStore,
     KeyPool,
     KeyStore,
+    ListRows,
     NameserverProbe,
     PolicySource,
     Publisher,
+    RowBuffer,
     Signer,
     Workers,
 )
@@ -43,6 +46,9 @@ class Context:
     # (algorithm, bits) -> how many keys the pool keeps: the largest [key] pool of the
     # policies of that kind
     pool_sizes: dict[tuple[str, int], int] = field(default_factory=dict)
+    # where the signing set last written is kept for the next change to patch (a private
+    # temp file in the daemon: a million rows)
+    row_buffer: Callable[[], RowBuffer] = ListRows
     recorder: Recorder = field(init=False)
 
     def __post_init__(self) -> None:

@@ -17,7 +17,7 @@ from ..domain.model import IdentityState, KeyState
 from ..domain.names import pattern_problem
 from ..domain.policy import Policy
 from ..domain.states import Action, Role, State
-from ..ports import SignerChange, SigningEntry, SigningRow, TargetResult
+from ..ports import RowBuffer, SignerChange, SigningEntry, SigningRow, TargetResult
 from .context import Context
 from .recording import TickReport, key_ids, replacement_ids
 from .retiring import Retiring, retire_events, retiring
@@ -40,6 +40,9 @@ class _Switch:
 class Signing:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        # (log position, rows) of the signing set the last complete write or change
+        # rendered, while the targets hold it: the next change patches it
+        self.base: tuple[int, RowBuffer] | None = None
         # when the last activation finished and how long it took (time.monotonic)
         self.last_finished = 0.0
         self.last_took = 0.0
@@ -95,7 +98,7 @@ class Signing:
         leaving = {e.key_id for e in removed} | {s.key.key_id for s in plan}
         # what signs once this batch is recorded: the log's active keys, less the ones
         # this batch retires, plus the ones it activates
-        everything = self.signing_set(gone=leaving, added=added)
+        everything = self.signing_set(gone=leaving, added=added, base=self._base())
 
         # Every target writes, reloads and proves (probe) the new keys; the key is active
         # only when all of them did. A target that lags fails the step, retried with
@@ -112,6 +115,7 @@ class Signing:
             )
             details = tuple(r.as_json() for r in results)
             recorder.failed([s.key for s in plan], Action.ACTIVATE, reason, report, now, details)
+            self.stamp_lost()
             return 0
         faults.point("after-signer-written")
         targets = tuple(r.as_json() for r in results)
@@ -127,13 +131,40 @@ class Signing:
                 b for b in batches if recorder.outcomes(b[0], b[1], report, Action.ACTIVATE)
             ]
         if len(recorded) == len(batches):
-            self.stamp()
+            self.stamp(everything)
+        else:
+            self.stamp_lost()
         return len(batches) - len(recorded)
 
-    def stamp(self) -> None:
-        """The targets hold the log's signing set as of now (called inside the lock)."""
+    def stamp(self, written: SigningSet | None = None) -> None:
+        """The targets hold the log's signing set as of now (called inside the lock); it
+        is what `written` rendered, if given: the next change patches it."""
         head = self.ctx.store.head()
-        self.ctx.signer.stamp(head[0] if head else 0)
+        position = head[0] if head else 0
+        self.ctx.signer.stamp(position)
+        self._keep_base(position, written.written if written is not None else None)
+
+    def stamp_lost(self) -> None:
+        self._keep_base(0, None)
+
+    def _keep_base(self, position: int, rows: RowBuffer | None) -> None:
+        if self.base is not None and self.base[1] is not rows:
+            self.base[1].close()
+        self.base = (position, rows) if rows is not None else None
+
+    def _base(self) -> RowBuffer | None:
+        """The set the last write rendered, if the log and the stamp say the targets
+        still hold it: nothing that changes what signs was recorded since (by an
+        operator's command, say), and nobody else wrote the targets."""
+        if self.base is None:
+            return None
+        position, rows = self.base
+        if self.ctx.signer.stamped() == position and not self.ctx.store.signing_set_changed_since(
+            position
+        ):
+            return rows
+        self.stamp_lost()
+        return None
 
     def _identities_for(self, keys: list[KeyState]) -> dict[str, IdentityState]:
         """The identities these keys sign for: their own, and for an ESP key every
@@ -196,10 +227,12 @@ class Signing:
         gone: Collection[str] = (),
         unsigned: Collection[str] = (),
         added: Sequence[SigningEntry] = (),
+        base: RowBuffer | None = None,
     ) -> SigningSet:
-        """What signs, for a complete write: the log's set less the keys `gone` and the
-        ESP signatures for the patterns `unsigned`, plus `added` (see SigningSet)."""
-        return SigningSet(self.ctx, self.entries, gone, unsigned, added)
+        """What signs, for a complete write: the log's set (or `base`, the set last
+        written) less the keys `gone` and the ESP signatures for the patterns `unsigned`,
+        plus `added` (see SigningSet)."""
+        return SigningSet(self.ctx, self.entries, gone, unsigned, added, base)
 
     def entries(self) -> list[SigningEntry]:
         """What the signer must hold: every active key, under its identity's pattern; an
@@ -277,9 +310,14 @@ class Signing:
         with self.ctx.signer.locked():
             head = self.ctx.store.head()
             self.ctx.signer.stamp(None)
-            results = self.ctx.signer.apply(self.signing_set())
+            everything = self.signing_set()
+            results = self.ctx.signer.apply(everything)
             if all(r.ok for r in results):
-                self.ctx.signer.stamp(head[0] if head else 0)
+                position = head[0] if head else 0
+                self.ctx.signer.stamp(position)
+                self._keep_base(position, everything.written)
+            else:
+                self.stamp_lost()
         failed = [r for r in results if not r.ok]
         if failed:
             raise SignerError("; ".join(f"target {r.target}: {r.detail}" for r in failed))

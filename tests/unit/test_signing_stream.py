@@ -15,6 +15,8 @@ import pytest
 
 from rotator.adapters import store_signing
 from rotator.adapters.keystore_fs import FsKeyStore
+from rotator.adapters.row_spool import FileRows
+from rotator.adapters.signers.fleet import SignerFleet
 from rotator.adapters.signers.install import install
 from rotator.adapters.signers.probes import Prober
 from rotator.adapters.signers.target import SignerTarget, TableSource, key_reader
@@ -183,8 +185,9 @@ def test_a_commit_meanwhile_renders_again(app: Application, tmp_path: Path) -> N
         other.commit()
         return 0
 
+    assert source.render(always) == 0  # the same write's next target: the rows it kept
     with pytest.raises(SignerError, match="kept changing"):
-        source.render(always)
+        app.signing.signing_set().render(always)
     other.close()
 
 
@@ -206,3 +209,133 @@ def test_the_installer_takes_a_spooled_table(app: Application, tmp_path: Path) -
     (out / "SigningTable").write_bytes(want["SigningTable"][:-3])
     assert install(out, {}, tables, manage_keys=False)["written"] == 1
     assert (out / "SigningTable").read_bytes() == want["SigningTable"]
+
+
+# --- a change patches the set the last write rendered -------------------------------------
+
+
+@pytest.fixture
+def fleet_app(tmp_path: Path) -> Iterator[Application]:
+    """A sealed store and the older [signer] OpenDKIM table as the one real target."""
+    store = SqliteEventStore(tmp_path / "r.db", sealer=Sealer(b"k" * 32))
+    dns = FakeDns()
+    policies = {"demo": demo_policy()}
+    fleet = SignerFleet([legacy(tmp_path, ("ed25519", "rsa"))], tmp_path / "signer.lock")
+    keystore = FsKeyStore(tmp_path / "keys")
+    ctx = Context(store, policies.__getitem__, dns, dns, keystore, fleet, ManualClock(),
+                  row_buffer=FileRows)  # fmt: skip
+    ctx.safety_min_keys = 1000  # every key rotates at once, round after round
+    app = Application(ctx)
+    app.onboarding.add_esp(ESP, "demo")
+    app.onboarding.add_customers(
+        [
+            CustomerRow(
+                customer=f"C{i}",
+                domain=f"c{i}.example",
+                mode="third-party",
+                policy="demo",
+                signing_domain=f"c{i}.esp-dkim.test",
+                **({"esp_signature": ESP} if i % 2 else {}),
+            )
+            for i in range(6)
+        ]
+    )
+    app.lifecycle.tick()
+    yield app
+    store.close()
+
+
+def tables(tmp_path: Path) -> dict[str, str]:
+    return {n: (tmp_path / "o" / n).read_text() for n in ("KeyTable", "SigningTable")}
+
+
+def from_store(app: Application, tmp_path: Path) -> dict[str, str]:
+    """The tables a complete write from the store renders now."""
+    fresh = legacy(tmp_path / "fresh", ("ed25519", "rsa"))
+    files = fresh.complete(TableSource(app.signing.signing_set()))
+    return {n: f.read().decode() for n, f in files.spooled.items()}
+
+
+def reads(app: Application, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Each read of the complete signing set from the store, from now on."""
+    seen: list[str] = []
+    store = app.ctx.store
+    for name in ("signing_stream", "signing_rows"):
+        real = getattr(store, name)
+
+        def counted(*a: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+            seen.append(_name)
+            return _real(*a, **kw)
+
+        monkeypatch.setattr(store, name, counted)
+    return seen
+
+
+def test_an_activation_patches_the_last_written_tables(
+    fleet_app: Application, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = fleet_app
+    assert app.signing.base is not None  # the first activation wrote the set and kept it
+    seen = reads(app, monkeypatch)
+    first = {k.key_id for k in app.ctx.store.list_keys(state=State.ACTIVE)}
+    for _ in range(3):  # every identity's key rotates (the ESP's too), three times over
+        app.ctx.clock.advance(61)  # type: ignore[attr-defined]
+        app.lifecycle.tick()
+        app.lifecycle.tick()
+    now = {k.key_id for k in app.ctx.store.list_keys(state=State.ACTIVE)}
+    assert len(now) == len(first) == 7 and not now & first
+    assert seen == []  # not one complete read of the store: each change patched the last
+    written = tables(tmp_path)
+    assert written == from_store(app, tmp_path)
+    esp = next(k for k in app.ctx.store.list_keys(state=State.ACTIVE) if k.domain == ESP)
+    assert written["SigningTable"].count(esp.key_id) == 3
+
+
+def test_what_an_operator_records_meanwhile_makes_the_next_change_read_the_store(
+    fleet_app: Application, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = fleet_app
+    seen = reads(app, monkeypatch)
+    # a customer who carries the ESP's signature from the start: the set changed, with
+    # no activation of this process to patch it
+    app.onboarding.add_customers(
+        [
+            CustomerRow(
+                customer="N",
+                domain="n.example",
+                mode="third-party",
+                policy="demo",
+                signing_domain="n.esp-dkim.test",
+                esp_signature=ESP,
+            )
+        ]
+    )
+    app.ctx.clock.advance(61)  # type: ignore[attr-defined]
+    app.lifecycle.tick()
+    app.lifecycle.tick()
+    assert "signing_stream" in seen
+    assert tables(tmp_path) == from_store(app, tmp_path)
+    assert "*@n.example" in tables(tmp_path)["SigningTable"]
+    # another process wrote the targets (its stamp): no base either
+    seen.clear()
+    app.ctx.signer.stamp(12345)
+    app.ctx.clock.advance(61)  # type: ignore[attr-defined]
+    app.lifecycle.tick()
+    app.lifecycle.tick()
+    assert "signing_stream" in seen
+    assert tables(tmp_path) == from_store(app, tmp_path)
+
+
+def test_rows_kept_in_a_file_come_back_as_they_went_in() -> None:
+    rows = FileRows()
+    want = [
+        ("k1", "a.example", "s1", "rsa", "a.example", "s1._domainkey.a.example.", "*@a.example", 0),
+        ("k2", "é.example", "s2", "ed25519", "", "", "*@*.b", 1),
+    ]
+    for r in want * 5000:
+        rows.add(r)
+    assert list(rows.rows()) == want * 5000
+    assert list(rows.rows()) == want * 5000  # read again
+    with pytest.raises(SignerError, match="separator or a line break"):
+        rows.add(("k\n3", "a", "s", "rsa", "", "", "*@a", 0))
+    rows.close()
