@@ -5,6 +5,7 @@ signer is reloaded and, for the keys being switched to, probed."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import subprocess
 import threading
@@ -20,7 +21,14 @@ from .exim import EximFormat
 from .install import InstallError, install
 from .jsonfile import JsonFormat
 from .kumomta import KumoMtaFormat
-from .opendkim import OpenDkimFormat, render_signing_table, render_tables, write_tables
+from .opendkim import (
+    KEY_TABLE,
+    SIGNING_TABLE,
+    OpenDkimFormat,
+    render_signing_table,
+    render_tables,
+    write_tables,
+)
 from .probes import Prober
 from .rspamd import RspamdFormat
 
@@ -72,19 +80,35 @@ class SignerTarget:
 
     def complete(self, source: TableSource) -> TargetFiles:
         """Everything this target holds. The older [signer] table is rendered from the
-        store's stream (a million identities in bounded memory); the rest from the list
-        of entries."""
-        stream = source.stream
-        if stream is None or self.config.legacy_tables is None:
+        signing set's stream (a million identities in bounded memory); the rest from the
+        list of entries."""
+        if source.stream is None or self.config.legacy_tables is None:
             return self.files(self.select(source.everything()))
-        key_table, signing_table = self.config.legacy_tables
+        return self.table_files(source)
+
+    def table_files(self, source: TableSource) -> TargetFiles:
+        """This target's tables alone. OpenDKIM's two (either layout) are streamed when
+        the signing set streams: written a line at a time into spooled temp files."""
+        stream = source.stream
+        legacy = self.config.legacy_tables
+        if stream is None or (legacy is None and not isinstance(self.format, OpenDkimFormat)):
+            return TargetFiles(tables=source.tables(self))
+        if legacy is not None:  # rotator's own key copies, under the configured names
+            names, key_path = (legacy[0].name, legacy[1].name), stream.key_path
+        else:
+            key_dir = self.key_dir
+            names = (KEY_TABLE, SIGNING_TABLE)
+
+            def key_path(key_id: str) -> str:
+                return f"{key_dir}/{key_id}.pem"
+
         algorithms = self.config.algorithms
 
         def tables(rows: Iterator[tuple[Any, ...]]) -> dict[str, BinaryIO]:
             kt, st = Spool(), Spool()
             mine = (r for r in rows if r[3] in algorithms)
-            write_tables(mine, stream.key_path, kt.write, st.write)
-            return {key_table.name: kt.done(), signing_table.name: st.done()}
+            write_tables(mine, key_path, kt.write, st.write)
+            return {names[0]: kt.done(), names[1]: st.done()}
 
         return TargetFiles(spooled=stream.render(tables))
 
@@ -108,9 +132,8 @@ class SignerTarget:
         mine = self.select(added)
         keep = {self.format.key_name(e) for e in mine}
         gone = sorted({self.format.key_name(e) for e in self.select(removed)} - keep)
-        files = TargetFiles(
-            keys=self.format.key_files(mine, self.read_key),
-            tables=tables.tables(self),
+        files = dataclasses.replace(
+            self.table_files(tables), keys=self.format.key_files(mine, self.read_key)
         )
         self._deliver(files, remove=gone)
         self.synced = True
