@@ -18,7 +18,6 @@ from rotator.adapters.keystore_fs import FsKeyStore
 from rotator.adapters.row_spool import FileRows
 from rotator.adapters.signers.fleet import SignerFleet
 from rotator.adapters.signers.install import install
-from rotator.adapters.signers.opendkim import OpenDkimFormat
 from rotator.adapters.signers.probes import Prober
 from rotator.adapters.signers.target import SignerTarget, TableSource, key_reader
 from rotator.adapters.store_seal import Sealer
@@ -342,19 +341,23 @@ def test_rows_kept_in_a_file_come_back_as_they_went_in() -> None:
     rows.close()
 
 
-def test_an_opendkim_target_streams_its_tables_for_a_change(
-    app: Application, tmp_path: Path
+@pytest.mark.parametrize("fmt", ["opendkim", "rspamd", "json"])
+def test_a_target_streams_its_tables_for_a_change(
+    app: Application, tmp_path: Path, fmt: str
 ) -> None:
-    # [[targets]] format "opendkim": a change sends the new keys' files and both tables,
-    # streamed as the older layout's are (its complete write still lists the entries)
-    cfg = TargetConfig(name="mx1", format="opendkim", directory=tmp_path / "mx1",
+    # [[targets]] of a format that streams: a change sends the new keys' files and the
+    # tables, rendered a line at a time from the (patched) set, byte for byte what the
+    # list renders (their complete write still lists the entries)
+    cfg = TargetConfig(name="mx1", format=fmt, directory=tmp_path / "mx1",
                        algorithms=("ed25519",))  # fmt: skip
     target = SignerTarget(cfg, key_reader(Path), Prober(ProbeConfig(), lambda z, n: []))
     source = app.signing.signing_set()
     files = target.table_files(TableSource(source))
     assert not files.tables
     got = {n: f.read() for n, f in files.spooled.items()}
-    want = OpenDkimFormat().tables(target.select(source()), target.key_dir)
+    want = target.format.tables(target.select(source()), target.key_dir)
     assert got == want
-    assert got["KeyTable"].count(b"\n") == 1 + len({e.key_id for e in target.select(source())})
-    assert f"{tmp_path}/mx1/keys/".encode() in got["KeyTable"]
+    assert f"{tmp_path}/mx1/keys/".encode() in b"".join(got.values())
+    if fmt == "opendkim":
+        keys = {e.key_id for e in target.select(source())}
+        assert got["KeyTable"].count(b"\n") == 1 + len(keys)

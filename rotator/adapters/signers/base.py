@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from ...domain.errors import SignerError
 from ...ports import SigningEntry, sender_order, signing_row
@@ -87,6 +87,20 @@ class Format(Protocol):
     def tables(self, entries: Sequence[SigningEntry], key_dir: str) -> dict[str, bytes]:
         """The tables for exactly these entries, naming keys under `key_dir` (the absolute
         directory the signer reads them from)."""
+        ...
+
+
+@runtime_checkable
+class StreamedTables(Protocol):
+    """A format whose tables are written a line at a time from the signing set's rows in
+    sender order (a million lines never held in memory)."""
+
+    table_names: tuple[str, ...]
+
+    def write_tables(
+        self, rows: Iterator[tuple[Any, ...]], key_dir: str, out: Sequence[Callable[[str], object]]
+    ) -> None:
+        """Each table's lines to its `out` (in table_names order)."""
         ...
 
 

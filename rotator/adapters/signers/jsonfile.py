@@ -33,18 +33,17 @@ DNS names and paths; JSON escaping covers the rest.
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from ...domain.errors import SignerError
-from ...ports import SigningEntry
+from ...ports import SigningEntry, sender_order, signing_row
 from .base import (
     HEADER,
     SENDER_PATTERN,
     PemKeys,
-    by_sender,
-    key_file,
     plain_name,
     sender_domain,
 )
@@ -54,42 +53,57 @@ DATA = "signing.json"
 ALGORITHMS = {"rsa": "rsa-sha256", "ed25519": "ed25519-sha256"}
 
 
-def _signature(e: SigningEntry, key_dir: str) -> dict[str, str]:
-    if not key_dir.startswith("/"):
-        raise SignerError(f"json: refusing key directory {key_dir!r}: not an absolute path")
-    if e.algorithm not in ALGORITHMS:
-        raise SignerError(f"json: key {e.key_id}: unknown algorithm {e.algorithm!r}")
+def _signature(row: tuple[Any, ...], key_dir: str) -> dict[str, str]:
+    key_id, domain, selector, algorithm, _, _, _, second = row
+    if algorithm not in ALGORITHMS:
+        raise SignerError(f"json: key {key_id}: unknown algorithm {algorithm!r}")
     return {
-        "d": plain_name("json", e.domain, "domain"),
-        "s": plain_name("json", e.selector, "selector"),
-        "algorithm": ALGORITHMS[e.algorithm],
-        "key": f"{key_dir}/{key_file(e).rsplit('/', 1)[1]}",
-        "key_id": e.key_id,
-        "role": "esp" if e.second else "customer",
+        "d": plain_name("json", domain, "domain"),
+        "s": plain_name("json", selector, "selector"),
+        "algorithm": ALGORITHMS[algorithm],
+        "key": f"{key_dir}/{key_id}.pem",
+        "key_id": key_id,
+        "role": "esp" if second else "customer",
     }
 
 
-def document(entries: Sequence[SigningEntry], key_dir: str) -> dict[str, Any]:
-    senders: list[dict[str, Any]] = []
-    for pattern, group in by_sender(entries).items():
+def write_json(rows: Iterable[tuple[Any, ...]], key_dir: str, out: Callable[[str], object]) -> None:
+    """The document, a sender at a time, from SigningRow-shaped tuples in sender order (a
+    million streamed from the store, or a few entries): what json.dumps(indent=2) writes
+    for the whole document."""
+    if not key_dir.startswith("/"):
+        raise SignerError(f"json: refusing key directory {key_dir!r}: not an absolute path")
+    out(f'{{\n  "schema": {json.dumps(SCHEMA)},\n  "comment": {json.dumps(HEADER)},\n')
+    out('  "senders": [')
+    # patterns in normal form (all the store holds) are lower case: one pattern, one
+    # group; one with capitals is remembered (they sort first) to catch its twin
+    previous, capitals, first = None, set(), True
+    for pattern, group in itertools.groupby(rows, key=lambda r: r[6]):
         if not SENDER_PATTERN.fullmatch(pattern.lower()):
             raise SignerError(f"json: refusing signing pattern {pattern!r}: not *@domain")
-        domain = sender_domain(pattern.lower())
-        if any(s["pattern"] == pattern.lower() for s in senders):
+        lower = pattern.lower()
+        if lower == previous or lower in capitals:
             raise SignerError(f"json: signing pattern {pattern!r} is listed twice")
-        senders.append(
-            {
-                "pattern": pattern.lower(),
-                "domain": domain.lstrip("."),
-                "subdomains": domain.startswith("."),
-                "signatures": [_signature(e, key_dir) for e in group],
-            }
-        )
-    return {"schema": SCHEMA, "comment": HEADER, "senders": senders}
+        previous = lower
+        if pattern != lower:
+            capitals.add(lower)
+        domain = sender_domain(lower)
+        sender = {
+            "pattern": lower,
+            "domain": domain.lstrip("."),
+            "subdomains": domain.startswith("."),
+            "signatures": [_signature(r, key_dir) for r in group],
+        }
+        text = json.dumps(sender, indent=2, ensure_ascii=True).replace("\n", "\n    ")
+        out(("\n    " if first else ",\n    ") + text)
+        first = False
+    out("]\n}\n" if first else "\n  ]\n}\n")
 
 
 def render_json(entries: Sequence[SigningEntry], key_dir: str) -> str:
-    return json.dumps(document(entries, key_dir), indent=2, ensure_ascii=True) + "\n"
+    parts: list[str] = []
+    write_json(sorted(map(signing_row, entries), key=sender_order), key_dir, parts.append)
+    return "".join(parts)
 
 
 class JsonFormat(PemKeys):
@@ -97,3 +111,10 @@ class JsonFormat(PemKeys):
 
     def tables(self, entries: Sequence[SigningEntry], key_dir: str) -> dict[str, bytes]:
         return {DATA: render_json(entries, key_dir).encode()}
+
+    table_names = (DATA,)
+
+    def write_tables(
+        self, rows: Iterator[tuple[Any, ...]], key_dir: str, out: Sequence[Callable[[str], object]]
+    ) -> None:
+        write_json(rows, key_dir, out[0])

@@ -11,7 +11,7 @@ SigningTable line:  <pattern> <key_id>
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from ...ports import SigningEntry, sender_order, signing_row
@@ -66,3 +66,10 @@ class OpenDkimFormat(PemKeys):
     def tables(self, entries: Sequence[SigningEntry], key_dir: str) -> dict[str, bytes]:
         key_table, signing_table = render_tables(entries, lambda k: f"{key_dir}/{k}.pem")
         return {KEY_TABLE: key_table.encode(), SIGNING_TABLE: signing_table.encode()}
+
+    table_names = (KEY_TABLE, SIGNING_TABLE)
+
+    def write_tables(
+        self, rows: Iterator[tuple[Any, ...]], key_dir: str, out: Sequence[Callable[[str], object]]
+    ) -> None:
+        write_tables(rows, lambda k: f"{key_dir}/{k}.pem", out[0], out[1])

@@ -37,19 +37,20 @@ them (rotator writes 0640 files with the group _rspamd into its setgid 2750 dire
 from __future__ import annotations
 
 import base64
+import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from ...domain.errors import SignerError
-from ...ports import SigningEntry
+from ...ports import SigningEntry, sender_order, signing_row
 from .base import (
     HEADER,
     SENDER_PATTERN,
     KeyReader,
-    by_sender,
     key_file,
     plain_name,
     sender_domain,
@@ -144,30 +145,48 @@ def key_name(entry: SigningEntry) -> str:
     return key_file(entry, ".ed25519" if entry.algorithm == "ed25519" else ".pem")
 
 
-def render_conf(entries: Sequence[SigningEntry], key_dir: str) -> str:
-    lines = [
+def _key_name(key_id: str, algorithm: str) -> str:
+    return f"keys/{key_id}{'.ed25519' if algorithm == 'ed25519' else '.pem'}"
+
+
+def write_conf(rows: Iterable[tuple[Any, ...]], key_dir: str, out: Callable[[str], object]) -> None:
+    """The include, a line at a time, from SigningRow-shaped tuples in sender order (a
+    million streamed from the store, or a few entries)."""
+    for line in (
         f"# {HEADER}",
         "# Included from local.d/dkim_signing.conf; see rotator/adapters/signers/rspamd.py.",
         "rotator_senders {",
-    ]
-    seen: set[str] = set()
-    for pattern, group in by_sender(entries).items():
+    ):
+        out(line + "\n")
+    # UCL would turn a repeated key into an array of arrays. Patterns in normal form (all
+    # a table ever gets from the store) are lower case, so one sender is one group; a
+    # pattern with capitals is remembered (they sort first) to catch its twin.
+    previous, capitals = None, set()
+    for pattern, group in itertools.groupby(rows, key=lambda r: r[6]):
         sender = _sender(pattern)
-        if sender in seen:  # UCL would turn a repeated key into an array of arrays
+        if sender == previous or sender in capitals:
             raise SignerError(f"rspamd: signing pattern {pattern!r} is listed twice")
-        seen.add(sender)
-        lines.append(f'  "{sender}" = [')
-        for e in group:
+        previous = sender
+        if pattern != pattern.lower():
+            capitals.add(sender)
+        out(f'  "{sender}" = [\n')
+        for key_id, domain, selector, algorithm, _, _, _, second in group:
             d, s = (
-                plain_name("rspamd", e.domain, "domain"),
-                plain_name("rspamd", e.selector, "selector"),
+                plain_name("rspamd", domain, "domain"),
+                plain_name("rspamd", selector, "selector"),
             )
-            path = _path(f"{key_dir}/{key_name(e).rsplit('/', 1)[1]}")
-            role = "esp" if e.second else "customer"
-            lines.append(f'    {{ domain = "{d}"; selector = "{s}"; path = "{path}"; }}, # {role}')
-        lines.append("  ];")
-    lines += ["}", "sign_condition = <<EOD", SIGN_CONDITION.rstrip("\n"), "EOD;", ""]
-    return "\n".join(lines)
+            path = _path(f"{key_dir}/{_key_name(key_id, algorithm).rsplit('/', 1)[1]}")
+            role = "esp" if second else "customer"
+            out(f'    {{ domain = "{d}"; selector = "{s}"; path = "{path}"; }}, # {role}\n')
+        out("  ];\n")
+    for line in ("}", "sign_condition = <<EOD", SIGN_CONDITION.rstrip("\n"), "EOD;"):
+        out(line + "\n")
+
+
+def render_conf(entries: Sequence[SigningEntry], key_dir: str) -> str:
+    lines: list[str] = []
+    write_conf(sorted(map(signing_row, entries), key=sender_order), key_dir, lines.append)
+    return "".join(lines)
 
 
 class RspamdFormat:
@@ -181,3 +200,10 @@ class RspamdFormat:
 
     def tables(self, entries: Sequence[SigningEntry], key_dir: str) -> dict[str, bytes]:
         return {CONF: render_conf(entries, key_dir).encode()}
+
+    table_names = (CONF,)
+
+    def write_tables(
+        self, rows: Iterator[tuple[Any, ...]], key_dir: str, out: Sequence[Callable[[str], object]]
+    ) -> None:
+        write_conf(rows, key_dir, out[0])

@@ -16,14 +16,12 @@ from typing import Any, BinaryIO
 from ...config_targets import TargetConfig
 from ...domain.errors import SignerError
 from ...ports import SigningEntry, SigningStream
-from .base import Format, Spool, TableData, TargetFiles, render
+from .base import Format, Spool, StreamedTables, TableData, TargetFiles, render
 from .exim import EximFormat
 from .install import InstallError, install
 from .jsonfile import JsonFormat
 from .kumomta import KumoMtaFormat
 from .opendkim import (
-    KEY_TABLE,
-    SIGNING_TABLE,
     OpenDkimFormat,
     render_signing_table,
     render_tables,
@@ -87,28 +85,30 @@ class SignerTarget:
         return self.table_files(source)
 
     def table_files(self, source: TableSource) -> TargetFiles:
-        """This target's tables alone. OpenDKIM's two (either layout) are streamed when
-        the signing set streams: written a line at a time into spooled temp files."""
-        stream = source.stream
-        legacy = self.config.legacy_tables
-        if stream is None or (legacy is None and not isinstance(self.format, OpenDkimFormat)):
+        """This target's tables alone: written a line at a time into spooled temp files
+        when the signing set streams and the format can (OpenDKIM in either layout,
+        rspamd); rendered from the list of entries otherwise."""
+        stream, legacy, fmt = source.stream, self.config.legacy_tables, self.format
+        if stream is None or (legacy is None and not isinstance(fmt, StreamedTables)):
             return TargetFiles(tables=source.tables(self))
-        if legacy is not None:  # rotator's own key copies, under the configured names
-            names, key_path = (legacy[0].name, legacy[1].name), stream.key_path
-        else:
-            key_dir = self.key_dir
-            names = (KEY_TABLE, SIGNING_TABLE)
-
-            def key_path(key_id: str) -> str:
-                return f"{key_dir}/{key_id}.pem"
-
         algorithms = self.config.algorithms
+        if legacy is not None:  # rotator's own key copies, under the configured names
+            names: tuple[str, ...] = (legacy[0].name, legacy[1].name)
+
+            def write(rows: Iterator[tuple[Any, ...]], out: list[Spool]) -> None:
+                write_tables(rows, stream.key_path, out[0].write, out[1].write)
+
+        else:
+            assert isinstance(fmt, StreamedTables)
+            names, key_dir = fmt.table_names, self.key_dir
+
+            def write(rows: Iterator[tuple[Any, ...]], out: list[Spool]) -> None:
+                fmt.write_tables(rows, key_dir, [o.write for o in out])
 
         def tables(rows: Iterator[tuple[Any, ...]]) -> dict[str, BinaryIO]:
-            kt, st = Spool(), Spool()
-            mine = (r for r in rows if r[3] in algorithms)
-            write_tables(mine, key_path, kt.write, st.write)
-            return {names[0]: kt.done(), names[1]: st.done()}
+            out = [Spool() for _ in names]
+            write((r for r in rows if r[3] in algorithms), out)
+            return {name: o.done() for name, o in zip(names, out, strict=True)}
 
         return TargetFiles(spooled=stream.render(tables))
 
