@@ -361,3 +361,42 @@ def test_a_target_streams_its_tables_for_a_change(
     if fmt == "opendkim":
         keys = {e.key_id for e in target.select(source())}
         assert got["KeyTable"].count(b"\n") == 1 + len(keys)
+
+
+@pytest.mark.parametrize("fmt", ["opendkim", "rspamd", "json"])
+def test_a_complete_write_streams_key_files_and_tables(
+    app: Application, tmp_path: Path, fmt: str
+) -> None:
+    # a local [[targets]] entry written completely from the stream (the key files read
+    # a batch at a time as the rows pass) holds exactly what the list-based write holds
+    def target(name: str) -> SignerTarget:
+        algorithms = ("ed25519",) if fmt == "opendkim" else ("ed25519", "rsa")
+        cfg = TargetConfig(name=name, format=fmt, directory=tmp_path / name, algorithms=algorithms)
+        reader = key_reader(app.ctx.keystore.path)
+        return SignerTarget(cfg, reader, Prober(ProbeConfig(), lambda z, n: []))
+
+    streamed_t, listed_t = target("streamed"), target("listed")
+    (tmp_path / "streamed" / "keys").mkdir(parents=True)
+    stale = tmp_path / "streamed" / "keys" / "0123456789abcdef.pem"
+    stale.write_bytes(b"a key that left")
+    source = app.signing.signing_set()
+
+    def no_list() -> list[SigningEntry]:
+        raise AssertionError("the complete write read the set as a list")
+
+    source.entries = no_list
+    streamed_t.write(TableSource(source))
+    listed_t._deliver(listed_t.files(listed_t.select(app.signing.signing_set()())))
+
+    def contents(root: Path) -> dict[str, bytes]:
+        # the tables name the key files under their own directory
+        return {
+            str(p.relative_to(root)): p.read_bytes().replace(str(root).encode(), b"<dir>")
+            for p in root.rglob("*")
+            if p.is_file()
+        }
+
+    got, want = contents(tmp_path / "streamed"), contents(tmp_path / "listed")
+    assert got.keys() == want.keys()
+    assert sorted(k for k in got if k.startswith("keys/")) and got == want
+    assert not stale.exists()  # wiped: no table names it

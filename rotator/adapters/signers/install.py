@@ -25,12 +25,13 @@ import binascii
 import ctypes
 import ctypes.util
 import grp
+import itertools
 import json
 import os
 import secrets
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -38,6 +39,7 @@ if TYPE_CHECKING:  # the installer also runs alone, maybe on an older Python
     # a table may come spooled in a file (a million lines) rather than as bytes
     Data = bytes | BinaryIO
 CHUNK = 1 << 20
+KEY_BATCH = 2048  # key files staged, synced and renamed at once
 
 VERSION = 2  # 2: a bundle may be partial ("remove"); full bundles are still version 1
 KEYS = "keys"
@@ -206,9 +208,30 @@ def apply_bundle(directory: Path, bundle: dict[str, Any], group: str = "") -> di
     )
 
 
+def _put(
+    directory: Path, files: Sequence[tuple[str, tuple[Data, int]]], gid: int, counts: dict[str, int]
+) -> None:
+    """Stage every file, put them on disk at once, then rename each into place."""
+    staged: list[tuple[Path, Path]] = []
+    for name, (data, mode) in files:
+        tmp = _stage(directory, name, data, mode, gid)
+        if tmp is None:
+            counts["unchanged"] += 1
+        else:
+            staged.append((tmp, directory / _safe(name)))
+    _sync(directory, [tmp for tmp, _ in staged])
+    for tmp, path in staged:
+        os.replace(tmp, path)
+        counts["written"] += 1
+    _fsync_dir(directory)
+    for sub in {(directory / _safe(n)).parent for n, _ in files}:
+        if sub != directory:
+            _fsync_dir(sub)
+
+
 def install(
     directory: Path,
-    keys: Mapping[str, tuple[bytes, int]],
+    keys: Mapping[str, tuple[bytes, int]] | Iterable[tuple[str, tuple[bytes, int]]],
     tables: Mapping[str, tuple[Data, int]],
     group: str = "",
     manage_keys: bool = True,
@@ -218,32 +241,25 @@ def install(
     Unless `manage_keys` is false (a target whose tables name key files kept elsewhere),
     keys/ holds exactly the bundle's keys: the others are wiped. A partial bundle
     (`remove` given) adds its keys and wipes only the key files `remove` names: one
-    activation among a million keys rewrites what changed, not every key file."""
-    for name, (_, mode) in keys.items():
-        if mode & 0o007:
-            raise InstallError(f"key {name!r}: mode {mode:o} is open to others")
+    activation among a million keys rewrites what changed, not every key file. `keys`
+    may come as (name, (data, mode)) pairs, a batch at a time (a million key files are
+    never all in memory)."""
     gid = grp.getgrnam(group).gr_gid if group else -1
     directory.mkdir(parents=True, exist_ok=True)
     counts = {"written": 0, "unchanged": 0, "removed": 0}
-    for files in (keys, tables):  # keys first: a table never names a missing key
-        staged: list[tuple[Path, Path]] = []
-        for name, (data, mode) in sorted(files.items()):
-            tmp = _stage(directory, name, data, mode, gid)
-            if tmp is None:
-                counts["unchanged"] += 1
-            else:
-                staged.append((tmp, directory / _safe(name)))
-        _sync(directory, [tmp for tmp, _ in staged])
-        for tmp, path in staged:
-            os.replace(tmp, path)
-            counts["written"] += 1
-        _fsync_dir(directory)
-        for sub in {(directory / _safe(n)).parent for n in files}:
-            if sub != directory:
-                _fsync_dir(sub)
+    pairs = iter(sorted(keys.items())) if isinstance(keys, Mapping) else iter(keys)
+    listed: set[str] = set()  # the key files' names
+    while batch := list(itertools.islice(pairs, KEY_BATCH)):
+        for name, (_, mode) in batch:
+            if mode & 0o007:
+                raise InstallError(f"key {name!r}: mode {mode:o} is open to others")
+            listed.add(name)
+        _put(directory, batch, gid, counts)
+    # keys first: a table never names a missing key
+    _put(directory, sorted(tables.items()), gid, counts)
     key_dir = directory / KEYS
     if remove is not None:
-        for name in sorted(set(remove) - set(keys)):
+        for name in sorted(set(remove) - listed):
             path = directory / _safe(name)
             if path.parent != key_dir:
                 raise InstallError(f"refusing to remove {name!r}: not a file in {KEYS}/")
@@ -253,9 +269,9 @@ def install(
         if remove:
             _fsync_dir(key_dir)
     elif manage_keys and key_dir.is_dir():
-        listed = {(directory / _safe(n)).name for n in keys}
+        names = {(directory / _safe(n)).name for n in listed}
         for p in sorted(key_dir.iterdir()):
-            if p.name not in listed and not p.name.startswith("."):
+            if p.name not in names and not p.name.startswith("."):
                 _wipe(p)  # a key that left this signer: its copy goes, zeroed
                 counts["removed"] += 1
             elif p.name.startswith(".") and p.name.endswith(".tmp"):

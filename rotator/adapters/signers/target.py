@@ -9,7 +9,7 @@ import dataclasses
 import json
 import subprocess
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -115,9 +115,51 @@ class SignerTarget:
     def write(self, source: TableSource) -> None:
         """Deliver the complete files and reload. SignerError with the reason."""
         self.synced = False
-        self._deliver(self.complete(source))
+        stream, cfg = source.stream, self.config
+        if (
+            stream is not None
+            and cfg.local
+            and cfg.legacy_tables is None
+            and isinstance(self.format, StreamedTables)
+        ):
+            # tables spooled first, then the key files straight from the rows (a batch at a
+            # time), then the tables, then the keys that left are wiped
+            tables = self.table_files(source).spooled
+            specs = {n: (f, cfg.table_mode) for n, f in tables.items()}
+            stream.render(lambda rows: self._install(self._key_files(rows, stream), specs))
+        else:
+            self._deliver(self.complete(source))
         self.synced = True
         self._reload()
+
+    def _key_files(
+        self, rows: Iterator[tuple[Any, ...]], stream: SigningStream
+    ) -> Iterator[tuple[str, tuple[bytes, int]]]:
+        """Each key file of these rows once, read from rotator's copy as it is needed."""
+        fmt, mode, algorithms = self.format, self.config.key_mode, self.config.algorithms
+        shared: set[str] = set()  # an ESP key signs for many customers: its file once
+        for r in rows:
+            if r[3] not in algorithms or (r[7] and r[0] in shared):
+                continue
+            if r[7]:
+                shared.add(r[0])
+            e = SigningEntry(r[0], r[1], r[2], stream.key_path(r[0]), r[6], r[3], bool(r[7]))
+            for name, data in fmt.key_files([e], self.read_key.uncached).items():
+                yield name, (data, mode)
+
+    def _install(
+        self,
+        keys: Mapping[str, tuple[bytes, int]] | Iterator[tuple[str, tuple[bytes, int]]],
+        tables: Mapping[str, tuple[TableData, int]],
+        remove: list[str] | None = None,
+    ) -> None:
+        cfg = self.config
+        directory = cfg.directory if cfg.legacy_tables is None else cfg.legacy_tables[0].parent
+        manage = cfg.legacy_tables is None  # the older layout names rotator's own key files
+        try:
+            install(directory, keys, tables, group=cfg.key_group, manage_keys=manage, remove=remove)
+        except (InstallError, OSError, KeyError) as exc:
+            raise SignerError(f"cannot write signer tables in {directory}: {exc}") from None
 
     def write_change(
         self, added: Sequence[SigningEntry], removed: Sequence[SigningEntry], tables: TableSource
@@ -141,9 +183,6 @@ class SignerTarget:
 
     def _deliver(self, files: TargetFiles, remove: list[str] | None = None) -> None:
         cfg = self.config
-        directory = cfg.directory
-        if cfg.legacy_tables is not None:
-            directory = cfg.legacy_tables[0].parent
         keys = {n: (d, cfg.key_mode) for n, d in files.keys.items()}
         tables: dict[str, tuple[TableData, int]] = {
             n: (d, cfg.table_mode) for n, d in files.tables.items()
@@ -151,12 +190,7 @@ class SignerTarget:
         tables.update((n, (f, cfg.table_mode)) for n, f in files.spooled.items())
         manage = cfg.legacy_tables is None  # the older layout names rotator's own key files
         if cfg.local:
-            try:
-                install(
-                    directory, keys, tables, group=cfg.key_group, manage_keys=manage, remove=remove
-                )
-            except (InstallError, OSError, KeyError) as exc:
-                raise SignerError(f"cannot write signer tables in {directory}: {exc}") from None
+            self._install(keys, tables, remove)
             return
         bundle: dict[str, object] = {
             "version": 1 if remove is None else 2,
@@ -261,6 +295,13 @@ class KeyCache:
             with self.lock:
                 self.cache[entry.key_id] = data
         return data
+
+    def uncached(self, entry: SigningEntry) -> bytes:
+        """Read without keeping: a complete write streams a million keys' files."""
+        try:
+            return self.path_of(entry.key_id).read_bytes()
+        except OSError as exc:
+            raise SignerError(f"cannot read key {entry.key_id}: {exc.strerror}") from None
 
     def clear(self) -> None:
         with self.lock:
