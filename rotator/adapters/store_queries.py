@@ -191,24 +191,22 @@ class StoreReads:
         return [self._ident(r) for r in rows]
 
     def signing_changed_since(self, position: int) -> bool:
-        # walk the log after `position` by rowid (+type: not through the type index,
-        # which would visit every such event ever recorded)
-        marks = ",".join("?" * len(SIGNING_EVENTS))
-        row = self.db.execute(
-            f"SELECT 1 FROM events WHERE position > ? AND +type IN ({marks}) LIMIT 1",
-            [position, *SIGNING_EVENTS],
-        ).fetchone()
-        return row is not None
+        return self._recorded_since(position, SIGNING_EVENTS)
 
     def signing_set_changed_since(self, position: int) -> bool:
         # Only these change which keys sign for which senders: a key becomes active
         # (KeyActivated) or stops (DrainStarted, KeyCompromised: the only ways out of
         # active); an identity comes (an ESP customer carries the ESP's signature at once)
         # or goes. Revocations and destructions concern keys that no longer sign.
-        marks = ",".join("?" * len(SET_EVENTS))
+        return self._recorded_since(position, SET_EVENTS)
+
+    def _recorded_since(self, position: int, types: Sequence[str]) -> bool:
+        # walk the log after `position` by rowid (+type: not through the type index,
+        # which would visit every such event ever recorded)
+        marks = ",".join("?" * len(types))
         row = self.db.execute(
             f"SELECT 1 FROM events WHERE position > ? AND +type IN ({marks}) LIMIT 1",
-            [position, *SET_EVENTS],
+            [position, *types],
         ).fetchone()
         return row is not None
 

@@ -400,3 +400,23 @@ def test_a_complete_write_streams_key_files_and_tables(
     assert got.keys() == want.keys()
     assert sorted(k for k in got if k.startswith("keys/")) and got == want
     assert not stale.exists()  # wiped: no table names it
+
+
+def test_the_events_that_invalidate_a_kept_set_are_every_way_in_and_out_of_active() -> None:
+    # a change patches the set the last write kept unless one of these was recorded since:
+    # every transition into or out of "active" must be among them (and the identity
+    # events that change the senders), or a patched table would miss it
+    from rotator.adapters.store_queries import SET_EVENTS, SIGNING_EVENTS
+    from rotator.domain.machine import TRANSITIONS
+
+    def sources(t: dict[str, Any]) -> list[str]:
+        return [t["source"]] if isinstance(t["source"], str) else list(t["source"])
+
+    moving = {
+        t["trigger"]
+        for t in TRANSITIONS
+        if t["dest"] is not None and (t["dest"] == "active") != ("active" in sources(t))
+    }
+    assert moving == {"KeyActivated", "DrainStarted", "KeyCompromised"}
+    assert set(SET_EVENTS) == moving | {"IdentityAdded", "IdentityRemoved"}
+    assert set(SET_EVENTS) <= set(SIGNING_EVENTS)
