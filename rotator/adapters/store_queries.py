@@ -23,8 +23,8 @@ from ..ports import (
 from ..ports_monitoring import IdentityCount, IdentityTimes, KeyCount, StoreCounts
 from ..timeutil import iso, parse_iso
 from .store_rows import event_from_row
-from .store_seal import Sealer, edited
-from .store_signing import ordered_rows, start_check
+from .store_seal import Sealer
+from .store_signing import columns, ordered_rows, sealed_rows, start_check
 
 # the events after which a signer may hold something else than before
 SIGNING_EVENTS = (
@@ -140,30 +140,11 @@ class StoreReads:
         complete signing set of a million identities is read at start-up and by a target
         written for the first time. Each row's MAC is checked all the same: a row edited
         behind rotator's back never reaches a signer."""
-        keys, idents = self._columns("keys"), self._columns("identities")
-        checks: list[tuple[str, Callable[[Sequence[Any]], bool]]] = []
-        if self.sealer is not None:
-            checks = [("keys", self.sealer.row_check("keys", keys))]
-            checks.append(("identities", self.sealer.row_check("identities", idents)))
+        keys, idents = columns(self.db.conn, "keys"), columns(self.db.conn, "identities")
         pick = [keys.index(c) for c in SIGNING_KEY_COLUMNS]
-        pattern = idents.index("signing_pattern")
-        cols = ", ".join([f"k.{c}" for c in keys] + [f"i.{c}" for c in idents])
-        n = len(keys)
-        for second, join in (
-            (False, "i.identity = k.identity AND i.role != 'esp'"),
-            # an ESP key signs, second, for each customer that carries its signature
-            # (the condition on '' lets SQLite walk the partial index of ESP customers)
-            # a removed customer's mail is nobody's to sign any more
-            (True, "i.esp_identity = k.identity AND i.esp_identity != '' AND i.retired_at IS NULL"),
-        ):
-            sql = f"SELECT {cols} FROM keys k JOIN identities i ON {join} WHERE k.state = 'active'"
-            for row in self.db.conn.execute(sql):
-                parts = (row[:n], row[n:])
-                for (table, ok), values in zip(checks, parts, strict=False):
-                    if not ok(values):
-                        raise edited(table, values[0])
-                k = parts[0]
-                yield SigningRow._make([*(k[j] for j in pick), parts[1][pattern], second])
+        pattern = len(keys) + idents.index("signing_pattern")
+        for second, row, _ in sealed_rows(self.db.conn, self.sealer):
+            yield SigningRow._make([*(row[j] for j in pick), row[pattern], second])
 
     def signing_stream(self) -> Iterator[tuple[Any, ...]]:
         """Every signature in sender order, as SigningRow-shaped tuples, MACs not checked
@@ -242,9 +223,6 @@ class StoreReads:
             str(r[0])
             for r in self.db.conn.execute("SELECT key_id FROM keys WHERE state != 'destroyed'")
         }
-
-    def _columns(self, table: str) -> list[str]:
-        return [str(r[1]) for r in self.db.execute(f"PRAGMA table_info({table})").fetchall()]
 
     def selectors(self, domain: str) -> set[str]:
         return {

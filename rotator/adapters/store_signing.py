@@ -66,23 +66,40 @@ def check_part(path: str, key: bytes, low: int, high: int) -> str | None:
         conn.close()
 
 
-def _check(conn: sqlite3.Connection, sealer: Sealer, low: int, high: int) -> str | None:
-    keys = [r[1] for r in conn.execute("PRAGMA table_info(keys)")]
-    idents = [r[1] for r in conn.execute("PRAGMA table_info(identities)")]
+def columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def sealed_rows(
+    conn: sqlite3.Connection, sealer: Sealer | None, low: int | None = None, high: int = 0
+) -> Iterator[tuple[bool, tuple[Any, ...], int]]:
+    """(second, the joined key + identity row, the number of key columns) for every
+    signature (of the active keys with rowid in [low, high], if given), each row's MAC
+    checked: StoreError for a row edited behind rotator's back."""
+    keys, idents = columns(conn, "keys"), columns(conn, "identities")
     n = len(keys)
-    key_ok = sealer.row_check("keys", keys)
-    ident_ok = sealer.row_check("identities", idents, offset=n)
+    key_ok = ident_ok = None
+    if sealer is not None:
+        key_ok = sealer.row_check("keys", keys)
+        ident_ok = sealer.row_check("identities", idents, offset=n)
     cols = ", ".join([f"k.{c}" for c in keys] + [f"i.{c}" for c in idents])
-    for _, join in JOINS:
-        sql = (
-            f"SELECT {cols} FROM keys k JOIN identities i ON {join} "
-            "WHERE k.state = 'active' AND k.rowid BETWEEN ? AND ?"
-        )
-        for row in conn.execute(sql, [low, high]):
-            if not key_ok(row):
-                return str(edited("keys", row[0]))
-            if not ident_ok(row):
-                return str(edited("identities", row[n]))
+    span = "" if low is None else " AND k.rowid BETWEEN ? AND ?"
+    for second, join in JOINS:
+        sql = f"SELECT {cols} FROM keys k JOIN identities i ON {join} WHERE k.state = 'active'"
+        for row in conn.execute(sql + span, [] if low is None else [low, high]):
+            if key_ok is not None and not key_ok(row):
+                raise edited("keys", row[0])
+            if ident_ok is not None and not ident_ok(row):
+                raise edited("identities", row[n])
+            yield second, row, n
+
+
+def _check(conn: sqlite3.Connection, sealer: Sealer, low: int, high: int) -> str | None:
+    try:
+        for _ in sealed_rows(conn, sealer, low, high):
+            pass
+    except StoreError as exc:  # a worker's answer: the refusal's text
+        return str(exc)
     return None
 
 
