@@ -104,6 +104,38 @@ class StreamedTables(Protocol):
         ...
 
 
+class OnceEach:
+    """While signatures pass in sender order: whether a pattern comes twice, and whether a
+    key is seen for the first time."""
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        self._previous: str | None = None
+        self._capitals: set[str] = set()
+        self._shared: set[str] = set()  # the ESP keys seen so far
+
+    def pattern(self, pattern: str) -> None:
+        """SignerError for a pattern listed twice. Patterns in normal form (all the store
+        holds) are lower case, so a repeat is the previous group; one with capitals is
+        remembered (they sort first) to catch its lower-case twin."""
+        lower = pattern.lower()
+        if lower == self._previous or lower in self._capitals:
+            raise SignerError(f"{self.fmt}: signing pattern {pattern!r} is listed twice")
+        self._previous = lower
+        if pattern != lower:
+            self._capitals.add(lower)
+
+    def first_key(self, row: tuple[Any, ...]) -> bool:
+        """Whether this row's key is new here: a customer's key signs once; an ESP key
+        signs for many customers, and counts once."""
+        if not row[7]:
+            return True
+        if row[0] in self._shared:
+            return False
+        self._shared.add(row[0])
+        return True
+
+
 def render(
     fmt: Format, entries: Sequence[SigningEntry], read_key: KeyReader, key_dir: str
 ) -> TargetFiles:

@@ -43,6 +43,7 @@ from ...ports import SigningEntry, sender_order, signing_row
 from .base import (
     HEADER,
     SENDER_PATTERN,
+    OnceEach,
     PemKeys,
     plain_name,
     sender_domain,
@@ -75,18 +76,12 @@ def write_json(rows: Iterable[tuple[Any, ...]], key_dir: str, out: Callable[[str
         raise SignerError(f"json: refusing key directory {key_dir!r}: not an absolute path")
     out(f'{{\n  "schema": {json.dumps(SCHEMA)},\n  "comment": {json.dumps(HEADER)},\n')
     out('  "senders": [')
-    # patterns in normal form (all the store holds) are lower case: one pattern, one
-    # group; one with capitals is remembered (they sort first) to catch its twin
-    previous, capitals, first = None, set(), True
+    once, first = OnceEach("json"), True
     for pattern, group in itertools.groupby(rows, key=lambda r: r[6]):
         if not SENDER_PATTERN.fullmatch(pattern.lower()):
             raise SignerError(f"json: refusing signing pattern {pattern!r}: not *@domain")
+        once.pattern(pattern)
         lower = pattern.lower()
-        if lower == previous or lower in capitals:
-            raise SignerError(f"json: signing pattern {pattern!r} is listed twice")
-        previous = lower
-        if pattern != lower:
-            capitals.add(lower)
         domain = sender_domain(lower)
         sender = {
             "pattern": lower,

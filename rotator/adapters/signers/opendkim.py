@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from ...ports import SigningEntry, sender_order, signing_row
-from .base import HEADER, PemKeys
+from .base import HEADER, OnceEach, PemKeys
 
 KEY_TABLE = "KeyTable"
 SIGNING_TABLE = "SigningTable"
@@ -33,11 +33,10 @@ def write_tables(
     lines)."""
     key_table(f"# {HEADER}\n")
     signing_table(f"# {HEADER}\n")
-    shared: set[str] = set()  # the ESP keys listed so far (a customer's key comes once)
-    for key_id, domain, selector, _, _, _, pattern, second in rows:
-        if not second or key_id not in shared:
-            if second:
-                shared.add(key_id)
+    once = OnceEach("opendkim")
+    for row in rows:
+        key_id, domain, selector, pattern = row[0], row[1], row[2], row[6]
+        if once.first_key(row):
             key_table(f"{key_id} {domain}:{selector}:{key_path(key_id)}\n")
         signing_table(f"{pattern} {key_id}\n")
 

@@ -51,6 +51,7 @@ from .base import (
     HEADER,
     SENDER_PATTERN,
     KeyReader,
+    OnceEach,
     key_file,
     plain_name,
     sender_domain,
@@ -141,12 +142,12 @@ def rspamd_key(entry: SigningEntry, pem: bytes) -> bytes:
     return base64.b64encode(seed + public) + b"\n"
 
 
+def _suffix(algorithm: str) -> str:
+    return ".ed25519" if algorithm == "ed25519" else ".pem"
+
+
 def key_name(entry: SigningEntry) -> str:
-    return key_file(entry, ".ed25519" if entry.algorithm == "ed25519" else ".pem")
-
-
-def _key_name(key_id: str, algorithm: str) -> str:
-    return f"keys/{key_id}{'.ed25519' if algorithm == 'ed25519' else '.pem'}"
+    return key_file(entry, _suffix(entry.algorithm))
 
 
 def write_conf(rows: Iterable[tuple[Any, ...]], key_dir: str, out: Callable[[str], object]) -> None:
@@ -158,24 +159,17 @@ def write_conf(rows: Iterable[tuple[Any, ...]], key_dir: str, out: Callable[[str
         "rotator_senders {",
     ):
         out(line + "\n")
-    # UCL would turn a repeated key into an array of arrays. Patterns in normal form (all
-    # a table ever gets from the store) are lower case, so one sender is one group; a
-    # pattern with capitals is remembered (they sort first) to catch its twin.
-    previous, capitals = None, set()
+    once = OnceEach("rspamd")  # UCL would turn a repeated key into an array of arrays
     for pattern, group in itertools.groupby(rows, key=lambda r: r[6]):
         sender = _sender(pattern)
-        if sender == previous or sender in capitals:
-            raise SignerError(f"rspamd: signing pattern {pattern!r} is listed twice")
-        previous = sender
-        if pattern != pattern.lower():
-            capitals.add(sender)
+        once.pattern(pattern)
         out(f'  "{sender}" = [\n')
         for key_id, domain, selector, algorithm, _, _, _, second in group:
             d, s = (
                 plain_name("rspamd", domain, "domain"),
                 plain_name("rspamd", selector, "selector"),
             )
-            path = _path(f"{key_dir}/{_key_name(key_id, algorithm).rsplit('/', 1)[1]}")
+            path = _path(f"{key_dir}/{key_id}{_suffix(algorithm)}")
             role = "esp" if second else "customer"
             out(f'    {{ domain = "{d}"; selector = "{s}"; path = "{path}"; }}, # {role}\n')
         out("  ];\n")

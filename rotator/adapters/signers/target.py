@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 from ...config_targets import TargetConfig
 from ...domain.errors import SignerError
 from ...ports import SigningEntry, SigningStream
-from .base import Format, Spool, StreamedTables, TableData, TargetFiles, render
+from .base import Format, OnceEach, Spool, StreamedTables, TableData, TargetFiles, render
 from .exim import EximFormat
 from .install import InstallError, install
 from .jsonfile import JsonFormat
@@ -87,7 +87,7 @@ class SignerTarget:
     def table_files(self, source: TableSource) -> TargetFiles:
         """This target's tables alone: written a line at a time into spooled temp files
         when the signing set streams and the format can (OpenDKIM in either layout,
-        rspamd); rendered from the list of entries otherwise."""
+        rspamd, json); rendered from the list of entries otherwise."""
         stream, legacy, fmt = source.stream, self.config.legacy_tables, self.format
         if stream is None or (legacy is None and not isinstance(fmt, StreamedTables)):
             return TargetFiles(tables=source.tables(self))
@@ -137,12 +137,10 @@ class SignerTarget:
     ) -> Iterator[tuple[str, tuple[bytes, int]]]:
         """Each key file of these rows once, read from rotator's copy as it is needed."""
         fmt, mode, algorithms = self.format, self.config.key_mode, self.config.algorithms
-        shared: set[str] = set()  # an ESP key signs for many customers: its file once
+        once = OnceEach(fmt.name)
         for r in rows:
-            if r[3] not in algorithms or (r[7] and r[0] in shared):
+            if r[3] not in algorithms or not once.first_key(r):
                 continue
-            if r[7]:
-                shared.add(r[0])
             e = SigningEntry(r[0], r[1], r[2], stream.key_path(r[0]), r[6], r[3], bool(r[7]))
             for name, data in fmt.key_files([e], self.read_key.uncached).items():
                 yield name, (data, mode)
@@ -288,10 +286,7 @@ class KeyCache:
         with self.lock:
             data = self.cache.get(entry.key_id)
         if data is None:
-            try:
-                data = self.path_of(entry.key_id).read_bytes()
-            except OSError as exc:
-                raise SignerError(f"cannot read key {entry.key_id}: {exc.strerror}") from None
+            data = self.uncached(entry)
             with self.lock:
                 self.cache[entry.key_id] = data
         return data
