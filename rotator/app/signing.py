@@ -136,11 +136,13 @@ class Signing:
             self.stamp_lost()
         return len(batches) - len(recorded)
 
-    def stamp(self, written: SigningSet | None = None) -> None:
-        """The targets hold the log's signing set as of now (called inside the lock); it
-        is what `written` rendered, if given: the next change patches it."""
-        head = self.ctx.store.head()
-        position = head[0] if head else 0
+    def stamp(self, written: SigningSet | None = None, position: int | None = None) -> None:
+        """The targets hold the log's signing set as of `position` (default: now; called
+        inside the lock); it is what `written` rendered, if given: the next change
+        patches it."""
+        if position is None:
+            head = self.ctx.store.head()
+            position = head[0] if head else 0
         self.ctx.signer.stamp(position)
         self._keep_base(position, written.written if written is not None else None)
 
@@ -313,9 +315,8 @@ class Signing:
             everything = self.signing_set()
             results = self.ctx.signer.apply(everything)
             if all(r.ok for r in results):
-                position = head[0] if head else 0
-                self.ctx.signer.stamp(position)
-                self._keep_base(position, everything.written)
+                # the position read before the write: a commit meanwhile is not in it
+                self.stamp(everything, head[0] if head else 0)
             else:
                 self.stamp_lost()
         failed = [r for r in results if not r.ok]
