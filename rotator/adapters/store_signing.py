@@ -28,7 +28,7 @@ JOINS = (
 # SigningRow's fields, in its order
 _COLUMNS = "k.key_id, k.domain, k.selector, k.algorithm, k.zone, k.record_name, i.signing_pattern"
 
-# The sender order of every table (base.SENDER_ORDER): pattern, the customer's own
+# The sender order of every table (ports.sender_order): pattern, the customer's own
 # signature before the ESP's, domain, selector, key id. SQLite's BINARY collation compares
 # UTF-8 bytes, which orders as Python compares str.
 _ORDERED = (
@@ -120,10 +120,8 @@ def start_check(
     and now otherwise. The returned call waits and raises StoreError (the first refusal)."""
     span = parts(conn, 1)
     if executor is None or workers < 2 or not span or span[0][1] - span[0][0] < PARALLEL_FROM:
-        for low, high in span:
-            problem = _check(conn, sealer, low, high)
-            if problem:
-                raise StoreError(problem)
+        for _ in sealed_rows(conn, sealer):  # raises the refusal itself
+            pass
         return lambda: None
     futures = [
         executor.submit(check_part, path, sealer.key, low, high)
