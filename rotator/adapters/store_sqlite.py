@@ -23,9 +23,10 @@ import sqlite_utils
 
 from ..domain import events as ev
 from ..domain.errors import ConcurrencyError, IllegalTransition, RotatorError, StoreError
+from ..domain.event_base import not_before
 from ..domain.model import IdentityState, KeyState, apply_identity, apply_key
 from ..ports import StoredEvent
-from ..timeutil import iso
+from ..timeutil import iso, parse_iso
 from .store_audit import StoreAudit
 from .store_insert import Feed, Inserter, upsert
 from .store_json import payload_json, row_json
@@ -139,9 +140,13 @@ class SqliteEventStore(StoreReads, StoreAudit):
         stored: list[StoredEvent] = []
         with self._write():
             last = self.db.execute(
-                "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
+                "SELECT position, hash, at FROM events ORDER BY position DESC LIMIT 1"
             ).fetchone()
             position, prev_hash = (int(last[0]), str(last[1])) if last else (0, GENESIS)
+            # No event is older than the one recorded before it, whichever process (and
+            # clock) recorded that; the recorder keeps a batch itself in order.
+            floor = parse_iso(str(last[2])) if last else None
+            events = not_before(events, floor, running=False)
             # One query each for the streams' versions and the states the fold starts
             # from: a batch of thousands of events must not cost thousands of SELECTs.
             versions = self._stream_versions({e.stream_id for e in events})

@@ -19,6 +19,7 @@ import structlog
 
 from ..domain import events as ev
 from ..domain.errors import ConcurrencyError, RotatorError
+from ..domain.event_base import not_before
 from ..domain.model import IdentityState, KeyState
 from ..domain.policy import DEFAULT_PARK_AFTER, backoff
 from ..domain.states import Action
@@ -113,12 +114,22 @@ class Recorder:
     def append(self, events: Sequence[ev.Event], basis: Iterable[State] = ()) -> Appended:
         """Append in one transaction; ConcurrencyError (nothing written) if a stream moved
         since `basis` was read. Operator commands let that error reach the operator."""
-        if self.origin:  # the command's real uid beside whatever --actor claims
-            events = [e if e.origin else dataclasses.replace(e, origin=self.origin) for e in events]
+        # An event is stamped when it is recorded: a decision's `now` may be seconds old by
+        # then (a batch of keys generated over a tick), and a time from the future stays.
+        now = self.clock.now()
+        events = not_before([self._stamped(e, now) for e in events], None)
         result = self.store.append(events, self.expected(events, basis))
-        for e in events:
-            log_event(e)
+        for stored in result:
+            log_event(stored.event)
         return result
+
+    def _stamped(self, event: ev.Event, now: datetime) -> ev.Event:
+        changes: dict[str, Any] = {}
+        if event.at < now:
+            changes["at"] = now
+        if self.origin and not event.origin:  # the command's real uid beside any --actor
+            changes["origin"] = self.origin
+        return dataclasses.replace(event, **changes) if changes else event
 
     def outcomes(
         self,

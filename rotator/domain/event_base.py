@@ -4,9 +4,10 @@ themselves are in events.py (and events_more.py)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 JSON = dict[str, Any]
 
@@ -72,6 +73,24 @@ class IdentityEvent(Event):
     @property
     def stream_id(self) -> str:
         return identity_stream(self.identity)
+
+
+_E = TypeVar("_E", bound=Event)
+
+
+def not_before(events: Sequence[_E], floor: datetime | None, *, running: bool = True) -> list[_E]:
+    """The events with no time before `floor` (the time of the event recorded before them)
+    and, when `running`, non-decreasing in the order given: an event's time says when it
+    was recorded, so no later log position may claim an earlier time. Times already in
+    order are kept as they are."""
+    out: list[_E] = []
+    for event in events:
+        if floor is not None and event.at < floor:
+            event = dataclasses.replace(event, at=floor)
+        if running:
+            floor = event.at
+        out.append(event)
+    return out
 
 
 _COMMON = frozenset({"at", "actor", "reason", "key_id", "identity", "domain", "selector"})

@@ -441,7 +441,9 @@ TAMPERING = {
         "WHERE position = (SELECT MIN(position) FROM events WHERE type = 'KeyPublished')"
     ],
     "rehashed": [
-        "UPDATE events SET hash = 'f' || substr(hash, 2) WHERE position = 40",
+        # a first hex digit that differs from the one there, whatever the log's content
+        "UPDATE events SET hash = (CASE WHEN hash LIKE 'f%' THEN 'e' ELSE 'f' END) "
+        "|| substr(hash, 2) WHERE position = 40",
     ],
     "mac rewritten": ["UPDATE events SET mac = 'x' || substr(mac, 2) WHERE position = 5"],
     "mac removed": ["UPDATE events SET mac = NULL WHERE position = 6"],

@@ -351,3 +351,32 @@ def test_a_failed_signer_write_leaves_no_stamp(env: UnitEnv) -> None:
     writes = env.signer.applied
     env.app.lifecycle.startup()
     assert env.signer.applied == writes + 1
+
+
+def test_an_event_is_stamped_when_it_is_recorded(env: UnitEnv) -> None:
+    # a slow step (here: each UPDATE takes 7 s) makes the tick's `now` old by the time its
+    # outcomes are recorded: they carry the recording time, never earlier than the event before
+    for name in ("a.example", "b.example", "c.example"):
+        env.app.onboarding.add_identity(name, "demo")
+    real_apply = env.dns.apply
+
+    def slow_apply(zone: str, changes: Any) -> str:
+        env.clock.advance(7)
+        return real_apply(zone, changes)
+
+    env.dns.apply = slow_apply  # type: ignore[method-assign]
+    start = env.clock.now()
+    env.app.lifecycle.tick()
+    stored = list(env.store.events())
+    times = [s.event.at for s in stored]
+    assert times == sorted(times)
+    published = [s.event for s in stored if isinstance(s.event, ev.KeyPublished)]
+    assert published and min(e.at for e in published) >= start + timedelta(seconds=7)
+    # the store keeps the order against a writer whose clock is behind (another process)
+    late = dataclasses.replace(stored[0].event, at=start - timedelta(hours=1))
+    assert isinstance(late, ev.IdentityAdded)
+    other = dataclasses.replace(
+        late, identity="d.example", domain="d.example", signing_pattern="*@d.example"
+    )
+    env.store.append([other], {})
+    assert list(env.store.events())[-1].event.at == times[-1]
