@@ -231,17 +231,13 @@ def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
             compromised=True,
             emergency_actor=event.actor,
             emergency_reason=event.reason,
-            next_action=Action.DESTROY if key.customer_managed else Action.REVOKE,
+            next_action=_retirement(key),
             next_action_at=event.at,
             drain_until=event.at,
         )
     if isinstance(event, ev.KeyWithdrawn):
         return _merged(
-            key,
-            base,
-            next_action=Action.DESTROY if key.customer_managed else Action.REVOKE,
-            next_action_at=event.at,
-            drain_until=event.at,
+            key, base, next_action=_retirement(key), next_action_at=event.at, drain_until=event.at
         )
     if isinstance(event, ev.ActivationRequested):
         return _merged(key, base, next_action=Action.ACTIVATE, next_action_at=event.at)
@@ -275,6 +271,15 @@ def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
     if isinstance(event, ev.TombstoneRemoved):
         return _merged(key, base, tombstone_removed=True, next_action=None, next_action_at=None)
     raise IllegalTransition(f"key {key.key_id}: unhandled event {type(event).__name__}")
+
+
+def _retirement(key: KeyState) -> Action:
+    """The next step of a key taken out of service now. The customer owns the DNS of an
+    imported key: only rotator's copy is wiped. A revocation already published (a drain
+    that ended while a nameserver lagged) is verified, not published again."""
+    if key.customer_managed:
+        return Action.DESTROY
+    return Action.VERIFY_REVOCATION if key.revocation_published else Action.REVOKE
 
 
 def apply_identity(ident: IdentityState | None, event: ev.Event) -> IdentityState | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from rotator.adapters.workers import WorkerPool
 from rotator.app import CustomerRow, Scope
+from rotator.domain import events as ev
 from rotator.domain.errors import InputError, NotFound
 from rotator.domain.policy import pingpong_problem
 from rotator.domain.states import State
@@ -174,3 +176,84 @@ def test_parallel_key_generation_makes_valid_distinct_keys(env: UnitEnv) -> None
         pem = env.keystore.path(key_id).read_bytes()
         _, _, material = env.keystore.describe(pem)
         assert base64.b64encode(material).decode() == gen.public_key_b64
+
+
+def _stuck_in(env: UnitEnv, case: str) -> str:
+    """Bring a key of example.com into `case` with the fault that holds it there still in
+    place; the key's id."""
+    if case == "verified standby":
+        env.app.onboarding.add_identity("example.com", "standby")
+        env.app.lifecycle.tick()
+        return env.key_of("example.com", State.VERIFIED).key_id
+    if case == "generated, parked":
+        env.policies["demo"] = dataclasses.replace(env.policies["demo"], park_after=1)
+    env.app.onboarding.add_identity("example.com", "demo")
+    if case.startswith("generated"):
+        env.dns.fail_publish = "REFUSED"
+        env.app.lifecycle.tick()
+        key = env.key_of("example.com", State.GENERATED)
+        assert key.parked == (case == "generated, parked")
+        env.policies["demo"] = demo_policy()  # the emergency's own steps may fail a while
+        return key.key_id
+    if case == "published":
+        _lag(env)
+        env.app.lifecycle.tick()
+        return env.key_of("example.com", State.PUBLISHED).key_id
+    env.app.lifecycle.tick()
+    first = env.key_of("example.com", State.ACTIVE)
+    if case == "active":
+        return first.key_id
+    env.clock.advance(61)
+    env.app.lifecycle.tick()
+    assert env.key(first.key_id).state is State.DRAINING
+    if case == "draining, revocation published":
+        _lag(env)
+        env.clock.advance(31)  # past the drain window: revoked on the primary only
+        env.app.lifecycle.tick()
+        key = env.key(first.key_id)
+        assert key.revocation_published and key.state is State.DRAINING
+    return first.key_id
+
+
+def _lag(env: UnitEnv) -> None:
+    real_apply = env.dns.apply
+
+    def apply_lagging(zone: str, changes: Any) -> str:
+        env.dns.lagging.update(c.name for c in changes)
+        return real_apply(zone, changes)
+
+    env.dns.apply = apply_lagging  # type: ignore[method-assign]
+
+
+STUCK = [
+    "generated",
+    "generated, parked",
+    "published",
+    "verified standby",
+    "active",
+    "draining",
+    "draining, revocation published",
+]
+
+
+@pytest.mark.parametrize("case", STUCK)
+def test_an_emergency_revokes_and_destroys_a_key_in_any_state(env: UnitEnv, case: str) -> None:
+    key_id = _stuck_in(env, case)
+    scope = Scope(domain="example.com", selector=env.key(key_id).selector)
+    env.app.emergency.declare(env.app.emergency.plan(scope), "carol", "leaked")
+    env.app.lifecycle.tick()  # still broken: nothing illegal, just not done yet
+    vars(env.dns).pop("apply", None)  # the secondary catches up again
+    env.dns.fail_publish = None
+    env.dns.lagging.clear()
+    for _ in range(20):
+        env.clock.advance(2)
+        env.app.lifecycle.tick()
+    key = env.key(key_id)
+    assert key.state is State.DESTROYED, (key.state, key.next_action, key.last_error)
+    # revoked (verified on both servers) before destroyed
+    assert {"RevocationPublished", "KeyRevoked", "KeyDestroyed"} <= set(env.types(key_id))
+    assert not env.keystore.exists(key_id)
+    active = env.store.identity("example.com").active_key
+    assert active is not None and active != key_id
+    failed = [s.event for s in env.store.events() if isinstance(s.event, ev.ActionFailed)]
+    assert not [f for f in failed if "IllegalTransition" in f.error or "not allowed" in f.error]
