@@ -7,6 +7,7 @@ import base64
 import binascii
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -323,11 +324,45 @@ def load_tsig_secret(dns: DnsConfig) -> str:
     where = f"dns.tsig_secret_file {dns.tsig_secret_file}"
     refuse_loose(dns.tsig_secret_file, "the TSIG secret file", readable_secret=True)
     try:
-        secret = dns.tsig_secret_file.read_text().strip()
+        text = dns.tsig_secret_file.read_text()
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read it: {exc.strerror}") from None
+    secret = key_block_secret(text, dns, where) if "{" in text else text.strip()
     check_secret(secret, where)
     return secret
+
+
+_KEY_BLOCK = re.compile(
+    r'^\s*key\s+"?(?P<name>[^"\s{]+)"?\s*\{(?P<body>[^}]*)\}\s*;?\s*$', re.DOTALL
+)
+
+
+def key_block_secret(text: str, dns: DnsConfig, where: str) -> str:
+    """The secret of a `key "NAME" { algorithm ALG; secret "..."; };` block, as
+    `tsig-keygen NAME` prints it (a file with just the base64 secret works too). Its name and
+    algorithm must be the ones the config names: the primary would refuse the others."""
+    match = _KEY_BLOCK.match(text)
+    if match is None:
+        raise ConfigError(
+            f"{where}: holds neither a base64 secret nor one tsig-keygen key block; "
+            f"write `tsig-keygen -a {dns.tsig_algorithm} {dns.tsig_name}` into it"
+        )
+    fields = dict(re.findall(r'(\w+)\s+"?([^";\s]+)"?\s*;', match["body"]))
+    name = match["name"].rstrip(".")
+    if name != dns.tsig_name.rstrip("."):
+        raise ConfigError(
+            f'{where}: the key block is for key "{name}", but dns.tsig_name is '
+            f'"{dns.tsig_name}"; make the two the same'
+        )
+    algorithm = fields.get("algorithm", "hmac-sha256")
+    if algorithm != dns.tsig_algorithm:
+        raise ConfigError(
+            f"{where}: the key block's algorithm is {algorithm}, but dns.tsig_algorithm is "
+            f"{dns.tsig_algorithm}; make the two the same"
+        )
+    if "secret" not in fields:
+        raise ConfigError(f'{where}: the key block has no secret "..."; line')
+    return fields["secret"]
 
 
 def _number(value: object, path: Path, key: str) -> float:

@@ -24,6 +24,12 @@ class StatusRow:
     last_error: str | None = None
     key_id: str | None = None
     drift: str = ""  # what a nameserver serves instead of the record (the watch's finding)
+    # the identity when it is not the domain itself: a companion (example.com~ed25519)
+    identity: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.identity or self.domain
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,7 @@ class Queries:
                     # a finding outlives its key's watch: a revocation verified on every
                     # server (or the key's destruction) supersedes it
                     k.drift if k.state in (State.ACTIVE, State.DRAINING) else "",
+                    _other(k.identity, k.domain),
                 )
             )
         return rows
@@ -83,20 +90,16 @@ class Queries:
         customer's DNS broken since their key went live (the watch's finding)."""
         out = []
         for i in self.store.identities():
+            name = _other(i.identity, i.domain)
             if i.dns_problem and i.retired_at is None:
-                out.append(
-                    StatusRow(i.domain, "-", "customer DNS", None, "-", None, 0, i.dns_problem)
-                )
+                out.append(StatusRow(i.domain, "-", "customer DNS", None, "-", None, 0,
+                                     i.dns_problem, identity=name))  # fmt: skip
             if i.notice:
-                out.append(
-                    StatusRow(
-                        i.domain, "-", "notice", None, "rotate", i.rotation_due_at, 0, i.notice
-                    )
-                )
+                out.append(StatusRow(i.domain, "-", "notice", None, "rotate", i.rotation_due_at,
+                                     0, i.notice, identity=name))  # fmt: skip
             elif i.active_key is None and i.pending_key is None:
-                out.append(
-                    StatusRow(i.domain, "-", "no key yet", None, "generate", i.rotation_due_at)
-                )
+                out.append(StatusRow(i.domain, "-", "no key yet", None, "generate",
+                                     i.rotation_due_at, identity=name))  # fmt: skip
         return out
 
     def identities(self) -> list[IdentityRow]:
@@ -137,3 +140,7 @@ class Queries:
                 raise NotFound(f"--customer: no customer named {customer!r}")
         domain = flt.domain.rstrip(".").lower() if flt.domain else None
         return replace(flt, identities=identities, domain=domain)
+
+
+def _other(identity: str, domain: str) -> str:
+    return identity if identity != domain else ""

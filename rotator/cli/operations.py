@@ -41,6 +41,7 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
                 json.dumps(
                     {
                         "domain": r.domain,
+                        "identity": r.name,
                         "selector": r.selector,
                         "state": r.state,
                         "since": iso(r.since) if r.since else None,
@@ -61,7 +62,7 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
         problem = "; ".join(p for p in problems if p)
         add_row(
             table,
-            r.domain,
+            r.name,
             r.selector,
             r.state,
             when(r.since, now),
@@ -72,7 +73,7 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
     for r in app.queries.identity_notices():
         add_row(
             table,
-            r.domain,
+            r.name,
             "-",
             r.state,
             "-",

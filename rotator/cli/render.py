@@ -61,6 +61,8 @@ def print_event(stored: StoredEvent, as_json: bool) -> None:
         "at": iso(e.at),
         "type": type(e).__name__,
         "domain": getattr(e, "domain", None),
+        # a companion's events name it (example.com~ed25519): its domain is the other's
+        "identity": getattr(e, "identity", None),
         "selector": getattr(e, "selector", None),
         "key_id": getattr(e, "key_id", None),
         "actor": e.actor,
@@ -80,7 +82,8 @@ def print_event(stored: StoredEvent, as_json: bool) -> None:
     click.echo(
         clean(
             f"{stored.position:>6} {iso(e.at)[:23]} {common['type']:<20} "
-            f"{common['domain'] or ''} {common['selector'] or ''}{who} {extra}".rstrip()
+            f"{common['identity'] or common['domain'] or ''} {common['selector'] or ''}{who} "
+            f"{extra}".rstrip()
         )
     )
 

@@ -34,6 +34,22 @@ def test_rotate_asks_for_both_keys_of_a_two_algorithm_policy(cfg: Path) -> None:
     assert "rotation of example.com~ed25519 already requested" in again
 
 
+def test_status_and_log_name_the_companion_identity(cfg: Path) -> None:
+    add(cfg, "example.com", "--policy", "demo-dual")
+    rows = ok(cfg, "status").stdout.splitlines()
+    assert [r.strip("│ ").split()[0] for r in rows if "no key yet" in r] == [
+        "example.com",
+        "example.com~ed25519",
+    ]
+    log = ok(cfg, "log").stdout.splitlines()
+    assert any(" IdentityAdded " in line and " example.com~ed25519 " in line for line in log)
+    lines = [json.loads(line) for line in ok(cfg, "log", "--json").stdout.splitlines()]
+    assert {(e["domain"], e["identity"]) for e in lines} == {
+        ("example.com", "example.com"),
+        ("example.com", "example.com~ed25519"),
+    }
+
+
 def test_domain_add_with_delegated_zone(cfg: Path) -> None:
     result = add(cfg, "example.org", "--zone", "myesp._domainkey.example.org")
     assert "zone myesp._domainkey.example.org" in result.stdout

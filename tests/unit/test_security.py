@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from rotator.adapters.keystore_fs import FsKeyStore
 from rotator.app import CustomerRow, Scope
-from rotator.config import load_config
+from rotator.config import load_config, load_tsig_secret
 from rotator.domain import events as ev
-from rotator.domain.errors import ExternalError, InputError
+from rotator.domain.errors import ConfigError, ExternalError, InputError
 from rotator.domain.states import State
 from rotator.process import dumpable, harden_process
 
@@ -288,6 +288,33 @@ def test_read_only_commands_never_load_the_tsig_secret(cfg: Path) -> None:
         ok(cfg, *args)  # the secret file holds garbage: they never read it
     line = refused(cfg, "domain", "add", "example.net", "--policy", "demo")
     assert "tsig_secret_file" in line and "not base64" in line
+
+
+@pytest.mark.skipif(shutil.which("tsig-keygen") is None, reason="needs bind9-utils")
+def test_a_tsig_secret_file_may_hold_what_tsig_keygen_prints(tmp_path: Path) -> None:
+    keygen = subprocess.run(
+        ["tsig-keygen", "-a", "hmac-sha256", "rotator"],
+        capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+    cfg = write_config(tmp_path)
+    secret = tmp_path / "tsig.key"
+    secret.write_text(keygen.stdout)
+    secret.chmod(0o600)
+    text = cfg.read_text()
+    start = text.index("tsig_secret = ")
+    cfg.write_text(
+        text[:start] + f'tsig_secret_file = "{secret}"' + text[text.index("\n", start) :]
+    )
+    cfg.chmod(0o600)
+    dns = load_config(cfg).dns
+    assert load_tsig_secret(dns) in keygen.stdout and len(load_tsig_secret(dns)) == 44
+    for edit in (('"rotator"', '"mismatch"'), ("hmac-sha256", "hmac-sha512")):
+        secret.write_text(keygen.stdout.replace(*edit))
+        with pytest.raises(ConfigError, match="make the two the same"):
+            load_tsig_secret(dns)
+    secret.write_text("key rotator { algorithm hmac-sha256; };\n")
+    with pytest.raises(ConfigError, match="no secret"):
+        load_tsig_secret(dns)
 
 
 def test_the_recorded_actor_is_beside_the_real_uid(cfg: Path) -> None:
