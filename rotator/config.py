@@ -347,7 +347,7 @@ def key_block_secret(text: str, dns: DnsConfig, where: str) -> str:
             f"{where}: holds neither a base64 secret nor one tsig-keygen key block; "
             f"write `tsig-keygen -a {dns.tsig_algorithm} {dns.tsig_name}` into it"
         )
-    fields = dict(re.findall(r'(\w+)\s+"?([^";\s]+)"?\s*;', match["body"]))
+    fields: dict[str, str] = dict(re.findall(r'(\w+)\s+"?([^";\s]+)"?\s*;', match["body"]))
     name = match["name"].rstrip(".")
     if name != dns.tsig_name.rstrip("."):
         raise ConfigError(

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -137,19 +139,15 @@ class Daemon:
             )
 
     def run(self, duration: float | None = None) -> None:
-        with self.session(serve=True) as wiped:
-            old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        with self.session(serve=True) as wiped, SignalPipe() as signals:
+            log.info(
+                "daemon_started",
+                database=str(self.app.config.database),
+                policies=self.app.policies.names(),
+                orphans_wiped=len(wiped),
+                pid=os.getpid(),
+            )
             try:
-                for sig in old:
-                    signal.signal(sig, self._on_signal)
-                old[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._on_wakeup)
-                log.info(
-                    "daemon_started",
-                    database=str(self.app.config.database),
-                    policies=self.app.policies.names(),
-                    orphans_wiped=len(wiped),
-                    pid=os.getpid(),
-                )
                 self.scheduler.add_job(
                     self.tick,
                     "interval",
@@ -159,22 +157,73 @@ class Daemon:
                     next_run_time=datetime.now(UTC),
                 )
                 self.scheduler.start()
-                self.stop_event.wait(timeout=duration)
+                self._serve_signals(signals, duration)
             finally:
                 with self.tick_lock:  # waits for a running tick to finish its step
                     self.stopping = True
                 if self.scheduler.running:
                     self.scheduler.shutdown(wait=True)  # let a running tick finish its step
-                for sig, handler in old.items():
-                    signal.signal(sig, handler)
                 log.info("daemon_stopped")
 
-    def _on_wakeup(self, signum: int, frame: FrameType | None) -> None:
-        # `rotator rotate --emergency` asks for a tick now instead of at the next interval.
+    def _serve_signals(self, signals: SignalPipe, duration: float | None) -> None:
+        """The main thread's loop: signals arrive here as bytes, never as work done inside
+        a handler (a handler that logs or takes a lock deadlocks when a second signal
+        interrupts the first one's log line)."""
+        end = None if duration is None else time.monotonic() + duration
+        while not self.stop_event.is_set():
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            for signum in signals.wait(_POLL_S if left is None else min(left, _POLL_S)):
+                if signum == signal.SIGUSR1:
+                    self._wake()
+                else:
+                    log.info("signal_received", signal=signal.Signals(signum).name)
+                    self.stop_event.set()
+
+    def _wake(self) -> None:
+        # `rotator rotate --emergency` asks for a tick now instead of at the next interval,
+        # with the signer rewritten from the log first in case the command could not.
         self.resync = True
         if not self.stopping and self.scheduler.running:
             self.scheduler.modify_job("tick", next_run_time=datetime.now(UTC))
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        log.info("signal_received", signal=signal.Signals(signum).name)
-        self.stop_event.set()
+
+# how often the main loop looks at stop_event when no signal comes (another thread may set it)
+_POLL_S = 0.5
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+
+def _note(signum: int, frame: FrameType | None) -> None:
+    """Does nothing: the interpreter has already written the signal's number to the wakeup
+    socket, which the main loop reads."""
+
+
+class SignalPipe:
+    """SIGTERM, SIGINT and SIGUSR1 as bytes on a socket (signal.set_wakeup_fd) while the
+    daemon runs; the previous handlers and wakeup fd come back on exit."""
+
+    def __enter__(self) -> SignalPipe:
+        self.reader, self.writer = socket.socketpair()
+        self.reader.setblocking(False)
+        self.writer.setblocking(False)
+        self.old_fd = signal.set_wakeup_fd(self.writer.fileno(), warn_on_full_buffer=False)
+        self.old = {s: signal.signal(s, _note) for s in _SIGNALS}
+        return self
+
+    def wait(self, timeout: float) -> list[int]:
+        """The signals that arrived, in order, waiting at most `timeout` seconds for one."""
+        ready, _, _ = select.select([self.reader], [], [], timeout)
+        if not ready:
+            return []
+        try:
+            return list(self.reader.recv(256))
+        except BlockingIOError:
+            return []
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.old.items():
+            signal.signal(sig, handler)
+        signal.set_wakeup_fd(self.old_fd)
+        self.reader.close()
+        self.writer.close()

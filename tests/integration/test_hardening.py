@@ -226,3 +226,19 @@ def test_domain_add_warns_when_the_primary_does_not_serve_the_zone(env: RotatorE
     )
     quiet = env.cli("domain", "add", DOMAIN, "--policy", "demo")
     assert "warning" not in quiet.stderr
+
+
+def test_a_burst_of_signals_stops_the_daemon_cleanly(env: RotatorEnv) -> None:
+    # `timeout` sends SIGTERM to the process and to its group, an operator's emergency sends
+    # SIGUSR1: signals that interrupt each other must never leave the daemon hung
+    activate_one(env)
+    proc = env.start()
+    env.wait_for("daemon_started", lambda: "daemon_started" in env.tail(200))
+    for _ in range(200):
+        os.kill(proc.pid, signal.SIGUSR1)
+    for _ in range(200):
+        os.kill(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, signal.SIGUSR1)
+    assert env.stop(signal.SIGTERM, timeout=15) == 0
+    lines = env.tail(400)
+    assert "daemon_stopped" in lines and "Traceback" not in lines

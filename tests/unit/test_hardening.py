@@ -5,12 +5,16 @@ not recorded twice. (The read-only mount cases need root: tests/integration.)"""
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from structlog.testing import capture_logs
+
 from rotator.adapters.store_sqlite import SqliteEventStore
+from rotator.daemon import SignalPipe
 from rotator.domain import events as ev
 from tests.support.cli import customer_add
 
@@ -257,3 +261,19 @@ def test_every_command_with_a_key_dir_that_is_a_file(cfg: Path) -> None:
     (cfg.parent / "keys").write_text("not a directory")
     add(cfg, "example.com")
     every_command_answers_in_one_line(cfg)
+
+
+def test_signals_reach_the_daemon_loop_as_bytes_without_running_code_in_a_handler() -> None:
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    with capture_logs() as logs, SignalPipe() as pipe:
+        # a handler that logged (or locked) would deadlock when a second signal interrupts it
+        for sig in (signal.SIGUSR1, signal.SIGTERM, signal.SIGTERM):
+            signal.raise_signal(sig)
+        assert logs == []
+        got: list[int] = []
+        deadline = time.monotonic() + 5
+        while len(got) < 3 and time.monotonic() < deadline:
+            got += pipe.wait(0.5)
+        assert got == [signal.SIGUSR1, signal.SIGTERM, signal.SIGTERM]
+        assert pipe.wait(0.01) == []
+    assert {s: signal.getsignal(s) for s in before} == before
