@@ -1,8 +1,10 @@
 """The HTTP side of [metrics]: /metrics (prometheus_client's own WSGI app), /healthz and
-/readyz, served by wsgiref in a daemon thread, one thread per request."""
+/readyz, served by wsgiref in a daemon thread, one thread per connection, a bounded number
+of connections each for a bounded time."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -97,19 +99,75 @@ def wsgi_app(registry: CollectorRegistry, health: Health) -> WSGIApplication:
     return app
 
 
+# What one scraper (or anyone who can connect) may hold of the daemon: a few connections,
+# each for a few seconds. A client that sends its request slowly, or never, is cut off at
+# the deadline; a connection past the cap is closed at once, before it has a thread.
+MAX_CONNECTIONS = 16
+DEADLINE_S = 10.0
+
+
 class _Quiet(WSGIRequestHandler):
+    timeout = DEADLINE_S  # each read and write; the whole connection: _Bounded
+
     def log_message(self, format: str, *args: Any) -> None:
         """Nothing: a scrape every few seconds would flood the daemon's log."""
 
 
-class MetricsServer:
-    """A threading wsgiref server on `host:port` in a daemon thread."""
+class _Bounded(ThreadingWSGIServer):
+    """prometheus_client's threading server with a cap on connections and a deadline on
+    each one, so that held or half-sent requests cannot use up the daemon's threads and
+    file descriptors (a step that cannot open its files fails)."""
 
-    def __init__(self, host: str, port: int, app: WSGIApplication) -> None:
+    max_connections = MAX_CONNECTIONS
+    deadline = DEADLINE_S
+
+    def server_activate(self) -> None:
+        self.slots = threading.BoundedSemaphore(self.max_connections)
+        super().server_activate()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        # shutdown() ends a read that is waiting, wherever the handler is
+        cut = threading.Timer(self.deadline, _cut_off, [request])
+        cut.daemon = True
+        cut.start()
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            cut.cancel()
+            self.slots.release()
+
+
+def _cut_off(request: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed
+        request.shutdown(socket.SHUT_RDWR)
+
+
+class MetricsServer:
+    """A bounded threading wsgiref server on `host:port` in a daemon thread."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        app: WSGIApplication,
+        max_connections: int = MAX_CONNECTIONS,
+        deadline: float = DEADLINE_S,
+    ) -> None:
         self.host = host
         self.requested_port = port
         self.app = app
-        self.httpd: ThreadingWSGIServer | None = None
+        self.limits = {"max_connections": max_connections, "deadline": deadline}
+        self.httpd: _Bounded | None = None
         self.thread: threading.Thread | None = None
 
     @property
@@ -125,7 +183,7 @@ class MetricsServer:
             family, _, _, _, sockaddr = socket.getaddrinfo(
                 self.host, self.requested_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
             )[0]
-            server = type("Server", (ThreadingWSGIServer,), {"address_family": family})
+            server = type("Server", (_Bounded,), {"address_family": family, **self.limits})
             self.httpd = make_server(
                 str(sockaddr[0]), self.requested_port, self.app, server, handler_class=_Quiet
             )

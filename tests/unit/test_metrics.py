@@ -4,9 +4,12 @@ scraped over HTTP with real BIND is tests/integration/test_metrics.py."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import sqlite3
+import threading
+import time
 import tomllib
 import urllib.error
 import urllib.request
@@ -425,6 +428,48 @@ def test_endpoints_over_http(env: UnitEnv, served: tuple[str, Health]) -> None:
     assert value(s, "rotator_tick_failures_total", kind="error") == 0
     assert get(base + "/nothing")[0] == 404
     assert get(base + "/readyz", method="POST")[0] == 405
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_held_connections_are_capped_and_cut_off(env: UnitEnv) -> None:
+    # half-sent requests that are never finished: a few slots for a short while, then the
+    # endpoint answers again; the daemon's threads and file descriptors are never used up
+    server = MetricsServer(
+        "127.0.0.1", 0, wsgi_app(CollectorRegistry(), Health(1)), max_connections=4, deadline=1.0
+    )
+    server.start()
+    held: list[socket.socket] = []
+    try:
+        base_fds, base_threads = open_fds(), threading.active_count()
+        for _ in range(200):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # and never the end
+            held.append(s)
+        time.sleep(0.3)
+        # ours (200 client sockets) plus at most the cap's server-side sockets
+        assert open_fds() - base_fds <= 200 + 4 + 2
+        assert threading.active_count() - base_threads <= 2 * 4  # handler + deadline timer
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and get_or_none(server.port) is None:
+            time.sleep(0.2)
+        assert get_or_none(server.port) == 200
+        for s in held[:4]:  # the first four were served, then cut off at the deadline
+            s.settimeout(5)
+            assert s.recv(100) == b""
+    finally:
+        for s in held:
+            s.close()
+        server.stop()
+
+
+def get_or_none(port: int) -> int | None:
+    try:
+        return get(f"http://127.0.0.1:{port}/healthz")[0]
+    except OSError:
+        return None
 
 
 def test_a_port_in_use_is_a_one_line_error() -> None:
