@@ -21,7 +21,8 @@ from .adapters.store_seal import Anchor, Sealer, load_key
 from .adapters.store_sqlite import SqliteEventStore, has_sealed_events, open_store
 from .adapters.workers import WorkerPool
 from .app import Application, Context
-from .config import Config, load_tsig_secret
+from .config import Config
+from .config_dns import load_tsig_secret
 from .domain.errors import ConfigError, PublishError
 from .policies import PolicySet
 from .ports import Publisher, RecordChange

@@ -16,7 +16,9 @@ format, where its files go, how they get there, how it reloads and how it is pro
     probe = { kind = "milter", address = "inet:8891@127.0.0.1" }   # or rspamd (url), none
 
 A config with the older `[signer]` table (key_table, signing_table, reload) and no
-[[targets]] has one OpenDKIM target writing those two files and no probe.
+[[targets]] has one OpenDKIM target writing those two files and no probe. Every setting is
+checked here, a probe's address or URL with the parse its client connects with
+(rotator.addresses): a bad one stops the config loading, not the first activation.
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .addresses import AddressError, http_url, milter_address
+from .config_values import known_keys, path_value
 from .domain.errors import ConfigError
 
 FORMATS = ("opendkim", "rspamd", "exim", "kumomta", "json")
 PROBES = ("milter", "rspamd", "none")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+MILTER_EXAMPLE = '"inet:8891@127.0.0.1" or "unix:/run/opendkim/opendkim.sock"'
+RSPAMD_EXAMPLE = '"http://127.0.0.1:11333"'
 
 
 @dataclass(frozen=True)
@@ -66,9 +72,18 @@ class TargetConfig:
 
 def _command(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
-        value = shlex.split(value)
-    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
-        raise ConfigError(f"{where}: must be a command string or a list of strings")
+        try:
+            value = shlex.split(value)
+        except ValueError as exc:  # an unclosed quote
+            raise ConfigError(
+                f"{where}: {value!r} cannot be split as a shell would: {str(exc).lower()}; "
+                'or give a list, e.g. ["systemctl", "reload", "opendkim"]'
+            ) from None
+    if not isinstance(value, list) or not all(isinstance(a, str) and a for a in value):
+        raise ConfigError(
+            f"{where}: must be a command string or a list of non-empty strings, "
+            'e.g. ["systemctl", "reload", "opendkim"]'
+        )
     return tuple(value)
 
 
@@ -93,14 +108,16 @@ def parse_targets(data: Mapping[str, Any], source: Path, base: Path) -> tuple[Ta
     """[[targets]] of a config (already TOML-parsed); relative paths against `base`."""
 
     def path(raw: Any, where: str) -> Path:
-        if not isinstance(raw, str) or not raw:
-            raise ConfigError(f"{source}: {where}: missing or not a path")
-        p = Path(raw)
-        return p if p.is_absolute() else base / p
+        return path_value(raw, base, source, where)
 
     raw_targets = data.get("targets")
     if raw_targets is None:
         return (legacy_target(data.get("signer", {}), source, path),)
+    if "signer" in data:
+        raise ConfigError(
+            f"{source}: [signer]: ignored beside [[targets]]; remove it (a target of "
+            'format = "opendkim" writes the same tables)'
+        )
     if not isinstance(raw_targets, list) or not raw_targets:
         raise ConfigError(f"{source}: [[targets]]: give at least one signer target")
     out: list[TargetConfig] = []
@@ -115,7 +132,8 @@ def parse_targets(data: Mapping[str, Any], source: Path, base: Path) -> tuple[Ta
         fmt = t.get("format")
         if fmt not in FORMATS:
             raise ConfigError(f"{source}: {where}: format {fmt!r}: use one of {', '.join(FORMATS)}")
-        algorithms = tuple(t.get("algorithms", ["rsa", "ed25519"]))
+        algorithms = t.get("algorithms", ["rsa", "ed25519"])
+        algorithms = tuple(algorithms) if isinstance(algorithms, list) else ()
         if not algorithms or not set(algorithms) <= {"rsa", "ed25519"}:
             raise ConfigError(f"{source}: {where}: algorithms: a list of rsa and/or ed25519")
         if fmt == "opendkim" and len(algorithms) != 1:
@@ -130,6 +148,16 @@ def parse_targets(data: Mapping[str, Any], source: Path, base: Path) -> tuple[Ta
                 f"{source}: {where}: key_group applies to local targets only: the installer "
                 "of a deliver command writes as its own user and group"
             )
+        key_group = t.get("key_group", "")
+        if not isinstance(key_group, str):
+            raise ConfigError(
+                f'{source}: {where}.key_group: {key_group!r}: give a group name, e.g. "_rspamd"'
+            )
+        command = () if deliver == "local" else _command(deliver, f"{source}: {where}.deliver")
+        if deliver != "local" and not command:
+            raise ConfigError(
+                f'{source}: {where}.deliver: empty; write "local", or the installer command'
+            )
         unknown = set(t) - {
             "name", "format", "directory", "algorithms", "deliver", "key_group", "key_mode",
             "table_mode", "reload", "probe", "timeout",
@@ -142,17 +170,15 @@ def parse_targets(data: Mapping[str, Any], source: Path, base: Path) -> tuple[Ta
                 format=fmt,
                 directory=path(t.get("directory"), f"{where}.directory"),
                 algorithms=algorithms,
-                deliver=(
-                    () if deliver == "local" else _command(deliver, f"{source}: {where}.deliver")
-                ),
-                key_group=str(t.get("key_group", "")),
+                deliver=command,
+                key_group=key_group,
                 key_mode=_mode(t.get("key_mode", "0640"), f"{source}: {where}.key_mode"),
                 table_mode=_mode(
                     t.get("table_mode", "0640"), f"{source}: {where}.table_mode", key=False
                 ),
                 timeout=_seconds(t.get("timeout", 60.0), f"{source}: {where}.timeout"),
                 reload=_command(t.get("reload", []), f"{source}: {where}.reload"),
-                probe=_probe(t.get("probe", {}), f"{source}: {where}.probe"),
+                probe=_probe(t.get("probe", {}), f"{source}: {where}"),
             )
         )
     names = [t.name for t in out]
@@ -162,26 +188,56 @@ def parse_targets(data: Mapping[str, Any], source: Path, base: Path) -> tuple[Ta
 
 
 def _probe(raw: Any, where: str) -> ProbeConfig:
+    """The probe, its address or URL checked with the parse its client uses."""
     if not isinstance(raw, Mapping):
-        raise ConfigError(f'{where}: must be a table, e.g. {{ kind = "milter", address = ... }}')
+        raise ConfigError(f'{where}: probe: must be a table, e.g. {{ kind = "milter", ... }}')
     kind = raw.get("kind", "none")
     if kind not in PROBES:
-        raise ConfigError(f"{where}: kind {kind!r}: use one of {', '.join(PROBES)}")
+        raise ConfigError(f"{where}: probe.kind {kind!r}: use one of {', '.join(PROBES)}")
+    own = {"milter": "address", "rspamd": "url", "none": ""}
+    for key in sorted(set(raw) - {"kind", "timeout", own[kind]}):
+        use = f"it takes {own[kind]} and timeout" if own[kind] else "set kind to probe"
+        raise ConfigError(f"{where}: probe.{key}: not a setting of a {kind} probe; {use}")
     probe = ProbeConfig(
         kind=kind,
-        address=str(raw.get("address", "")),
-        url=str(raw.get("url", "")),
-        timeout=_seconds(raw.get("timeout", 10.0), f"{where}.timeout"),
+        address=_probe_text(raw, "address", where),
+        url=_probe_text(raw, "url", where),
+        timeout=_seconds(raw.get("timeout", 10.0), f"{where}: probe.timeout"),
     )
-    need = {"milter": ("address", probe.address), "rspamd": ("url", probe.url)}
-    if kind in need and not need[kind][1]:
-        raise ConfigError(f"{where}: a {kind} probe needs {need[kind][0]}")
+    if kind == "milter":
+        if not probe.address:
+            raise ConfigError(f"{where}: a milter probe needs address, e.g. {MILTER_EXAMPLE}")
+        try:
+            milter_address(probe.address)
+        except AddressError as exc:
+            raise ConfigError(
+                f'{where}: probe.address "{probe.address}" is not a milter address: {exc}; '
+                f"write e.g. {MILTER_EXAMPLE}"
+            ) from None
+    if kind == "rspamd":
+        if not probe.url:
+            raise ConfigError(f"{where}: an rspamd probe needs url, e.g. {RSPAMD_EXAMPLE}")
+        try:
+            http_url(probe.url)
+        except AddressError as exc:
+            raise ConfigError(
+                f'{where}: probe.url "{probe.url}" is not an http(s) URL: {exc}; '
+                f"write e.g. {RSPAMD_EXAMPLE}"
+            ) from None
     return probe
+
+
+def _probe_text(raw: Mapping[str, Any], key: str, where: str) -> str:
+    value = raw.get(key, "")
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: probe.{key}: {value!r} is not a string")
+    return value.strip()
 
 
 def legacy_target(signer: Any, source: Path, path: Any) -> TargetConfig:
     if not isinstance(signer, Mapping):
         raise ConfigError(f"{source}: [signer]: must be a table")
+    known_keys(signer, ("key_table", "signing_table", "reload"), source, "signer")
     key_table = path(signer.get("key_table", "opendkim/KeyTable"), "signer.key_table")
     signing_table = path(
         signer.get("signing_table", "opendkim/SigningTable"), "signer.signing_table"

@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 from .adapters.cron import cron_schedule
-from .config import refuse_loose
+from .config_values import refuse_loose
 from .domain.errors import NotFound, PolicyError
 from .domain.policy import Policy, parse_policy
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..addresses import MILTER_FORMS, AddressError, MilterTarget, milter_address
 from ..domain.errors import SignerError
 
 PROTOCOL_VERSION = 6
@@ -66,32 +67,13 @@ class MilterResult:
     protocol: int = 0
 
 
-def parse_address(address: str) -> tuple[int, str | tuple[str, int]]:
-    """inet:PORT@HOST, inet6:PORT@HOST, HOST:PORT, [V6]:PORT, unix:/path, local:/path, /path."""
-    addr = address.strip()
-    for prefix in ("unix:", "local:"):
-        if addr.startswith(prefix):
-            return socket.AF_UNIX, addr[len(prefix) :]
-    if addr.startswith("/"):
-        return socket.AF_UNIX, addr
-    host: str
+def parse_address(address: str) -> MilterTarget:
+    """inet:PORT@HOST, inet6:PORT@HOST, HOST:PORT, [V6]:PORT, unix:/path, local:/path, /path
+    (rotator.addresses, which the config checks every probe address with at load)."""
     try:
-        if addr.startswith(("inet:", "inet6:")):
-            port_s, _, host = addr.split(":", 1)[1].partition("@")
-            host = host or "127.0.0.1"
-        elif addr.startswith("["):
-            host, _, port_s = addr[1:].partition("]:")
-        else:
-            host, _, port_s = addr.rpartition(":")
-        port = int(port_s)
-    except ValueError:
-        raise SignerError(
-            f"milter address {address!r} is not inet:PORT@HOST or unix:/path"
-        ) from None
-    if not host or not 0 < port < 65536:
-        raise SignerError(f"milter address {address!r} is not inet:PORT@HOST or unix:/path")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return family, (host, port)
+        return milter_address(address)
+    except AddressError as exc:
+        raise SignerError(f"milter address {address!r} is not {MILTER_FORMS}: {exc}") from None
 
 
 def split_message(message: bytes) -> tuple[list[tuple[str, bytes]], bytes]:

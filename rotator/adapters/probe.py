@@ -18,7 +18,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from ..config import split_hostport
+from ..config_values import hostport
 from ..domain.errors import ProbeError
 from ..ports import DelegationView, Observation
 
@@ -45,10 +45,10 @@ class AuthoritativeProbe:
     ) -> None:
         self.port = port
         self.timeout = timeout
-        self.fixed = [split_hostport(n, port) for n in nameservers]
+        self.fixed = [hostport(n, port) for n in nameservers]
         if resolver:
             self.resolver = dns.resolver.Resolver(configure=False)
-            hosts = [split_hostport(r, 53) for r in resolver]
+            hosts = [hostport(r, 53) for r in resolver]
             self.resolver.nameservers = [h for h, _ in hosts]
             self.resolver.nameserver_ports = {h: p for h, p in hosts}
         else:

@@ -79,9 +79,16 @@ class Lifecycle:
         """Up to MAX_PASSES passes; each pass reads the clock once (or uses `now`) and
         every handler of that pass decides and records with that one time."""
         report = TickReport()
-        store = self.ctx.store
         # The watch first: a customer's DNS seen fixed again lets this tick's steps use it.
-        self.watch.tick(now or self.ctx.clock.now(), report)
+        self.watch.tick(now or self.ctx.clock.now())
+        try:
+            self._passes(now, report)
+        finally:  # what was activated is watched from the next tick on, even after a crash
+            self.watch.met(report)
+        return report
+
+    def _passes(self, now: datetime | None, report: TickReport) -> None:
+        store = self.ctx.store
         held = self._held = self.safety.check_tick(now or self.ctx.clock.now())
         for _ in range(MAX_PASSES):
             before = report.progressed
@@ -95,7 +102,6 @@ class Lifecycle:
             self.generation.generate(idents, at, report, between=lambda: self._pass(now, report))
             if report.progressed == before:
                 break
-        return report
 
     @staticmethod
     def _unheld(keys: list[KeyState], held: Held) -> list[KeyState]:

@@ -49,6 +49,9 @@ class TickReport:
     succeeded: int = 0
     failed: int = 0
     by_action: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # the policies of the keys an activation recorded (the new key, the one now draining):
+    # the watch gives each its pass from then on
+    activated: set[str] = field(default_factory=set)
 
     @property
     def progressed(self) -> int:
@@ -158,9 +161,11 @@ class Recorder:
                     mine = [e for e in events if getattr(e, "key_id", None) == key.key_id]
                     ok = self.outcomes(mine, [key], report, action) and ok
             return ok
-        done = sum(1 for k in keys if isinstance(k, KeyState))
-        report.succeeded += done
-        report.by_action[action.value] += done
+        done = [k for k in keys if isinstance(k, KeyState)]
+        report.succeeded += len(done)
+        report.by_action[action.value] += len(done)
+        if action is Action.ACTIVATE:
+            report.activated |= {k.policy for k in done}
         return True
 
     def failed(

@@ -10,10 +10,10 @@ the watch starts where the clock says (after a restart, the keys between the las
 before it and the start are next looked at one interval later).
 
 Policies may ask for different intervals: each interval in use has its own circle, read by
-its own range query, and keeps only the keys of its policies. The intervals in use are
-learned from the keys the passes meet, and from the store's per-policy counts when
-nothing is known yet or keys were activated (a key of a new policy is met within one
-circle at the latest)."""
+its own range query, and keeps only the keys of its policies. The policies in use are read
+from the store's per-policy counts once at start, then told by the lifecycle as it
+activates keys (met): a policy's pass begins with the tick after its first activation,
+whatever the intervals of the policies watched before it."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from ..domain import events as ev
 from ..domain.errors import ExternalError, RotatorError
 from ..domain.model import IdentityState, KeyState
 from ..domain.policy import DEFAULT_WATCH_INTERVAL
-from ..domain.states import Action, State
+from ..domain.states import State
 from ..ports import RecordChange
 from .context import Context
 from .recording import KeyIds, TickReport
@@ -86,17 +86,18 @@ class Watch:
         self.checks = Checks(ctx)
         self.last: datetime | None = None  # the previous pass (in memory only)
         self.policies: set[str] = set()  # the policies of the watched keys met so far
+        self.learned = False  # the store's policies read (after a start, on the first pass)
         self.unanswered = 0  # checks left open since the last warning about them
         self.unanswered_said = -UNANSWERED_LOG_S
 
-    def tick(self, now: datetime, report: TickReport) -> None:
+    def tick(self, now: datetime) -> None:
         """Check this tick's share of the watched keys and identities. A failure here is
         logged and never stops the lifecycle: the next circle looks again."""
         last, self.last = self.last, now
         if last is None or now <= last:
             return  # start-up begins where the clock says; so does a clock set back
         try:
-            if not self.policies or report.by_action.get(Action.ACTIVATE.value):
+            if not self.learned:
                 self._learn()
             keys = [k for k in self.due(last, now) if watched(k, now)]
             if keys:
@@ -104,9 +105,15 @@ class Watch:
         except Exception:
             log.exception("watch_crashed")
 
+    def met(self, report: TickReport) -> None:
+        """The policies of the keys this tick activated: each gets its circle from the
+        next tick on (its interval may be far shorter than any watched so far)."""
+        self.policies |= report.activated
+
     def _learn(self) -> None:
         counts = self.ctx.store.monitoring_counts()
         self.policies |= {c.policy for c in counts.keys if c.state in _WATCHED_STATES}
+        self.learned = True
 
     def _interval(self, policy: str) -> timedelta:
         try:

@@ -2,11 +2,13 @@
 TXT record deleted on the BIND primary behind rotator's back (an RFC 2136 UPDATE with the
 zone's TSIG key) is found, named by server, republished (back on the secondary through
 NOTIFY + IXFR) and resolved; a customer's NS delegation removed in the customer's own BIND
-puts the identity into "awaiting customer DNS" until the customer puts it back."""
+puts the identity into "awaiting customer DNS" until the customer puts it back, also when the
+ESP's own key, on a daily watch, went live before the customer's."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from rotator.ports import LogFilter
 from tests.support.cli import customer_add
 
 from .rotatorenv import RotatorEnv
-from .test_tenancy import ACME_ZONE, Tenancy
+from .test_tenancy import ACME_ZONE, ESP_ZONE, Tenancy
 
 pytestmark = pytest.mark.integration
 
@@ -183,6 +185,44 @@ def test_customer_delegation_removed_is_awaiting_customer_dns_until_restored(
         assert len(events_of(env, ev.CustomerDnsBroken)) == 1  # once, not once per pass
         rows = [json.loads(x) for x in env.cli("status", "--json").stdout.splitlines()]
         assert [r for r in rows if r["state"] == "customer DNS"] == []
+        assert env.stop() == 0
+    finally:
+        env.close()
+
+
+@pytest.mark.timeout(180)
+def test_a_customer_on_a_short_interval_is_watched_after_a_daily_esp_key(
+    tmp_path: Path, bind_factory: Callable[..., BindPair]
+) -> None:
+    # the ESP's own key, on the default daily watch, goes live first: the customer's policy
+    # still gets its 2 s pass from the moment the customer's key is active
+    if not ensure_loopback_alias("127.0.0.3") or not ensure_loopback_alias("127.0.0.4"):
+        pytest.skip("needs loopback aliases 127.0.0.3/.4 for the customer's DNS (root)")
+    ten = Tenancy(tmp_path, bind_factory)
+    env = ten.env
+    try:
+        policies = watched_policies(tmp_path)
+        daily = WATCHED.replace('[watch]\ninterval = "2s"\n', "")  # the default: 1d
+        (policies / "daily.toml").write_text(daily)
+        (policies / "daily.toml").chmod(0o644)
+        use_policies(env, policies)
+        env.cli("esp", "add", ESP_ZONE, "--policy", "daily")
+        env.start()
+        env.wait_for("ESP key active", lambda: env.key_in_state(ESP_ZONE, "active"), 60)
+        time.sleep(2)  # four ticks: the watch has read its policies (the daily one) already
+
+        env.cli(*customer_add("Acme", "acme.test", "ns-delegation", policy="watched"))
+        ten.delegate()
+        env.wait_for("acme key active", lambda: env.key_in_state("acme.test", "active"), 60)
+        ten.customer_update(("delete", f"{ACME_ZONE}.", "NS", None))
+        # 2 s of watch interval, the 0.2 s second look, ticks of 0.5 s: well inside 10 s
+        broken = env.wait_for(
+            "CustomerDnsBroken",
+            lambda: next(iter(events_of(env, ev.CustomerDnsBroken, identity="acme.test")), None),
+            10,
+        )
+        assert isinstance(broken, ev.CustomerDnsBroken)
+        assert f"does not delegate {ACME_ZONE}" in broken.problem, broken
         assert env.stop() == 0
     finally:
         env.close()

@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from rotator.adapters.keystore_fs import FsKeyStore
 from rotator.app import CustomerRow, Scope
-from rotator.config import load_config, load_tsig_secret
+from rotator.config import load_config
+from rotator.config_dns import load_tsig_secret
 from rotator.domain import events as ev
 from rotator.domain.errors import ConfigError, ExternalError, InputError
 from rotator.domain.states import State

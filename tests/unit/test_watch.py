@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from rotator.app import CustomerRow, TickReport
+from rotator.app import Application, CustomerRow
 from rotator.app import watch as watch_module
 from rotator.app.watch import SPACE, Watch, key_slices
 from rotator.domain import events as ev
@@ -414,7 +414,7 @@ def test_one_interval_checks_every_key_once_each_tick_only_its_slice(
 
     env.dns.observed.clear()
     fresh = Watch(env.ctx)  # a restart: begins where the clock says, with nothing
-    fresh.tick(env.clock.now(), TickReport())
+    fresh.tick(env.clock.now())
     assert env.dns.observed == []
 
 
@@ -436,6 +436,75 @@ def test_each_policy_is_watched_at_its_own_interval(make_env: MakeEnv) -> None:
         full_pass(env, INTERVAL / 10)
     want = {k.record_name: 10 if k.policy == "demo" else 1 for k in keys}
     assert Counter(env.dns.observed) == want
+
+
+SHORT = 2.0  # seconds: the customer's policy's watch interval
+TICK = 0.5  # seconds between the daemon's ticks in these tests
+
+
+def daily_and_short(make_env: MakeEnv) -> UnitEnv:
+    """The ESP's own domains on the default daily watch, a customer on a 2 s one."""
+    daily = demo_policy(rotation={"interval": "30d"}, watch={"interval": "1d"})
+    return make_env(
+        policies={
+            "daily": dataclasses.replace(daily, name="daily"),
+            "demo": watched_policy(f"{SHORT:g}s"),
+        },
+        esp_nameservers=ESP_NS,
+    )
+
+
+def restart(env: UnitEnv) -> None:
+    """A new Application over the same store (the daemon started again), its first tick."""
+    env.app = Application(env.ctx)
+    env.app.lifecycle.startup()
+    env.app.lifecycle.tick()
+
+
+def ticks(env: UnitEnv, seconds: float) -> None:
+    for _ in range(round(seconds / TICK)):
+        env.clock.advance(TICK)
+        env.app.lifecycle.tick()
+
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["running", "restarted"])
+def test_a_short_interval_is_kept_from_its_first_key_on_after_a_daily_one(
+    make_env: MakeEnv, restarted: bool
+) -> None:
+    env = daily_and_short(make_env)
+    env.app.onboarding.add_identity("example.com", "daily")
+    ticks(env, 5 * TICK)  # the ESP's key active and watched, at its daily pace
+    assert env.key_of("example.com", State.ACTIVE).policy == "daily"
+    if restarted:
+        restart(env)
+        ticks(env, 5 * TICK)
+    acme_active(env)
+    ticks(env, 5 * TICK)
+    assert found(env, ev.CustomerDnsBroken) == []
+
+    del env.dns.delegations[ACME_ZONE]
+    ticks(env, SHORT)  # one short interval: the customer's key came round once
+    (broken,) = found(env, ev.CustomerDnsBroken)
+    assert isinstance(broken, ev.CustomerDnsBroken) and broken.identity == ACME
+
+
+def test_a_key_activated_on_the_first_tick_after_a_restart_leaves_the_others_watched(
+    make_env: MakeEnv,
+) -> None:
+    # the activation tells the watch of one policy before the watch has read the store:
+    # the daily policy's keys are still read from the store and watched
+    env = daily_and_short(make_env)
+    env.app.onboarding.add_identity("example.com", "daily")
+    env.app.lifecycle.tick()
+    esp = env.key_of("example.com", State.ACTIVE)
+    env.app.onboarding.add_customers([CustomerRow("Acme", ACME, "ns-delegation", "demo")], "op")
+    env.dns.delegations[ACME_ZONE] = set(ESP_NS)
+    restart(env)  # its first tick activates the customer's key
+    assert env.key_of(ACME, State.ACTIVE).policy == "demo"
+    del env.dns.records[esp.record_name]
+    full_pass(env, 24 * 3600)  # the watch's first pass, a daily interval: the ESP's key too
+    (drift,) = [e for e in drift_events(env) if isinstance(e, ev.DriftDetected)]
+    assert isinstance(drift, ev.DriftDetected) and drift.key_id == esp.key_id
 
 
 # --- status ---------------------------------------------------------------------------------
