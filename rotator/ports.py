@@ -241,6 +241,14 @@ class EventStore(Protocol):
         """The identity that signs `domain`'s mail (its one owner), if any."""
         ...
 
+    def identity_covering(self, domain: str) -> IdentityState | None:
+        """A live identity whose `*@*.PARENT` pattern signs `domain`'s mail, if any."""
+        ...
+
+    def identities_under(self, parents: set[str]) -> list[IdentityState]:
+        """Live identities whose sending domain is a subdomain of one of `parents`."""
+        ...
+
     def identities(self) -> list[IdentityState]: ...
 
     def live_key_ids(self) -> set[str]:

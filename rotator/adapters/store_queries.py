@@ -12,6 +12,7 @@ from typing import Any
 import sqlite_utils
 
 from ..domain.model import IdentityState, KeyState
+from ..domain.names import covered_by
 from ..domain.states import State
 from ..ports import (
     DUE_BATCH,
@@ -115,6 +116,36 @@ class StoreReads:
             )
         )
         return self._ident(rows[0]) if rows else None
+
+    def identity_covering(self, domain: str) -> IdentityState | None:
+        parents = covered_by(domain)
+        if not parents:
+            return None
+        marks = ",".join("?" * len(parents))
+        rows = list(
+            self.db.query(
+                f"SELECT * FROM identities WHERE sending_domain IN ({marks}) "
+                "AND signing_pattern LIKE '*@*.%' AND retired_at IS NULL "
+                "ORDER BY identity LIMIT 1",
+                parents,
+            )
+        )
+        return self._ident(rows[0]) if rows else None
+
+    def identities_under(self, parents: set[str]) -> list[IdentityState]:
+        # One pass over the live sending domains (a suffix match has no index): only
+        # adding a `*@*.` pattern asks, once per batch.
+        if not parents:
+            return []
+        found = [
+            str(name)
+            for name, sending in self.db.execute(
+                "SELECT identity, sending_domain FROM identities "
+                "WHERE sending_domain != '' AND retired_at IS NULL"
+            )
+            if not parents.isdisjoint(covered_by(str(sending)))
+        ]
+        return [i for name in found if (i := self.identity(name)) is not None]
 
     def identities(self) -> list[IdentityState]:
         return [self._ident(r) for r in self.db.query("SELECT * FROM identities ORDER BY identity")]

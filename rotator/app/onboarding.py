@@ -22,6 +22,7 @@ from ..domain.names import (
     pattern_domain,
     printable,
     record_location,
+    wildcard_domain,
 )
 from ..domain.policy import Policy, pingpong_problem
 from ..domain.states import Mode, Role
@@ -240,7 +241,7 @@ class Onboarding:
         if existing is not None and existing.retired_at is None:
             raise InputError(f"domain {domain} is already managed; see `rotator status`")
         sending = pattern_domain(signing_pattern) or (domain if role == Role.ESP else "")
-        self._check_unclaimed(sending, takes_over)
+        self._check_unclaimed(sending, takes_over, signing_pattern)
         return ev.IdentityAdded(
             at=self.ctx.clock.now(),
             actor=actor,
@@ -275,17 +276,38 @@ class Onboarding:
             longest = f"{first}z{dot}{rest}"  # a selector collision adds a letter
             record_location(longest, domain, zone, via_cname=False)
 
-    def _check_unclaimed(self, sending: str, takes_over: str = "") -> None:
+    def _check_unclaimed(self, sending: str, takes_over: str = "", pattern: str = "") -> None:
         """A sending domain belongs to exactly one customer: two would both sign its mail
-        (every matching SigningTable line signs with MultipleSignatures)."""
+        (every matching SigningTable line signs with MultipleSignatures), and signers that
+        pick one line would disagree with those that sign with both. So does a domain under
+        another identity's `*@*.PARENT` pattern, and a `*@*.` pattern over another's domain."""
         if not sending:
             return
-        owner = self.ctx.store.identity_sending(sending)
+        store = self.ctx.store
+        owner = store.identity_sending(sending)
         if owner is not None and owner.identity != takes_over:
-            who = f"customer {owner.customer}" if owner.customer else "the ESP"
             raise InputError(
-                f"{sending} is already signed for {who} (identity {owner.identity}); a "
-                "sending domain has one owner: remove it there first"
+                f"{sending} is already signed for {_who(owner)} (identity {owner.identity}); "
+                "a sending domain has one owner: remove it there first"
+            )
+        above = store.identity_covering(sending)
+        if above is not None and above.identity != takes_over:
+            raise InputError(
+                f"{sending} is signed by {above.signing_pattern} of {_who(above)} (identity "
+                f"{above.identity}); give that identity the pattern *@{above.sending_domain}, "
+                "or sign this domain there"
+            )
+        wide = wildcard_domain(pattern)
+        under = [
+            i
+            for i in store.identities_under({wide} if wide else set())
+            if not takes_over or takes_over not in (i.identity, i.companion_of)
+        ]
+        if under:
+            raise InputError(
+                f"{pattern} would also sign {under[0].sending_domain}, which is signed for "
+                f"{_who(under[0])} (identity {under[0].identity}); use the pattern "
+                f"*@{sending}"
             )
 
     def add_events(self, events: Sequence[ev.IdentityAdded]) -> list[IdentityState]:
@@ -325,3 +347,7 @@ class Onboarding:
     def instructions(self, ident: IdentityState) -> tuple[str, list[str]]:
         """(explanation, zone-file lines) the customer's IT must add for this identity."""
         return self.customer_dns.instructions(ident)
+
+
+def _who(ident: IdentityState) -> str:
+    return f"customer {ident.customer}" if ident.customer else "the ESP"

@@ -100,6 +100,18 @@ def pattern_domain(pattern: str) -> str:
     return pattern.removeprefix("*@").removeprefix("*.") if pattern else ""
 
 
+def covered_by(domain: str) -> list[str]:
+    """The domains whose `*@*.D` pattern would sign `domain`'s mail: its proper parents."""
+    labels = domain.split(".")
+    return [".".join(labels[i:]) for i in range(1, len(labels))]
+
+
+def wildcard_domain(pattern: str) -> str:
+    """ "*@*.acme.com" -> "acme.com": the domain whose subdomains the pattern signs ("" for
+    an exact pattern)."""
+    return pattern.removeprefix("*@*.") if pattern.startswith("*@*.") else ""
+
+
 def check_signing_pattern(pattern: str, domain: str) -> str:
     """Only the identity's own mail may be signed with its key: `*@domain` or
     `*@*.domain` (its subdomains), never `*`, another domain, whitespace or control

@@ -544,3 +544,26 @@ def test_cli_customer_import_bad_mode_names_line_and_field(cfg: Path, tmp_path: 
     assert "c.csv line 3: mode: 'dkim' is not one of" in line
     assert run(cfg, "customer", "list").exit_code == 0
     assert "Acme" not in ok(cfg, "customer", "list").stdout
+
+
+def test_a_wildcard_pattern_never_covers_another_identitys_domain(env: UnitEnv) -> None:
+    # real OpenDKIM (MultipleSignatures) signs with every matching line while rspamd, Exim
+    # and JSON pick one: two identities matching one sender would make the targets disagree
+    env.app.onboarding.add_identity("corp.example", "demo", signing_pattern="*@*.corp.example")
+    before = env.events()
+    with pytest.raises(InputError, match=r"shop\.corp\.example is signed by \*@\*\.corp\.exa"):
+        env.app.onboarding.add_customers([row("shop.corp.example", customer="Shop")])
+    with pytest.raises(InputError, match=r"a\.b\.corp\.example is signed by \*@\*\.corp\."):
+        env.app.onboarding.add_identity("a.b.corp.example", "demo")
+    assert env.events() == before
+    env.app.onboarding.add_identity("corp.example.net", "demo")  # not under corp.example
+    # the other way round: a pattern over a domain that is already someone's
+    env.app.onboarding.add_customers([row("shop.retail.example", customer="Shop")])
+    before = env.events()
+    with pytest.raises(InputError, match=r"would also sign shop\.retail\.example, .*Shop"):
+        env.app.onboarding.add_identity(
+            "retail.example", "demo", signing_pattern="*@*.retail.example"
+        )
+    assert env.events() == before
+    env.app.onboarding.add_identity("retail.example", "demo")  # its exact pattern is fine
+    assert env.events() == before + 1
