@@ -83,6 +83,8 @@ class Lifecycle:
         # The watch first: a customer's DNS seen fixed again lets this tick's steps use it.
         self.watch.tick(now or self.ctx.clock.now(), report)
         held = self._held = self.safety.check_tick(now or self.ctx.clock.now())
+        # key files the signers kept for workers on their old configuration, grace run out
+        self.ctx.signer.sweep()
         for _ in range(MAX_PASSES):
             before = report.progressed
             at = now or self.ctx.clock.now()
