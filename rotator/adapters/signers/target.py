@@ -156,12 +156,12 @@ class SignerTarget:
 
     def sweep(self) -> int:
         """Wipe the held key files whose grace has run; how many."""
-        due = self.departed.due() if self.departed is not None else []
-        if not due:
+        departed = self.departed
+        due = departed.due() if departed is not None else []
+        if departed is None or not due:
             return 0
         self._deliver(TargetFiles(), remove=due)  # no table names them: no reload
-        assert self.departed is not None
-        self.departed.drop(due)
+        departed.drop(due)
         return len(due)
 
     def _key_files(
@@ -268,7 +268,7 @@ class SignerTarget:
         # says the files are in place
         try:
             reply = json.loads(_tail(proc.stdout))
-            confirmed = "written" in reply
+            confirmed = isinstance(reply, dict) and "written" in reply
         except (ValueError, TypeError):
             confirmed = False
         if not confirmed:
