@@ -14,6 +14,8 @@ format, where its files go, how they get there, how it reloads and how it is pro
     key_mode = "0640"                        # local: mode of key files; tables: table_mode
     reload = ["systemctl", "reload", "opendkim"]
     probe = { kind = "milter", address = "inet:8891@127.0.0.1" }   # or rspamd (url), none
+    key_grace = 300                          # seconds a departed key's file stays after the
+                                             # signer reloaded and passed its probe
 
 A config with the older `[signer]` table (key_table, signing_table, reload) and no
 [[targets]] has one OpenDKIM target writing those two files and no probe. Every setting is
@@ -36,6 +38,7 @@ from .domain.errors import ConfigError
 
 FORMATS = ("opendkim", "rspamd", "exim", "kumomta", "json")
 PROBES = ("milter", "rspamd", "none")
+KEY_GRACE = 300.0
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MILTER_EXAMPLE = '"inet:8891@127.0.0.1" or "unix:/run/opendkim/opendkim.sock"'
 RSPAMD_EXAMPLE = '"http://127.0.0.1:11333"'
@@ -62,6 +65,10 @@ class TargetConfig:
     reload: tuple[str, ...] = ()
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     timeout: float = 60.0  # seconds for the deliver and reload commands
+    # seconds a key's file stays after its key left the tables, counted from the reload and
+    # probe that followed: a milter connection or rspamd worker opened before the reload
+    # still reads the old configuration (an SMTP session may last minutes)
+    key_grace: float = KEY_GRACE
     # the legacy [signer] table's exact file names (KeyTable / SigningTable paths)
     legacy_tables: tuple[Path, Path] | None = None
 
@@ -90,6 +97,12 @@ def _command(value: Any, where: str) -> tuple[str, ...]:
 def _seconds(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
         raise ConfigError(f"{where}: a number of seconds from 0 to 3600, got {value!r}")
+    return float(value)
+
+
+def _grace(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 86400:
+        raise ConfigError(f"{where}: a number of seconds from 0 to 86400, got {value!r}")
     return float(value)
 
 
@@ -160,7 +173,7 @@ def parse_targets(data: Mapping[str, Any], source: Path, base: Path) -> tuple[Ta
             )
         unknown = set(t) - {
             "name", "format", "directory", "algorithms", "deliver", "key_group", "key_mode",
-            "table_mode", "reload", "probe", "timeout",
+            "table_mode", "reload", "probe", "timeout", "key_grace",
         }  # fmt: skip
         if unknown:
             raise ConfigError(f"{source}: {where}: unknown setting {sorted(unknown)[0]!r}")
@@ -177,6 +190,7 @@ def parse_targets(data: Mapping[str, Any], source: Path, base: Path) -> tuple[Ta
                     t.get("table_mode", "0640"), f"{source}: {where}.table_mode", key=False
                 ),
                 timeout=_seconds(t.get("timeout", 60.0), f"{source}: {where}.timeout"),
+                key_grace=_grace(t.get("key_grace", KEY_GRACE), f"{source}: {where}.key_grace"),
                 reload=_command(t.get("reload", []), f"{source}: {where}.reload"),
                 probe=_probe(t.get("probe", {}), f"{source}: {where}"),
             )

@@ -155,13 +155,23 @@ class Signer(Protocol):
         ...
 
     def apply(
-        self, entries: Callable[[], Sequence[SigningEntry]], check: Sequence[SigningEntry] = ()
+        self,
+        entries: Callable[[], Sequence[SigningEntry]],
+        check: Sequence[SigningEntry] = (),
+        wipe: Callable[[str], bool] = lambda key_id: False,
     ) -> list[TargetResult]:
         """Make every target sign exactly `entries()`: files written atomically (keys
         before the tables naming them), reload, then a probe through the live signer for
         each key in `check`. `entries` is called at most once, and only if a target needs
         it (with none configured, a million entries are not read for nothing). One result
-        per target; a target's failure never raises."""
+        per target; a target's failure never raises. The key files of keys that left a
+        target stay there for its grace after the reload and probe (workers on the old
+        configuration still read them), except those of keys `wipe` names (compromised),
+        wiped before the reload."""
+        ...
+
+    def sweep(self) -> int:
+        """Wipe the key files whose grace has run since they left (every tick); how many."""
         ...
 
     def change(

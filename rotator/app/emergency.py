@@ -140,7 +140,9 @@ class Emergency:
         gone = {k.key_id for k in plan.compromise}
         with self.ctx.signer.locked():
             self.ctx.signer.stamp(None)
-            targets = tuple(self.ctx.signer.apply(self.signing.signing_set(gone=gone)))
+            # the compromised keys' copies go at once, not after the targets' grace
+            keep = self.signing.signing_set(gone=gone)
+            targets = tuple(self.ctx.signer.apply(keep, wipe=gone.__contains__))
             signer_error = Declared(targets).signer_error
             try:
                 self.ctx.recorder.append(events, plan.compromise + plan.promote)

@@ -90,6 +90,8 @@ class Lifecycle:
     def _passes(self, now: datetime | None, report: TickReport) -> None:
         store = self.ctx.store
         held = self._held = self.safety.check_tick(now or self.ctx.clock.now())
+        # key files the signers kept for workers on their old configuration, grace run out
+        self.ctx.signer.sweep()
         for _ in range(MAX_PASSES):
             before = report.progressed
             at = now or self.ctx.clock.now()

@@ -305,6 +305,13 @@ class Signing:
         self.sync()
         return True
 
+    def _unsafe(self, key_id: str) -> bool:
+        """Whether a key that left the signer must lose its copies at once rather than
+        after the targets' grace: compromised (an emergency whose write failed), destroyed,
+        or unknown to the log."""
+        key = self.ctx.store.key(key_id)
+        return key is None or key.compromised or key.state is State.DESTROYED
+
     def sync(self) -> list[TargetResult]:
         """Rewrite every signer target from the log. Computed inside the signer lock:
         whoever writes last writes the latest state. SignerError naming the targets that
@@ -313,7 +320,7 @@ class Signing:
             head = self.ctx.store.head()
             self.ctx.signer.stamp(None)
             everything = self.signing_set()
-            results = self.ctx.signer.apply(everything)
+            results = self.ctx.signer.apply(everything, wipe=self._unsafe)
             if all(r.ok for r in results):
                 # the position read before the write: a commit meanwhile is not in it
                 self.stamp(everything, head[0] if head else 0)

@@ -44,3 +44,8 @@ def env(tmp_path: Path, bind_factory: Callable[..., BindPair]) -> Iterator[Rotat
         yield renv
     finally:
         renv.close()
+
+
+# the real OpenDKIM + rspamd pair for the tests that take `fleet` (imported last: it reads
+# DOMAIN and POLICIES from here)
+from .signer_fleet import fleet  # noqa: E402, F401

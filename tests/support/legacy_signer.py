@@ -38,9 +38,13 @@ class OpenDkimSigner:
     def locked(self) -> Any:
         return self.fleet.locked()
 
-    def apply(self, entries: Any, check: Any = ()) -> list[TargetResult]:
-        results = self.fleet.apply(entries, check)
-        return results
+    def apply(
+        self, entries: Any, check: Any = (), wipe: Any = lambda key_id: False
+    ) -> list[TargetResult]:
+        return self.fleet.apply(entries, check, wipe)
+
+    def sweep(self) -> int:
+        return self.fleet.sweep()
 
     def change(self, change: SignerChange, check: Any = ()) -> list[TargetResult]:
         return self.fleet.change(change, check)

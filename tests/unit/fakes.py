@@ -120,6 +120,12 @@ class FakeSigner:
         self.checked: list[SigningEntry] = []
         self.synced = False
         self.stamp_position: int | None = None
+        self.wipe: Callable[[str], bool] = lambda key_id: False  # the last apply's
+        self.sweeps = 0
+
+    def sweep(self) -> int:
+        self.sweeps += 1
+        return 0
 
     def stamp(self, position: int | None) -> None:
         self.stamp_position = position
@@ -138,8 +144,12 @@ class FakeSigner:
         return contextlib.nullcontext()
 
     def apply(
-        self, entries: Callable[[], Sequence[SigningEntry]], check: Sequence[SigningEntry] = ()
+        self,
+        entries: Callable[[], Sequence[SigningEntry]],
+        check: Sequence[SigningEntry] = (),
+        wipe: Callable[[str], bool] = lambda key_id: False,
     ) -> list[TargetResult]:
+        self.wipe = wipe
         if self.fail:
             self.synced = False
             return [TargetResult("fake", False, self.fail)]

@@ -33,11 +33,18 @@ def test_emergency_leaves_signer_at_once_then_revokes_without_drain(env: UnitEnv
     # out of the signer before any tick, and no identity key active on purpose
     assert old.key_id not in {e.key_id for e in env.signer.entries}
     assert env.store.identity("example.com").active_key is None
+    # its signer copies go at once, not after the targets' grace
+    assert env.signer.wipe(old.key_id) and not env.signer.wipe("a-key-in-its-grace")
+    sweeps = env.signer.sweeps
     env.app.lifecycle.tick()
+    assert env.signer.sweeps == sweeps + 1  # each tick wipes held copies whose grace ran
     assert env.dns.records[old.record_name] == "v=DKIM1; p="
     assert env.key(old.key_id).state is State.DESTROYED
     (new,) = env.keys("example.com", State.ACTIVE)
     assert [e.key_id for e in env.signer.entries] == [new.key_id]
+    # a later rewrite from the log (the emergency's own may have failed) wipes it at once too
+    env.app.signing.sync()
+    assert env.signer.wipe(old.key_id) and not env.signer.wipe(new.key_id)
     assert "DrainStarted" not in env.types(old.key_id)
     compromised = next(
         s.event for s in env.store.events() if type(s.event).__name__ == "KeyCompromised"

@@ -127,7 +127,9 @@ def test_installer_writes_keys_then_tables_and_wipes_keys_that_left(tmp_path: Pa
 @pytest.mark.parametrize(
     ("bundle", "message"),
     [
-        ({"version": 3}, "version 3"),
+        ({"version": 4}, "version 4"),
+        ({"version": 2, "hold": True}, "bundle hold"),
+        ({"version": 3, "hold": True, "remove": []}, "bundle hold"),
         ({"version": 1, "remove": ["keys/a.pem"]}, "bundle remove"),
         ({"version": 2, "remove": ["KeyTable"]}, "not a file in keys/"),
         ({"version": 1, "keys": {"../k.pem": spec(b"x")}}, "must stay inside"),
@@ -270,7 +272,7 @@ def test_a_change_writes_the_new_key_wipes_the_old_and_leaves_the_rest(
     if remote:  # the same through the installer run as a command (bundle version 2)
         kw["deliver"] = (sys.executable, "-I", str(INSTALLER), str(tmp_path / "t-remote"))
         out = tmp_path / "t-remote"
-    t = target(tmp_path, "t", **kw)
+    t = target(tmp_path, "t", key_grace=0, **kw)  # wiped as soon as the reload was probed
     fleet = SignerFleet([t], tmp_path / "lock")
     first = [numbered(tmp_path, i) for i in range(5)]
     (result,) = fleet.apply(lambda: first)
@@ -294,12 +296,13 @@ def test_a_change_is_written_in_full_until_a_complete_write_landed(tmp_path: Pat
     stale.write_bytes(b"a key nobody lists")
     # an installer that fails its first delivery (it never runs until `ok` exists)
     install = f"test -e {tmp_path}/ok && exec {sys.executable} -I {INSTALLER} {tmp_path}/t"
-    flaky = target(tmp_path, "t", deliver=("sh", "-c", install))
+    flaky = target(tmp_path, "t", deliver=("sh", "-c", install), key_grace=0)
     fleet = SignerFleet([flaky], tmp_path / "lock")
     a, b = numbered(tmp_path, 1), numbered(tmp_path, 2)
     (result,) = fleet.change(change([a], [], [a]))
     assert not result.ok and stale.exists()
     # the delivery failed, so the next change is complete: it sweeps what nothing lists
+    # (right after the reload: this target has no grace)
     (tmp_path / "ok").touch()
     (result,) = fleet.change(change([b], [], [a, b]))
     assert result.ok and not stale.exists()

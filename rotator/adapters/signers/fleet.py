@@ -7,21 +7,36 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import structlog
+
 from ...domain.errors import ExternalError
 from ...ports import SignerChange, SigningEntry, TargetResult
+from .departed import Departed
 from .target import SignerTarget, TableSource
+
+log = structlog.get_logger("rotator")
 
 
 class SignerFleet:
-    def __init__(self, targets: Sequence[SignerTarget], lock_path: Path) -> None:
+    def __init__(
+        self,
+        targets: Sequence[SignerTarget],
+        lock_path: Path,
+        now: Callable[[], float] = time.time,
+    ) -> None:
         self.targets = list(targets)
         self.lock_path = lock_path
         # beside the lock: the log position every target was last completely in step with
         self.stamp_path = lock_path.with_name(lock_path.name + ".stamp")
+        for t in self.targets:
+            if t.config.legacy_tables is None:  # the older layout writes no key files
+                held = lock_path.with_name(f"{lock_path.name}.held-{t.name}.json")
+                t.departed = Departed(held, t.config.key_grace, now)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -34,10 +49,28 @@ class SignerFleet:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def apply(
-        self, entries: Callable[[], Sequence[SigningEntry]], check: Sequence[SigningEntry] = ()
+        self,
+        entries: Callable[[], Sequence[SigningEntry]],
+        check: Sequence[SigningEntry] = (),
+        wipe: Callable[[str], bool] = lambda key_id: False,
     ) -> list[TargetResult]:
         source = TableSource(entries)
-        return self._each(lambda t: t.write(source), check)
+        return self._each(lambda t: t.write(source, wipe), check)
+
+    def sweep(self) -> int:
+        """Wipe the held key files whose grace has run (see Departed), under the lock;
+        how many. A target that cannot be reached keeps them for the next sweep."""
+        due = [t for t in self.targets if t.departed is not None and t.departed.due()]
+        if not due:
+            return 0
+        wiped = 0
+        with self.locked():
+            for target in due:
+                try:
+                    wiped += target.sweep()
+                except ExternalError as exc:
+                    log.warning("held_keys_not_wiped", target=target.name, error=exc.reason)
+        return wiped
 
     def stamp(self, position: int | None) -> None:
         text = "writing\n" if position is None else f"{position}\n"
@@ -95,11 +128,17 @@ class SignerFleet:
             return TargetResult(target.name, False, exc.reason)
         mine = target.select(check)
         if not mine:
-            return TargetResult(target.name, True, "written and reloaded")
-        if not target.prober.enabled:
-            return TargetResult(target.name, True, "written and reloaded; probe off: not proven")
+            result = TargetResult(target.name, True, "written and reloaded")
+        elif not target.prober.enabled:
+            result = TargetResult(target.name, True, "written and reloaded; probe off: not proven")
+        else:
+            try:
+                detail = target.prober.check(mine)
+            except ExternalError as exc:
+                return TargetResult(target.name, False, exc.reason)
+            result = TargetResult(target.name, True, detail, proven=True)
         try:
-            detail = target.prober.check(mine)
-        except ExternalError as exc:
-            return TargetResult(target.name, False, exc.reason)
-        return TargetResult(target.name, True, detail, proven=True)
+            target.settled()
+        except ExternalError as exc:  # the files stay held: the next sweep wipes them
+            log.warning("held_keys_not_wiped", target=target.name, error=exc.reason)
+        return result

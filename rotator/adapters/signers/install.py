@@ -12,10 +12,12 @@ O_CREAT|O_EXCL|O_NOFOLLOW, fsynced and renamed into place (an unchanged file is 
 it is), then the directory is fsynced; only then the tables, the same way. Key files of
 keys/ the bundle does not list are overwritten with zeros and removed. A version 2 bundle
 may be partial, with "remove": [paths]: its key files are added, the listed ones wiped,
-and every other key file is left as it is. Files are owned by
-whoever runs this (run it as the signer's user: OpenDKIM wants its keys owned by itself or
-root). It prints one JSON line: {"written": n, "unchanged": n, "removed": n}, and exits 1
-with one line on stderr if anything fails.
+and every other key file is left as it is. A version 3 bundle may be complete with
+"hold": true: key files it does not list stay (a signer's old workers may still read them)
+and are named back in "held", for a later partial bundle to remove. Files are owned
+by whoever runs this (run it as the signer's user: OpenDKIM wants its keys owned by itself
+or root). It prints one JSON line: {"written": n, "unchanged": n, "removed": n} (and
+"held": [names] for a held bundle), and exits 1 with one line on stderr if anything fails.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ if TYPE_CHECKING:  # the installer also runs alone, maybe on an older Python
 CHUNK = 1 << 20
 KEY_BATCH = 2048  # key files staged, synced and renamed at once
 
-VERSION = 2  # 2: a bundle may be partial ("remove"); full bundles are still version 1
+# 2: a bundle may be partial ("remove"); 3: a complete one may hold the key files it drops
+VERSION = 3
 KEYS = "keys"
 
 
@@ -191,11 +194,11 @@ def _decode(entries: Any, what: str) -> dict[str, tuple[bytes, int]]:
     return out
 
 
-def apply_bundle(directory: Path, bundle: dict[str, Any], group: str = "") -> dict[str, int]:
+def apply_bundle(directory: Path, bundle: dict[str, Any], group: str = "") -> dict[str, Any]:
     """Install `bundle` into `directory` (see the module docstring)."""
     version = bundle.get("version")
-    if version not in (1, VERSION):
-        raise InstallError(f"bundle version {version!r}: this installer reads 1 and 2")
+    if version not in (1, 2, VERSION):
+        raise InstallError(f"bundle version {version!r}: this installer reads 1 to 3")
     keys = _decode(bundle.get("keys", {}), "key")
     tables = _decode(bundle.get("tables", {}), "table")
     remove = bundle.get("remove")
@@ -203,9 +206,17 @@ def apply_bundle(directory: Path, bundle: dict[str, Any], group: str = "") -> di
         version == 1 or not isinstance(remove, list) or not all(isinstance(n, str) for n in remove)
     ):
         raise InstallError("bundle remove: a version 2 bundle's list of key file names")
-    return install(
-        directory, keys, tables, group, manage_keys=bundle.get("manage_keys", True), remove=remove
+    hold = bundle.get("hold", False)
+    if hold not in (True, False) or (hold and (version != VERSION or remove is not None)):
+        raise InstallError("bundle hold: true or false, in a complete version 3 bundle")
+    held: list[str] | None = [] if hold else None
+    manage = bundle.get("manage_keys", True)
+    out: dict[str, Any] = dict(
+        install(directory, keys, tables, group, manage_keys=manage, remove=remove, held=held)
     )
+    if held is not None:
+        out["held"] = held
+    return out
 
 
 def _put(
@@ -236,10 +247,12 @@ def install(
     group: str = "",
     manage_keys: bool = True,
     remove: list[str] | None = None,
+    held: list[str] | None = None,
 ) -> dict[str, int]:
     """Key files, then tables, each (data, mode) by relative path; see the docstring.
     Unless `manage_keys` is false (a target whose tables name key files kept elsewhere),
-    keys/ holds exactly the bundle's keys: the others are wiped. A partial bundle
+    keys/ holds exactly the bundle's keys: the others are wiped, or, given a `held`
+    list, kept and named in it. Otherwise a partial bundle
     (`remove` given) adds its keys and wipes only the key files `remove` names: one
     activation among a million keys rewrites what changed, not every key file. `keys`
     may come as (name, (data, mode)) pairs, a batch at a time (a million key files are
@@ -247,6 +260,7 @@ def install(
     gid = grp.getgrnam(group).gr_gid if group else -1
     directory.mkdir(parents=True, exist_ok=True)
     counts = {"written": 0, "unchanged": 0, "removed": 0}
+    gone = _removable(directory, remove or ())  # refused before anything is written
     pairs = iter(sorted(keys.items())) if isinstance(keys, Mapping) else iter(keys)
     listed: set[str] = set()  # the key files' names
     while batch := list(itertools.islice(pairs, KEY_BATCH)):
@@ -259,10 +273,7 @@ def install(
     _put(directory, sorted(tables.items()), gid, counts)
     key_dir = directory / KEYS
     if remove is not None:
-        for name in sorted(set(remove) - listed):
-            path = directory / _safe(name)
-            if path.parent != key_dir:
-                raise InstallError(f"refusing to remove {name!r}: not a file in {KEYS}/")
+        for path in sorted(gone - {directory / _safe(n) for n in listed}):
             if path.is_file() and not path.is_symlink():
                 _wipe(path)  # removed only now that no table names it
                 counts["removed"] += 1
@@ -272,12 +283,26 @@ def install(
         names = {(directory / _safe(n)).name for n in listed}
         for p in sorted(key_dir.iterdir()):
             if p.name not in names and not p.name.startswith("."):
+                if held is not None:
+                    held.append(f"{KEYS}/{p.name}")  # its signer's old workers may read it
+                    continue
                 _wipe(p)  # a key that left this signer: its copy goes, zeroed
                 counts["removed"] += 1
             elif p.name.startswith(".") and p.name.endswith(".tmp"):
                 _wipe(p)  # an interrupted earlier run's temp file
         _fsync_dir(key_dir)
     return counts
+
+
+def _removable(directory: Path, names: Iterable[str]) -> set[Path]:
+    """The key files named to be wiped; InstallError for a name outside keys/."""
+    out = set()
+    for name in sorted(names):
+        path = directory / _safe(name)
+        if path.parent != directory / KEYS:
+            raise InstallError(f"refusing to remove {name!r}: not a file in {KEYS}/")
+        out.add(path)
+    return out
 
 
 def main(argv: list[str]) -> int:

@@ -10,13 +10,14 @@ import json
 import subprocess
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from ...config_targets import TargetConfig
 from ...domain.errors import SignerError
 from ...ports import SigningEntry, SigningStream
 from .base import Format, OnceEach, Spool, StreamedTables, TableData, TargetFiles, render
+from .departed import Departed
 from .exim import EximFormat
 from .install import InstallError, install
 from .jsonfile import JsonFormat
@@ -55,6 +56,9 @@ class SignerTarget:
         # A complete write landed (since this process started): from then on a change
         # may be written alone. Any failure, or another process's write, resets it.
         self.synced = False
+        # the key files this target keeps after their keys left (set by the fleet; None:
+        # wiped in the write that drops them, as for the older layout's own key copies)
+        self.departed: Departed | None = None
 
     def select(self, entries: Sequence[SigningEntry]) -> list[SigningEntry]:
         """The entries this target signs (an OpenDKIM instance: its one algorithm)."""
@@ -112,10 +116,14 @@ class SignerTarget:
 
         return TargetFiles(spooled=stream.render(tables))
 
-    def write(self, source: TableSource) -> None:
-        """Deliver the complete files and reload. SignerError with the reason."""
+    def write(
+        self, source: TableSource, wipe: Callable[[str], bool] = lambda key_id: False
+    ) -> None:
+        """Deliver the complete files and reload. The key files of keys that left are
+        held (see Departed), except those of the keys `wipe` names (compromised): wiped
+        before the reload. SignerError with the reason."""
         self.synced = False
-        stream, cfg = source.stream, self.config
+        stream, cfg, hold = source.stream, self.config, self.departed is not None
         if (
             stream is not None
             and cfg.local
@@ -123,14 +131,38 @@ class SignerTarget:
             and isinstance(self.format, StreamedTables)
         ):
             # tables spooled first, then the key files straight from the rows (a batch at a
-            # time), then the tables, then the keys that left are wiped
+            # time), then the tables, then the keys that left are held or wiped
             tables = self.table_files(source).spooled
             specs = {n: (f, cfg.table_mode) for n, f in tables.items()}
-            stream.render(lambda rows: self._install(self._key_files(rows, stream), specs))
+            held = stream.render(
+                lambda rows: self._install(self._key_files(rows, stream), specs, hold=hold)
+            )
         else:
-            self._deliver(self.complete(source))
+            held = self._deliver(self.complete(source), hold=hold)
+        if self.departed is not None:
+            urgent = [n for n in held if wipe(PurePosixPath(n).name.partition(".")[0])]
+            if urgent:
+                self._deliver(TargetFiles(), remove=urgent)
+            self.departed.only(sorted(set(held) - set(urgent)))
         self.synced = True
         self._reload()
+
+    def settled(self) -> None:
+        """The target reloaded and passed its probe: the grace of the files it holds
+        starts, and those whose grace has run are wiped."""
+        if self.departed is not None:
+            self.departed.settle()
+            self.sweep()
+
+    def sweep(self) -> int:
+        """Wipe the held key files whose grace has run; how many."""
+        departed = self.departed
+        due = departed.due() if departed is not None else []
+        if departed is None or not due:
+            return 0
+        self._deliver(TargetFiles(), remove=due)  # no table names them: no reload
+        departed.drop(due)
+        return len(due)
 
     def _key_files(
         self, rows: Iterator[tuple[Any, ...]], stream: SigningStream
@@ -150,14 +182,26 @@ class SignerTarget:
         keys: Mapping[str, tuple[bytes, int]] | Iterator[tuple[str, tuple[bytes, int]]],
         tables: Mapping[str, tuple[TableData, int]],
         remove: list[str] | None = None,
-    ) -> None:
+        hold: bool = False,
+    ) -> list[str]:
+        """Install locally; the key files held (with `hold`, see install())."""
         cfg = self.config
         directory = cfg.directory if cfg.legacy_tables is None else cfg.legacy_tables[0].parent
         manage = cfg.legacy_tables is None  # the older layout names rotator's own key files
+        held: list[str] | None = [] if hold else None
         try:
-            install(directory, keys, tables, group=cfg.key_group, manage_keys=manage, remove=remove)
+            install(
+                directory,
+                keys,
+                tables,
+                group=cfg.key_group,
+                manage_keys=manage,
+                remove=remove,
+                held=held,
+            )
         except (InstallError, OSError, KeyError) as exc:
             raise SignerError(f"cannot write signer tables in {directory}: {exc}") from None
+        return held or []
 
     def write_change(
         self, added: Sequence[SigningEntry], removed: Sequence[SigningEntry], tables: TableSource
@@ -175,11 +219,18 @@ class SignerTarget:
         files = dataclasses.replace(
             self.table_files(tables), keys=self.format.key_files(mine, self.read_key)
         )
+        if self.departed is not None:
+            # held before the write: a crash after it must not leave them unknown
+            self.departed.add(gone, listed=keep)
+            gone = []
         self._deliver(files, remove=gone)
         self.synced = True
         self._reload()
 
-    def _deliver(self, files: TargetFiles, remove: list[str] | None = None) -> None:
+    def _deliver(
+        self, files: TargetFiles, remove: list[str] | None = None, hold: bool = False
+    ) -> list[str]:
+        """Install the files (see install()); the key files held, with `hold`."""
         cfg = self.config
         keys = {n: (d, cfg.key_mode) for n, d in files.keys.items()}
         tables: dict[str, tuple[TableData, int]] = {
@@ -188,16 +239,17 @@ class SignerTarget:
         tables.update((n, (f, cfg.table_mode)) for n, f in files.spooled.items())
         manage = cfg.legacy_tables is None  # the older layout names rotator's own key files
         if cfg.local:
-            self._install(keys, tables, remove)
-            return
+            return self._install(keys, tables, remove, hold)
         bundle: dict[str, object] = {
-            "version": 1 if remove is None else 2,
+            "version": 3 if hold else 1 if remove is None else 2,
             "manage_keys": manage,
             "keys": {n: _spec(d, m) for n, (d, m) in keys.items()},
             "tables": {n: _spec(d, m) for n, (d, m) in tables.items()},
         }
         if remove is not None:
             bundle["remove"] = remove
+        if hold:
+            bundle["hold"] = True
         try:
             proc = subprocess.run(
                 list(cfg.deliver),
@@ -215,7 +267,8 @@ class SignerTarget:
         # a pipe (socat, ssh) may exit 0 whatever the installer did: only its own last line
         # says the files are in place
         try:
-            confirmed = "written" in json.loads(_tail(proc.stdout))
+            reply = json.loads(_tail(proc.stdout))
+            confirmed = isinstance(reply, dict) and "written" in reply
         except (ValueError, TypeError):
             confirmed = False
         if not confirmed:
@@ -223,6 +276,10 @@ class SignerTarget:
                 'the installer did not confirm the files (no {"written": ...} line on '
                 f"stdout): {_tail(proc.stderr or proc.stdout) or 'no output'}"
             )
+        held = reply.get("held", []) if hold else []
+        if not isinstance(held, list) or not all(isinstance(n, str) for n in held):
+            raise SignerError("the installer's reply names no held key files")
+        return held
 
     def _reload(self) -> None:
         if not self.config.reload:
