@@ -18,7 +18,6 @@ from .. import faults
 from ..domain import events as ev
 from ..domain.errors import ExternalError, RotatorError
 from ..domain.model import IdentityState, KeyState
-from ..domain.schedule import explained
 from ..domain.states import Action, State
 from .context import Context
 from .generation import Generation
@@ -63,8 +62,8 @@ class Lifecycle:
         self.watch = watch
         self.safety = safety
         self._held = Held()
-        self._budget: int | None = None  # explained routine work this tick may still start
-        self._waiting: set[str] = set()  # explained routine work the pace left due
+        self._budget: int | None = None  # paced work this tick may still start
+        self._waiting: set[str] = set()  # paced work left due (keys and identities)
         self.generation = generation
         self.signing = signing
         self.verifying = verifying
@@ -119,8 +118,8 @@ class Lifecycle:
 
     def _paced(self, item: KeyState | IdentityState, due: datetime | None, at: datetime) -> bool:
         """Whether routine work (a scheduled replacement or revocation) waits for the pace:
-        only work inside its policy's spread window is paced, and only once this tick's
-        share is used up. Counts what it lets go against the share."""
+        only work of a policy with a spread is paced, and only once the hour's share is
+        used up. Counts what it lets go against the share."""
         if isinstance(item, IdentityState) and (not item.active_key or item.emergency_actor):
             return False
         name = item.key_id if isinstance(item, KeyState) else item.identity
@@ -128,7 +127,7 @@ class Lifecycle:
             return True
         if self._budget is None or due is None:
             return False
-        if not explained(due, at, self.safety.spread(item.policy)):
+        if not self.safety.spread(item.policy):
             return False
         if self._budget <= 0:
             self._waiting.add(name)

@@ -5,10 +5,12 @@ records why, and waits for an operator. A misconfigured policy (an interval of 1
 Emergencies are exempt: they are confirmed by the operator who declared them.
 
 Routine work is paced instead of held: a policy with a [rotation] spread makes each
-identity due at its own moment in the window after the schedule's, and work still inside
-that window is explained by the schedule. Of it a tick starts only what keeps the last
-hour within the limit; the rest stays due for a later tick, nothing is recorded. The valve
-weighs the rest: work overdue by the whole spread, and all work of a policy without one.
+identity due at its own moment in the window after the schedule's. Of the scheduled work
+of such policies a tick starts only what keeps the last hour within the limit; the rest
+stays due for a later tick, nothing is recorded. The valve weighs what the schedule does
+not explain: work overdue by more than its policy's spread (a backlog the pace cannot
+clear, a clock jump, a daemon down longer than the spread) and all work of a policy
+without a spread, which is as likely to be due at one instant as not.
 """
 
 from __future__ import annotations
@@ -28,14 +30,14 @@ from .context import Context
 log = structlog.get_logger("rotator")
 
 SAFETY_TYPES = ("SafetyStopped", "SafetyReleased")
-PACE_WINDOW = timedelta(hours=1)  # the limit applies to explained work per this window
+PACE_WINDOW = timedelta(hours=1)  # the limit applies to paced work per this window
 PACE_GRACE = timedelta(minutes=5)  # due this long and not started: waiting for the pace
 
 
 @dataclass(frozen=True)
 class Held:
     """What a tick must leave alone: scheduled revocations and replacements; and how much
-    explained (spread) routine work it may start (None: no pace, a release lets all go)."""
+    scheduled work of spread policies it may start (None: no pace, a release lets all go)."""
 
     revocations: bool = False
     replacements: bool = False
@@ -52,10 +54,10 @@ class Safety:
         self._seen = 0  # log position of the last safety event looked at
         self._stopped = False  # the last safety event is a stop
         self._released = False  # released: the next tick goes ahead whatever it holds
-        # explained work started within the last PACE_WINDOW (in memory: a restart forgets
-        # it, so one more share may go in the hour of a restart)
+        # paced work started within the last PACE_WINDOW (in memory: a restart forgets it,
+        # so one more share may go in the hour of a restart)
         self._started: deque[tuple[datetime, int]] = deque()
-        self.waiting = 0  # explained work the pace left due at the last tick
+        self.waiting = 0  # work the pace left due at the last tick
 
     def limit(self) -> int:
         """The most keys a tick or command may revoke, replace or remove at once."""
@@ -89,27 +91,26 @@ class Safety:
         except RotatorError:  # its file is gone: nothing spreads its work
             return timedelta(0)
 
-    def _explained(self, now: datetime, due_by: datetime | None = None) -> int:
-        """Scheduled work due (by `due_by`, else now) that is still inside its policy's
-        spread window at `now`."""
-        due_by = due_by or now
+    def _spread_work(self, due_by: datetime, within: datetime | None = None) -> int:
+        """Scheduled work of policies with a spread due by `due_by`; with `within`, only
+        what is still inside its spread window at that time."""
         total = 0
         for name in self.ctx.store.scheduled_policies(due_by):
             spread = self.spread(name)
             if spread > timedelta(0):
-                total += sum(self.ctx.store.scheduled_work(due_by, name, now - spread))
+                after = within - spread if within is not None else None
+                total += sum(self.ctx.store.scheduled_work(due_by, name, after))
         return total
 
     def started(self, now: datetime, count: int) -> None:
-        """A tick started `count` pieces of explained work."""
+        """A tick started `count` pieces of paced work."""
         if count:
             self._started.append((now, count))
 
-    def _budget(self, now: datetime, unexplained: int) -> int:
+    def _budget(self, now: datetime) -> int:
         while self._started and self._started[0][0] <= now - PACE_WINDOW:
             self._started.popleft()
-        spent = sum(n for _, n in self._started)
-        return max(0, self.limit() - spent - unexplained)
+        return max(0, self.limit() - sum(n for _, n in self._started))
 
     def paced_until(self) -> datetime | None:
         """When the pace lets more go, if it left work waiting."""
@@ -119,16 +120,16 @@ class Safety:
 
     def check_tick(self, now: datetime) -> Held:
         """Hold the tick's scheduled revocations and replacements if more of them than the
-        limit are not explained by a spread schedule; else pace the explained ones."""
+        limit are not explained by a spread schedule; else pace those of spread policies."""
         self._catch_up()
         revoke, replace = self.ctx.store.scheduled_work(now)
         if not revoke + replace:
             self._released = False
             return Held()
-        unexplained = revoke + replace - self._explained(now)
+        unexplained = revoke + replace - self._spread_work(now, within=now)
         if self.allows(unexplained):
             self._released = False  # back under the limit: the valve is armed again
-            return Held(budget=self._budget(now, unexplained))
+            return Held(budget=self._budget(now))
         if self._released:
             # an operator let this backlog go: this tick does it, the next is weighed anew
             self._released = False
@@ -180,7 +181,7 @@ class Safety:
         if not self._stopped:
             # another process (the daemon) paces: what it would have started by now
             now = self.ctx.clock.now()
-            waiting = max(self.waiting, self._explained(now, now - PACE_GRACE))
+            waiting = max(self.waiting, self._spread_work(now - PACE_GRACE))
             if not waiting:
                 return None
             return (
