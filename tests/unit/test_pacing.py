@@ -144,6 +144,8 @@ def test_a_thousand_identities_rotate_every_month_without_an_operator(env: UnitE
     first = tick(env)
     assert first[0] == limit
     assert "paced:" in (env.app.safety.held() or "")
+    # the daemon wakes when the hour's share frees up, not at once for nothing
+    assert env.app.lifecycle.next_due() == datetime(2026, 3, 4, 4, 0, tzinfo=UTC)
     per_tick.append(first)
     per_tick += run(env, datetime(2026, 3, 4, 3, 50, tzinfo=UTC), step=600)
     per_tick += run(env, datetime(2026, 4, 1, tzinfo=UTC))
