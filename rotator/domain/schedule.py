@@ -5,7 +5,7 @@ customer base is never due at one instant."""
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 
 def spread_offset(identity: str, spread: timedelta) -> timedelta:
@@ -16,10 +16,3 @@ def spread_offset(identity: str, spread: timedelta) -> timedelta:
         return timedelta(0)
     digest = hashlib.sha256(identity.encode()).digest()
     return timedelta(seconds=int.from_bytes(digest[:8], "big") % window)
-
-
-def explained(due: datetime, now: datetime, spread: timedelta) -> bool:
-    """Whether work due at `due` is still within the spread window at `now`: what a spread
-    schedule makes due a few at a time. Work overdue by the whole spread (or any work of a
-    policy without one) is not: the schedule did not make it due this way."""
-    return spread > timedelta(0) and due > now - spread
