@@ -275,8 +275,15 @@ class EventStore(Protocol):
         """The dual-algorithm companions of an identity."""
         ...
 
-    def scheduled_work(self, now: datetime) -> tuple[int, int]:
-        """(revocations, replacements) due by `now` that no emergency set off."""
+    def scheduled_work(
+        self, now: datetime, policy: str | None = None, after: datetime | None = None
+    ) -> tuple[int, int]:
+        """(revocations, replacements) due by `now` that no emergency set off; only those
+        due after `after` and of `policy` when given."""
+        ...
+
+    def scheduled_policies(self, now: datetime) -> set[str]:
+        """The policies of the work scheduled_work(now) counts."""
         ...
 
     def signing_rows(self) -> Iterator[SigningRow]:

@@ -229,24 +229,50 @@ class StoreReads:
         row = self.db.execute(sql, [state, -1 if up_to is None else up_to]).fetchone()
         return int(row[0])
 
-    def scheduled_work(self, now: datetime) -> tuple[int, int]:
-        """(revocations, replacements) due by `now` that no emergency or removal set off:
-        what a safety valve weighs. Both through the partial due indexes."""
-        at = iso(now)
+    def scheduled_work(
+        self, now: datetime, policy: str | None = None, after: datetime | None = None
+    ) -> tuple[int, int]:
+        """(revocations, replacements) due by `now` (and after `after`, of `policy`) that no
+        emergency or removal set off: what a safety valve weighs. Both through the partial
+        due indexes."""
         # a removed identity's keys were confirmed by the command that removed it
-        revoke = self.db.execute(
+        revoke_sql = (
             "SELECT COUNT(*) FROM keys k JOIN identities i ON i.identity = k.identity "
             "WHERE k.next_action_at IS NOT NULL AND k.next_action_at <= ? "
             "AND k.next_action = 'revoke' AND k.compromised = 0 AND k.emergency_actor = '' "
-            "AND i.retired_at IS NULL",
-            [at],
-        ).fetchone()[0]
-        replace = self.db.execute(
+            "AND i.retired_at IS NULL"
+        )
+        replace_sql = (
             "SELECT COUNT(*) FROM identities WHERE rotation_due_at IS NOT NULL "
-            "AND rotation_due_at <= ? AND active_key IS NOT NULL AND emergency_actor = ''",
-            [at],
-        ).fetchone()[0]
+            "AND rotation_due_at <= ? AND active_key IS NOT NULL AND emergency_actor = ''"
+        )
+        args: list[str] = [iso(now)]
+        if after is not None:
+            revoke_sql += " AND k.next_action_at > ?"
+            replace_sql += " AND rotation_due_at > ?"
+            args.append(iso(after))
+        if policy is not None:
+            revoke_sql += " AND k.policy = ?"
+            replace_sql += " AND policy = ?"
+            args.append(policy)
+        revoke = self.db.execute(revoke_sql, args).fetchone()[0]
+        replace = self.db.execute(replace_sql, args).fetchone()[0]
         return int(revoke), int(replace)
+
+    def scheduled_policies(self, now: datetime) -> set[str]:
+        """The policies of the work scheduled_work counts."""
+        at = iso(now)
+        keys = self.db.execute(
+            "SELECT DISTINCT policy FROM keys WHERE next_action_at IS NOT NULL "
+            "AND next_action_at <= ? AND next_action = 'revoke'",
+            [at],
+        )
+        idents = self.db.execute(
+            "SELECT DISTINCT policy FROM identities WHERE rotation_due_at IS NOT NULL "
+            "AND rotation_due_at <= ? AND active_key IS NOT NULL",
+            [at],
+        )
+        return {str(r[0]) for r in (*keys, *idents)}
 
     def live_key_ids(self) -> set[str]:
         """The ids of every key not destroyed (whose private key file must exist)."""

@@ -17,7 +17,7 @@ import structlog
 from .. import faults
 from ..domain import events as ev
 from ..domain.errors import ExternalError, RotatorError
-from ..domain.model import KeyState
+from ..domain.model import IdentityState, KeyState
 from ..domain.states import Action, State
 from .context import Context
 from .generation import Generation
@@ -62,6 +62,8 @@ class Lifecycle:
         self.watch = watch
         self.safety = safety
         self._held = Held()
+        self._budget: int | None = None  # paced work this tick may still start
+        self._waiting: set[str] = set()  # paced work left due (keys and identities)
         self.generation = generation
         self.signing = signing
         self.verifying = verifying
@@ -90,6 +92,7 @@ class Lifecycle:
     def _passes(self, now: datetime | None, report: TickReport) -> None:
         store = self.ctx.store
         held = self._held = self.safety.check_tick(now or self.ctx.clock.now())
+        self._budget, self._waiting = held.budget, set()
         # key files the signers kept for workers on their old configuration, grace run out
         self.ctx.signer.sweep()
         for _ in range(MAX_PASSES):
@@ -97,23 +100,48 @@ class Lifecycle:
             at = now or self.ctx.clock.now()
             # Keys first: a revocation due now frees a ping-pong slot for the generation
             # due now.
-            self._run_due(self._unheld(store.due_keys(at), held), at, report)
+            self._run_due(self._unheld(store.due_keys(at), at), at, report)
             idents = store.due_identities(at)
             if held.replacements:  # only first keys and emergencies' replacements go on
                 idents = [i for i in idents if not i.active_key or i.emergency_actor]
+            idents = [i for i in idents if not self._paced(i, i.rotation_due_at, at)]
             self.generation.generate(idents, at, report, between=lambda: self._pass(now, report))
             if report.progressed == before:
                 break
+        self.safety.waiting = len(self._waiting)
+        if self._waiting:
+            log.info("paced", waiting=len(self._waiting), limit=self.safety.limit())
 
-    @staticmethod
-    def _unheld(keys: list[KeyState], held: Held) -> list[KeyState]:
-        if not held.revocations:
-            return keys
+    def _unheld(self, keys: list[KeyState], at: datetime) -> list[KeyState]:
+        """The keys whose step goes ahead: scheduled revocations may be held or paced."""
         return [
             k
             for k in keys
-            if k.next_action is not Action.REVOKE or k.compromised or k.emergency_actor
+            if k.next_action is not Action.REVOKE
+            or k.compromised
+            or k.emergency_actor
+            or not (self._held.revocations or self._paced(k, k.next_action_at, at))
         ]
+
+    def _paced(self, item: KeyState | IdentityState, due: datetime | None, at: datetime) -> bool:
+        """Whether routine work (a scheduled replacement or revocation) waits for the pace:
+        only work of a policy with a spread is paced, and only once the hour's share is
+        used up. Counts what it lets go against the share."""
+        if isinstance(item, IdentityState) and (not item.active_key or item.emergency_actor):
+            return False
+        name = item.key_id if isinstance(item, KeyState) else item.identity
+        if name in self._waiting:
+            return True
+        if self._budget is None or due is None:
+            return False
+        if not self.safety.spread(item.policy):
+            return False
+        if self._budget <= 0:
+            self._waiting.add(name)
+            return True
+        self._budget -= 1
+        self.safety.started(at, 1)
+        return False
 
     def _pass(self, now: datetime | None, report: TickReport) -> None:
         # Between chunks of a big key generation: move the recorded keys on meanwhile.
@@ -123,14 +151,19 @@ class Lifecycle:
         at = now or self.ctx.clock.now()
         pause = time.monotonic() - self.signing.last_finished
         skip = () if pause >= 2 * self.signing.last_took else (Action.ACTIVATE,)
-        self._run_due(self._unheld(self.ctx.store.due_keys(at), self._held), at, report, skip)
+        self._run_due(self._unheld(self.ctx.store.due_keys(at), at), at, report, skip)
 
     def next_due(self) -> datetime | None:
         """When the next step is due: the log's next action, except for keys whose servers
         are still propagating, which are looked at again when the verifier says."""
         waits = self.verifying.next_checks()
         times = [t for t in (self.ctx.store.next_due(skip=waits), *waits.values()) if t]
-        return min(times) if times else None
+        if not times:
+            return None
+        # Paced work stays due: wake when the pace lets more go (other work due meanwhile
+        # waits for the regular tick) instead of ticking again at once for nothing.
+        paced = self.safety.paced_until()
+        return max(min(times), paced) if paced else min(times)
 
     def _run_due(
         self,

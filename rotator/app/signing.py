@@ -203,7 +203,7 @@ class Signing:
         events: list[ev.Event] = [
             ev.KeyActivated(
                 **replacement_ids(key_ids(s.key, now), ident),
-                rotate_at=s.policy.rotate_at(now),
+                rotate_at=s.policy.rotate_at(now, ident.identity),
                 previous=s.old.key_id if s.old else None,
                 generate_at=now if s.policy.standby else None,
                 targets=targets,

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from . import selector as sel
 from .errors import PolicyError
 from .record import RecordTags
+from .schedule import spread_offset
 
 ALGORITHMS: dict[str, tuple[int, ...]] = {"rsa": (1024, 2048, 3072, 4096), "ed25519": (256,)}
 DEFAULT_BITS = {"rsa": 2048, "ed25519": 256}
@@ -88,6 +89,8 @@ class Policy:
     companion: str = ""
     # every active and draining key (and its customer's DNS) is checked once per interval
     watch_interval: timedelta = DEFAULT_WATCH_INTERVAL
+    # each identity rotates at its own stable moment this long at most after the schedule's
+    spread: timedelta = timedelta(0)
 
     @property
     def drain_window(self) -> timedelta:
@@ -98,8 +101,11 @@ class Policy:
         """Exponential backoff for the n-th consecutive failure (1-based), capped."""
         return backoff(attempt, self.retry_base, self.retry_max)
 
-    def rotate_at(self, activated_at: datetime) -> datetime:
-        return self.schedule.next_rotation(activated_at)
+    def rotate_at(self, activated_at: datetime, identity: str = "") -> datetime:
+        """The schedule's next moment after activation, moved by the identity's offset in
+        the spread window (see domain.schedule); without an identity, the schedule's own."""
+        offset = spread_offset(identity, self.spread) if identity else timedelta(0)
+        return self.schedule.next_rotation(activated_at) + offset
 
     def drain_until(self, retired_at: datetime) -> datetime:
         return retired_at + self.drain_window
@@ -250,6 +256,15 @@ def parse_policy(name: str, data: Mapping[str, Any], source: str, cron: CronFact
     else:
         schedule = IntervalSchedule(r.duration("rotation", "interval", "30d", minimum=1))
 
+    spread = r.duration("rotation", "spread", "0s")
+    if spread and spread >= schedule.min_interval():
+        raise r.fail(
+            "rotation",
+            "spread",
+            f"{format_duration(spread)} is not shorter than the schedule's shortest interval "
+            f"({schedule.describe()}): every identity must rotate once per interval",
+        )
+
     max_queue = r.duration("drain", "max_queue_time", "5d")
     multiplier = r.get("drain", "multiplier", 3)
     if (
@@ -366,4 +381,5 @@ def parse_policy(name: str, data: Mapping[str, Any], source: str, cron: CronFact
         pool=pool,
         companion=companion,
         watch_interval=watch_interval,
+        spread=spread,
     )
