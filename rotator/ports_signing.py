@@ -170,6 +170,18 @@ class Signer(Protocol):
         wiped before the reload."""
         ...
 
+    def withdraw(
+        self,
+        removed: Sequence[SigningEntry],
+        entries: Callable[[], Sequence[SigningEntry]],
+        wipe: bool,
+    ) -> list[TargetResult]:
+        """Take the keys of `removed` out of every target: tables rewritten from
+        `entries()` (what still signs), no key file sent, reload. Their key files are wiped
+        at once with `wipe` (a compromise), else held for the target's grace. One result
+        per target; a target's failure never raises."""
+        ...
+
     def sweep(self) -> int:
         """Wipe the key files whose grace has run since they left (every tick); how many."""
         ...

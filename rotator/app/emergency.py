@@ -14,7 +14,7 @@ from ..domain.errors import NotFound, RotatorError
 from ..domain.model import IdentityState, KeyState
 from ..domain.names import normalize_domain
 from ..domain.states import State
-from ..ports import TargetResult
+from ..ports import EventStore, TargetResult
 from .context import Context
 from .keypool import KeyPoolKeeper
 from .recording import by_operator, key_ids
@@ -47,19 +47,23 @@ class Scope:
             return f"customer {self.customer}"
         return f"policy {self.policy}"
 
-    def identities(self, idents: dict[str, IdentityState]) -> set[str]:
-        if self.everything:
-            return set(idents)
+    def identities(self, store: EventStore) -> dict[str, IdentityState]:
+        """The identities in scope. A domain's (and its companions') are read alone: an
+        emergency on one domain of a million reads one domain."""
         if self.domain:
             name = normalize_domain(self.domain)
-            if name not in idents:
+            ident = store.identity(name)
+            if ident is None:
                 raise NotFound(f"domain {name} is not managed; see `rotator status`")
             # the domain's second-algorithm key too (it signs the same mail)
-            return {name} | {i for i, v in idents.items() if v.companion_of == name}
+            return {i.identity: i for i in (ident, *store.companions(name))}
+        idents = store.identities()
+        if self.everything:
+            return {i.identity: i for i in idents}
         if self.customer:
-            found = {i for i, v in idents.items() if v.customer == self.customer}
+            found = {i.identity: i for i in idents if i.customer == self.customer}
         else:
-            found = {i for i, v in idents.items() if v.policy == self.policy}
+            found = {i.identity: i for i in idents if i.policy == self.policy}
         if not found:
             raise NotFound(f"{self.describe()} matches no managed domain")
         return found
@@ -92,12 +96,14 @@ class Emergency:
     def plan(self, scope: Scope) -> EmergencyPlan:
         """Which keys to take out of service now, and which standby keys to switch to."""
         store = self.ctx.store
-        idents = {i.identity: i for i in store.identities()}
-        chosen = scope.identities(idents)
+        idents = scope.identities(store)
+        keys = store.list_keys() if len(idents) > 1_000 else [
+            k for name in sorted(idents) for k in store.list_keys(name)
+        ]  # fmt: skip
         compromise: list[KeyState] = []
         promote: list[KeyState] = []
-        for key in store.list_keys():
-            if key.identity not in chosen:
+        for key in keys:
+            if key.identity not in idents:
                 continue
             if key.state in (State.REVOKED, State.DESTROYED) or key.compromised:
                 continue
@@ -140,9 +146,11 @@ class Emergency:
         gone = {k.key_id for k in plan.compromise}
         with self.ctx.signer.locked():
             self.ctx.signer.stamp(None)
-            # the compromised keys' copies go at once, not after the targets' grace
+            # only the removal (tables without the keys; no key file sent), and the
+            # compromised keys' copies go at once, not after the targets' grace
             keep = self.signing.signing_set(gone=gone)
-            targets = tuple(self.ctx.signer.apply(keep, wipe=gone.__contains__))
+            leaving = self.signing.leaving(plan.compromise)
+            targets = tuple(self.ctx.signer.withdraw(leaving, keep, wipe=True))
             signer_error = Declared(targets).signer_error
             try:
                 self.ctx.recorder.append(events, plan.compromise + plan.promote)

@@ -107,7 +107,9 @@ class Offboarding:
         with self.ctx.signer.locked():
             keep = self.signing.signing_set(gone=gone, unsigned=patterns)
             self.ctx.signer.stamp(None)
-            targets = tuple(self.ctx.signer.apply(keep))
+            # the removal alone; their copies stay for the targets' grace (mail in flight)
+            leaving = self.signing.leaving(removal.draining)
+            targets = tuple(self.ctx.signer.withdraw(leaving, keep, wipe=False))
             self.ctx.recorder.append(events, basis)
             if all(t.ok for t in targets):
                 self.signing.stamp()

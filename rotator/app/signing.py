@@ -4,7 +4,7 @@ under the signer lock, and rewriting the signer from the log (start-up, emergenc
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -235,6 +235,23 @@ class Signing:
         written) less the keys `gone` and the ESP signatures for the patterns `unsigned`,
         plus `added` (see SigningSet)."""
         return SigningSet(self.ctx, self.entries, gone, unsigned, added, base)
+
+    def leaving(self, keys: Iterable[KeyState]) -> list[SigningEntry]:
+        """One entry per key, enough to name its files in every target: a key that leaves
+        leaves every table, whatever patterns it signed under."""
+        return [
+            SigningEntry(
+                key_id=k.key_id,
+                domain=k.domain,
+                selector=k.selector,
+                key_path=self.ctx.keystore.key_file(k.key_id),
+                signing_pattern="",
+                algorithm=k.algorithm,
+                zone=k.zone,
+                record_name=k.record_name,
+            )
+            for k in keys
+        ]
 
     def entries(self) -> list[SigningEntry]:
         """What the signer must hold: every active key, under its identity's pattern; an

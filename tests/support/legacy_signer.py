@@ -43,6 +43,9 @@ class OpenDkimSigner:
     ) -> list[TargetResult]:
         return self.fleet.apply(entries, check, wipe)
 
+    def withdraw(self, removed: Any, entries: Any, wipe: bool) -> list[TargetResult]:
+        return self.fleet.withdraw(removed, entries, wipe)
+
     def sweep(self) -> int:
         return self.fleet.sweep()
 

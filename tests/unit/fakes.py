@@ -122,6 +122,7 @@ class FakeSigner:
         self.stamp_position: int | None = None
         self.wipe: Callable[[str], bool] = lambda key_id: False  # the last apply's
         self.sweeps = 0
+        self.withdrawn: list[set[str]] = []  # the keys of each withdraw()
 
     def sweep(self) -> int:
         self.sweeps += 1
@@ -159,6 +160,26 @@ class FakeSigner:
         for e in entries():
             self.by_key.setdefault(e.key_id, []).append(e)
         self.checked = list(check)
+        return [TargetResult("fake", True, "written")]
+
+    def withdraw(
+        self,
+        removed: Sequence[SigningEntry],
+        entries: Callable[[], Sequence[SigningEntry]],
+        wipe: bool,
+    ) -> list[TargetResult]:
+        # as a real target: the tables from what still signs, no key file sent, the
+        # removed keys' files wiped (or held), whatever this process wrote before
+        gone = {e.key_id for e in removed}
+        self.wipe = lambda key_id: wipe and key_id in gone
+        self.withdrawn.append(gone)
+        if self.fail:
+            self.synced = False
+            return [TargetResult("fake", False, self.fail)]
+        self.applied += 1
+        self.by_key = {}
+        for e in entries():
+            self.by_key.setdefault(e.key_id, []).append(e)
         return [TargetResult("fake", True, "written")]
 
     def change(

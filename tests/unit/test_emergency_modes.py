@@ -35,6 +35,8 @@ def test_emergency_leaves_signer_at_once_then_revokes_without_drain(env: UnitEnv
     assert env.store.identity("example.com").active_key is None
     # its signer copies go at once, not after the targets' grace
     assert env.signer.wipe(old.key_id) and not env.signer.wipe("a-key-in-its-grace")
+    # the removal alone: no complete write of every other key
+    assert env.signer.withdrawn == [{old.key_id}]
     sweeps = env.signer.sweeps
     env.app.lifecycle.tick()
     assert env.signer.sweeps == sweeps + 1  # each tick wipes held copies whose grace ran

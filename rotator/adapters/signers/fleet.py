@@ -57,6 +57,15 @@ class SignerFleet:
         source = TableSource(entries)
         return self._each(lambda t: t.write(source, wipe), check)
 
+    def withdraw(
+        self,
+        removed: Sequence[SigningEntry],
+        entries: Callable[[], Sequence[SigningEntry]],
+        wipe: bool,
+    ) -> list[TargetResult]:
+        source = TableSource(entries)
+        return self._each(lambda t: t.write_removal(removed, source, wipe), ())
+
     def sweep(self) -> int:
         """Wipe the held key files whose grace has run (see Departed), under the lock;
         how many. A target that cannot be reached keeps them for the next sweep."""

@@ -4,18 +4,17 @@ signer is reloaded and, for the keys being switched to, probed."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import json
 import subprocess
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from ...config_targets import TargetConfig
 from ...domain.errors import SignerError
 from ...ports import SigningEntry, SigningStream
+from . import bundle
 from .base import Format, OnceEach, Spool, StreamedTables, TableData, TargetFiles, render
 from .departed import Departed
 from .exim import EximFormat
@@ -126,16 +125,18 @@ class SignerTarget:
         stream, cfg, hold = source.stream, self.config, self.departed is not None
         if (
             stream is not None
-            and cfg.local
             and cfg.legacy_tables is None
             and isinstance(self.format, StreamedTables)
         ):
             # tables spooled first, then the key files straight from the rows (a batch at a
-            # time), then the tables, then the keys that left are held or wiped
+            # time, locally, or a line at a time to a deliver command), then the tables,
+            # then the keys that left are held or wiped
             tables = self.table_files(source).spooled
-            specs = {n: (f, cfg.table_mode) for n, f in tables.items()}
+            specs: dict[str, tuple[TableData, int]] = {
+                n: (f, cfg.table_mode) for n, f in tables.items()
+            }
             held = stream.render(
-                lambda rows: self._install(self._key_files(rows, stream), specs, hold=hold)
+                lambda rows: self._put(self._key_files(rows, stream), specs, hold=hold)
             )
         else:
             held = self._deliver(self.complete(source), hold=hold)
@@ -227,6 +228,25 @@ class SignerTarget:
         self.synced = True
         self._reload()
 
+    def write_removal(
+        self, removed: Sequence[SigningEntry], source: TableSource, wipe: bool
+    ) -> None:
+        """Take the keys of `removed` out: the tables (from everything that still signs)
+        and nothing else, no key file sent, so that an emergency over a million keys costs
+        a table write, not a complete one. Their key files are wiped at once with `wipe`
+        (compromised), else held for the grace. Then reload."""
+        if self.config.legacy_tables is not None:  # tables only: they are the whole write
+            self.write(source)
+            return
+        gone = sorted({self.format.key_name(e) for e in self.select(removed)})
+        if self.departed is not None and not wipe:
+            self.departed.add(gone)  # before the write: a crash after it still wipes them
+            gone = []
+        self._deliver(self.table_files(source), remove=gone)
+        if self.departed is not None and gone:
+            self.departed.drop(gone)  # held by an earlier write, wiped now
+        self._reload()
+
     def _deliver(
         self, files: TargetFiles, remove: list[str] | None = None, hold: bool = False
     ) -> list[str]:
@@ -237,45 +257,22 @@ class SignerTarget:
             n: (d, cfg.table_mode) for n, d in files.tables.items()
         }
         tables.update((n, (f, cfg.table_mode)) for n, f in files.spooled.items())
-        manage = cfg.legacy_tables is None  # the older layout names rotator's own key files
+        return self._put(sorted(keys.items()), tables, remove, hold)
+
+    def _put(
+        self,
+        keys: Iterable[tuple[str, tuple[bytes, int]]],
+        tables: Mapping[str, tuple[TableData, int]],
+        remove: list[str] | None = None,
+        hold: bool = False,
+    ) -> list[str]:
+        """Install here, or stream to the deliver command; the key files held."""
+        cfg = self.config
         if cfg.local:
-            return self._install(keys, tables, remove, hold)
-        bundle: dict[str, object] = {
-            "version": 3 if hold else 1 if remove is None else 2,
-            "manage_keys": manage,
-            "keys": {n: _spec(d, m) for n, (d, m) in keys.items()},
-            "tables": {n: _spec(d, m) for n, (d, m) in tables.items()},
-        }
-        if remove is not None:
-            bundle["remove"] = remove
-        if hold:
-            bundle["hold"] = True
-        try:
-            proc = subprocess.run(
-                list(cfg.deliver),
-                input=json.dumps(bundle).encode(),
-                capture_output=True,
-                timeout=cfg.timeout,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise SignerError(f"deliver command {cfg.deliver[0]!r} failed: {exc}") from None
-        if proc.returncode != 0:
-            raise SignerError(
-                f"deliver command exited {proc.returncode}: {_tail(proc.stderr or proc.stdout)}"
-            )
-        # a pipe (socat, ssh) may exit 0 whatever the installer did: only its own last line
-        # says the files are in place
-        try:
-            reply = json.loads(_tail(proc.stdout))
-            confirmed = isinstance(reply, dict) and "written" in reply
-        except (ValueError, TypeError):
-            confirmed = False
-        if not confirmed:
-            raise SignerError(
-                'the installer did not confirm the files (no {"written": ...} line on '
-                f"stdout): {_tail(proc.stderr or proc.stdout) or 'no output'}"
-            )
+            return self._install(iter(keys), tables, remove, hold)
+        manage = cfg.legacy_tables is None  # the older layout names rotator's own key files
+        lines = bundle.frames(tables, keys, remove, hold, manage)
+        reply = bundle.send(cfg.deliver, cfg.timeout, lines)
         held = reply.get("held", []) if hold else []
         if not isinstance(held, list) or not all(isinstance(n, str) for n in held):
             raise SignerError("the installer's reply names no held key files")
@@ -317,11 +314,6 @@ class TableSource:
 
     def tables(self, target: SignerTarget) -> dict[str, bytes]:
         return target.format.tables(target.select(self.everything()), target.key_dir)
-
-
-def _spec(data: TableData, mode: int) -> dict[str, str]:
-    whole = data if isinstance(data, bytes) else data.read()  # a remote bundle is one JSON
-    return {"data": base64.b64encode(whole).decode(), "mode": f"{mode:04o}"}
 
 
 def legacy_key_table(entries: Sequence[SigningEntry]) -> str:
