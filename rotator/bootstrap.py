@@ -17,7 +17,8 @@ from .adapters.row_spool import FileRows
 from .adapters.signers.fleet import SignerFleet
 from .adapters.signers.probes import Prober
 from .adapters.signers.target import SignerTarget, key_reader
-from .adapters.store_seal import Anchor, Sealer, load_key
+from .adapters.store_anchor import Anchor
+from .adapters.store_seal import Sealer, load_key
 from .adapters.store_sqlite import SqliteEventStore, has_sealed_events, open_store
 from .adapters.workers import WorkerPool
 from .app import Application, Context
@@ -101,7 +102,8 @@ def sealer_for(config: Config, readonly: bool) -> Sealer | None:
             return Sealer(load_key(path, create=False))
         except ConfigError:
             return None
-    return Sealer(load_key(path, create=not has_sealed_events(config.database)))
+    made = not os.path.lexists(path)  # by this command: it may seal a log never sealed
+    return Sealer(load_key(path, create=not has_sealed_events(config.database)), new=made)
 
 
 def build(config: Config, readonly: bool = False, command: bool = True) -> App:
