@@ -72,6 +72,10 @@ class Anchor:
             return iter(())
         return _read(fh, os.fstat(fh.fileno()).st_size, self.path)
 
+    def keyed(self) -> bool:
+        """Whether any line carries a MAC: the log was sealed (read up to the first one)."""
+        return any(line.mac for line in self.lines())
+
     def tail(self) -> tuple[Line | None, str]:
         """The last line and the MAC of the one before it ("" if there is none or it has
         none): what the last line's MAC covers."""

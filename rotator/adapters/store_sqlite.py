@@ -387,7 +387,10 @@ def has_sealed_events(path: Path) -> bool:
     except sqlite3.Error:
         return False
     try:
-        row = conn.execute("SELECT 1 FROM events WHERE mac IS NOT NULL LIMIT 1").fetchone()
+        row = conn.execute(
+            "SELECT 1 FROM events WHERE mac IS NOT NULL "
+            "UNION ALL SELECT 1 FROM projection_head WHERE mac IS NOT NULL LIMIT 1"
+        ).fetchone()
     except sqlite3.Error:  # no events table yet, or no mac column: nothing sealed
         return False
     finally:

@@ -339,6 +339,18 @@ def test_the_audit_key_is_made_once_and_kept_private(cfg: Path) -> None:
     assert "audit key" in line and "is missing" in line
 
 
+def test_a_stripped_log_without_its_key_gets_no_new_key(cfg: Path) -> None:
+    # a new key would seal whatever the log now holds: the anchor remembers it was sealed
+    add(cfg, "example.com")
+    tamper(cfg, "UPDATE events SET mac = NULL")
+    tamper(cfg, "UPDATE projection_head SET mac = NULL")
+    key = cfg.parent / "state" / "audit.key"
+    key.unlink()
+    line = refused(cfg, "domain", "add", "example.net", "--policy", "demo")
+    assert "audit key" in line and "is missing" in line
+    assert not key.exists()
+
+
 # --- 4. least privilege -----------------------------------------------------------------------
 
 
