@@ -70,6 +70,8 @@ class Anchor:
             fh = open(self.path, "rb")  # noqa: SIM115 - the generator closes it
         except FileNotFoundError:
             return iter(())
+        except OSError as exc:
+            raise StoreError(f"anchor {self.path}: {exc.strerror}") from None
         return _read(fh, os.fstat(fh.fileno()).st_size, self.path)
 
     def keyed(self) -> bool:
@@ -83,6 +85,8 @@ class Anchor:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None, ""
+        except OSError as exc:
+            raise StoreError(f"anchor {self.path}: {exc.strerror}") from None
         try:
             last = _last_lines(fd, self.path)
         finally:
@@ -140,7 +144,8 @@ def parse(raw: bytes, number: int, path: Path) -> Line:
     ):
         return Line(number, int(parts[0]), parts[1], parts[2] if len(parts) == 3 else "")
     text = raw.decode("ascii", "replace").strip()
-    raise StoreError(f"anchor {path}: line {number} {text!r} is not 'position hash mac'")
+    where = f"line {number}" if number else "a line at its end"
+    raise StoreError(f"anchor {path}: {where} {text!r} is not 'position hash mac'")
 
 
 def _lock(fd: int, path: Path, timeout: float) -> None:

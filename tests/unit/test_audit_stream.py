@@ -870,3 +870,18 @@ def test_the_anchor_is_locked_across_the_commit(store: SqliteEventStore) -> None
     assert done.is_set()
     other.close()
     assert store.audit().ok
+
+
+def test_a_damaged_anchor_is_named_and_nothing_is_appended(store: SqliteEventStore) -> None:
+    assert store.anchor is not None
+    path = store.anchor.path
+    events = int(store.info()["events"])
+    with open(path, "a") as fh:
+        fh.write("12 abc")  # a line cut short
+    assert (
+        store.consistency_problem() == f"anchor {path}: its last line is cut short; move it aside"
+    )
+    assert store.anchor_problem() == (f"anchor {path}: line 3 '12 abc' is not 'position hash mac'")
+    with pytest.raises(StoreError, match="cut short"):
+        store.append(every_type("d.org", 70)[:1], {})
+    assert int(store.info()["events"]) == events
