@@ -191,11 +191,13 @@ def check_anchor(anchor: Anchor, seal: Sealer | None, conn: sqlite3.Connection) 
     holding each anchored event with exactly that hash. Stops at the first problem."""
     out = AnchorCheck()
     path, prev_mac, prev_pos = anchor.path, "", 0
-    head = conn.execute("SELECT MAX(position) FROM events").fetchone()[0] or 0
     rows: Iterator[tuple[int, str]] = iter(())
     row: tuple[int, str] | None = None
     try:
-        for line in anchor.lines():
+        # the anchor's size before the log's head: each line read names a committed event
+        lines = anchor.lines()
+        head = conn.execute("SELECT MAX(position) FROM events").fetchone()[0] or 0
+        for line in lines:
             number, position, digest, mac = line
             where = f"anchor {path}: line {number} (event {position})"
             if mac:
