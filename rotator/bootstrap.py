@@ -17,7 +17,8 @@ from .adapters.row_spool import FileRows
 from .adapters.signers.fleet import SignerFleet
 from .adapters.signers.probes import Prober
 from .adapters.signers.target import SignerTarget, key_reader
-from .adapters.store_seal import Anchor, Sealer, load_key
+from .adapters.store_anchor import Anchor
+from .adapters.store_seal import Sealer, load_key
 from .adapters.store_sqlite import SqliteEventStore, has_sealed_events, open_store
 from .adapters.workers import WorkerPool
 from .app import Application, Context
@@ -94,7 +95,7 @@ def check_owner(paths: Sequence[Path]) -> None:
 
 
 def sealer_for(config: Config, readonly: bool) -> Sealer | None:
-    """The audit key. A writer makes it when the log has no sealed event yet; a reader
+    """The audit key. A writer makes it when nothing shows the log was sealed; a reader
     that cannot read it checks no MACs (`audit verify` insists, see the CLI)."""
     path = config.audit.key_file
     if readonly:
@@ -102,7 +103,11 @@ def sealer_for(config: Config, readonly: bool) -> Sealer | None:
             return Sealer(load_key(path, create=False))
         except ConfigError:
             return None
-    return Sealer(load_key(path, create=not has_sealed_events(config.database)))
+    # a log that was sealed (its events, its head, or the anchor say so) needs its own key
+    # back, never a new one; a key made now may seal a log that never was
+    sealed = has_sealed_events(config.database) or Anchor(config.audit.anchor).keyed()
+    made = not os.path.lexists(path)
+    return Sealer(load_key(path, create=not sealed), new=made)
 
 
 def build(config: Config, readonly: bool = False, command: bool = True) -> App:

@@ -21,7 +21,9 @@ from typing import Any
 
 import sqlite_utils
 
+from ..domain.errors import StoreError
 from ..domain.model import IdentityState, KeyState
+from .store_anchor import Anchor, AnchorCheck, check_anchor, tail_problem
 from .store_replay import (
     batched,
     identity_states,
@@ -31,7 +33,7 @@ from .store_replay import (
     stream_sql,
 )
 from .store_rows import GENESIS
-from .store_seal import Anchor, Sealer
+from .store_seal import Sealer
 
 __all__ = ["AuditReport", "ChainResult", "StoreAudit", "check_log", "diff_one"]
 
@@ -47,12 +49,19 @@ class ChainResult:
     problem: str | None = None
     sealed: int = 0
     bad_macs: list[str] = field(default_factory=list)
+    last_sealed: bool = False  # the last event carries a valid MAC
 
 
-def check_log(cursor: sqlite3.Cursor, event_mac: Callable[[str], str] | None) -> ChainResult:
+def check_log(
+    cursor: sqlite3.Cursor,
+    event_mac: Callable[[str], str] | None,
+    sealed_from: int | None = None,
+) -> ChainResult:
     """Walk `SELECT * FROM events ORDER BY position`: the chain up to its first break and,
-    with `event_mac`, the MAC of every sealed event (past a break too). Without it, stops at
-    the break."""
+    with `event_mac`, the MAC of every sealed event (past a break too), and a MAC missing
+    from an event after a sealed one, or from `sealed_from` on (where the anchor shows the
+    log sealed). Without `event_mac`, stops at the break."""
+    unsealed_from = sealed_from if sealed_from is not None else float("inf")
     columns = [d[0] for d in cursor.description]
     pos_i, prev_i, hash_i = (columns.index(c) for c in ("position", "prev_hash", "hash"))
     mac_i = columns.index("mac") if "mac" in columns else None
@@ -62,6 +71,7 @@ def check_log(cursor: sqlite3.Cursor, event_mac: Callable[[str], str] | None) ->
     sha256, encode = hashlib.sha256, _CANONICAL.encode
     out = ChainResult()
     prev, expected = GENESIS, 1
+    row: Any = None
     for row in cursor:
         if out.problem is None:
             out.events += 1
@@ -85,10 +95,13 @@ def check_log(cursor: sqlite3.Cursor, event_mac: Callable[[str], str] | None) ->
                 out.sealed += 1
                 if not hmac.compare_digest(row[mac_i], event_mac(row[hash_i])):
                     out.bad_macs.append(f"event {row[pos_i]}: MAC does not match (rewritten)")
-            elif out.sealed:
+            elif out.sealed or row[pos_i] >= unsealed_from:
                 # events before the audit key existed carry none; after the first sealed
                 # one, every event is sealed as it is appended: a missing MAC was removed
                 out.bad_macs.append(f"event {row[pos_i]}: MAC removed (after sealed events)")
+    if event_mac is not None and mac_i is not None and row is not None:
+        mac = row[mac_i]
+        out.last_sealed = mac is not None and hmac.compare_digest(mac, event_mac(row[hash_i]))
     return out
 
 
@@ -112,10 +125,13 @@ class AuditReport:
     sealed: int = 0  # events carrying a MAC
     bad_macs: list[str] = field(default_factory=list)
     anchor: str | None = None  # what the anchor says about the tail, if anything is wrong
+    head: str | None = None  # the projection head does not seal the log's last event
 
     @property
     def ok(self) -> bool:
-        return self.problem is None and not self.bad_macs and self.anchor is None
+        return (
+            self.problem is None and not self.bad_macs and self.anchor is None and self.head is None
+        )
 
 
 class _Table:
@@ -205,6 +221,9 @@ class StoreAudit:
         included); unless check_only, replaces the live one, sealed. Streams one key and one
         identity at a time (store_replay.py): memory does not grow with the log."""
         with self._write(lock=not check_only):
+            problem = None if check_only else self.log_problem()
+            if problem is not None:
+                raise StoreError(f"refusing to rebuild the projection: {problem}")
             seal = self.sealer
             keys, idents = _Table(self, "keys", seal), _Table(self, "identities", seal)
             diffs: list[str] = []
@@ -260,12 +279,14 @@ class StoreAudit:
         return position, ok
 
     def audit(self) -> AuditReport:
-        """The chain, every MAC (with the audit key), and the tail against the anchor: one
-        pass over the events, one over each projection table."""
+        """The chain, every MAC (with the audit key), every anchor line and the projection's
+        head: one pass over the anchor, one over the events, one over each projection table."""
         seal = self.sealer
+        anchored = self._anchor_check()
         chain = check_log(
             self.db.execute("SELECT * FROM events ORDER BY position"),
             seal.event if seal is not None else None,
+            anchored.keyed_from,
         )
         report = AuditReport(chain.events, chain.problem, chain.sealed, chain.bad_macs)
         if seal is not None:
@@ -278,12 +299,61 @@ class StoreAudit:
                     for values in cursor
                     if not sealed(values)
                 ]
-        report.anchor = self.anchor_problem()
+        report.anchor = anchored.problem
+        report.head = self.head_problem()
         return report
 
+    def log_problem(self) -> str | None:
+        """What makes the log unfit to be replayed into the projection: a broken chain, an
+        event MAC that is not rotator's or was removed, an anchor line that disagrees, or
+        (with the key) a log whose end nothing keyed seals, neither its last event's MAC nor
+        the projection head's. Only a key made by this command (Sealer.new) may seal a log
+        that nothing shows was ever sealed."""
+        seal = self.sealer
+        anchored = self._anchor_check()
+        if anchored.problem is not None:
+            return anchored.problem
+        chain = check_log(
+            self.db.execute("SELECT * FROM events ORDER BY position"),
+            seal.event if seal is not None else None,
+            anchored.keyed_from,
+        )
+        if chain.problem is not None:
+            return f"hash chain broken: {chain.problem}"
+        if chain.bad_macs:
+            return f"{chain.bad_macs[0]} ({len(chain.bad_macs)} MACs do not match)"
+        head = self.head_problem()
+        if seal is None or chain.events == 0 or chain.last_sealed or head is None:
+            return None
+        never_sealed = chain.sealed == 0 and anchored.keyed_from is None
+        if seal.new and never_sealed and head in (HEAD_MISSING, HEAD_REMOVED):
+            return None
+        return (
+            f"{head}, and no MAC on its last event, although the audit key exists: the log's "
+            "MACs were removed"
+        )
+
+    def head_problem(self) -> str | None:
+        """With the audit key and a log: the projection's head names the log's last event
+        and carries rotator's MAC of it (the whole chain up to it)."""
+        head = self.head()
+        if self.sealer is None or head is None:
+            return None
+        row = self.db.execute("SELECT position, mac FROM projection_head WHERE id = 1").fetchone()
+        if row is None:
+            return HEAD_MISSING
+        if row[1] is None:
+            return HEAD_REMOVED
+        if row[0] != head[0]:
+            return f"projection head: event {row[0]}, but the log ends at event {head[0]}"
+        if not hmac.compare_digest(str(row[1]), self.sealer.head(*head)):
+            return "projection head: MAC does not match (rewritten)"
+        return None
+
     def consistency_problem(self) -> str | None:
-        """What the daemon checks before it acts: the projection has folded exactly the
-        log's last event (its seal holds), and the log is not shorter than the anchor."""
+        """What the daemon checks before it acts, in O(1): the projection has folded exactly
+        the log's last event (its seal holds), and the anchor's last line is rotator's and
+        in the log."""
         head = self.head()
         folded = self.projection_head()
         if head is not None:
@@ -292,23 +362,20 @@ class StoreAudit:
                 return f"the projection has folded event {at} but the log ends at {head[0]}"
             if not folded[1]:
                 return "the projection's head is not sealed by rotator (edited)"
-        return self.anchor_problem()
-
-    def anchor_problem(self) -> str | None:
-        """None if the log holds the anchor's last entry; else what is wrong (a cut tail)."""
         if self.anchor is None:
             return None
-        last = self.anchor.last()
-        if last is None:
-            return None
-        position, digest = last
-        row = self.db.execute("SELECT hash FROM events WHERE position = ?", [position]).fetchone()
-        head = self.head()
-        if row is None:
-            return (
-                f"the log ends at event {head[0] if head else 0} but the anchor "
-                f"{self.anchor.path} has event {position}: the log was cut off"
-            )
-        if row[0] != digest:
-            return f"event {position} differs from the anchor {self.anchor.path}: rewritten"
-        return None
+        return tail_problem(self.anchor, self.sealer, self.db.conn)
+
+    def anchor_problem(self) -> str | None:
+        """None if every anchor line is rotator's and the log holds each anchored event;
+        else the first thing wrong (a forged line, a cut or rolled back log)."""
+        return self._anchor_check().problem
+
+    def _anchor_check(self) -> AnchorCheck:
+        if self.anchor is None:
+            return AnchorCheck()
+        return check_anchor(self.anchor, self.sealer, self.db.conn)
+
+
+HEAD_MISSING = "projection head: missing (the projection is not sealed)"
+HEAD_REMOVED = "projection head: MAC removed"

@@ -4,13 +4,11 @@ cannot. Each event's hash gets a MAC (and since each hash chains to the one befo
 last MAC covers the whole log up to it); each projection row gets one too, so a row edited
 behind rotator's back is refused when it is read; the projection's head (the last position
 folded into it) is sealed so that a projection and a log that disagree are seen at start.
-After each transaction its last (position, hash) is appended to the anchor, a file outside
-the database that the daemon only ever appends to (make it append-only: chattr +a), which
-`rotator audit verify` compares with the log to see a cut-off tail."""
+The anchor (store_anchor.py) keeps the log's head outside the database, each line keyed
+too."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
@@ -52,7 +50,10 @@ ROW_MAC = "2:"
 
 
 class Sealer:
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, new: bool = False) -> None:
+        """`new`: the key was made by this command, so a log that nothing shows was ever
+        sealed may be sealed now; with a key made before, such a log had its MACs removed."""
+        self.new = new
         # HMAC-SHA256 (RFC 2104) from the keyed inner and outer states, made once: each MAC
         # is then two copies and two updates, 2.5x faster than hmac.digest setting up the
         # key every time (a million-identity fill computes seven million; the tests hold
@@ -90,6 +91,10 @@ class Sealer:
 
     def head(self, position: int, event_hash: str) -> str:
         return self.mac(f"head:{position}:{event_hash}")
+
+    def anchor(self, position: int, event_hash: str, prev: str) -> str:
+        """An anchor line's MAC: `prev` is the MAC of the line before ("" if it has none)."""
+        return self.mac(f"anchor:{position}:{event_hash}:{prev}")
 
     def check_row(self, table: str, row: dict[str, Any], name: str) -> None:
         mac = str(row.get("mac") or "")
@@ -186,37 +191,3 @@ def _create(path: Path) -> bytes:
         fh.flush()
         os.fsync(fh.fileno())
     return key
-
-
-class Anchor:
-    """Appends `position hash` after every transaction; reads the last line back."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def append(self, position: int, event_hash: str) -> None:
-        line = f"{position} {event_hash}\n".encode()
-        with contextlib.suppress(FileExistsError):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def last(self) -> tuple[int, str] | None:
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                size = fh.tell()
-                fh.seek(max(0, size - 256))
-                tail = fh.read().decode("ascii", "replace").strip().splitlines()
-        except FileNotFoundError:
-            return None
-        if not tail:
-            return None
-        position, _, digest = tail[-1].partition(" ")
-        if not position.isdigit() or len(digest) != 64:
-            raise StoreError(f"anchor {self.path}: last line {tail[-1]!r} is not 'position hash'")
-        return int(position), digest

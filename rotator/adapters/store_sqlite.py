@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import operator
-import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
+import structlog
 
 from ..domain import events as ev
 from ..domain.errors import ConcurrencyError, IllegalTransition, RotatorError, StoreError
@@ -27,7 +27,9 @@ from ..domain.event_base import not_before
 from ..domain.model import IdentityState, KeyState, apply_identity, apply_key
 from ..ports import StoredEvent
 from ..timeutil import iso, parse_iso
+from .store_anchor import Anchor, Writer
 from .store_audit import StoreAudit
+from .store_errors import db_hint
 from .store_insert import Feed, Inserter, upsert
 from .store_json import payload_json, row_json
 from .store_queries import StoreReads
@@ -40,11 +42,12 @@ from .store_rows import (
     to_row,
 )
 from .store_schema import migrations
-from .store_seal import Anchor, Sealer
+from .store_seal import Sealer
 
 __all__ = ["GENESIS", "Appended", "SqliteEventStore", "db_hint", "event_hash", "open_store"]
 
 BUSY_TIMEOUT_MS = 10_000
+log = structlog.get_logger("rotator")
 
 
 class SqliteEventStore(StoreReads, StoreAudit):
@@ -98,8 +101,13 @@ class SqliteEventStore(StoreReads, StoreAudit):
         migrations.apply(self.db)
         if sealer is not None and (upgraded or self._unsealed()):
             # First open with the audit key, or a schema upgrade (a new column changes
-            # every row a MAC covers): seal the projection by replaying the log into it.
-            self.rebuild()
+            # every row a MAC covers): seal the projection by replaying the log into it,
+            # if the log itself holds (rebuild checks it first).
+            try:
+                self.rebuild()
+            except BaseException:
+                self.close()
+                raise
 
     def close(self) -> None:
         self._inserter.close()
@@ -137,6 +145,25 @@ class SqliteEventStore(StoreReads, StoreAudit):
     def append(self, events: Sequence[ev.Event], expected: dict[str, int]) -> Appended:
         if not events:
             return Appended([], {}, {})
+        with self._anchored() as anchor:
+            appended = self._append(events, expected)
+            if anchor is not None:
+                last = appended[-1]
+                try:
+                    anchor.append(last.position, last.hash)
+                except OSError as exc:  # committed: kept, and written by the next append
+                    log.error("anchor_write_failed", anchor=str(anchor.anchor.path),
+                              position=last.position, error=exc.strerror)  # fmt: skip
+        return appended
+
+    def _anchored(self) -> contextlib.AbstractContextManager[Writer | None]:
+        # taken before the database's write lock and held across the commit, so that the
+        # anchor's lines are in commit order
+        if self.anchor is None:
+            return contextlib.nullcontext()
+        return self.anchor.locked(self.sealer)
+
+    def _append(self, events: Sequence[ev.Event], expected: dict[str, int]) -> Appended:
         stored: list[StoredEvent] = []
         with self._write():
             last = self.db.execute(
@@ -191,8 +218,6 @@ class SqliteEventStore(StoreReads, StoreAudit):
                 raise ConcurrencyError(f"{exc}; retry") from exc
             self._save(keys, idents)
             self._set_head(stored[-1].position, stored[-1].hash)
-        if self.anchor is not None:
-            self.anchor.append(stored[-1].position, stored[-1].hash)
         return Appended(
             stored,
             {k: v for k, v in keys.items() if v is not None},
@@ -352,37 +377,6 @@ def open_store(
         ) from None
 
 
-def read_only_fs(path: Path) -> bool:
-    """True if `path` (or, when it does not exist, its directory) is on a read-only mount."""
-    try:
-        return bool(os.statvfs(path if path.exists() else path.parent).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
-
-
-def db_hint(exc: sqlite3.Error, path: Path | None = None) -> str:
-    """SQLite's message plus what an operator can do about it."""
-    text = str(exc)
-    if (
-        path is not None
-        and read_only_fs(path.parent)
-        and ("readonly" in text or "read-only" in text)
-    ):
-        return f"{text}: the filesystem holding {path.parent} is mounted read-only"
-    if "readonly" in text or "read-only" in text:
-        return (
-            f"{text}: the database is read-only for this user; run rotator as the user that "
-            "owns it (e.g. `sudo -u rotator rotator ...`) or fix the file's permissions"
-        )
-    if "unable to open" in text:
-        return f"{text}: check that the file and its directory exist and this user may read them"
-    if "locked" in text or "busy" in text:
-        return f"{text}: another process holds the database; try again"
-    if "malformed" in text or "not a database" in text:
-        return f"{text}: the file is damaged or not a rotator database; restore it from a backup"
-    return text
-
-
 def has_sealed_events(path: Path) -> bool:
     """Whether the log at `path` already depends on an audit key (read without opening
     the store: the key decides how it is opened)."""
@@ -393,7 +387,10 @@ def has_sealed_events(path: Path) -> bool:
     except sqlite3.Error:
         return False
     try:
-        row = conn.execute("SELECT 1 FROM events WHERE mac IS NOT NULL LIMIT 1").fetchone()
+        row = conn.execute(
+            "SELECT 1 FROM events WHERE mac IS NOT NULL "
+            "UNION ALL SELECT 1 FROM projection_head WHERE mac IS NOT NULL LIMIT 1"
+        ).fetchone()
     except sqlite3.Error:  # no events table yet, or no mac column: nothing sealed
         return False
     finally:

@@ -117,6 +117,10 @@ def audit_verify(ctx: click.Context) -> None:
         )
     if report.anchor:
         raise click.ClickException(report.anchor)
+    if report.head:
+        raise click.ClickException(
+            f"{report.head}: the database was written by something other than rotator"
+        )
     say(f"hash chain intact over {report.events} events")
     if app.store.sealer is None:
         say(
@@ -124,9 +128,12 @@ def audit_verify(ctx: click.Context) -> None:
             "this user (run as rotator's user to check them)"
         )
     else:
-        say(f"{report.sealed} sealed events and every projection row carry valid MACs")
+        say(
+            f"{report.sealed} sealed events, every projection row and the projection's head "
+            "carry valid MACs"
+        )
     if app.store.anchor is not None and app.store.anchor.last() is not None:
-        say(f"the log agrees with the anchor {app.store.anchor.path}")
+        say(f"the log agrees with every line of the anchor {app.store.anchor.path}")
 
 
 @audit.command("head")

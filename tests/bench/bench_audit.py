@@ -31,7 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from rotator.adapters.store_seal import Anchor, Sealer, load_key
+from rotator.adapters.store_anchor import Anchor
+from rotator.adapters.store_seal import Sealer, load_key
 from rotator.adapters.store_sqlite import SqliteEventStore, open_store
 from rotator.domain import events as ev
 

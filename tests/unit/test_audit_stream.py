@@ -8,7 +8,9 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import json
+import os
 import sqlite3
+import threading
 import types
 import typing
 from collections.abc import Iterable, Iterator
@@ -21,9 +23,10 @@ import pytest
 
 from rotator.adapters import store_audit
 from rotator.adapters import store_replay as sr
+from rotator.adapters.store_anchor import Anchor
 from rotator.adapters.store_audit import AuditReport
 from rotator.adapters.store_rows import GENESIS, event_from_row, event_hash
-from rotator.adapters.store_seal import ROW_MAC, Anchor, Sealer
+from rotator.adapters.store_seal import ROW_MAC, Sealer
 from rotator.adapters.store_sqlite import SqliteEventStore
 from rotator.domain import events as ev
 from rotator.domain.errors import StoreError
@@ -72,6 +75,12 @@ def ref_audit(store: SqliteEventStore) -> AuditReport:
             if row["mac"] != sealer.row(table, row):
                 report.bad_macs.append(f"{table} row {row[name]}: not sealed by rotator")
     report.anchor = store.anchor_problem()
+    last = store.db.execute("SELECT position, hash FROM events ORDER BY position DESC").fetchone()
+    head = store.db.execute("SELECT position, mac FROM projection_head").fetchone()
+    if last is not None and head[0] != last[0]:
+        report.head = f"projection head: event {head[0]}, but the log ends at event {last[0]}"
+    elif last is not None and head[1] != sealer.head(*last):
+        report.head = "projection head: MAC does not match (rewritten)"
     return report
 
 
@@ -567,7 +576,8 @@ def test_rebuild_seals_an_unsealed_store(tmp_path: Path) -> None:
     plain = SqliteEventStore(tmp_path / "r.db")
     plain.append(every_type("a.org"), {})
     plain.close()
-    sealed = SqliteEventStore(tmp_path / "r.db", sealer=Sealer(KEY))  # rebuilds at open
+    # a log from before the audit key: a key made now (new) seals it, by a rebuild at open
+    sealed = SqliteEventStore(tmp_path / "r.db", sealer=Sealer(KEY, new=True))
     assert sealed.audit().ok
     assert sealed.rebuild(check_only=True) == []
 
@@ -660,3 +670,218 @@ def test_the_sealers_mac_is_hmac_sha256(key: bytes) -> None:
     for text in ("", "event:" + "0" * 64, "é" * 100, "x" * 1000):
         assert sealer.mac(text) == hmac.new(key, text.encode(), "sha256").hexdigest()
     assert sealer.mac("a") != Sealer(key + b"!").mac("a")
+
+
+# --- what an attacker who can write the database, but holds no key, can try ----------------
+
+
+def strip_and_rehash(store: SqliteEventStore, *sql: str) -> tuple[int, str]:
+    """Every event's MAC removed, event 1's actor edited and the whole chain hashed again,
+    then `sql`. Returns the forged log's head (position, hash)."""
+    conn = sqlite3.connect(store.path, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("DROP TRIGGER IF EXISTS events_no_update")
+    prev, position = GENESIS, 0
+    for row in [dict(r) for r in conn.execute("SELECT * FROM events ORDER BY position")]:
+        position = row["position"]
+        row["actor"] = "mallory" if position == 1 else row["actor"]
+        row["prev_hash"] = prev
+        prev = event_hash({k: v for k, v in row.items() if k not in ("position", "hash", "mac")})
+        conn.execute(
+            "UPDATE events SET actor = ?, prev_hash = ?, hash = ?, mac = NULL WHERE position = ?",
+            [row["actor"], row["prev_hash"], prev, position],
+        )
+    for statement in sql:
+        conn.execute(statement)
+    conn.close()
+    return position, prev
+
+
+def add_line(store: SqliteEventStore, line: str) -> None:
+    assert store.anchor is not None
+    with open(store.anchor.path, "a") as fh:
+        fh.write(line + "\n")
+
+
+def reopen(store: SqliteEventStore, sealer: Sealer | None = None) -> SqliteEventStore:
+    """What a writing command (the daemon's start) opens: the store with the key."""
+    return SqliteEventStore(store.path, sealer=sealer or Sealer(KEY), anchor=store.anchor)
+
+
+def refused_everywhere(store: SqliteEventStore, reason: str) -> None:
+    """`audit verify`, `db rebuild` and a writer's open (the daemon's start) each refuse,
+    and the rebuild writes nothing."""
+    report = store.audit()
+    assert not report.ok
+    assert reason in " ".join(
+        [report.problem or "", *report.bad_macs, report.anchor or "", report.head or ""]
+    )
+    before = projection(store)
+    with pytest.raises(StoreError, match="refusing to rebuild"):
+        store.rebuild()
+    assert projection(store) == before
+    problem = None
+    try:
+        reopen(store).close()
+    except StoreError as exc:
+        problem = str(exc)
+    assert problem is not None or store.consistency_problem() is not None
+
+
+def test_every_mac_removed_and_the_chain_rehashed(store: SqliteEventStore) -> None:
+    position, digest = strip_and_rehash(store, "UPDATE projection_head SET mac = NULL")
+    add_line(store, f"{position} {digest}")  # the forged head, in the old form
+    assert store.audit().sealed == 0
+    # the anchor's keyed lines name the hashes the log had
+    refused_everywhere(store, "differs from the anchor")
+
+
+def test_every_mac_removed_the_anchor_unchanged(store: SqliteEventStore) -> None:
+    strip_and_rehash(store, "UPDATE projection_head SET mac = NULL")
+    refused_everywhere(store, "differs from the anchor")
+    # an event the anchor shows sealed, and every event after it, must still be
+    report = store.audit()
+    last = int(store.info()["events"])
+    assert f"event {last}: MAC removed (after sealed events)" in report.bad_macs
+
+
+def test_every_mac_removed_without_an_anchor(store: SqliteEventStore) -> None:
+    # (an anchor that is not append-only can be deleted): the key and the head remember
+    assert store.anchor is not None
+    store.anchor.path.unlink()
+    store.anchor = None
+    strip_and_rehash(store, "UPDATE projection_head SET mac = NULL")
+    refused_everywhere(store, "projection head: MAC removed")
+    with pytest.raises(StoreError, match="no MAC on its last event"):
+        reopen(store).close()
+
+
+def test_head_mac_removed(store: SqliteEventStore) -> None:
+    tamper(store, "UPDATE projection_head SET mac = NULL")
+    assert store.audit().head == "projection head: MAC removed"
+    # the log is intact and keyed by its last event's MAC: a writer seals the head again
+    reopen(store).close()
+    assert store.audit().ok and store.consistency_problem() is None
+
+
+def test_a_rollback_with_a_forged_anchor_line(store: SqliteEventStore, tmp_path: Path) -> None:
+    assert store.anchor is not None
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    old = tmp_path / "old.db"
+    old.write_bytes(store.path.read_bytes())
+    old_lines = store.anchor.path.read_text().splitlines()
+    position, digest = store.head() or (0, "")
+    esp = ev.IdentityAdded(
+        at=at(60), identity="1.org", domain="1.org", zone="1.org", policy="demo",
+        signing_pattern="", role=Role.ESP,
+    )  # fmt: skip
+    store.append([esp], {})
+    store.close()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{store.path}{suffix}").unlink(missing_ok=True)
+    store.path.write_bytes(old.read_bytes())
+    forged = SqliteEventStore(store.path, readonly=True, sealer=Sealer(KEY), anchor=store.anchor)
+    for line in (
+        f"{position} {digest}",  # no MAC
+        f"{position} {digest} {'0' * 64}",  # a MAC that is not rotator's
+        old_lines[-1],  # rotator's own line for that head, appended again
+    ):
+        add_line(forged, line)
+        report = forged.audit()
+        assert report.anchor is not None and "rolled back" in report.anchor
+        assert forged.consistency_problem() is not None
+    forged.close()
+
+
+@pytest.mark.parametrize("form", ["no MAC", "a MAC that is not rotator's", "replayed"])
+def test_an_anchor_line_without_a_valid_mac_after_keyed_lines(
+    store: SqliteEventStore, form: str
+) -> None:
+    assert store.anchor is not None
+    lines = store.anchor.path.read_text().splitlines()
+    position, digest = store.head() or (0, "")
+    add_line(
+        store,
+        {
+            "no MAC": f"{position} {digest}",
+            "a MAC that is not rotator's": f"{position} {digest} {'0' * 64}",
+            "replayed": lines[-1],
+        }[form],
+    )
+    problem = store.audit().anchor
+    assert problem is not None and "forged" in problem
+    assert store.consistency_problem() is not None
+    with pytest.raises(StoreError, match="refusing to rebuild"):
+        store.rebuild()
+
+
+def test_an_anchor_from_before_keyed_lines_still_verifies(store: SqliteEventStore) -> None:
+    # what an earlier rotator wrote: `position hash`, two of them out of order (two writers
+    # committed one way and wrote the other)
+    assert store.anchor is not None
+    rows = store.db.execute("SELECT position, hash FROM events ORDER BY position").fetchall()
+    legacy = [rows[4], rows[9], rows[7], rows[-1]]
+    store.anchor.path.write_text("".join(f"{p} {h}\n" for p, h in legacy))
+    assert store.audit().ok and store.consistency_problem() is None
+    store.append(every_type("d.org", 70)[:2], {})  # keyed lines follow
+    assert len(store.anchor.path.read_text().split("\n")[-2].split()) == 3
+    assert store.audit().ok and store.consistency_problem() is None
+    # an old line that the log does not hold is still seen
+    store.anchor.path.write_text(f"5 {'0' * 64}\n" + store.anchor.path.read_text())
+    assert (
+        store.anchor_problem() == f"event 5 differs from the anchor {store.anchor.path}: rewritten"
+    )
+
+
+def test_a_failed_anchor_write_is_written_by_the_next_append(
+    store: SqliteEventStore, monkeypatch: Any
+) -> None:
+    assert store.anchor is not None
+    before = store.anchor.path.read_text()
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    first = store.append(every_type("d.org", 70)[:1], {})  # committed all the same
+    assert store.anchor.path.read_text() == before
+    monkeypatch.undo()
+    second = store.append(every_type("d.org", 70)[1:2], {})
+    positions = [int(ln.split()[0]) for ln in store.anchor.path.read_text().splitlines()]
+    assert positions[-2:] == [first[-1].position, second[-1].position]
+    assert store.audit().ok and store.consistency_problem() is None
+
+
+def test_the_anchor_is_locked_across_the_commit(store: SqliteEventStore) -> None:
+    # a second writer waits for the first's line: lines are in commit order
+    assert store.anchor is not None
+    other = reopen(store)
+    done = threading.Event()
+
+    def append() -> None:
+        other.append(every_type("d.org", 70)[:1], {})
+        done.set()
+
+    thread = threading.Thread(target=append)
+    with store.anchor.locked(store.sealer):
+        thread.start()
+        assert not done.wait(0.3)
+    thread.join(10)
+    assert done.is_set()
+    other.close()
+    assert store.audit().ok
+
+
+def test_a_damaged_anchor_is_named_and_nothing_is_appended(store: SqliteEventStore) -> None:
+    assert store.anchor is not None
+    path = store.anchor.path
+    events = int(store.info()["events"])
+    with open(path, "a") as fh:
+        fh.write("12 abc")  # a line cut short
+    assert (
+        store.consistency_problem() == f"anchor {path}: its last line is cut short; move it aside"
+    )
+    assert store.anchor_problem() == (f"anchor {path}: line 3 '12 abc' is not 'position hash mac'")
+    with pytest.raises(StoreError, match="cut short"):
+        store.append(every_type("d.org", 70)[:1], {})
+    assert int(store.info()["events"]) == events

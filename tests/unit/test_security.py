@@ -255,12 +255,80 @@ def test_a_cut_off_tail_is_caught_by_the_anchor(cfg: Path) -> None:
     assert line.startswith("Error: refusing to start: ")
 
 
+def rehash(cfg: Path, *sql: str) -> tuple[int, str]:
+    """Every MAC removed, event 1's actor edited, the chain hashed again, then `sql`."""
+    from rotator.adapters.store_rows import event_hash
+
+    conn = sqlite3.connect(db_path(cfg))
+    conn.row_factory = sqlite3.Row
+    conn.execute("DROP TRIGGER events_no_update")
+    prev, position = "0" * 64, 0
+    for row in [dict(r) for r in conn.execute("SELECT * FROM events ORDER BY position")]:
+        position = row["position"]
+        row["actor"] = "mallory" if position == 1 else row["actor"]
+        row["prev_hash"] = prev
+        prev = event_hash({k: v for k, v in row.items() if k not in ("position", "hash", "mac")})
+        conn.execute(
+            "UPDATE events SET actor = ?, prev_hash = ?, hash = ?, mac = NULL WHERE position = ?",
+            [row["actor"], row["prev_hash"], prev, position],
+        )
+    for statement in sql:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+    return position, prev
+
+
+@pytest.mark.parametrize("anchor", ["forged line", "deleted"])
+def test_stripped_macs_and_a_rehashed_chain_are_refused(cfg: Path, anchor: str) -> None:
+    add(cfg, "example.com", "--actor", "alice")
+    add(cfg, "example.net")
+    position, digest = rehash(cfg, "UPDATE projection_head SET mac = NULL")
+    anchor_log = cfg.parent / "state" / "anchor.log"
+    if anchor == "deleted":
+        anchor_log.unlink()
+    else:
+        with anchor_log.open("a") as fh:
+            fh.write(f"{position} {digest}\n")
+    before = sqlite3.connect(db_path(cfg)).execute("SELECT * FROM identities").fetchall()
+    if anchor == "forged line":  # the events the anchor shows sealed, and their hashes
+        assert "2 MACs do not match" in refused(cfg, "audit", "verify")
+        reason = "differs from the anchor"
+    else:  # the key exists: the projection's head remembers that the log was sealed
+        assert "projection head: MAC removed" in refused(cfg, "audit", "verify")
+        reason = "no MAC on its last event"
+    assert reason in refused(cfg, "db", "rebuild")
+    assert reason in refused(cfg, "run", "--once")
+    assert sqlite3.connect(db_path(cfg)).execute("SELECT * FROM identities").fetchall() == before
+
+
+def test_a_rollback_is_refused_despite_a_forged_anchor_line(cfg: Path) -> None:
+    add(cfg, "example.com")
+    old = sqlite3.connect(cfg.parent / "old.db")
+    sqlite3.connect(db_path(cfg)).backup(old)  # a copy of the database as it is now
+    position, digest = ok(cfg, "audit", "head").stdout.split()
+    add(cfg, "example.net")
+    old.backup(sqlite3.connect(db_path(cfg)))  # restored over the newer one
+    old.close()
+    with (cfg.parent / "state" / "anchor.log").open("a") as fh:
+        fh.write(f"{position} {digest}\n")
+    line = refused(cfg, "audit", "verify")
+    assert "has event 2: the log was cut off or rolled back" in line
+    line = refused(cfg, "run", "--once")
+    assert line.startswith("Error: ") and "has event 2: the log was cut off or rolled back" in line
+
+
 def test_audit_head_is_the_last_event(cfg: Path) -> None:
     add(cfg, "example.com")
     position, digest = ok(cfg, "audit", "head").stdout.split()
     assert position == "1" and len(digest) == 64
     anchor = (cfg.parent / "state" / "anchor.log").read_text().split()
-    assert anchor == [position, digest]
+    assert anchor[:2] == [position, digest]
+    # keyed: the MAC of the line (the first: no line before it) with the audit key
+    from rotator.adapters.store_seal import Sealer
+
+    key = (cfg.parent / "state" / "audit.key").read_bytes()
+    assert anchor[2:] == [Sealer(key).anchor(1, digest, "")]
 
 
 def test_the_audit_key_is_made_once_and_kept_private(cfg: Path) -> None:
@@ -270,6 +338,18 @@ def test_the_audit_key_is_made_once_and_kept_private(cfg: Path) -> None:
     key.unlink()  # the log now depends on it: a missing key is not silently replaced
     line = refused(cfg, "domain", "add", "example.net", "--policy", "demo")
     assert "audit key" in line and "is missing" in line
+
+
+def test_a_stripped_log_without_its_key_gets_no_new_key(cfg: Path) -> None:
+    # a new key would seal whatever the log now holds: the anchor remembers it was sealed
+    add(cfg, "example.com")
+    tamper(cfg, "UPDATE events SET mac = NULL")
+    tamper(cfg, "UPDATE projection_head SET mac = NULL")
+    key = cfg.parent / "state" / "audit.key"
+    key.unlink()
+    line = refused(cfg, "domain", "add", "example.net", "--policy", "demo")
+    assert "audit key" in line and "is missing" in line
+    assert not key.exists()
 
 
 # --- 4. least privilege -----------------------------------------------------------------------
