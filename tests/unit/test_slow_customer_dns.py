@@ -4,6 +4,7 @@ single query fails) and every other name at once. The ESP's own servers stay in 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -11,6 +12,7 @@ import pytest
 
 from rotator.adapters.probe import AuthoritativeProbe
 from rotator.app import CustomerRow
+from rotator.app.customer_lanes import CustomerLanes
 from rotator.app.recording import TickReport
 from rotator.app.watch_checks import DnsVerdict
 from rotator.domain import events as ev
@@ -166,3 +168,50 @@ def test_the_watch_checks_an_honest_customer_beside_a_slow_one(env: UnitEnv) -> 
     for ident in idents[:-1]:
         verdict = verdicts[ident.identity]
         assert verdict.problem is None and verdict.unasked  # no verdict either way
+
+
+# --- the lanes themselves ------------------------------------------------------------------
+
+
+def test_one_customer_holds_at_most_its_share_of_the_threads() -> None:
+    lanes = CustomerLanes("t", workers=8, per_customer=2)
+    lock = threading.Lock()
+    running: dict[str, int] = {"big": 0, "small": 0}
+    most: dict[str, int] = {"big": 0, "small": 0}
+
+    def check(item: tuple[str, int], deadline: float) -> str:
+        who = item[0]
+        with lock:
+            running[who] += 1
+            most[who] = max(most[who], running[who])
+        time.sleep(0.05 if who == "big" else 0.0)
+        with lock:
+            running[who] -= 1
+        return who
+
+    items = [("big", n) for n in range(12)] + [("small", 0)]
+    try:
+        out = lanes.run(items, lambda i: i[0], check, within=2.0)
+    finally:
+        lanes.close()
+    assert [o.value for o in out] == [i[0] for i in items]
+    assert most == {"big": 2, "small": 1}
+
+
+def test_no_thread_in_time_is_no_ones_failure_running_out_is_the_customers() -> None:
+    lanes = CustomerLanes("t", workers=1, per_customer=1)
+    release = threading.Event()
+
+    def check(item: str, deadline: float) -> str:
+        if item == "stuck":  # ignores its deadline: only the wait ends it
+            release.wait(5)
+        return item
+
+    try:
+        stuck, queued = lanes.run(["stuck", "queued"], lambda i: i, check, within=0.2)
+    finally:
+        release.set()
+        lanes.close()
+    assert stuck.unchecked is not None and stuck.unchecked.late
+    assert "took longer than 0.2s" in stuck.unchecked.reason
+    assert queued.unchecked is not None and not queued.unchecked.late
