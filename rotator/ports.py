@@ -86,18 +86,22 @@ class Publisher(Protocol):
 
 
 class NameserverProbe(Protocol):
-    def observe(self, zone: str, name: str) -> list[Observation]:
+    """Every call ends by its `deadline` (a time.monotonic() instant; None: the probe's own
+    bound), each query given only the time left: a check of a customer's slow DNS cannot
+    hold its thread past its deadline."""
+
+    def observe(self, zone: str, name: str, deadline: float | None = None) -> list[Observation]:
         """Query every address of every authoritative nameserver of `zone` directly (RD=0)
         for the TXT at `name`. Raises ProbeError if the nameserver set cannot be found."""
         ...
 
-    def cname(self, name: str) -> str | None:
+    def cname(self, name: str, deadline: float | None = None) -> str | None:
         """The CNAME target of `name` as a resolver sees it (absolute, lower case), or None
         if the answer is that there is none (NXDOMAIN, NODATA). ProbeError when no answer
         came (timeout, SERVFAIL): that proves nothing either way."""
         ...
 
-    def delegation(self, zone: str) -> DelegationView:
+    def delegation(self, zone: str, deadline: float | None = None) -> DelegationView:
         """Ask the parent zone's authoritative servers (RD=0) which NS they hand out for
         `zone`, and the zone's own NS set. Never raises: problems go in .error."""
         ...

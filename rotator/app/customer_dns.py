@@ -21,6 +21,13 @@ def txt_line(key: KeyState, ttl: int) -> str:
     return f"{key.record_name} {ttl} IN TXT ( {text} )"
 
 
+def customer_of(ident: IdentityState | None, domain: str) -> str:
+    """Whose DNS a check asks: one customer's checks share a bounded part of the pool."""
+    if ident is None:
+        return domain
+    return ident.customer or ident.domain
+
+
 class CustomerDns:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -56,11 +63,14 @@ class CustomerDns:
             (lookup_name(n, ident.domain), cname_target(n, ident.domain, ident.zone)) for n in names
         ]
 
-    def check(self, ident: IdentityState) -> str | None:
-        """None when the customer's side is in place, else what is missing."""
+    def check(self, ident: IdentityState, deadline: float | None = None) -> str | None:
+        """None when the customer's side is in place, else what is missing. Every lookup
+        ends by `deadline` (time.monotonic(); None: the probe's own bound per lookup)."""
         probe = self.ctx.probe
         if ident.mode in (Mode.CNAME, Mode.PING_PONG):
-            missing = [name for name, target in self.cnames(ident) if probe.cname(name) != target]
+            missing = [
+                name for name, target in self.cnames(ident) if probe.cname(name, deadline) != target
+            ]
             if not missing:
                 return None
             return (
@@ -72,7 +82,7 @@ class CustomerDns:
             problems = []
             for key in self._customer_keys(ident):
                 try:
-                    observed = probe.observe(key.zone, key.record_name)
+                    observed = probe.observe(key.zone, key.record_name, deadline)
                 except ExternalError as exc:
                     problems.append(f"{key.record_name} ({exc.reason})")
                     continue
@@ -82,12 +92,13 @@ class CustomerDns:
             return "awaiting customer DNS: " + "; ".join(problems) if problems else None
         if ident.mode != Mode.NS_DELEGATION:
             return None
-        return judge_delegation(probe.delegation(ident.zone), self.ctx.esp_nameservers)
+        view = probe.delegation(ident.zone, deadline)
+        return judge_delegation(view, self.ctx.esp_nameservers)
 
-    def cname_problem(self, key: KeyState) -> str | None:
+    def cname_problem(self, key: KeyState, deadline: float | None = None) -> str | None:
         """CNAME and ping-pong: receivers reach the record only through the customer's
         CNAME, so it must point exactly at the record."""
-        target = self.ctx.probe.cname(key.lookup_name)
+        target = self.ctx.probe.cname(key.lookup_name, deadline)
         if target == key.record_name:
             return None
         seen = f"points to {target}" if target else "is missing"

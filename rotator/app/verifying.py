@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,7 +24,8 @@ from ..domain.states import Action, Mode
 from ..domain.verification import judge, propagating, summarize
 from ..ports import Observation
 from .context import Context
-from .customer_dns import CustomerDns
+from .customer_dns import CustomerDns, customer_of
+from .customer_lanes import CustomerLanes
 from .recording import TickReport, key_ids
 
 SETTLE_PAUSES = (0.05, 0.15)  # seconds: re-check lagging secondaries within the same tick
@@ -50,8 +50,7 @@ class Verifying:
         self.ctx = ctx
         self.customer_dns = customer_dns
         self.waits: dict[str, Wait] = {}
-        # customer-DNS checks (a thread each; one past its deadline is left to finish alone)
-        self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="customer-dns")
+        self.lanes = CustomerLanes("customer-dns")
 
     def next_checks(self) -> dict[str, datetime]:
         """key_id -> when a waiting key is looked at again (for the scheduler)."""
@@ -87,35 +86,41 @@ class Verifying:
         # into the writes below).
         store = self.ctx.store
         idents = {k.identity: store.identity(k.identity) for k in keys}
-        futures = {
-            key.key_id: self.pool.submit(self._customer_problem, key, idents[key.identity])
-            for key in keys
-        }
-        deadline = time.monotonic() + self.ctx.customer_check_s
+        outcomes = self.lanes.run(
+            keys,
+            lambda k: customer_of(idents[k.identity], k.domain),
+            lambda k, deadline: self._customer_problem(k, idents[k.identity], deadline),
+            self.ctx.customer_check_s,
+        )
         ready = []
-        for key in keys:
-            try:
-                problem = futures[key.key_id].result(max(0.0, deadline - time.monotonic()))
-            except FutureTimeout:
-                problem = (
-                    "awaiting customer DNS: checking the customer's DNS took longer than "
-                    f"{self.ctx.customer_check_s:g}s"
-                )
-            except Exception as exc:
-                problem = f"awaiting customer DNS: the check failed: {exc}"
+        waiting = 0
+        for key, out in zip(keys, outcomes, strict=True):
+            if out.unchecked and not out.unchecked.late:
+                waiting += 1  # other customers took the threads: not this one's failure
+                continue
+            if out.unchecked:
+                problem: str | None = "awaiting customer DNS: " + out.unchecked.reason
+            elif out.error:
+                problem = f"awaiting customer DNS: the check failed: {out.error}"
+            else:
+                problem = out.value
             if problem:
                 self.ctx.recorder.failed([key], Action.VERIFY, problem, report, now)
             else:
                 ready.append(key)
+        if waiting:
+            log.info("customer_dns_checks_deferred", keys=waiting)
         return ready
 
-    def _customer_problem(self, key: KeyState, ident: IdentityState | None) -> str | None:
+    def _customer_problem(
+        self, key: KeyState, ident: IdentityState | None, deadline: float
+    ) -> str | None:
         if ident is not None and ident.mode == Mode.NS_DELEGATION:
             # The customer's NS records are what make the key visible at all.
-            problem = self.customer_dns.check(ident)
+            problem = self.customer_dns.check(ident, deadline)
             if problem:
                 return problem
-        return self.customer_dns.cname_problem(key) if key.lookup_name else None
+        return self.customer_dns.cname_problem(key, deadline) if key.lookup_name else None
 
     def _verify_ready(self, ready: list[KeyState], now: datetime, report: TickReport) -> None:
         recorder = self.ctx.recorder

@@ -4,10 +4,8 @@ something else" (drift) or "could not be asked" (no verdict: a timeout proves no
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -22,7 +20,8 @@ from ..domain.states import Mode, State
 from ..domain.verification import judge_delegation, judge_one
 from ..ports import Observation, RecordChange
 from .context import Context
-from .customer_dns import CustomerDns
+from .customer_dns import CustomerDns, customer_of
+from .customer_lanes import CustomerLanes
 
 log = structlog.get_logger("rotator")
 T = TypeVar("T")
@@ -131,8 +130,9 @@ class Checks:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.customer_dns = CustomerDns(ctx)
-        # waiting on nameservers, not CPU; a check past its deadline is left to finish alone
+        # waiting on nameservers, not CPU; every probe call is bounded by its own deadline
         self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="watch")
+        self.lanes = CustomerLanes("watch-customer-dns")
 
     def keys(self, keys: Sequence[KeyState]) -> dict[str, KeyVerdict]:
         probe = self.ctx.probe
@@ -143,28 +143,43 @@ class Checks:
             except ExternalError as exc:
                 return key_verdict(key, exc)
 
-        # the probe bounds every query by its own timeout: no deadline needed here
-        verdicts = self._map(one, keys, None, lambda k, why: KeyVerdict(unasked=(why,)))
+        # every observe ends by the probe's own bound: no deadline needed here
+        verdicts = self._map(one, keys, lambda k, why: KeyVerdict(unasked=(why,)))
         return {k.key_id: v for k, v in zip(keys, verdicts, strict=True)}
 
     def identities(self, idents: Sequence[IdentityState], now: datetime) -> dict[str, DnsVerdict]:
-        """Within the customer-check deadline: one customer's dead nameservers stall nobody."""
-        verdicts = self._map(
-            lambda i: self.customer(i, now),
+        """Each within the customer-check deadline, one customer's checks on a bounded
+        part of the pool: one customer's dead or slow nameservers stall nobody."""
+        outcomes = self.lanes.run(
             idents,
+            lambda i: customer_of(i, i.domain),
+            lambda i, deadline: self.customer(i, now, deadline),
             self.ctx.customer_check_s,
-            lambda i, why: DnsVerdict(None, why),
         )
-        return {i.identity: v for i, v in zip(idents, verdicts, strict=True)}
+        verdicts = {}
+        for ident, out in zip(idents, outcomes, strict=True):
+            if out.unchecked:  # no verdict either way
+                verdicts[ident.identity] = DnsVerdict(None, out.unchecked.reason)
+            elif isinstance(out.error, ExternalError):  # DNS did not answer
+                verdicts[ident.identity] = DnsVerdict(None, out.error.reason)
+            elif out.error:  # a bug or data no check foresaw: no verdict, logged
+                log.error("watch_check_crashed", exc_info=out.error)
+                why = f"the check failed: {type(out.error).__name__}: {out.error}"
+                verdicts[ident.identity] = DnsVerdict(None, why)
+            else:
+                verdicts[ident.identity] = out.value or DnsVerdict()
+        return verdicts
 
-    def customer(self, ident: IdentityState, now: datetime) -> DnsVerdict:
+    def customer(
+        self, ident: IdentityState, now: datetime, deadline: float | None = None
+    ) -> DnsVerdict:
         if ident.mode == Mode.NS_DELEGATION:
-            view = self.ctx.probe.delegation(ident.zone)
+            view = self.ctx.probe.delegation(ident.zone, deadline)
             if view.error:  # the parent's servers did not answer: no verdict either way
                 return DnsVerdict(None, view.error)
             return DnsVerdict(judge_delegation(view, self.ctx.esp_nameservers))
         if ident.mode == Mode.PING_PONG:  # every slot: the next rotation needs the other one
-            return DnsVerdict(self.customer_dns.check(ident))
+            return DnsVerdict(self.customer_dns.check(ident, deadline))
         if ident.mode == Mode.CNAME:
             # Only the CNAMEs of keys that sign or drain: the customer may pre-create fewer
             # than [cname].count future ones (a notice at generation says so).
@@ -173,7 +188,7 @@ class Checks:
                 for k in self.ctx.store.list_keys(ident.identity)
                 if k.lookup_name and watched(k, now)
             ]
-            problems = [p for k in live if (p := self.customer_dns.cname_problem(k))]
+            problems = [p for k in live if (p := self.customer_dns.cname_problem(k, deadline))]
             if not problems:
                 return DnsVerdict()
             return DnsVerdict(AWAITING + "; ".join(p.removeprefix(AWAITING) for p in problems))
@@ -183,18 +198,13 @@ class Checks:
         self,
         fn: Callable[[T], V],
         items: Sequence[T],
-        deadline: float | None,
         unasked: Callable[[T, str], V],
     ) -> list[V]:
         futures = [self.pool.submit(fn, item) for item in items]
-        end = None if deadline is None else time.monotonic() + deadline
         out = []
         for item, future in zip(items, futures, strict=True):
             try:
-                left = None if end is None else max(0.0, end - time.monotonic())
-                out.append(future.result(left))
-            except FutureTimeout:
-                out.append(unasked(item, f"no answer within {deadline:g}s"))
+                out.append(future.result())
             except ExternalError as exc:  # DNS did not answer: no verdict either way
                 out.append(unasked(item, exc.reason))
             except Exception as exc:  # a bug or data no check foresaw: no verdict, logged

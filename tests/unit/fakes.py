@@ -70,7 +70,7 @@ class FakeDns:
     def zone_problem(self, zone: str) -> str | None:
         return self.zone_problems.get(zone)
 
-    def observe(self, zone: str, name: str) -> list[Observation]:
+    def observe(self, zone: str, name: str, deadline: float | None = None) -> list[Observation]:
         self.observed.append(name)
         out = []
         for ns, addr in (("ns1", "127.0.0.1:53"), ("ns2", "127.0.0.2:53")):
@@ -92,12 +92,12 @@ class FakeDns:
             )
         return out
 
-    def cname(self, name: str) -> str | None:
+    def cname(self, name: str, deadline: float | None = None) -> str | None:
         if name in self.cname_failing:
             raise ProbeError(f"cannot look up the CNAME {name}: SERVFAIL")
         return self.cnames.get(name)
 
-    def delegation(self, zone: str) -> DelegationView:
+    def delegation(self, zone: str, deadline: float | None = None) -> DelegationView:
         self.delegation_queries.append(zone)
         zone = zone.rstrip(".").lower()
         labels = zone.split(".")

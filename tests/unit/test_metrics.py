@@ -265,8 +265,8 @@ def refusing_ns2(env: UnitEnv) -> None:
     """ns2 answers REFUSED: a failure at once (not a lagging secondary)."""
     observe = env.dns.observe
 
-    def refused(zone: str, name: str) -> list[Observation]:
-        out = observe(zone, name)
+    def refused(zone: str, name: str, deadline: float | None = None) -> list[Observation]:
+        out = observe(zone, name, deadline)
         return [
             o if o.nameserver == "ns1" else Observation("ns2", o.address, "REFUSED") for o in out
         ]

@@ -565,12 +565,12 @@ def test_a_customer_whose_dns_hangs_stalls_nobody_else(make_env: Any) -> None:
     seen_revoked: list[bool] = []
     real = env.dns.delegation
 
-    def delegation(zone: str) -> Any:
+    def delegation(zone: str, deadline: float | None = None) -> Any:
         if zone.startswith("myesp._domainkey.slow"):
             # ESP-owned work of this tick (the revocation below) is already done
             seen_revoked.append(env.dns.records.get(old_name) == "v=DKIM1; p=")
             time.sleep(5)  # 20 dead nameservers, say
-        return real(zone)
+        return real(zone, deadline)
 
     env.app.lifecycle.tick()  # first keys: nothing slow yet
     (old,) = env.keys("esp-owned.example", State.ACTIVE)
