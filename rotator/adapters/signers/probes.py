@@ -93,13 +93,15 @@ class Prober:
     def _one(self, entry: SigningEntry, dnsfunc: Callable[..., bytes | None]) -> str | None:
         """Signers reload asynchronously (OpenDKIM on its next connection, rspamd's new
         workers after a SIGHUP): the probe is tried again, with a growing pause, until
-        it proves the key or the probe's timeout runs out."""
+        it proves the key or the probe's timeout runs out. Each try gets only the time left:
+        the timeout bounds the whole probe, however slowly the signer answers."""
         sender = probe_sender(entry.signing_pattern)
         deadline = time.monotonic() + self.config.timeout
         pause = 0.1
         while True:
             try:
-                signed = self._sign(probe_message(sender), sender)
+                left = max(0.001, deadline - time.monotonic())
+                signed = self._sign(probe_message(sender), sender, left)
             except SignerError as exc:
                 problem: str | None = f"probe of s={entry.selector} d={entry.domain}: {exc.reason}"
             else:
@@ -109,16 +111,16 @@ class Prober:
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
 
-    def _sign(self, message: bytes, sender: str) -> bytes:
+    def _sign(self, message: bytes, sender: str, timeout: float) -> bytes:
         cfg = self.config
         if cfg.kind == "milter":
             result = milter_sign(
-                cfg.address, message, sender=sender, recipients=[sender], timeout=cfg.timeout
+                cfg.address, message, sender=sender, recipients=[sender], timeout=timeout
             )
             return signed_message(message, result)
         if cfg.kind == "rspamd":
             url = cfg.url if cfg.url.endswith("/checkv2") else cfg.url.rstrip("/") + "/checkv2"
-            headers = rspamd_sign(url, message, sender=sender, timeout=cfg.timeout)
+            headers = rspamd_sign(url, message, sender=sender, timeout=timeout)
             return b"".join(f"DKIM-Signature: {h}\r\n".encode() for h in headers) + message
         raise SignerError(f"probe kind {cfg.kind!r} cannot sign")
 
