@@ -4,15 +4,19 @@ make it last longer than its timeout or read more than its caps. Fake signers on
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
+from rotator.adapters import milter, milter_wire
 from rotator.adapters.http_post import MAX_REPLY
+from rotator.adapters.milter import milter_sign
 from rotator.adapters.rspamd_client import rspamd_sign
 from rotator.adapters.signers.probes import Prober
 from rotator.config_targets import ProbeConfig
@@ -168,3 +172,100 @@ def test_the_probe_timeout_bounds_all_its_tries() -> None:
         with pytest.raises(SignerError, match="timed out"):
             Prober(config, lambda zone, name: []).check([entry])
         assert time.monotonic() - started < 2.5
+
+
+# --- milter ---------------------------------------------------------------------------------
+
+# A milter that wants nothing but the end of the message: the reply to it comes next.
+QUIET = (
+    milter_wire.P_NOCONNECT | milter_wire.P_NOHELO | milter_wire.P_NOMAIL | milter_wire.P_NORCPT
+    | milter_wire.P_NODATA | milter_wire.P_NOHDRS | milter_wire.P_NOEOH | milter_wire.P_NOBODY
+)  # fmt: skip
+
+
+def negotiated(then: Callable[[socket.socket, threading.Event], None]) -> Serve:
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        (length,) = struct.unpack("!I", conn.recv(4, socket.MSG_WAITALL))
+        conn.recv(length, socket.MSG_WAITALL)
+        conn.sendall(struct.pack("!I", 13) + b"O" + struct.pack("!III", 6, 0x1FF, QUIET))
+        then(conn, stop)
+
+    return serve
+
+
+class Counting:
+    """A client socket that counts what it received."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.received = 0
+
+    def recv(self, size: int) -> bytes:
+        data = self.sock.recv(size)
+        self.received += len(data)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+@contextmanager
+def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Counting]]:
+    made: list[Counting] = []
+
+    def connect(address: str, deadline: float) -> Any:
+        made.append(Counting(milter_wire._connect(address, deadline)))
+        return made[-1]
+
+    monkeypatch.setattr(milter, "_connect", connect)
+    yield made
+
+
+@pytest.mark.parametrize("length", [milter_wire.MAX_PACKET + 1, 1 << 20, 16 << 20])
+def test_a_milter_packet_over_the_cap_is_refused_unread(
+    monkeypatch: pytest.MonkeyPatch, length: int
+) -> None:
+    def huge(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(struct.pack("!I", length) + b"O")
+        block = b"\0" * 65536
+        for _ in range(length // len(block)):
+            if stop.is_set():
+                return
+            conn.sendall(block)
+
+    with peer(huge) as port, counted(monkeypatch) as conns, measured() as peak:
+        started = time.monotonic()
+        with pytest.raises(SignerError, match=f"packet length {length}"):
+            milter_sign(f"127.0.0.1:{port}", MESSAGE, sender=SENDER, recipients=[SENDER], timeout=3)
+        assert time.monotonic() - started < 1
+        assert conns[0].received == 4
+        assert peak() < 1 << 20
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        b"h" + b"X-Pad\0" + b"a" * 60_000 + b"\0",  # headers added, each under the packet cap
+        b"p",  # progress, for ever
+    ],
+)
+def test_a_milter_streaming_replies_is_cut_off_at_the_cap(
+    monkeypatch: pytest.MonkeyPatch, packet: bytes
+) -> None:
+    wire = struct.pack("!I", len(packet)) + packet
+    total = 64 << 20  # the peer gives up after this much
+
+    def stream(conn: socket.socket, stop: threading.Event) -> None:
+        batch = wire * max(1, 65536 // len(wire))
+        for _ in range(total // len(batch)):
+            if stop.is_set():
+                return
+            conn.sendall(batch)
+
+    with peer(negotiated(stream)) as port, counted(monkeypatch) as conns, measured() as peak:
+        started = time.monotonic()
+        with pytest.raises(SignerError, match="more than"):
+            milter_sign(f"127.0.0.1:{port}", MESSAGE, sender=SENDER, recipients=[SENDER], timeout=3)
+        assert time.monotonic() - started < 2
+        assert conns[0].received <= milter_wire.MAX_RECEIVED + milter_wire.MAX_PACKET
+        assert peak() < 4 * milter_wire.MAX_RECEIVED
