@@ -269,3 +269,23 @@ def test_a_milter_streaming_replies_is_cut_off_at_the_cap(
         assert time.monotonic() - started < 2
         assert conns[0].received <= milter_wire.MAX_RECEIVED + milter_wire.MAX_PACKET
         assert peak() < 4 * milter_wire.MAX_RECEIVED
+
+
+def test_after_a_key_fails_no_further_probe_starts() -> None:
+    """A signer that never signs fails the check within about one probe timeout, not one per
+    batch of 16 keys: 40 keys here, three batches."""
+
+    def unsigned(conn: socket.socket, stop: threading.Event) -> None:
+        read_request(conn)
+        conn.sendall(JSON_200)
+
+    keys = [
+        SigningEntry(f"k{i}", f"d{i}.example", "s1", "/nonexistent", f"*@d{i}.example", "rsa")
+        for i in range(40)
+    ]
+    with peer(unsigned) as port:
+        config = ProbeConfig(kind="rspamd", url=f"http://127.0.0.1:{port}", timeout=1)
+        started = time.monotonic()
+        with pytest.raises(SignerError, match=r"made 0 signatures.*; 24 keys not probed"):
+            Prober(config, lambda zone, name: []).check(keys)
+        assert time.monotonic() - started < 1.4

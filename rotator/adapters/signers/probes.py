@@ -6,6 +6,7 @@ on 2.11, it signs nothing, so it cannot stand in for a running instance.)"""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -77,17 +78,31 @@ class Prober:
 
     def check(self, entries: Sequence[SigningEntry]) -> str:
         """Prove each key of `entries` signs (one probe per key); SignerError naming the
-        first that does not. Probes run concurrently: waiting on the signer, not the CPU."""
+        first that does not. Probes run concurrently: waiting on the signer, not the CPU.
+        After a failure no further probe starts (the check has failed; a dead signer must
+        not hold the signer lock for one timeout per batch of keys)."""
         keys = unique_keys(entries)
         if not keys:
             return "nothing to prove"
         dnsfunc = self._lookup(entries)
+        failed = threading.Event()
+        skipped: list[SigningEntry] = []
+
+        def probe(entry: SigningEntry) -> str | None:
+            if failed.is_set():
+                skipped.append(entry)
+                return None
+            problem = self._one(entry, dnsfunc)
+            if problem:
+                failed.set()
+            return problem
+
         with ThreadPoolExecutor(max_workers=min(16, len(keys))) as pool:
-            problems = [p for p in pool.map(lambda e: self._one(e, dnsfunc), keys) if p]
+            problems = [p for p in pool.map(probe, keys) if p]
         if problems:
-            raise SignerError(
-                problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-            )
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            unproven = f"; {len(skipped)} keys not probed" if skipped else ""
+            raise SignerError(problems[0] + more + unproven)
         return f"{len(keys)} keys seen signing through the live signer and verified"
 
     def _one(self, entry: SigningEntry, dnsfunc: Callable[..., bytes | None]) -> str | None:
