@@ -151,7 +151,8 @@ class Signer(Protocol):
 
     def locked(self) -> AbstractContextManager[None]:
         """Exclusive across processes (daemon and operator commands): read the state and
-        write the signers inside it."""
+        write the signers inside it. The wait for it is bounded: SignerLockBusy naming
+        the holder (pid, command, since when) once it passed."""
         ...
 
     def apply(

@@ -15,7 +15,11 @@ from ..domain.errors import SignerError
 
 PROTOCOL_VERSION = 6
 CHUNK = 65535  # libmilter's MILTER_CHUNK_SIZE: the largest body packet it accepts
-MAX_PACKET = 1 << 20  # refuse absurd lengths from a confused peer instead of allocating them
+# What one conversation may receive: a signing milter's replies are a few KiB, so a peer
+# sending more is confused or hostile and is cut off before it is read.
+MAX_PACKET = 1 << 16  # one packet, command byte included (a body replacement chunk fits)
+MAX_RECEIVED = 1 << 20  # every packet together, counting their length prefixes
+MAX_PACKETS = 10_000  # kept in raw_replies: a stream of tiny packets is bounded too
 
 # MTA -> milter commands
 C_ABORT, C_BODY, C_CONNECT, C_MACRO = b"A", b"B", b"C", b"D"
@@ -128,6 +132,7 @@ class _Conn:
         self.deadline = deadline
         self.address = address
         self.replies: list[tuple[str, bytes]] = []
+        self.received = 0
 
     def _arm(self) -> None:
         left = self.deadline - time.monotonic()
@@ -165,7 +170,16 @@ class _Conn:
     def recv(self) -> tuple[bytes, bytes]:
         (length,) = struct.unpack("!I", self._read_exact(4))
         if not 1 <= length <= MAX_PACKET:
-            raise SignerError(f"milter {self.address}: protocol error: packet length {length}")
+            raise SignerError(
+                f"milter {self.address}: protocol error: packet length {length} "
+                f"(at most {MAX_PACKET})"
+            )
+        self.received += 4 + length
+        if self.received > MAX_RECEIVED or len(self.replies) >= MAX_PACKETS:
+            raise SignerError(
+                f"milter {self.address}: protocol error: more than {MAX_RECEIVED} bytes or "
+                f"{MAX_PACKETS} packets of replies to one message"
+            )
         data = self._read_exact(length)
         cmd, payload = data[:1], data[1:]
         self.replies.append((cmd.decode("latin-1"), payload))

@@ -11,10 +11,9 @@ envelope sender whose domain selects the key).
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 
 from ..domain.errors import SignerError
+from .http_post import PostFailed, post
 
 __all__ = ["rspamd_sign", "signatures_from_reply"]
 
@@ -46,35 +45,23 @@ def rspamd_sign(
     """POST the raw message to `url` (…/checkv2) and return its DKIM-Signature values.
 
     An empty list means rspamd answered but did not sign (no key for the domain, key
-    unreadable, signing conditions not met); transport and HTTP errors raise SignerError.
+    unreadable, signing conditions not met); transport and HTTP errors, a reply slower than
+    `timeout` in all or larger than http_post.MAX_REPLY raise SignerError.
     """
-    request = urllib.request.Request(
-        url,
-        data=message,
-        method="POST",
-        headers={
-            "IP": "127.0.0.1",
-            "User": user,
-            "From": sender,
-            "Content-Type": "application/octet-stream",
-        },
-    )
+    headers = {
+        "IP": "127.0.0.1",
+        "User": user,
+        "From": sender,
+        "Content-Type": "application/octet-stream",
+    }
+    try:  # `timeout` bounds the whole exchange, the reply is capped (http_post)
+        reply = post(url, message, headers, timeout=timeout)
+    except PostFailed as exc:
+        raise SignerError(f"rspamd {url}: {exc}") from None
+    if not 200 <= reply.status < 300:
+        raise SignerError(f"rspamd {url}: HTTP {reply.status} {reply.reason}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = response.read()
-    except urllib.error.HTTPError as exc:
-        raise SignerError(f"rspamd {url}: HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, OSError) and reason.strerror:
-            reason = reason.strerror
-        raise SignerError(f"rspamd {url}: {reason}") from None
-    except TimeoutError:
-        raise SignerError(f"rspamd {url}: timed out after {timeout:g}s") from None
-    except OSError as exc:
-        raise SignerError(f"rspamd {url}: {exc.strerror or exc}") from None
-    try:
-        reply = json.loads(body)
+        decoded = json.loads(reply.body)
     except ValueError:
         raise SignerError(f"rspamd {url}: reply is not JSON") from None
-    return signatures_from_reply(reply)
+    return signatures_from_reply(decoded)

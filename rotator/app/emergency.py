@@ -5,12 +5,13 @@ replacement) is in emergency_followup."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import structlog
 
 from ..domain import events as ev
-from ..domain.errors import NotFound, RotatorError
+from ..domain.errors import NotFound, RotatorError, SignerLockBusy
 from ..domain.model import IdentityState, KeyState
 from ..domain.names import normalize_domain
 from ..domain.states import State
@@ -144,7 +145,13 @@ class Emergency:
             # the key store itself may have leaked: its pooled keys go as the standbys do
             events += self.keypool.discard(actor, reason)
         gone = {k.key_id for k in plan.compromise}
-        with self.ctx.signer.locked():
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(self.ctx.signer.locked())
+            except SignerLockBusy as exc:
+                raise SignerLockBusy(
+                    f"the emergency was NOT declared, the keys still sign: {exc.reason}"
+                ) from None
             self.ctx.signer.stamp(None)
             # only the removal (tables without the keys; no key file sent), and the
             # compromised keys' copies go at once, not after the targets' grace

@@ -58,5 +58,9 @@ class SignerError(ExternalError):
     """The signer configuration could not be written or reloaded."""
 
 
+class SignerLockBusy(SignerError):
+    """The signer lock stayed taken for the whole wait; the reason names the holder."""
+
+
 class AlreadyRunning(RotatorError):
     """A second daemon was started on the same database."""

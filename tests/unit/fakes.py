@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from rotator.domain.errors import ProbeError, PublishError
+from rotator.domain.errors import ProbeError, PublishError, SignerLockBusy
 from rotator.domain.policy import Policy, parse_policy
 from rotator.ports import (
     DelegationView,
@@ -123,6 +123,7 @@ class FakeSigner:
         self.wipe: Callable[[str], bool] = lambda key_id: False  # the last apply's
         self.sweeps = 0
         self.withdrawn: list[set[str]] = []  # the keys of each withdraw()
+        self.busy: str | None = None  # locked() gives up with this reason
 
     def sweep(self) -> int:
         self.sweeps += 1
@@ -142,6 +143,8 @@ class FakeSigner:
         return [e for group in self.by_key.values() for e in group]
 
     def locked(self) -> contextlib.AbstractContextManager[None]:
+        if self.busy is not None:
+            raise SignerLockBusy(self.busy)
         return contextlib.nullcontext()
 
     def apply(

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from rotator.adapters.workers import WorkerPool
 from rotator.app import CustomerRow, Scope
 from rotator.domain import events as ev
-from rotator.domain.errors import InputError, NotFound
+from rotator.domain.errors import InputError, NotFound, SignerLockBusy
 from rotator.domain.policy import pingpong_problem
 from rotator.domain.states import State
 
@@ -87,6 +87,24 @@ def test_emergency_promotes_standby_but_all_compromises_it(env: UnitEnv) -> None
     live = [k for k in env.store.list_keys() if k.state not in (State.REVOKED, State.DESTROYED)]
     assert {k.key_id for k in everything.compromise} == {k.key_id for k in live}
     assert everything.promote == []
+
+
+def test_an_emergency_that_cannot_get_the_signer_lock_says_so_and_records_nothing(
+    env: UnitEnv,
+) -> None:
+    env.app.onboarding.add_identity("example.com", "demo")
+    env.app.lifecycle.tick()
+    (old,) = env.keys("example.com", State.ACTIVE)
+    plan = env.app.emergency.plan(Scope(domain="example.com"))
+    env.signer.busy = "the signer lock is held by pid 4242 (rotator run) since 12:00:03 UTC"
+    with pytest.raises(SignerLockBusy) as raised:
+        env.app.emergency.declare(plan, "carol", "leaked")
+    assert str(raised.value) == (
+        "the emergency was NOT declared, the keys still sign: the signer lock is held by "
+        "pid 4242 (rotator run) since 12:00:03 UTC"
+    )
+    assert "KeyCompromised" not in env.types(old.key_id)
+    assert old.key_id in {e.key_id for e in env.signer.entries}
 
 
 def test_emergency_scope_matching_nothing_is_refused(env: UnitEnv) -> None:

@@ -5,10 +5,9 @@ each with its own outcome: one target failing never hides how the others did."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import structlog
 from ...domain.errors import ExternalError
 from ...ports import SignerChange, SigningEntry, TargetResult
 from .departed import Departed
+from .signer_lock import LOCK_WAIT, SignerLock
 from .target import SignerTarget, TableSource
 
 log = structlog.get_logger("rotator")
@@ -28,9 +28,15 @@ class SignerFleet:
         targets: Sequence[SignerTarget],
         lock_path: Path,
         now: Callable[[], float] = time.time,
+        lock_wait: float | None = None,
     ) -> None:
         self.targets = list(targets)
         self.lock_path = lock_path
+        if lock_wait is None:  # outlast what a healthy holder may take: deliver, reload, probe
+            holds = (2 * t.config.timeout + t.config.probe.timeout for t in targets)
+            longest = max(holds, default=0)
+            lock_wait = max(LOCK_WAIT, longest + 10)
+        self.lock = SignerLock(lock_path, lock_wait)
         # beside the lock: the log position every target was last completely in step with
         self.stamp_path = lock_path.with_name(lock_path.name + ".stamp")
         for t in self.targets:
@@ -38,15 +44,9 @@ class SignerFleet:
                 held = lock_path.with_name(f"{lock_path.name}.held-{t.name}.json")
                 t.departed = Departed(held, t.config.key_grace, now)
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_path, "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """SignerLockBusy naming the holder once the lock stayed taken for the wait."""
+        return self.lock.hold()
 
     def apply(
         self,

@@ -6,6 +6,7 @@ on 2.11, it signs nothing, so it cannot stand in for a running instance.)"""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -77,29 +78,45 @@ class Prober:
 
     def check(self, entries: Sequence[SigningEntry]) -> str:
         """Prove each key of `entries` signs (one probe per key); SignerError naming the
-        first that does not. Probes run concurrently: waiting on the signer, not the CPU."""
+        first that does not. Probes run concurrently: waiting on the signer, not the CPU.
+        After a failure no further probe starts (the check has failed; a dead signer must
+        not hold the signer lock for one timeout per batch of keys)."""
         keys = unique_keys(entries)
         if not keys:
             return "nothing to prove"
         dnsfunc = self._lookup(entries)
+        failed = threading.Event()
+        skipped: list[SigningEntry] = []
+
+        def probe(entry: SigningEntry) -> str | None:
+            if failed.is_set():
+                skipped.append(entry)
+                return None
+            problem = self._one(entry, dnsfunc)
+            if problem:
+                failed.set()
+            return problem
+
         with ThreadPoolExecutor(max_workers=min(16, len(keys))) as pool:
-            problems = [p for p in pool.map(lambda e: self._one(e, dnsfunc), keys) if p]
+            problems = [p for p in pool.map(probe, keys) if p]
         if problems:
-            raise SignerError(
-                problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-            )
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            unproven = f"; {len(skipped)} keys not probed" if skipped else ""
+            raise SignerError(problems[0] + more + unproven)
         return f"{len(keys)} keys seen signing through the live signer and verified"
 
     def _one(self, entry: SigningEntry, dnsfunc: Callable[..., bytes | None]) -> str | None:
         """Signers reload asynchronously (OpenDKIM on its next connection, rspamd's new
         workers after a SIGHUP): the probe is tried again, with a growing pause, until
-        it proves the key or the probe's timeout runs out."""
+        it proves the key or the probe's timeout runs out. Each try gets only the time left:
+        the timeout bounds the whole probe, however slowly the signer answers."""
         sender = probe_sender(entry.signing_pattern)
         deadline = time.monotonic() + self.config.timeout
         pause = 0.1
         while True:
             try:
-                signed = self._sign(probe_message(sender), sender)
+                left = max(0.001, deadline - time.monotonic())
+                signed = self._sign(probe_message(sender), sender, left)
             except SignerError as exc:
                 problem: str | None = f"probe of s={entry.selector} d={entry.domain}: {exc.reason}"
             else:
@@ -109,16 +126,16 @@ class Prober:
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
 
-    def _sign(self, message: bytes, sender: str) -> bytes:
+    def _sign(self, message: bytes, sender: str, timeout: float) -> bytes:
         cfg = self.config
         if cfg.kind == "milter":
             result = milter_sign(
-                cfg.address, message, sender=sender, recipients=[sender], timeout=cfg.timeout
+                cfg.address, message, sender=sender, recipients=[sender], timeout=timeout
             )
             return signed_message(message, result)
         if cfg.kind == "rspamd":
             url = cfg.url if cfg.url.endswith("/checkv2") else cfg.url.rstrip("/") + "/checkv2"
-            headers = rspamd_sign(url, message, sender=sender, timeout=cfg.timeout)
+            headers = rspamd_sign(url, message, sender=sender, timeout=timeout)
             return b"".join(f"DKIM-Signature: {h}\r\n".encode() for h in headers) + message
         raise SignerError(f"probe kind {cfg.kind!r} cannot sign")
 
