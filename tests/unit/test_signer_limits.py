@@ -5,17 +5,26 @@ still written, and an emergency still takes a compromised key out."""
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from rotator.adapters.signers import kumomta
 from rotator.adapters.signers.fleet import SignerFleet
 from rotator.adapters.signers.probes import Prober
 from rotator.adapters.signers.target import SignerTarget, key_reader
+from rotator.app import CustomerRow, Scope
 from rotator.config_targets import TargetConfig
+from rotator.domain.errors import InputError
+from rotator.domain.states import State
 from rotator.ports import SignerChange, SigningEntry
 
+from .conftest import MakeEnv, UnitEnv
+
+ESP_NS = ("dkim1.esp.test", "dkim2.esp.test")
 ESP = "fbl.esp.test"
 
 
@@ -82,3 +91,94 @@ def test_a_sender_the_format_cannot_sign_is_left_out_not_the_others(tmp_path: Pa
     (result,) = fleet.change(SignerChange((k3,), (), lambda: [k2, k3, tp]))
     assert result.ok, result.detail
     assert sorted(data(tmp_path)["domain"]) == ["a.example", "b.example"]
+
+
+# --- through the application ------------------------------------------------------------------
+
+
+@pytest.fixture
+def env(make_env: MakeEnv, tmp_path: Path) -> UnitEnv:
+    return make_env(esp_nameservers=ESP_NS)
+
+
+def kumo_fleet(env: UnitEnv) -> SignerFleet:
+    return SignerFleet([kumo_target(env.tmp, env.keystore.path)], env.tmp / "signer.lock")
+
+
+def delegated(env: UnitEnv, customer: str, domain: str, esp: str = "") -> None:
+    row = CustomerRow(customer, domain, "ns-delegation", "demo", esp_signature=esp)
+    env.app.onboarding.add_customers([row])
+    env.dns.delegations[f"myesp._domainkey.{domain}"] = set(ESP_NS)
+
+
+def test_an_emergency_takes_the_key_out_beside_a_sender_kumomta_cannot_sign(
+    env: UnitEnv,
+) -> None:
+    delegated(env, "Beta", "beta.example")
+    delegated(env, "Gamma", "gamma.example")
+    # a third-party customer (d= the ESP's domain), recorded as an older database has it:
+    # before onboarding asked the targets
+    row = CustomerRow("Acme", "acme.example", "third-party", "demo", "acme.esp.test")
+    event = env.app.onboarding.customer_event(row, "operator", "")
+    env.ctx.recorder.append([event], [])
+    env.app.lifecycle.tick()
+    beta = env.key_of("beta.example", State.ACTIVE)
+    gamma = env.key_of("gamma.example", State.ACTIVE)
+    assert env.key_of("acme.esp.test", State.ACTIVE)
+    # the KumoMTA target as written before the third-party customer's key was active
+    fleet = kumo_fleet(env)
+    env.ctx.signer = fleet
+    acme = "*@acme.example"
+    fleet.apply(lambda: [e for e in env.app.signing.entries() if e.signing_pattern != acme])
+    keys = env.tmp / "kumo" / "keys"
+    assert (keys / f"{beta.key_id}.pem").exists()
+    plan = env.app.emergency.plan(Scope(domain="beta.example"))
+    declared = env.app.emergency.declare(plan, "carol", "leaked")
+    assert declared.signer_error is None
+    assert "not signed here: *@acme.example (d=acme.esp.test" in declared.targets[0].detail
+    text = (env.tmp / "kumo" / kumomta.DATA).read_text()
+    assert beta.key_id not in text and gamma.key_id in text
+    assert not (keys / f"{beta.key_id}.pem").exists()
+    assert sorted(data(env.tmp)["domain"]) == ["gamma.example"]
+    # a complete write leaves that customer out too, not every other one
+    (written,) = env.app.signing.sync()
+    assert written.ok and "not signed here: *@acme.example" in written.detail
+    assert sorted(data(env.tmp)["domain"]) == ["gamma.example"]
+
+
+def test_onboarding_refuses_a_sender_a_target_cannot_sign(env: UnitEnv) -> None:
+    env.ctx.signer = kumo_fleet(env)
+    env.app.onboarding.add_esp(ESP, "demo")
+    delegated(env, "Beta", "beta.example", esp=ESP)
+    before = env.events()
+    third_party = CustomerRow("Acme", "acme.example", "third-party", "demo", "acme.esp.test")
+    with pytest.raises(InputError) as caught:
+        env.app.onboarding.add_customers([third_party])
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("target kumo (kumomta) cannot sign *@acme.example: d=")
+    # no ESP signature where the others carry one: every message gets the same ones
+    bare = CustomerRow("Delta", "delta.example", "ns-delegation", "demo")
+    with pytest.raises(InputError, match=r"cannot sign \*@delta\.example: ESP signatures none"):
+        env.app.onboarding.add_customers([bare])
+    with pytest.raises(InputError, match="subdomain patterns"):
+        env.app.onboarding.add_identity("sub.example", "demo", signing_pattern="*@*.sub.example")
+    assert env.events() == before
+    delegated(env, "Gamma", "gamma.example", esp=ESP)  # what it can sign still goes in
+    assert env.events() > before
+
+
+def test_a_second_algorithm_is_refused_where_a_target_signs_one_key_per_sender(
+    env: UnitEnv,
+) -> None:
+    env.policies["ed"] = dataclasses.replace(env.policies["demo"], name="ed")
+    env.policies["dual"] = dataclasses.replace(env.policies["demo"], name="dual", companion="ed")
+    env.ctx.signer = kumo_fleet(env)
+    with pytest.raises(InputError, match=r"cannot sign \*@a\.example: 2 own signatures"):
+        env.app.onboarding.add_identity("a.example", "dual")
+    assert env.events() == 0
+    env.app.onboarding.add_identity("a.example", "demo")
+    before = env.events()
+    with pytest.raises(InputError, match=r"cannot sign \*@a\.example: 2 own signatures"):
+        env.app.changes.set_policy("a.example", "dual", False, "alice", "")
+    assert env.events() == before
