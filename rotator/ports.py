@@ -255,6 +255,10 @@ class EventStore(Protocol):
 
     def identities(self) -> list[IdentityState]: ...
 
+    def senders(self, limit: int) -> list[IdentityState]:
+        """Up to `limit` live identities that sign mail of their own (a signing pattern)."""
+        ...
+
     def live_key_ids(self) -> set[str]:
         """The ids of every key not destroyed."""
         ...

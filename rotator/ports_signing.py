@@ -183,6 +183,15 @@ class Signer(Protocol):
         per target; a target's failure never raises."""
         ...
 
+    def problems(
+        self, entries: Sequence[SigningEntry], beside: Sequence[SigningEntry] = ()
+    ) -> list[str]:
+        """Why a target could not sign the senders of `entries` beside what it signs now
+        (`beside`: a few of those senders, not all), one line each; empty: every target
+        can. Asked before a sender is recorded: a target leaves out a sender it cannot
+        sign rather than refusing the others with it."""
+        ...
+
     def sweep(self) -> int:
         """Wipe the key files whose grace has run since they left (every tick); how many."""
         ...

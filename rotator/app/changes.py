@@ -18,6 +18,7 @@ from .context import Context
 from .customer_dns import CustomerDns
 from .offboarding import Offboarding
 from .onboarding import CustomerRow, Onboarding, companion_identity
+from .signer_limits import check_signable
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,9 @@ class Changes:
         rotating = self._rotation(ident, rotate_now, events, actor, reason)
         basis: list[IdentityState] = [ident]
         dropped = self._companion(ident, pol.companion, events, basis, actor, reason)
+        added = [e for e in events if isinstance(e, ev.IdentityAdded)]
+        if added:  # a second own signature: a target may sign only one per sender
+            check_signable(self.ctx, added)
         result = self.ctx.recorder.append(events, basis)
         if dropped is not None:  # no second algorithm any more: it stops signing, drains
             removal = self.offboarding.plan([dropped], now=False)

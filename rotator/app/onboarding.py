@@ -28,6 +28,7 @@ from ..domain.policy import Policy, pingpong_problem
 from ..domain.states import Mode, Role
 from .context import Context
 from .customer_dns import CustomerDns
+from .signer_limits import check_signable
 
 T = TypeVar("T")
 
@@ -331,6 +332,7 @@ class Onboarding:
     def _add(self, events: Sequence[ev.IdentityAdded]) -> list[IdentityState]:
         # every identity whose policy wants a second algorithm gets its companion with it
         events = [*events, *(c for e in events if (c := self.companion_event(e)) is not None)]
+        check_signable(self.ctx, events)
         # a removed domain coming back continues its identity's stream
         store = self.ctx.store
         back = [i for e in events if (i := store.identity(e.identity)) is not None]

@@ -39,7 +39,8 @@ def _remove(
         return
     done = app.offboarding.remove(removal, now, actor, reason)
     for target in done.targets:
-        state = "keys removed" if target.ok else f"NOT rewritten: {target.detail}"
+        _, left, out = target.detail.partition("; not signed here: ")
+        state = f"keys removed{left}{out}" if target.ok else f"NOT rewritten: {target.detail}"
         say(f"  signer target {target.target}: {state}")
     names = ", ".join(i.domain for i in done.identities)
     say(f"removed {names}: signs nothing from now on; the daemon revokes and destroys its keys")

@@ -43,7 +43,8 @@ def run_emergency(
     started = time.monotonic()
     declared = app.emergency.declare(plan, actor, reason)
     for target in declared.targets:
-        state = "keys removed" if target.ok else f"NOT rewritten: {target.detail}"
+        _, left, out = target.detail.partition("; not signed here: ")
+        state = f"keys removed{left}{out}" if target.ok else f"NOT rewritten: {target.detail}"
         say(f"  signer target {target.target}: {state}")
     if declared.signer_error is None:
         say(f"{len(plan.compromise)} keys out of every signer; revoking and replacing")

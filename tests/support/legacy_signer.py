@@ -46,6 +46,9 @@ class OpenDkimSigner:
     def withdraw(self, removed: Any, entries: Any, wipe: bool) -> list[TargetResult]:
         return self.fleet.withdraw(removed, entries, wipe)
 
+    def problems(self, entries: Any, beside: Any = ()) -> list[str]:
+        return self.fleet.problems(entries, beside)
+
     def sweep(self) -> int:
         return self.fleet.sweep()
 

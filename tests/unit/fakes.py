@@ -129,6 +129,11 @@ class FakeSigner:
         self.sweeps += 1
         return 0
 
+    def problems(
+        self, entries: Sequence[SigningEntry], beside: Sequence[SigningEntry] = ()
+    ) -> list[str]:
+        return []
+
     def stamp(self, position: int | None) -> None:
         self.stamp_position = position
 

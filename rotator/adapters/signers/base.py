@@ -104,6 +104,20 @@ class StreamedTables(Protocol):
         ...
 
 
+@runtime_checkable
+class Limits(Protocol):
+    """A format that cannot sign every sender exactly (KumoMTA's helper): which ones not,
+    so that a target leaves them out rather than refusing every other sender with them,
+    and onboarding can refuse them before they are recorded."""
+
+    def refused(
+        self, entries: Sequence[SigningEntry], beside: Sequence[SigningEntry] = ()
+    ) -> dict[str, str]:
+        """Signing pattern -> why, for the senders of `entries` this format cannot sign
+        beside `beside` (a sample of what it signs already; empty: `entries` is all)."""
+        ...
+
+
 class OnceEach:
     """While signatures pass in sender order: whether a pattern comes twice, and whether a
     key is seen for the first time."""

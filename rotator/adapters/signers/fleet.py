@@ -15,9 +15,10 @@ import structlog
 
 from ...domain.errors import ExternalError
 from ...ports import SignerChange, SigningEntry, TargetResult
+from .base import Limits
 from .departed import Departed
 from .signer_lock import LOCK_WAIT, SignerLock
-from .target import SignerTarget, TableSource
+from .target import SignerTarget, TableSource, left_out_text
 
 log = structlog.get_logger("rotator")
 
@@ -65,6 +66,21 @@ class SignerFleet:
     ) -> list[TargetResult]:
         source = TableSource(entries)
         return self._each(lambda t: t.write_removal(removed, source, wipe), ())
+
+    def problems(
+        self, entries: Sequence[SigningEntry], beside: Sequence[SigningEntry] = ()
+    ) -> list[str]:
+        """Which targets could not sign the senders of `entries` beside `beside` (a few
+        senders they sign now), and why: one line each."""
+        out = []
+        for t in self.targets:
+            if isinstance(t.format, Limits):
+                refused = t.format.refused(t.select(entries), t.select(beside))
+                out += [
+                    f"target {t.name} ({t.format.name}) cannot sign {pattern}: {why}"
+                    for pattern, why in sorted(refused.items())
+                ]
+        return out
 
     def sweep(self) -> int:
         """Wipe the held key files whose grace has run (see Departed), under the lock;
@@ -131,23 +147,32 @@ class SignerFleet:
         write: Callable[[SignerTarget], None],
         check: Sequence[SigningEntry],
     ) -> TargetResult:
+        target.left_out = {}
         try:
             write(target)
         except ExternalError as exc:
-            return TargetResult(target.name, False, exc.reason)
-        mine = target.select(check)
+            return TargetResult(target.name, False, exc.reason + _left_out(target))
+        mine = [e for e in target.select(check) if e.signing_pattern not in target.left_out]
         if not mine:
-            result = TargetResult(target.name, True, "written and reloaded")
+            result = TargetResult(target.name, True, "written and reloaded" + _left_out(target))
         elif not target.prober.enabled:
-            result = TargetResult(target.name, True, "written and reloaded; probe off: not proven")
+            detail = "written and reloaded; probe off: not proven" + _left_out(target)
+            result = TargetResult(target.name, True, detail)
         else:
             try:
                 detail = target.prober.check(mine)
             except ExternalError as exc:
-                return TargetResult(target.name, False, exc.reason)
-            result = TargetResult(target.name, True, detail, proven=True)
+                return TargetResult(target.name, False, exc.reason + _left_out(target))
+            result = TargetResult(target.name, True, detail + _left_out(target), proven=True)
         try:
             target.settled()
         except ExternalError as exc:  # the files stay held: the next sweep wipes them
             log.warning("held_keys_not_wiped", target=target.name, error=exc.reason)
         return result
+
+
+def _left_out(target: SignerTarget) -> str:
+    """What a result says of the senders the target's format could not sign."""
+    if not target.left_out:
+        return ""
+    return f"; not signed here: {left_out_text(target.left_out)}"

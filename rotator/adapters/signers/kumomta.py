@@ -23,10 +23,13 @@ format is checked against the helper's code, not a running kumod):
 So rotator renders: a customer's own signature as its domain block, and the ESP's
 feedback-loop signature(s) as additional signatures, which is exact only when every sender
 carries the same ESP signatures (KumoMTA then also adds them to senders rotator does not list).
-Everything else is refused with SignerError naming the sender, rather than signing differently
-from the entries: two own signatures for one sender (RSA + Ed25519), a third-party d=, a
-subdomain pattern (the helper would sign d=<the subdomain>), ESP signatures on some senders
-only. Those need a custom policy (e.g. reading the rotator-signing/1 JSON file, jsonfile.py).
+Everything else cannot be signed exactly: two own signatures for one sender (RSA + Ed25519),
+a third-party d=, a subdomain pattern (the helper would sign d=<the subdomain>), ESP
+signatures that differ from those the other senders carry. Onboarding refuses such a sender
+(Signer.problems); one already in the database (recorded before that check) is left out of
+this target, named in the target's result, rather than making the file unwritable for every
+other sender (see `refused`). Those need a custom policy (e.g. reading the rotator-signing/1
+JSON file, jsonfile.py).
 """
 
 from __future__ import annotations
@@ -86,35 +89,86 @@ def _sign_id(e: SigningEntry) -> tuple[str, str, str]:
     return (e.domain, e.selector, e.key_id)
 
 
+def _sender_problem(pattern: str, group: Sequence[SigningEntry], seen: set[str]) -> str:
+    """Why the helper cannot sign this one sender exactly ("": it can); `seen` collects the
+    sender domains met so far (a domain block holds one sender)."""
+    if not SENDER_PATTERN.fullmatch(pattern.lower()):
+        return "not a *@domain signing pattern"
+    domain = sender_domain(pattern.lower())
+    if domain in seen:
+        return "listed twice"
+    seen.add(domain)
+    for e in group:
+        if e.algorithm not in ALGO:
+            return f"key {e.key_id}: unknown algorithm {e.algorithm!r}"
+        if not (PLAIN_NAME.fullmatch(e.domain) and PLAIN_NAME.fullmatch(e.selector)):
+            return f"key {e.key_id}: d= or s= is not a plain DNS name"
+        if not _TEXT.fullmatch(e.key_id):
+            return f"key id {e.key_id!r}: unsafe characters"
+    own = [e for e in group if not e.second]
+    if domain.startswith("."):
+        return "subdomain patterns are signed with d=<the subdomain>"
+    if len(own) > 1:
+        return f"{len(own)} own signatures; a domain block holds one"
+    if own and own[0].domain != domain:
+        return f"d={own[0].domain} is not the sender domain {domain}"
+    return ""
+
+
+EspSet = tuple[tuple[str, str, str], ...]
+
+
+def _names(esp: EspSet) -> str:
+    return ", ".join(f"{s}/{d}" for d, s, _ in esp) or "none"
+
+
+def _esp_set(group: Sequence[SigningEntry]) -> EspSet:
+    return tuple(sorted(_sign_id(e) for e in group if e.second))
+
+
 def check(entries: Sequence[SigningEntry]) -> list[str]:
     """Why the helper cannot sign exactly these entries (empty: it can)."""
     problems = []
-    esp_sets: dict[tuple[tuple[str, str, str], ...], list[str]] = {}
+    esp_sets: dict[EspSet, list[str]] = {}
     seen: set[str] = set()
     for pattern, group in by_sender(entries).items():
-        if not SENDER_PATTERN.fullmatch(pattern.lower()):
-            problems.append(f"{pattern}: not a *@domain signing pattern")
-            continue
-        domain = sender_domain(pattern.lower())
-        if domain in seen:
-            problems.append(f"{pattern}: listed twice")
-        seen.add(domain)
-        own = [e for e in group if not e.second]
-        if domain.startswith("."):
-            problems.append(f"{pattern}: subdomain patterns are signed with d=<the subdomain>")
-        elif len(own) > 1:
-            problems.append(f"{pattern}: {len(own)} own signatures; a domain block holds one")
-        elif own and own[0].domain != domain:
-            problems.append(f"{pattern}: d={own[0].domain} is not the sender domain {domain}")
-        esp = tuple(sorted(_sign_id(e) for e in group if e.second))
-        esp_sets.setdefault(esp, []).append(pattern)
+        problem = _sender_problem(pattern, group, seen)
+        if problem:
+            problems.append(f"{pattern}: {problem}")
+        if SENDER_PATTERN.fullmatch(pattern.lower()):
+            esp_sets.setdefault(_esp_set(group), []).append(pattern)
     if len(esp_sets) > 1:
-        detail = "; ".join(
-            f"{', '.join(s[1] + '/' + s[0] for s in esp) or 'none'} for {', '.join(p)}"
-            for esp, p in esp_sets.items()
-        )
+        detail = "; ".join(f"{_names(esp)} for {', '.join(p)}" for esp, p in esp_sets.items())
         problems.append(f"ESP signatures differ between senders ({detail})")
     return problems
+
+
+def refused(entries: Sequence[SigningEntry], beside: Sequence[SigningEntry] = ()) -> dict[str, str]:
+    """The senders (signing patterns) of `entries` the helper cannot sign exactly, each with
+    why, so that the others can be written without them. The ESP signatures every sender
+    must carry are those most senders carry: of `beside` (what the target signs already)
+    when given, else of `entries` (ties: the larger set). Costs one pass over the entries."""
+    out: dict[str, str] = {}
+    seen: set[str] = set()
+    esp_of: dict[str, EspSet] = {}
+    for pattern, group in by_sender(entries).items():
+        problem = _sender_problem(pattern, group, seen)
+        if problem:
+            out[pattern] = problem
+        else:
+            esp_of[pattern] = _esp_set(group)
+    counts: dict[EspSet, int] = {}
+    for esp in (_esp_set(g) for g in by_sender(beside).values()) if beside else esp_of.values():
+        counts[esp] = counts.get(esp, 0) + 1
+    if counts:
+        common = max(counts, key=lambda esp: (counts[esp], len(esp), esp))
+        for pattern, esp in esp_of.items():
+            if esp != common:
+                out[pattern] = (
+                    f"ESP signatures {_names(esp)} where the other senders carry "
+                    f"{_names(common)} (additional_signatures go on every message)"
+                )
+    return out
 
 
 def render_data(entries: Sequence[SigningEntry], key_dir: str) -> str:
@@ -156,6 +210,11 @@ def render_data(entries: Sequence[SigningEntry], key_dir: str) -> str:
 
 class KumoMtaFormat(PemKeys):
     name = "kumomta"
+
+    def refused(
+        self, entries: Sequence[SigningEntry], beside: Sequence[SigningEntry] = ()
+    ) -> dict[str, str]:
+        return refused(entries, beside)
 
     def tables(self, entries: Sequence[SigningEntry], key_dir: str) -> dict[str, bytes]:
         return {DATA: render_data(entries, key_dir).encode()}

@@ -11,11 +11,22 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
+import structlog
+
 from ...config_targets import TargetConfig
 from ...domain.errors import SignerError
 from ...ports import SigningEntry, SigningStream
 from . import bundle
-from .base import Format, OnceEach, Spool, StreamedTables, TableData, TargetFiles, render
+from .base import (
+    Format,
+    Limits,
+    OnceEach,
+    Spool,
+    StreamedTables,
+    TableData,
+    TargetFiles,
+    render,
+)
 from .departed import Departed
 from .exim import EximFormat
 from .install import InstallError, install
@@ -29,6 +40,8 @@ from .opendkim import (
 )
 from .probes import Prober
 from .rspamd import RspamdFormat
+
+log = structlog.get_logger("rotator")
 
 FORMATS: dict[str, Callable[[], Format]] = {
     "opendkim": OpenDkimFormat,
@@ -58,10 +71,30 @@ class SignerTarget:
         # the key files this target keeps after their keys left (set by the fleet; None:
         # wiped in the write that drops them, as for the older layout's own key copies)
         self.departed: Departed | None = None
+        # the senders the last tables left out (pattern -> why): the format cannot sign
+        # them exactly, and they must not keep every other sender out with them
+        self.left_out: dict[str, str] = {}
 
     def select(self, entries: Sequence[SigningEntry]) -> list[SigningEntry]:
         """The entries this target signs (an OpenDKIM instance: its one algorithm)."""
         return [e for e in entries if e.algorithm in self.config.algorithms]
+
+    def signable(self, entries: Sequence[SigningEntry]) -> list[SigningEntry]:
+        """This target's entries less the senders its format cannot sign (kept in
+        left_out): one such sender never makes the target unwritable for the others, an
+        emergency's removal included."""
+        mine = self.select(entries)
+        fmt = self.format
+        self.left_out = fmt.refused(mine) if isinstance(fmt, Limits) else {}
+        if not self.left_out:
+            return mine
+        log.warning(
+            "signer_senders_left_out",
+            target=self.name,
+            senders=len(self.left_out),
+            first=left_out_text(self.left_out),
+        )
+        return [e for e in mine if e.signing_pattern not in self.left_out]
 
     def files(self, entries: Sequence[SigningEntry]) -> TargetFiles:
         if self.config.legacy_tables is not None:
@@ -84,7 +117,7 @@ class SignerTarget:
         signing set's stream (a million identities in bounded memory); the rest from the
         list of entries."""
         if source.stream is None or self.config.legacy_tables is None:
-            return self.files(self.select(source.everything()))
+            return self.files(self.signable(source.everything()))
         return self.table_files(source)
 
     def table_files(self, source: TableSource) -> TargetFiles:
@@ -214,12 +247,11 @@ class SignerTarget:
             self.write(tables)
             return
         self.synced = False
-        mine = self.select(added)
+        table_files = self.table_files(tables)  # first: it says which senders are left out
+        mine = [e for e in self.select(added) if e.signing_pattern not in self.left_out]
         keep = {self.format.key_name(e) for e in mine}
         gone = sorted({self.format.key_name(e) for e in self.select(removed)} - keep)
-        files = dataclasses.replace(
-            self.table_files(tables), keys=self.format.key_files(mine, self.read_key)
-        )
+        files = dataclasses.replace(table_files, keys=self.format.key_files(mine, self.read_key))
         if self.departed is not None:
             # held before the write: a crash after it must not leave them unknown
             self.departed.add(gone, listed=keep)
@@ -313,7 +345,14 @@ class TableSource:
             return self._all
 
     def tables(self, target: SignerTarget) -> dict[str, bytes]:
-        return target.format.tables(target.select(self.everything()), target.key_dir)
+        return target.format.tables(target.signable(self.everything()), target.key_dir)
+
+
+def left_out_text(left_out: Mapping[str, str], most: int = 3) -> str:
+    """The senders a target left out, the first few by name: "*@a.org (why); ..."."""
+    names = sorted(left_out)
+    text = "; ".join(f"{p} ({left_out[p]})" for p in names[:most])
+    return text + (f"; and {len(names) - most} more" if len(names) > most else "")
 
 
 def legacy_key_table(entries: Sequence[SigningEntry]) -> str:
