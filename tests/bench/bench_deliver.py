@@ -48,7 +48,7 @@ from tests.bench.bench_tick import fill
 from tests.unit.fakes import FakeDns, ManualClock, demo_policy
 
 ROOT = Path(__file__).resolve().parents[2]
-INSTALLER = ROOT / "rotator" / "adapters" / "signers" / "install.py"
+INSTALLER = ROOT / "rotator" / "adapters" / "signers" / "installer"
 # the installer, with its peak memory appended to a file when it exits
 MEASURED = """
 import resource, runpy, sys

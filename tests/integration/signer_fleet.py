@@ -31,7 +31,7 @@ from tests.support.signers import (
 from .conftest import DOMAIN, POLICIES
 from .rotatorenv import RotatorEnv, dkim_dnsfunc
 
-INSTALLER = Path(__file__).resolve().parents[2] / "rotator/adapters/signers/install.py"
+INSTALLER = Path(__file__).resolve().parents[2] / "rotator/adapters/signers/installer"
 
 
 @dataclass
@@ -95,7 +95,7 @@ KEY_GRACE = 2
 def write_targets(env: RotatorEnv, od: OpenDkim, od_dir: Path, rs: Rspamd, rs_dir: Path) -> None:
     deliver = [
         "setpriv", "--reuid=opendkim", "--regid=opendkim", "--init-groups",
-        "/usr/bin/python3", str(od_dir.parent / "install.py"), str(od_dir),
+        "/usr/bin/python3", str(od_dir.parent / "installer"), str(od_dir),
     ]  # fmt: skip
     text = env.config.read_text()
     text = text[: text.index("[signer]")]
@@ -136,8 +136,11 @@ def fleet(tmp_path: Path, bind_factory: Callable[..., BindPair]) -> Iterator[Fle
     root = private_root()
     started: list[OpenDkim | Rspamd] = []
     try:
-        shutil.copy(INSTALLER, root / "install.py")
-        os.chmod(root / "install.py", 0o755)
+        # the installer, copied alone as to a signer host, readable by opendkim
+        shutil.copytree(INSTALLER, root / "installer", ignore=shutil.ignore_patterns("__pycache__"))
+        os.chmod(root / "installer", 0o755)
+        for f in (root / "installer").iterdir():
+            os.chmod(f, 0o644)
         # OpenDKIM's directory is its own: the installer writes there as opendkim, so the
         # keys end up 0600 opendkim:opendkim, as its safe-key checks want
         od_dir = make_dir(root / "opendkim-files", mode=0o750, owner="opendkim", group="opendkim")
@@ -145,7 +148,7 @@ def fleet(tmp_path: Path, bind_factory: Callable[..., BindPair]) -> Iterator[Fle
         bundle = {"version": 1, "tables": {"KeyTable": empty, "SigningTable": empty}}
         subprocess.run(
             ["setpriv", "--reuid=opendkim", "--regid=opendkim", "--init-groups",
-             "/usr/bin/python3", str(root / "install.py"), str(od_dir)],
+             "/usr/bin/python3", str(root / "installer"), str(od_dir)],
             input=json.dumps(bundle).encode(), check=True, capture_output=True, timeout=30,
         )  # fmt: skip
         od = OpenDkim(root, od_dir / "KeyTable", od_dir / "SigningTable", algorithm="rsa")

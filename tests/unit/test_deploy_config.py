@@ -158,8 +158,8 @@ def test_the_installer_runs_as_opendkim_confined_to_its_directory(
     exec_start = one(svc, "Service", "ExecStart").split()
     assert exec_start[0] == "/usr/bin/python3"
     script = exec_start[-2]
-    assert script.endswith("/site-packages/rotator/adapters/signers/install.py")
-    assert (ROOT / script.partition("/site-packages/")[2]).is_file()
+    assert script.endswith("/site-packages/rotator/adapters/signers/installer")
+    assert (ROOT / script.partition("/site-packages/")[2] / "__main__.py").is_file()
     assert Path(exec_start[-1]) == targets["mx1-opendkim-rsa"].directory == OPENDKIM_DIR
     assert words(svc, "Service", "ReadWritePaths") == [str(OPENDKIM_DIR)]
     hardening = {

@@ -13,7 +13,7 @@ import pytest
 
 from rotator.adapters.signers import bundle
 from rotator.adapters.signers.fleet import SignerFleet
-from rotator.adapters.signers.install import MAX_LINE
+from rotator.adapters.signers.installer import MAX_LINE
 from rotator.domain.errors import SignerError
 
 from .test_signer_targets import INSTALLER, numbered, target

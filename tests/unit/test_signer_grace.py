@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from rotator.adapters.signers.fleet import SignerFleet
-from rotator.adapters.signers.install import apply_bundle
+from rotator.adapters.signers.installer import apply_bundle
 from rotator.adapters.signers.target import SignerTarget
 from rotator.config_targets import ProbeConfig
 from rotator.domain.errors import ConfigError
@@ -58,8 +57,7 @@ def test_a_key_that_left_stays_until_the_grace_has_run(tmp_path: Path, remote: b
     fleet = SignerFleet([t], tmp_path / "lock", now=clock)
     first, new = first_and_second(tmp_path)
     assert all(r.ok for r in fleet.apply(lambda: first))
-    witness = tmp_path / "witness"
-    os.link(keys / "k0.pem", witness)
+    witness = (keys / "k0.pem").open("rb")  # its inode, read after the wipe
     # an activation: k9 replaces k0 in the tables; k0's file stays for the old workers
     (result,) = fleet.change(change([new], [first[0]], [*first[1:], new]), check=[new])
     assert result.ok, result.detail
@@ -71,7 +69,8 @@ def test_a_key_that_left_stays_until_the_grace_has_run(tmp_path: Path, remote: b
     clock.t += 2  # 300 s after the reload and probe
     assert fleet.sweep() == 1
     assert not (keys / "k0.pem").exists()
-    assert witness.read_bytes() == b"\0" * len(b"-----BEGIN PRIVATE KEY-----\n")  # zeroed
+    with witness:
+        assert witness.read() == b"\0" * len(b"-----BEGIN PRIVATE KEY-----\n")  # zeroed
     assert sorted(p.name for p in keys.iterdir()) == ["k1.pem", "k2.pem", "k9.pem"]
     assert fleet.sweep() == 0  # nothing left held
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -17,14 +16,14 @@ from typing import Any
 import pytest
 
 from rotator.adapters.signers.fleet import SignerFleet
-from rotator.adapters.signers.install import InstallError, apply_bundle
+from rotator.adapters.signers.installer import InstallError, apply_bundle
 from rotator.adapters.signers.probes import Prober, probe_sender
 from rotator.adapters.signers.target import SignerTarget, key_reader
 from rotator.config_targets import ProbeConfig, TargetConfig, parse_targets
 from rotator.domain.errors import ConfigError
 from rotator.ports import SigningEntry
 
-INSTALLER = Path(__file__).resolve().parents[2] / "rotator/adapters/signers/install.py"
+INSTALLER = Path(__file__).resolve().parents[2] / "rotator/adapters/signers/installer"
 
 
 def targets(tmp_path: Path, text: str) -> tuple[TargetConfig, ...]:
@@ -110,8 +109,8 @@ def test_installer_writes_keys_then_tables_and_wipes_keys_that_left(tmp_path: Pa
     }
     assert apply_bundle(d, first) == {"written": 3, "unchanged": 0, "removed": 0}
     assert stat.S_IMODE((d / "keys/k1.pem").stat().st_mode) == 0o600
-    witness = tmp_path / "witness"
-    os.link(d / "keys/k1.pem", witness)
+    # the file's inode, held open: what the wipe wrote into it is read here afterwards
+    witness = (d / "keys/k1.pem").open("rb")
     second = {
         "version": 1,
         "keys": {"keys/k2.pem": spec(b"two")},
@@ -119,7 +118,8 @@ def test_installer_writes_keys_then_tables_and_wipes_keys_that_left(tmp_path: Pa
     }
     assert apply_bundle(d, second) == {"written": 1, "unchanged": 1, "removed": 1}
     assert not (d / "keys/k1.pem").exists()
-    assert witness.read_bytes() == b"\0\0\0"  # the copy that left was zeroed, not just unlinked
+    with witness:
+        assert witness.read() == b"\0\0\0"  # the copy that left was zeroed, not just unlinked
     assert (d / "KeyTable").read_bytes() == b"k2"
     assert not list(d.rglob("*.tmp"))
 
@@ -156,7 +156,7 @@ def test_installer_runs_on_its_own(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"written": 1, "unchanged": 0, "removed": 0}
-    source = INSTALLER.read_text()
+    source = "".join(p.read_text() for p in INSTALLER.glob("*.py"))
     assert "from rotator" not in source and "import rotator" not in source
 
 

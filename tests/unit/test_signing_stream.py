@@ -17,7 +17,7 @@ from rotator.adapters import store_signing
 from rotator.adapters.keystore_fs import FsKeyStore
 from rotator.adapters.row_spool import FileRows
 from rotator.adapters.signers.fleet import SignerFleet
-from rotator.adapters.signers.install import install
+from rotator.adapters.signers.installer import install
 from rotator.adapters.signers.probes import Prober
 from rotator.adapters.signers.target import SignerTarget, TableSource, key_reader
 from rotator.adapters.store_seal import Sealer

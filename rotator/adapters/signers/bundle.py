@@ -1,4 +1,4 @@
-"""The sending end of a deliver command: a version 4 bundle (see install.py) written to the
+"""The sending end of a deliver command: a version 4 bundle (see installer/) written to the
 command's stdin a line at a time as the key files and table chunks come, so that a complete
 write of a million keys to a remote target holds one key file and one chunk in memory,
 never the whole bundle."""
@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from ...domain.errors import SignerError
 from .base import TableData
-from .install import STREAM_VERSION
+from .installer import STREAM_VERSION
 
 CHUNK = 1 << 20  # bytes of a table per line (1.4 MB of base64, under the installer's 4 MiB)
 NAMES = 10_000  # key file names per remove line

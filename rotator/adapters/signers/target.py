@@ -29,7 +29,7 @@ from .base import (
 )
 from .departed import Departed
 from .exim import EximFormat
-from .install import InstallError, install
+from .installer import InstallError, install
 from .jsonfile import JsonFormat
 from .kumomta import KumoMtaFormat
 from .opendkim import (
