@@ -278,7 +278,8 @@ def _install(
                 # removed only now that no table names it
                 counts["removed"] += _wipe(kfd, name)
     else:
-        for name in sorted(os.listdir(kfd)):
+        # an iterator, not a list: a million names need not be held twice
+        for name in (entry.name for entry in os.scandir(kfd)):
             if name not in listed and not name.startswith("."):
                 if held is not None:
                     held.append(f"{KEYS}/{name}")  # its signer's old workers may read it
@@ -287,6 +288,8 @@ def _install(
                 counts["removed"] += _wipe(kfd, name)
             elif name.startswith(".") and name.endswith(".tmp"):
                 _wipe(kfd, name)  # an interrupted earlier run's temp file
+    if held is not None:
+        held.sort()
     os.fsync(kfd)
     return counts
 
