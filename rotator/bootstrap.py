@@ -8,24 +8,24 @@ import pwd
 from collections.abc import Sequence
 from pathlib import Path
 
-from .adapters.dns_rfc2136 import Rfc2136Publisher
-from .adapters.keypool_fs import FsKeyPool
-from .adapters.keystore_fs import FsKeyStore
-from .adapters.lock import FlockDaemonLock
-from .adapters.probe import AuthoritativeProbe
-from .adapters.row_spool import FileRows
+from .adapters.dns.probe import AuthoritativeProbe
+from .adapters.dns.rfc2136 import Rfc2136Publisher
+from .adapters.keys.files import FsKeyStore
+from .adapters.keys.pool import FsKeyPool
+from .adapters.runtime.lock import FlockDaemonLock
+from .adapters.runtime.workers import WorkerPool
 from .adapters.signers.fleet import SignerFleet
-from .adapters.signers.probes import Prober
+from .adapters.signers.probing.prober import Prober
 from .adapters.signers.target import SignerTarget, key_reader
-from .adapters.store_anchor import Anchor
-from .adapters.store_seal import Sealer, load_key
-from .adapters.store_sqlite import SqliteEventStore, has_sealed_events, open_store
-from .adapters.workers import WorkerPool
+from .adapters.store.anchor import Anchor
+from .adapters.store.row_spool import FileRows
+from .adapters.store.seal import Sealer, load_key
+from .adapters.store.sqlite import SqliteEventStore, has_sealed_events, open_store
 from .app import Application, Context
-from .config import Config
-from .config_dns import load_tsig_secret
+from .config.dns import load_tsig_secret
+from .config.policies import PolicySet
+from .config.settings import Config
 from .domain.errors import ConfigError, PublishError
-from .policies import PolicySet
 from .ports import Publisher, RecordChange
 from .timeutil import SystemClock
 

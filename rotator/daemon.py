@@ -20,7 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from .app import TickReport
 from .bootstrap import App
 from .domain.errors import ExternalError, RotatorError, StoreError
-from .metrics import DaemonMetrics
+from .metrics.daemon import DaemonMetrics
 
 log = structlog.get_logger("rotator")
 

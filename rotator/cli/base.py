@@ -10,9 +10,9 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..adapters.store_sqlite import db_hint
+from ..adapters.store.sqlite import db_hint
 from ..bootstrap import App, build
-from ..config import Config, load_config
+from ..config.settings import Config, load_config
 from ..domain.errors import RotatorError
 from ..logging import configure
 

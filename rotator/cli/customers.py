@@ -8,7 +8,7 @@ import click
 from rich.progress import track
 from rich.table import Table
 
-from ..adapters.keystore_fs import MAX_PEM
+from ..adapters.keys.files import MAX_PEM
 from ..app import CustomerRow
 from ..app.customer_dns import txt_line
 from ..bootstrap import App

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from ..config.policies import PolicySet, load_policy_file
 from ..domain.policy import format_duration
-from ..policies import PolicySet, load_policy_file
 from .base import RotatorGroup, config_of, get_app
 from .render import add_row, console, say
 

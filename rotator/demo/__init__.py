@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..bootstrap import build
-from ..config import load_config
+from ..config.settings import load_config
 from ..daemon import Daemon
 from ..domain.errors import ConfigError
 from ..logging import configure

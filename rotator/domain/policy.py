@@ -1,6 +1,6 @@
 """Policies: validated, immutable rotation rules, and the arithmetic on them.
 
-Parsing works on an already-loaded mapping (TOML is read by rotator.policies); a cron
+Parsing works on an already-loaded mapping (TOML is read by rotator.config.policies); a cron
 expression is turned into a schedule by an injected factory so this module stays pure.
 """
 

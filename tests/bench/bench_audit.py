@@ -31,9 +31,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from rotator.adapters.store_anchor import Anchor
-from rotator.adapters.store_seal import Sealer, load_key
-from rotator.adapters.store_sqlite import SqliteEventStore, open_store
+from rotator.adapters.store.anchor import Anchor
+from rotator.adapters.store.seal import Sealer, load_key
+from rotator.adapters.store.sqlite import SqliteEventStore, open_store
 from rotator.domain import events as ev
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

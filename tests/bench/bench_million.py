@@ -37,16 +37,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from rotator.adapters.keystore_fs import FsKeyStore
-from rotator.adapters.row_spool import FileRows
+from rotator.adapters.keys.files import FsKeyStore
+from rotator.adapters.runtime.workers import WorkerPool
 from rotator.adapters.signers.fleet import SignerFleet
-from rotator.adapters.signers.probes import Prober
+from rotator.adapters.signers.probing.prober import Prober
 from rotator.adapters.signers.target import SignerTarget, key_reader
-from rotator.adapters.store_seal import Sealer, load_key
-from rotator.adapters.store_sqlite import SqliteEventStore
-from rotator.adapters.workers import WorkerPool
+from rotator.adapters.store.row_spool import FileRows
+from rotator.adapters.store.seal import Sealer, load_key
+from rotator.adapters.store.sqlite import SqliteEventStore
 from rotator.app import Application, Context
-from rotator.config_targets import ProbeConfig, TargetConfig
+from rotator.config.targets import ProbeConfig, TargetConfig
 from rotator.logging import configure
 from tests.bench.bench_tick import fill
 from tests.unit.fakes import FakeDns, FakeSigner, ManualClock, demo_policy

@@ -28,9 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from rotator.adapters.keypool_fs import FsKeyPool
-from rotator.adapters.keystore_fs import FsKeyStore
-from rotator.adapters.workers import WorkerPool
+from rotator.adapters.keys.files import FsKeyStore
+from rotator.adapters.keys.pool import FsKeyPool
+from rotator.adapters.runtime.workers import WorkerPool
 from rotator.app import Application, Scope
 from rotator.demo.localdns import BindPair
 from rotator.domain.states import State

@@ -20,13 +20,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from rotator.adapters.keystore_fs import FsKeyStore
+from rotator.adapters.keys.files import FsKeyStore
 from rotator.adapters.signers.fleet import SignerFleet
-from rotator.adapters.signers.probes import Prober
+from rotator.adapters.signers.probing.prober import Prober
 from rotator.adapters.signers.target import SignerTarget, key_reader
-from rotator.adapters.store_sqlite import SqliteEventStore
+from rotator.adapters.store.sqlite import SqliteEventStore
 from rotator.app import Application, Context, TickReport
-from rotator.config_targets import ProbeConfig, TargetConfig
+from rotator.config.targets import ProbeConfig, TargetConfig
 from rotator.domain import events as ev
 from rotator.domain.states import State
 from rotator.logging import configure

@@ -23,8 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from rotator.adapters.keystore_fs import FsKeyStore
-from rotator.adapters.store_sqlite import SqliteEventStore
+from rotator.adapters.keys.files import FsKeyStore
+from rotator.adapters.store.sqlite import SqliteEventStore
 from rotator.app import Application, Context
 from rotator.domain import events as ev
 from rotator.logging import configure

@@ -36,16 +36,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from rotator.adapters.dns_rfc2136 import Rfc2136Publisher
-from rotator.adapters.keystore_fs import FsKeyStore
-from rotator.adapters.probe import AuthoritativeProbe
-from rotator.adapters.store_sqlite import SqliteEventStore
+from rotator.adapters.dns.probe import AuthoritativeProbe
+from rotator.adapters.dns.rfc2136 import Rfc2136Publisher
+from rotator.adapters.keys.files import FsKeyStore
+from rotator.adapters.store.sqlite import SqliteEventStore
 from rotator.app import Application, Context
 from rotator.app.onboarding import CustomerRow
+from rotator.config.policies import PolicySet
 from rotator.demo.localdns import BindPair, ensure_loopback_alias
 from rotator.domain.states import Action, State
 from rotator.logging import configure
-from rotator.policies import PolicySet
 from rotator.timeutil import SystemClock
 from tests.support.legacy_signer import OpenDkimSigner
 

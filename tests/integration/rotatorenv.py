@@ -20,7 +20,7 @@ import dns.query
 import dns.rdatatype
 from cryptography.hazmat.primitives import serialization
 
-from rotator.adapters.store_sqlite import SqliteEventStore
+from rotator.adapters.store.sqlite import SqliteEventStore
 from rotator.demo import write_config
 from rotator.domain.model import KeyState
 

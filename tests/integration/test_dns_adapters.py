@@ -15,8 +15,8 @@ import dns.query
 import dns.rdatatype
 import pytest
 
-from rotator.adapters.dns_rfc2136 import Rfc2136Publisher
-from rotator.adapters.probe import AuthoritativeProbe
+from rotator.adapters.dns.probe import AuthoritativeProbe
+from rotator.adapters.dns.rfc2136 import Rfc2136Publisher
 from rotator.demo.localdns import BindPair, free_port
 from rotator.domain.errors import ProbeError, PublishError
 from rotator.ports import RecordChange

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rotator.adapters.store_sqlite import SqliteEventStore
+from rotator.adapters.store.sqlite import SqliteEventStore
 
 from .conftest import DOMAIN
 from .rotatorenv import SUBPROCESS_ENV, RotatorEnv

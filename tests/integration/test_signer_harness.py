@@ -22,14 +22,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from rotator.adapters.milter import (
+from rotator.adapters.signers.probing.milter import (
     MilterResult,
     milter_sign,
     parse_address,
     signed_message,
     split_message,
 )
-from rotator.adapters.rspamd_client import rspamd_sign
+from rotator.adapters.signers.probing.rspamd import rspamd_sign
 from rotator.domain.errors import SignerError
 from tests.support.signers import (
     OpenDkim,

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from rotator.adapters.signers.fleet import SignerFleet
-from rotator.adapters.signers.probes import Prober
+from rotator.adapters.signers.probing.prober import Prober
 from rotator.adapters.signers.target import SignerTarget, key_reader
-from rotator.config_targets import ProbeConfig, TargetConfig
+from rotator.config.targets import ProbeConfig, TargetConfig
 from rotator.domain.errors import SignerError
 from rotator.ports import SignerChange, SigningEntry, TargetResult
 

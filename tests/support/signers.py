@@ -50,8 +50,13 @@ from typing import ClassVar, Self
 from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from rotator.adapters.milter import MilterResult, milter_ping, milter_sign, signed_message
-from rotator.adapters.rspamd_client import rspamd_sign
+from rotator.adapters.signers.probing.milter import (
+    MilterResult,
+    milter_ping,
+    milter_sign,
+    signed_message,
+)
+from rotator.adapters.signers.probing.rspamd import rspamd_sign
 from rotator.domain.errors import SignerError
 
 OPENDKIM_BIN = "/usr/sbin/opendkim"

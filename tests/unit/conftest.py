@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from rotator.adapters.keystore_fs import FsKeyStore
-from rotator.adapters.store_sqlite import SqliteEventStore
+from rotator.adapters.keys.files import FsKeyStore
+from rotator.adapters.store.sqlite import SqliteEventStore
 from rotator.app import Application, Context
 from rotator.domain.errors import NotFound
 from rotator.domain.model import KeyState

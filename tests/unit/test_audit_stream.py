@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 
-from rotator.adapters import store_audit
-from rotator.adapters import store_replay as sr
-from rotator.adapters.store_anchor import Anchor
-from rotator.adapters.store_audit import AuditReport
-from rotator.adapters.store_rows import GENESIS, event_from_row, event_hash
-from rotator.adapters.store_seal import ROW_MAC, Sealer
-from rotator.adapters.store_sqlite import SqliteEventStore
+from rotator.adapters.store import audit as store_audit
+from rotator.adapters.store import replay as sr
+from rotator.adapters.store.anchor import Anchor
+from rotator.adapters.store.audit import AuditReport
+from rotator.adapters.store.rows import GENESIS, event_from_row, event_hash
+from rotator.adapters.store.seal import ROW_MAC, Sealer
+from rotator.adapters.store.sqlite import SqliteEventStore
 from rotator.domain import events as ev
 from rotator.domain.errors import StoreError
 from rotator.domain.model import IdentityState, KeyState, apply_identity, apply_key

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from rotator.config_targets import TargetConfig, parse_targets
+from rotator.config.targets import TargetConfig, parse_targets
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -10,9 +10,9 @@ import pytest
 
 from rotator.adapters.signers import exim, jsonfile, opendkim, rspamd
 from rotator.adapters.signers.base import render
+from rotator.config.policies import check_companion
 from rotator.domain.errors import InputError, PolicyError
 from rotator.domain.states import State
-from rotator.policies import check_companion
 
 from .conftest import MakeEnv, UnitEnv
 from .fakes import demo_policy

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from rotator.adapters.workers import WorkerPool
+from rotator.adapters.runtime.workers import WorkerPool
 from rotator.app import CustomerRow, Scope
 from rotator.domain import events as ev
 from rotator.domain.errors import InputError, NotFound, SignerLockBusy

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from rotator.adapters.store_sqlite import SqliteEventStore
+from rotator.adapters.store.sqlite import SqliteEventStore
 from rotator.daemon import SignalPipe
 from rotator.domain import events as ev
 from tests.support.cli import customer_add

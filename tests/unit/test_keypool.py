@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from rotator.adapters.keypool_fs import FsKeyPool
+from rotator.adapters.keys.pool import FsKeyPool
 from rotator.app import Scope
 from rotator.domain.errors import PolicyError
 from rotator.domain.record import parse_record

@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from rotator.adapters.keystore_fs import FsKeyStore, describe_private_key
+from rotator.adapters.keys.files import FsKeyStore, describe_private_key
 from rotator.adapters.signers.base import HEADER
 from rotator.domain.errors import InputError, SignerError
 from rotator.domain.record import build_record, revoked_record

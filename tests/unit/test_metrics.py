@@ -23,13 +23,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from rotator.app import CustomerRow, TickReport
-from rotator.config import load_config, parse_metrics
+from rotator.config.settings import load_config, parse_metrics
 from rotator.domain import events as ev
 from rotator.domain.errors import ConfigError
 from rotator.domain.states import State
-from rotator.metrics import StoreCollector
-from rotator.metrics_http import Health, MetricsServer, wsgi_app
-from rotator.metrics_ticks import LABEL_VALUES_MAX, TickMetrics
+from rotator.metrics.daemon import StoreCollector
+from rotator.metrics.http import Health, MetricsServer, wsgi_app
+from rotator.metrics.ticks import LABEL_VALUES_MAX, TickMetrics
 from rotator.ports import Observation
 
 from .clirun import write_config

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from rotator.adapters.cron import cron_schedule
+from rotator.adapters.runtime.cron import cron_schedule
+from rotator.config.policies import PolicySet, load_policy_file
 from rotator.domain.errors import NotFound, PolicyError
 from rotator.domain.policy import IntervalSchedule, Policy, parse_duration, parse_policy
-from rotator.policies import PolicySet, load_policy_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "policies/test.toml"

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from rotator.adapters import milter, milter_wire
-from rotator.adapters.http_post import MAX_REPLY
-from rotator.adapters.milter import milter_sign
-from rotator.adapters.rspamd_client import rspamd_sign
-from rotator.adapters.signers.probes import Prober
-from rotator.config_targets import ProbeConfig
+from rotator.adapters.signers.probing import milter, milter_wire
+from rotator.adapters.signers.probing.http_post import MAX_REPLY
+from rotator.adapters.signers.probing.milter import milter_sign
+from rotator.adapters.signers.probing.prober import Prober
+from rotator.adapters.signers.probing.rspamd import rspamd_sign
+from rotator.config.targets import ProbeConfig
 from rotator.domain.errors import SignerError
 from rotator.ports import SigningEntry
 

@@ -90,7 +90,7 @@ def test_commands_above_the_limit_need_yes(env: UnitEnv) -> None:
 
 
 def test_the_limits_come_from_the_config(tmp_path: Path) -> None:
-    from rotator.config import load_config
+    from rotator.config.settings import load_config
 
     from .clirun import refused, write_config
 

@@ -19,10 +19,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from rotator.adapters.keystore_fs import FsKeyStore
+from rotator.adapters.keys.files import FsKeyStore
 from rotator.app import CustomerRow, Scope
-from rotator.config import load_config
-from rotator.config_dns import load_tsig_secret
+from rotator.config.dns import load_tsig_secret
+from rotator.config.settings import load_config
 from rotator.domain import events as ev
 from rotator.domain.errors import ConfigError, ExternalError, InputError
 from rotator.domain.states import State
@@ -218,7 +218,7 @@ def test_an_edited_projection_row_is_caught(cfg: Path) -> None:
 
 
 def test_a_recomputed_hash_chain_is_caught_by_the_macs(cfg: Path) -> None:
-    from rotator.adapters.store_rows import event_hash
+    from rotator.adapters.store.rows import event_hash
 
     add(cfg, "example.com", "--actor", "alice")
     add(cfg, "example.net")
@@ -257,7 +257,7 @@ def test_a_cut_off_tail_is_caught_by_the_anchor(cfg: Path) -> None:
 
 def rehash(cfg: Path, *sql: str) -> tuple[int, str]:
     """Every MAC removed, event 1's actor edited, the chain hashed again, then `sql`."""
-    from rotator.adapters.store_rows import event_hash
+    from rotator.adapters.store.rows import event_hash
 
     conn = sqlite3.connect(db_path(cfg))
     conn.row_factory = sqlite3.Row
@@ -325,7 +325,7 @@ def test_audit_head_is_the_last_event(cfg: Path) -> None:
     anchor = (cfg.parent / "state" / "anchor.log").read_text().split()
     assert anchor[:2] == [position, digest]
     # keyed: the MAC of the line (the first: no line before it) with the audit key
-    from rotator.adapters.store_seal import Sealer
+    from rotator.adapters.store.seal import Sealer
 
     key = (cfg.parent / "state" / "audit.key").read_bytes()
     assert anchor[2:] == [Sealer(key).anchor(1, digest, "")]
@@ -598,9 +598,9 @@ def test_a_customer_whose_dns_hangs_stalls_nobody_else(make_env: Any) -> None:
 def test_the_bulk_signing_read_refuses_an_edited_row(tmp_path: Path) -> None:
     # The complete signing set is read as raw tuples (a million identities at start-up):
     # each row's MAC is still checked, so an edited pattern never reaches a signer table.
-    from rotator.adapters.keystore_fs import FsKeyStore
-    from rotator.adapters.store_seal import Sealer
-    from rotator.adapters.store_sqlite import SqliteEventStore
+    from rotator.adapters.keys.files import FsKeyStore
+    from rotator.adapters.store.seal import Sealer
+    from rotator.adapters.store.sqlite import SqliteEventStore
     from rotator.app import Application, Context
     from rotator.domain.errors import StoreError
     from tests.unit.fakes import FakeDns, FakeSigner, ManualClock, demo_policy
@@ -622,8 +622,8 @@ def test_the_bulk_signing_read_refuses_an_edited_row(tmp_path: Path) -> None:
 def test_a_schema_upgrade_reseals_the_projection(tmp_path: Path) -> None:
     # A migration that adds columns changes every row a MAC covers: the store replays the
     # log into the projection on the upgrade, so the rows are rotator's again.
-    from rotator.adapters.store_seal import Sealer
-    from rotator.adapters.store_sqlite import SqliteEventStore
+    from rotator.adapters.store.seal import Sealer
+    from rotator.adapters.store.sqlite import SqliteEventStore
     from rotator.domain import events as ev
     from tests.unit.fakes import ManualClock
 

@@ -16,7 +16,7 @@ import pytest
 from rotator.adapters.signers.fleet import SignerFleet
 from rotator.adapters.signers.installer import apply_bundle
 from rotator.adapters.signers.target import SignerTarget
-from rotator.config_targets import ProbeConfig
+from rotator.config.targets import ProbeConfig
 from rotator.domain.errors import ConfigError
 from rotator.ports import SigningEntry
 from tests.unit.test_signer_targets import (

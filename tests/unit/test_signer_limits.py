@@ -14,10 +14,10 @@ import pytest
 
 from rotator.adapters.signers import kumomta
 from rotator.adapters.signers.fleet import SignerFleet
-from rotator.adapters.signers.probes import Prober
+from rotator.adapters.signers.probing.prober import Prober
 from rotator.adapters.signers.target import SignerTarget, key_reader
 from rotator.app import CustomerRow, Scope
-from rotator.config_targets import TargetConfig
+from rotator.config.targets import TargetConfig
 from rotator.domain.errors import InputError
 from rotator.domain.states import State
 from rotator.ports import SignerChange, SigningEntry

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from rotator.adapters.signers.fleet import SignerFleet
-from rotator.adapters.signers.probes import Prober
+from rotator.adapters.signers.probing.prober import Prober
 from rotator.adapters.signers.signer_lock import LOCK_WAIT
 from rotator.adapters.signers.target import SignerTarget, key_reader
-from rotator.config_targets import ProbeConfig, TargetConfig
+from rotator.config.targets import ProbeConfig, TargetConfig
 from rotator.domain.errors import SignerLockBusy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,10 +26,10 @@ HOLD = """
 import sys
 from pathlib import Path
 from rotator.adapters.signers.fleet import SignerFleet
-from rotator.adapters.signers.probes import Prober
+from rotator.adapters.signers.probing.prober import Prober
 from rotator.adapters.signers.signer_lock import LOCK_WAIT
 from rotator.adapters.signers.target import SignerTarget, key_reader
-from rotator.config_targets import ProbeConfig, TargetConfig
+from rotator.config.targets import ProbeConfig, TargetConfig
 with SignerFleet([], Path(sys.argv[1])).locked():
     print("held", flush=True)
     sys.stdin.read()

@@ -17,9 +17,9 @@ import pytest
 
 from rotator.adapters.signers.fleet import SignerFleet
 from rotator.adapters.signers.installer import InstallError, apply_bundle
-from rotator.adapters.signers.probes import Prober, probe_sender
+from rotator.adapters.signers.probing.prober import Prober, probe_sender
 from rotator.adapters.signers.target import SignerTarget, key_reader
-from rotator.config_targets import ProbeConfig, TargetConfig, parse_targets
+from rotator.config.targets import ProbeConfig, TargetConfig, parse_targets
 from rotator.domain.errors import ConfigError
 from rotator.ports import SigningEntry
 
@@ -222,7 +222,7 @@ def test_a_deliver_command_must_be_confirmed_by_the_installer(tmp_path: Path) ->
 
 
 def test_a_target_may_not_own_rotators_key_dir(tmp_path: Path) -> None:
-    from rotator.config import check_target_dirs
+    from rotator.config.settings import check_target_dirs
 
     (t,) = targets(tmp_path, '[[targets]]\nname = "x"\nformat = "json"\ndirectory = "."\n')
     with pytest.raises(ConfigError, match="holds rotator's key_dir"):

@@ -13,19 +13,19 @@ from typing import Any
 
 import pytest
 
-from rotator.adapters import store_signing
-from rotator.adapters.keystore_fs import FsKeyStore
-from rotator.adapters.row_spool import FileRows
+from rotator.adapters.keys.files import FsKeyStore
+from rotator.adapters.runtime.workers import WorkerPool
 from rotator.adapters.signers.fleet import SignerFleet
 from rotator.adapters.signers.installer import install
-from rotator.adapters.signers.probes import Prober
+from rotator.adapters.signers.probing.prober import Prober
 from rotator.adapters.signers.target import SignerTarget, TableSource, key_reader
-from rotator.adapters.store_seal import Sealer
-from rotator.adapters.store_sqlite import SqliteEventStore
-from rotator.adapters.workers import WorkerPool
+from rotator.adapters.store import signing as store_signing
+from rotator.adapters.store.row_spool import FileRows
+from rotator.adapters.store.seal import Sealer
+from rotator.adapters.store.sqlite import SqliteEventStore
 from rotator.app import Application, Context, CustomerRow
 from rotator.app.signing_set import SigningSet
-from rotator.config_targets import ProbeConfig, TargetConfig
+from rotator.config.targets import ProbeConfig, TargetConfig
 from rotator.domain.errors import SignerError, StoreError
 from rotator.domain.states import State
 from rotator.ports import SigningEntry
@@ -406,7 +406,7 @@ def test_the_events_that_invalidate_a_kept_set_are_every_way_in_and_out_of_activ
     # a change patches the set the last write kept unless one of these was recorded since:
     # every transition into or out of "active" must be among them (and the identity
     # events that change the senders), or a patched table would miss it
-    from rotator.adapters.store_queries import SET_EVENTS, SIGNING_EVENTS
+    from rotator.adapters.store.queries import SET_EVENTS, SIGNING_EVENTS
     from rotator.domain.machine import TRANSITIONS
 
     def sources(t: dict[str, Any]) -> list[str]:

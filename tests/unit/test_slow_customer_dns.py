@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rotator.adapters.probe import AuthoritativeProbe
+from rotator.adapters.dns.probe import AuthoritativeProbe
 from rotator.app import CustomerRow
 from rotator.app.customer_lanes import CustomerLanes
 from rotator.app.recording import TickReport

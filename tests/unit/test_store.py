@@ -16,8 +16,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from rotator.adapters.keystore_fs import FsKeyStore
-from rotator.adapters.store_sqlite import GENESIS, SqliteEventStore
+from rotator.adapters.keys.files import FsKeyStore
+from rotator.adapters.store.sqlite import GENESIS, SqliteEventStore
 from rotator.app import Application, Context
 from rotator.domain import events as ev
 from rotator.domain.errors import ConcurrencyError, IllegalTransition, NotFound
@@ -248,7 +248,7 @@ def test_tamper_edit_reason_is_detected(store: SqliteEventStore) -> None:
 
 def test_tamper_edit_actor_and_rehash_is_detected(store: SqliteEventStore) -> None:
     # Recomputing the edited event's own hash is not enough: the next link breaks.
-    from rotator.adapters.store_sqlite import event_hash
+    from rotator.adapters.store.sqlite import event_hash
 
     five_events(store)
     conn = raw(store.path)
@@ -519,7 +519,7 @@ def test_no_private_key_material_in_events(tmp_path: Path, algorithm: str) -> No
 def test_the_append_path_hashes_exactly_as_event_hash_defines(store: SqliteEventStore) -> None:
     # append() builds the hash body in sorted key order without re-sorting; the chain must
     # stay what store_rows.event_hash (the definition `audit verify` uses) computes
-    from rotator.adapters.store_rows import event_hash
+    from rotator.adapters.store.rows import event_hash
 
     five_events(store)
     rows = [dict(r) for r in store.db.query("SELECT * FROM events ORDER BY position")]

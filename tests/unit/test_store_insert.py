@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from rotator.adapters import store_insert
-from rotator.adapters.store_seal import Sealer
-from rotator.adapters.store_sqlite import SqliteEventStore
+from rotator.adapters.store import insert as store_insert
+from rotator.adapters.store.seal import Sealer
+from rotator.adapters.store.sqlite import SqliteEventStore
 from rotator.domain import events as ev
 from rotator.domain.errors import ConcurrencyError, IllegalTransition
 from tests.bench.bench_tick import fill

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from rotator.adapters.store_json import payload_json, row_json, value_json
+from rotator.adapters.store.json_text import payload_json, row_json, value_json
 from rotator.domain import events as ev
 from tests.unit.test_audit_stream import sample
 
@@ -58,7 +58,7 @@ def test_row_json_is_the_sorted_row() -> None:
 
 def test_the_row_encoder_writes_what_the_json_module_writes() -> None:
     # a row's MAC covers this text: one character apart and every sealed row is refused
-    from rotator.adapters.store_seal import _ROW_JSON, _encode_row
+    from rotator.adapters.store.seal import _ROW_JSON, _encode_row
 
     rows: list[Any] = [
         (),

@@ -8,7 +8,7 @@ import base64
 
 import pytest
 
-from rotator.adapters.dns_rfc2136 import Rfc2136Publisher
+from rotator.adapters.dns.rfc2136 import Rfc2136Publisher
 from rotator.ports import RecordChange
 
 RSA_P = base64.b64encode(b"\1" * 294).decode()

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 import structlog
 
-from ...config_targets import TargetConfig
+from ...config.targets import TargetConfig
 from ...domain.errors import SignerError
 from ...ports import SigningEntry, SigningStream
 from . import bundle
@@ -38,7 +38,7 @@ from .opendkim import (
     render_tables,
     write_tables,
 )
-from .probes import Prober
+from .probing.prober import Prober
 from .rspamd import RspamdFormat
 
 log = structlog.get_logger("rotator")

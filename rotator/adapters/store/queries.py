@@ -1,0 +1,405 @@
+"""The event store's reads: projections by key, identity and due time, and the log with
+its filters (every one served by an index)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import Executor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from ...domain.model import IdentityState, KeyState
+from ...domain.names import covered_by
+from ...domain.states import State
+from ...ports import (
+    DUE_BATCH,
+    SIGNING_KEY_COLUMNS,
+    LogFilter,
+    SigningRow,
+    StoredEvent,
+)
+from ...ports.monitoring import IdentityCount, IdentityTimes, KeyCount, StoreCounts
+from ...timeutil import iso, parse_iso
+from .rows import event_from_row
+from .seal import Sealer
+from .signing import columns, ordered_rows, sealed_rows, start_check
+
+# the events after which a signer may hold something else than before
+SIGNING_EVENTS = (
+    "KeyActivated",
+    "DrainStarted",
+    "KeyCompromised",
+    "KeyWithdrawn",
+    "IdentityAdded",
+    "IdentityRemoved",
+    "KeyRevoked",
+    "KeyDestroyed",
+)
+
+# the events after which the signing set may differ (see signing_set_changed_since)
+SET_EVENTS = ("KeyActivated", "DrainStarted", "KeyCompromised", "IdentityAdded", "IdentityRemoved")
+
+
+class StoreReads:
+    db: sqlite_utils.Database
+    path: Path
+    sealer: Sealer | None
+
+    def _key(self, row: dict[str, Any], check: bool = True) -> KeyState:
+        raise NotImplementedError
+
+    def _ident(self, row: dict[str, Any], check: bool = True) -> IdentityState:
+        raise NotImplementedError
+
+    def stream_version(self, stream_id: str) -> int:
+        row = self.db.execute(
+            "SELECT MAX(version) FROM events WHERE stream_id = ?", [stream_id]
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def key(self, key_id: str) -> KeyState | None:
+        rows = list(self.db.query("SELECT * FROM keys WHERE key_id = ?", [key_id]))
+        return self._key(rows[0]) if rows else None
+
+    def list_keys(self, identity: str | None = None, state: State | None = None) -> list[KeyState]:
+        where, params = [], []
+        if identity is not None:
+            where.append("identity = ?")
+            params.append(identity)
+        if state is not None:
+            where.append("state = ?")
+            params.append(state.value)
+        sql = "SELECT * FROM keys"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self.db.query(sql + " ORDER BY domain, created_at", params)
+        return [self._key(r) for r in rows]
+
+    def due_keys(self, now: datetime, limit: int = DUE_BATCH) -> list[KeyState]:
+        rows = self.db.query(
+            "SELECT * FROM keys WHERE next_action_at IS NOT NULL AND next_action_at <= ? "
+            "ORDER BY next_action_at LIMIT ?",
+            [iso(now), limit],
+        )
+        return [self._key(r) for r in rows]
+
+    def next_due(self, skip: Collection[str] = ()) -> datetime | None:
+        """Earliest pending action time over keys and identities (for the scheduler),
+        ignoring the keys in `skip` (the caller already knows when to look at them)."""
+        idents = self.db.execute(
+            "SELECT MIN(rotation_due_at) FROM identities WHERE rotation_due_at IS NOT NULL"
+        ).fetchone()[0]
+        # walk the partial index from the earliest; at most len(skip) rows are passed over
+        rows = self.db.execute(
+            "SELECT key_id, next_action_at FROM keys WHERE next_action_at IS NOT NULL "
+            "ORDER BY next_action_at LIMIT ?",
+            [len(skip) + 1],
+        )
+        keys = next((at for key_id, at in rows if key_id not in skip), None)
+        times = [t for t in (idents, keys) if t]
+        return parse_iso(min(times)) if times else None
+
+    def identity(self, identity: str) -> IdentityState | None:
+        rows = list(self.db.query("SELECT * FROM identities WHERE identity = ?", [identity]))
+        return self._ident(rows[0]) if rows else None
+
+    def identity_sending(self, domain: str) -> IdentityState | None:
+        """The identity that signs `domain`'s mail, if any."""
+        rows = list(
+            self.db.query(
+                "SELECT * FROM identities WHERE sending_domain = ? AND retired_at IS NULL "
+                "ORDER BY identity LIMIT 1",
+                [domain],
+            )
+        )
+        return self._ident(rows[0]) if rows else None
+
+    def identity_covering(self, domain: str) -> IdentityState | None:
+        parents = covered_by(domain)
+        if not parents:
+            return None
+        marks = ",".join("?" * len(parents))
+        rows = list(
+            self.db.query(
+                f"SELECT * FROM identities WHERE sending_domain IN ({marks}) "
+                "AND signing_pattern LIKE '*@*.%' AND retired_at IS NULL "
+                "ORDER BY identity LIMIT 1",
+                parents,
+            )
+        )
+        return self._ident(rows[0]) if rows else None
+
+    def identities_under(self, parents: set[str]) -> list[IdentityState]:
+        # One pass over the live sending domains (a suffix match has no index): only
+        # adding a `*@*.` pattern asks, once per batch.
+        if not parents:
+            return []
+        found = [
+            str(name)
+            for name, sending in self.db.execute(
+                "SELECT identity, sending_domain FROM identities "
+                "WHERE sending_domain != '' AND retired_at IS NULL"
+            )
+            if not parents.isdisjoint(covered_by(str(sending)))
+        ]
+        return [i for name in found if (i := self.identity(name)) is not None]
+
+    def identities(self) -> list[IdentityState]:
+        return [self._ident(r) for r in self.db.query("SELECT * FROM identities ORDER BY identity")]
+
+    def senders(self, limit: int) -> list[IdentityState]:
+        # the first live rows in key order: as cheap at a million identities as at ten
+        rows = self.db.query(
+            "SELECT * FROM identities WHERE signing_pattern != '' AND retired_at IS NULL "
+            "ORDER BY identity LIMIT ?",
+            [limit],
+        )
+        return [self._ident(r) for r in rows]
+
+    def esp_customers(self, esp_identity: str) -> list[IdentityState]:
+        rows = self.db.query(
+            "SELECT * FROM identities WHERE esp_identity = ? AND retired_at IS NULL "
+            "ORDER BY identity",
+            [esp_identity],
+        )
+        return [self._ident(r) for r in rows]
+
+    def due_identities(self, now: datetime, limit: int = DUE_BATCH) -> list[IdentityState]:
+        rows = self.db.query(
+            "SELECT * FROM identities WHERE rotation_due_at IS NOT NULL "
+            "AND rotation_due_at <= ? ORDER BY rotation_due_at LIMIT ?",
+            [iso(now), limit],
+        )
+        return [self._ident(r) for r in rows]
+
+    def signing_rows(self) -> Iterator[SigningRow]:
+        """Every signature the active keys make. One join per kind, read as tuples: the
+        complete signing set of a million identities is read at start-up and by a target
+        written for the first time. Each row's MAC is checked all the same: a row edited
+        behind rotator's back never reaches a signer."""
+        keys, idents = columns(self.db.conn, "keys"), columns(self.db.conn, "identities")
+        pick = [keys.index(c) for c in SIGNING_KEY_COLUMNS]
+        pattern = len(keys) + idents.index("signing_pattern")
+        for second, row, _ in sealed_rows(self.db.conn, self.sealer):
+            yield SigningRow._make([*(row[j] for j in pick), row[pattern], second])
+
+    def signing_stream(self) -> Iterator[tuple[Any, ...]]:
+        """Every signature in sender order, as SigningRow-shaped tuples, MACs not checked
+        (check_signing does that): a million rows in bounded memory."""
+        return ordered_rows(self.db.conn)
+
+    def check_signing(self, executor: Executor | None, workers: int) -> Callable[[], None]:
+        """Start checking the MAC of every row signing_stream reads; the returned call
+        waits for it and raises StoreError for an edited row."""
+        if self.sealer is None:
+            return lambda: None
+        return start_check(self.db.conn, str(self.path), self.sealer, executor, workers)
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits (PRAGMA data_version)."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    def companions(self, identity: str) -> list[IdentityState]:
+        """The dual-algorithm companions of an identity (retired ones too)."""
+        rows = self.db.query(
+            "SELECT * FROM identities WHERE companion_of = ? AND companion_of != '' "
+            "ORDER BY identity",
+            [identity],
+        )
+        return [self._ident(r) for r in rows]
+
+    def signing_changed_since(self, position: int) -> bool:
+        return self._recorded_since(position, SIGNING_EVENTS)
+
+    def signing_set_changed_since(self, position: int) -> bool:
+        # Only these change which keys sign for which senders: a key becomes active
+        # (KeyActivated) or stops (DrainStarted, KeyCompromised: the only ways out of
+        # active); an identity comes (an ESP customer carries the ESP's signature at once)
+        # or goes. Revocations and destructions concern keys that no longer sign.
+        return self._recorded_since(position, SET_EVENTS)
+
+    def _recorded_since(self, position: int, types: Sequence[str]) -> bool:
+        # walk the log after `position` by rowid (+type: not through the type index,
+        # which would visit every such event ever recorded)
+        marks = ",".join("?" * len(types))
+        row = self.db.execute(
+            f"SELECT 1 FROM events WHERE position > ? AND +type IN ({marks}) LIMIT 1",
+            [position, *types],
+        ).fetchone()
+        return row is not None
+
+    def count_keys(self, state: str, up_to: int | None = None) -> int:
+        # up_to: a tick weighing 200 replacements needs to know there are at least 800
+        # active keys, not that there are a million (an O(all) walk of the state index)
+        sql = "SELECT COUNT(*) FROM (SELECT 1 FROM keys WHERE state = ? LIMIT ?)"
+        row = self.db.execute(sql, [state, -1 if up_to is None else up_to]).fetchone()
+        return int(row[0])
+
+    def scheduled_work(
+        self, now: datetime, policy: str | None = None, after: datetime | None = None
+    ) -> tuple[int, int]:
+        """(revocations, replacements) due by `now` (and after `after`, of `policy`) that no
+        emergency or removal set off: what a safety valve weighs. Both through the partial
+        due indexes."""
+        # a removed identity's keys were confirmed by the command that removed it
+        revoke_sql = (
+            "SELECT COUNT(*) FROM keys k JOIN identities i ON i.identity = k.identity "
+            "WHERE k.next_action_at IS NOT NULL AND k.next_action_at <= ? "
+            "AND k.next_action = 'revoke' AND k.compromised = 0 AND k.emergency_actor = '' "
+            "AND i.retired_at IS NULL"
+        )
+        replace_sql = (
+            "SELECT COUNT(*) FROM identities WHERE rotation_due_at IS NOT NULL "
+            "AND rotation_due_at <= ? AND active_key IS NOT NULL AND emergency_actor = ''"
+        )
+        args: list[str] = [iso(now)]
+        if after is not None:
+            revoke_sql += " AND k.next_action_at > ?"
+            replace_sql += " AND rotation_due_at > ?"
+            args.append(iso(after))
+        if policy is not None:
+            revoke_sql += " AND k.policy = ?"
+            replace_sql += " AND policy = ?"
+            args.append(policy)
+        revoke = self.db.execute(revoke_sql, args).fetchone()[0]
+        replace = self.db.execute(replace_sql, args).fetchone()[0]
+        return int(revoke), int(replace)
+
+    def scheduled_policies(self, now: datetime) -> set[str]:
+        """The policies of the work scheduled_work counts."""
+        at = iso(now)
+        keys = self.db.execute(
+            "SELECT DISTINCT policy FROM keys WHERE next_action_at IS NOT NULL "
+            "AND next_action_at <= ? AND next_action = 'revoke'",
+            [at],
+        )
+        idents = self.db.execute(
+            "SELECT DISTINCT policy FROM identities WHERE rotation_due_at IS NOT NULL "
+            "AND rotation_due_at <= ? AND active_key IS NOT NULL",
+            [at],
+        )
+        return {str(r[0]) for r in (*keys, *idents)}
+
+    def live_key_ids(self) -> set[str]:
+        """The ids of every key not destroyed (whose private key file must exist)."""
+        return {
+            str(r[0])
+            for r in self.db.conn.execute("SELECT key_id FROM keys WHERE state != 'destroyed'")
+        }
+
+    def selectors(self, domain: str) -> set[str]:
+        return {
+            r["selector"]
+            for r in self.db.query("SELECT selector FROM keys WHERE domain = ?", [domain])
+        }
+
+    def events(self, flt: LogFilter | None = None) -> Iterator[StoredEvent]:
+        flt = flt or LogFilter()
+        where = ["position > :after"]
+        params: dict[str, Any] = {"after": flt.after_position}
+        for col in ("identity", "domain", "selector", "key_id", "actor"):
+            value = getattr(flt, col)
+            if value is not None:
+                where.append(f"{col} = :{col}")
+                params[col] = value
+        if flt.identities:
+            names = []
+            for i, ident in enumerate(flt.identities):
+                params[f"i{i}"] = ident
+                names.append(f":i{i}")
+            where.append(f"identity IN ({', '.join(names)})")
+        if flt.types:
+            names = []
+            for i, t in enumerate(flt.types):
+                params[f"t{i}"] = t
+                names.append(f":t{i}")
+            where.append(f"type IN ({', '.join(names)})")
+        if flt.since is not None:
+            where.append("at >= :since")
+            params["since"] = iso(flt.since)
+        if flt.until is not None:
+            where.append("at <= :until")
+            params["until"] = iso(flt.until)
+        sql = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY position"
+        if flt.limit is not None:
+            sql += f" LIMIT {int(flt.limit)}"
+        for row in self.db.query(sql, params):
+            yield event_from_row(row)
+
+    def info(self) -> dict[str, Any]:
+        count = self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        return {"path": str(self.path), "events": count}
+
+    def monitoring_counts(self, per_identity: bool = False) -> StoreCounts:
+        """Aggregates for the metrics endpoint, from one read snapshot. Live keys are read
+        through the state index (destroyed keys pile up for ever and are only counted, from
+        the index alone); identities and next times cost one scan and two index lookups."""
+        live = ", ".join(f"'{s.value}'" for s in State if s is not State.DESTROYED)
+        conn = self.db.conn
+        own = not conn.in_transaction  # one snapshot, unless a caller's transaction is one
+        if own:
+            conn.execute("BEGIN DEFERRED")
+        try:
+            keys = tuple(
+                KeyCount(s, p, a, n, int(f), int(pk), int(d), parse_iso(o) if o else None)
+                for s, p, a, n, f, pk, d, o in conn.execute(
+                    "SELECT state, policy, COALESCE(next_action, ''), COUNT(*), "
+                    "TOTAL(attempts > 0), TOTAL(parked), "
+                    "TOTAL(drift != '' OR COALESCE(last_error, '') LIKE 'drift:%'), "
+                    "MIN(CASE WHEN state = 'active' THEN COALESCE(activated_at, since) END) "
+                    f"FROM keys WHERE state IN ({live}) GROUP BY 1, 2, 3"
+                )
+            )
+            idents = tuple(
+                IdentityCount(m, r, n, int(w), int(a), int(b))
+                for m, r, n, w, a, b in conn.execute(
+                    "SELECT mode, role, COUNT(*), TOTAL(active_key IS NULL), "
+                    "TOTAL(notice LIKE '%awaiting customer DNS%' OR identity IN ("
+                    f"SELECT identity FROM keys WHERE state IN ({live}) "
+                    "AND last_error LIKE '%awaiting customer DNS%')), TOTAL(dns_problem != '') "
+                    "FROM identities WHERE retired_at IS NULL GROUP BY 1, 2"
+                )
+            )
+            destroyed = conn.execute("SELECT COUNT(*) FROM keys WHERE state = 'destroyed'")
+            rotation = conn.execute(
+                "SELECT MIN(rotation_due_at) FROM identities WHERE rotation_due_at IS NOT NULL"
+            ).fetchone()[0]
+            action = conn.execute(
+                "SELECT MIN(next_action_at) FROM keys WHERE next_action_at IS NOT NULL"
+            ).fetchone()[0]
+            each: tuple[IdentityTimes, ...] = ()
+            if per_identity:
+                each = tuple(
+                    IdentityTimes(d, p, parse_iso(a) if a else None, parse_iso(r) if r else None)
+                    for d, p, a, r in conn.execute(
+                        "SELECT i.domain, i.policy, COALESCE(k.activated_at, k.since), "
+                        "i.rotation_due_at FROM identities i LEFT JOIN keys k "
+                        "ON k.key_id = i.active_key WHERE i.retired_at IS NULL ORDER BY 1"
+                    )
+                )
+            return StoreCounts(
+                keys=keys,
+                destroyed=int(destroyed.fetchone()[0]),
+                identities=idents,
+                next_rotation=parse_iso(rotation) if rotation else None,
+                next_action=parse_iso(action) if action else None,
+                per_identity=each,
+            )
+        finally:
+            if own:
+                conn.execute("COMMIT")  # a read: nothing to keep or undo
+
+    def watch_keys(self, low: str, high: str | None) -> list[KeyState]:
+        """Active and draining keys in [low, high) of the key id space, ordered by key id.
+        `+state` keeps SQLite on the primary key's range (the state index would read
+        every active key): a slice costs O(keys in it)."""
+        sql = "SELECT * FROM keys WHERE key_id >= ?"
+        params = [low]
+        if high is not None:
+            sql += " AND key_id < ?"
+            params.append(high)
+        sql += " AND +state IN ('active', 'draining') ORDER BY key_id"
+        return [self._key(r) for r in self.db.query(sql, params)]
