@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .adapters.dns.probe import AuthoritativeProbe
 from .adapters.dns.rfc2136 import Rfc2136Publisher
-from .adapters.keys.files import FsKeyStore
+from .adapters.keys.files import MAX_PEM, FsKeyStore
 from .adapters.keys.pool import FsKeyPool
 from .adapters.runtime.lock import FlockDaemonLock
 from .adapters.runtime.workers import WorkerPool
@@ -20,14 +20,32 @@ from .adapters.signers.target import SignerTarget, key_reader
 from .adapters.store.anchor import Anchor
 from .adapters.store.row_spool import FileRows
 from .adapters.store.seal import Sealer, load_key
-from .adapters.store.sqlite import SqliteEventStore, has_sealed_events, open_store
-from .app import Application, Context
+from .adapters.store.sqlite import SqliteEventStore, db_hint, has_sealed_events, open_store
+from .app import Application, Context, CustomerRow, Scope
+from .app.customer_dns import txt_line
+from .app.onboarding import CSV_COLUMNS, CSV_REQUIRED
+from .app.rotation import Requested
 from .config.dns import load_tsig_secret
 from .config.policies import PolicySet
 from .config.settings import Config
 from .domain.errors import ConfigError, PublishError
 from .ports import Publisher, RecordChange
 from .timeutil import SystemClock
+
+# The CLI reaches the app and the adapters only through this module: besides the App, it
+# gets the requests and answers it renders and the limits and hints it words errors with.
+__all__ = [
+    "CSV_COLUMNS",
+    "CSV_REQUIRED",
+    "MAX_PEM",
+    "App",
+    "CustomerRow",
+    "Requested",
+    "Scope",
+    "build",
+    "db_hint",
+    "txt_line",
+]
 
 
 class App(Application):

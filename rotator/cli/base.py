@@ -10,8 +10,7 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..adapters.store.sqlite import db_hint
-from ..bootstrap import App, build
+from ..bootstrap import App, build, db_hint
 from ..config.settings import Config, load_config
 from ..domain.errors import RotatorError
 from ..logging import configure

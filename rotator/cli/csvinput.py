@@ -6,8 +6,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ..app import CustomerRow
-from ..app.onboarding import CSV_COLUMNS, CSV_REQUIRED
+from ..bootstrap import CSV_COLUMNS, CSV_REQUIRED, CustomerRow
 from ..domain.errors import InputError
 
 MAX_FIELD = 4096  # octets: no customer field is anywhere near this long

@@ -8,10 +8,7 @@ import click
 from rich.progress import track
 from rich.table import Table
 
-from ..adapters.keys.files import MAX_PEM
-from ..app import CustomerRow
-from ..app.customer_dns import txt_line
-from ..bootstrap import App
+from ..bootstrap import MAX_PEM, App, CustomerRow, txt_line
 from ..domain.model import IdentityState
 from ..domain.states import Mode
 from .base import RotatorGroup, get_app

@@ -8,7 +8,7 @@ import time
 import click
 from rich.table import Table
 
-from ..app import Scope
+from ..bootstrap import Scope
 from .base import get_app
 from .render import add_row, console, say
 

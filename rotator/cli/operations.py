@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from ..app import Scope
-from ..app.rotation import Requested
+from ..bootstrap import Requested, Scope
 from ..daemon import Daemon
 from ..timeutil import iso, utcnow
 from .base import get_app

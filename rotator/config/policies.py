@@ -5,9 +5,9 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from ..adapters.runtime.cron import cron_schedule
 from ..domain.errors import NotFound, PolicyError
 from ..domain.policy import Policy, parse_policy
+from .cron import cron_schedule
 from .values import refuse_loose
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from rotator.adapters.runtime.cron import cron_schedule
+from rotator.config.cron import cron_schedule
 from rotator.domain import events as ev
 from rotator.domain.errors import PolicyError
 from rotator.domain.policy import Policy, parse_policy

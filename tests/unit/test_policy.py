@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from rotator.adapters.runtime.cron import cron_schedule
+from rotator.config.cron import cron_schedule
 from rotator.config.policies import PolicySet, load_policy_file
 from rotator.domain.errors import NotFound, PolicyError
 from rotator.domain.policy import IntervalSchedule, Policy, parse_duration, parse_policy

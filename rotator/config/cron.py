@@ -1,4 +1,5 @@
-"""Cron schedules via APScheduler's CronTrigger (the domain only sees the Schedule Protocol)."""
+"""Cron schedules in policy files, via APScheduler's CronTrigger (the domain only sees the
+Schedule Protocol)."""
 
 from __future__ import annotations
 
