@@ -19,7 +19,7 @@ import structlog
 
 from ..domain import events as ev
 from ..domain.errors import ConcurrencyError, RotatorError
-from ..domain.event_base import not_before
+from ..domain.events.base import not_before
 from ..domain.model import IdentityState, KeyState
 from ..domain.policy import DEFAULT_PARK_AFTER, backoff
 from ..domain.states import Action

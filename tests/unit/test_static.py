@@ -43,7 +43,7 @@ def test_mypy_strict() -> None:
 
 
 def test_domain_imports_no_io_libraries() -> None:
-    for path in sorted((ROOT / "rotator" / "domain").glob("*.py")):
+    for path in sorted((ROOT / "rotator" / "domain").rglob("*.py")):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             names: list[str] = []
