@@ -15,7 +15,7 @@ from ..domain.errors import NotFound, RotatorError, SignerLockBusy
 from ..domain.model import IdentityState, KeyState
 from ..domain.names import normalize_domain
 from ..domain.states import State
-from ..ports import EventStore, TargetResult
+from ..ports import ProjectionReader, TargetResult
 from .context import Context
 from .keypool import KeyPoolKeeper
 from .recording import by_operator, key_ids
@@ -48,7 +48,7 @@ class Scope:
             return f"customer {self.customer}"
         return f"policy {self.policy}"
 
-    def identities(self, store: EventStore) -> dict[str, IdentityState]:
+    def identities(self, store: ProjectionReader) -> dict[str, IdentityState]:
         """The identities in scope. A domain's (and its companions') are read alone: an
         emergency on one domain of a million reads one domain."""
         if self.domain:
