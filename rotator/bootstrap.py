@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import pwd
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .adapters.dns.probe import AuthoritativeProbe
@@ -29,7 +29,7 @@ from .config.dns import load_tsig_secret
 from .config.policies import PolicySet
 from .config.settings import Config
 from .domain.errors import ConfigError, PublishError
-from .ports import Publisher, RecordChange
+from .ports import EventStore, Publisher, RecordChange
 from .timeutil import SystemClock
 
 # The CLI reaches the app and the adapters only through this module: besides the App, it
@@ -52,12 +52,19 @@ class App(Application):
     """The application plus what it was built from."""
 
     def __init__(
-        self, config: Config, policies: PolicySet, store: SqliteEventStore, ctx: Context
+        self,
+        config: Config,
+        policies: PolicySet,
+        store: EventStore,
+        ctx: Context,
+        open_reader: Callable[[], EventStore],
     ) -> None:
         super().__init__(ctx)
         self.config = config
         self.policies = policies
-        self.store: SqliteEventStore = store
+        self.store: EventStore = store
+        # a second, read-only connection to the same log (the metrics scrapes read on it)
+        self.open_reader = open_reader
 
     def close(self) -> None:
         """Stop the worker processes and close the database."""
@@ -133,10 +140,11 @@ def build(config: Config, readonly: bool = False, command: bool = True) -> App:
     policies = PolicySet(config.policy_dir)
     if not readonly:
         check_owner([config.database, config.key_dir])
+    sealer = sealer_for(config, readonly)
     store = open_store(
         config.database,
         readonly=readonly,
-        sealer=sealer_for(config, readonly),
+        sealer=sealer,
         anchor=None
         if readonly and not config.audit.anchor.exists()
         else Anchor(config.audit.anchor),
@@ -187,4 +195,10 @@ def build(config: Config, readonly: bool = False, command: bool = True) -> App:
         safety_min_keys=config.safety.min_keys,
         row_buffer=FileRows,
     )
-    return App(config, policies, store, ctx)
+    return App(
+        config,
+        policies,
+        store,
+        ctx,
+        lambda: SqliteEventStore(config.database, readonly=True, sealer=sealer),
+    )

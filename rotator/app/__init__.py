@@ -22,6 +22,7 @@ from .safety import Safety
 from .signing import Signing
 from .verifying import Verifying
 from .watch import Watch
+from .withdrawal import Withdrawal, Withdrawn
 
 __all__ = [
     "Application",
@@ -32,6 +33,7 @@ __all__ = [
     "FollowUp",
     "Scope",
     "TickReport",
+    "Withdrawn",
 ]
 
 
@@ -58,8 +60,9 @@ class Application:
             self.safety,
         )
         self.keypool = KeyPoolKeeper(ctx)
-        self.emergency = Emergency(ctx, self.signing, self.keypool)
+        self.withdrawal = Withdrawal(ctx, self.signing)
+        self.emergency = Emergency(ctx, self.withdrawal, self.keypool)
         self.emergency_followup = EmergencyFollowUp(ctx, self.lifecycle, self.signing)
         self.queries = Queries(ctx.store)
-        self.offboarding = Offboarding(ctx, self.signing, self.customer_dns)
+        self.offboarding = Offboarding(ctx, self.withdrawal, self.customer_dns)
         self.changes = Changes(ctx, self.customer_dns, self.onboarding, self.offboarding)

@@ -4,27 +4,38 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..ports import (
     Clock,
     DaemonLock,
-    EventStore,
+    EventAppender,
     KeyPool,
     KeyStore,
     ListRows,
     NameserverProbe,
     PolicySource,
+    ProjectionReader,
     Publisher,
     RowBuffer,
     Signer,
+    SigningSetSource,
+    StoreCounter,
+    StreamReader,
     Workers,
 )
 from .recording import Recorder
 
 
+class Store(
+    EventAppender, StreamReader, ProjectionReader, StoreCounter, SigningSetSource, Protocol
+):
+    """The store roles the use cases take on: every one but the audit chain's."""
+
+
 @dataclass
 class Context:
-    store: EventStore
+    store: Store
     policy: PolicySource
     publisher: Publisher
     probe: NameserverProbe

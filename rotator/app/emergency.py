@@ -5,21 +5,20 @@ replacement) is in emergency_followup."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import structlog
 
 from ..domain import events as ev
-from ..domain.errors import NotFound, RotatorError, SignerLockBusy
+from ..domain.errors import NotFound, RotatorError
 from ..domain.model import IdentityState, KeyState
 from ..domain.names import normalize_domain
 from ..domain.states import State
-from ..ports import EventStore, TargetResult
+from ..ports import ProjectionReader
 from .context import Context
 from .keypool import KeyPoolKeeper
 from .recording import by_operator, key_ids
-from .signing import Signing
+from .withdrawal import Withdrawal, Withdrawn
 
 log = structlog.get_logger("rotator")
 
@@ -48,7 +47,7 @@ class Scope:
             return f"customer {self.customer}"
         return f"policy {self.policy}"
 
-    def identities(self, store: EventStore) -> dict[str, IdentityState]:
+    def identities(self, store: ProjectionReader) -> dict[str, IdentityState]:
         """The identities in scope. A domain's (and its companions') are read alone: an
         emergency on one domain of a million reads one domain."""
         if self.domain:
@@ -77,21 +76,14 @@ class EmergencyPlan:
     promote: list[KeyState]
 
 
-@dataclass(frozen=True)
-class Declared:
-    targets: tuple[TargetResult, ...] = ()  # each signer target: rewritten without the keys?
-
-    @property
-    def signer_error(self) -> str | None:
-        """The targets still holding the keys, and why; None when every one let go."""
-        failed = [f"{r.target}: {r.detail}" for r in self.targets if not r.ok]
-        return "; ".join(failed) or None
+# what declaring an emergency did to the signers
+Declared = Withdrawn
 
 
 class Emergency:
-    def __init__(self, ctx: Context, signing: Signing, keypool: KeyPoolKeeper) -> None:
+    def __init__(self, ctx: Context, withdrawal: Withdrawal, keypool: KeyPoolKeeper) -> None:
         self.ctx = ctx
-        self.signing = signing
+        self.withdrawal = withdrawal
         self.keypool = keypool
 
     def plan(self, scope: Scope) -> EmergencyPlan:
@@ -144,31 +136,15 @@ class Emergency:
         if plan.scope.everything and not plan.scope.keystore_intact:
             # the key store itself may have leaked: its pooled keys go as the standbys do
             events += self.keypool.discard(actor, reason)
-        gone = {k.key_id for k in plan.compromise}
-        with contextlib.ExitStack() as held:
-            try:
-                held.enter_context(self.ctx.signer.locked())
-            except SignerLockBusy as exc:
-                raise SignerLockBusy(
-                    f"the emergency was NOT declared, the keys still sign: {exc.reason}"
-                ) from None
-            self.ctx.signer.stamp(None)
-            # only the removal (tables without the keys; no key file sent), and the
-            # compromised keys' copies go at once, not after the targets' grace
-            keep = self.signing.signing_set(gone=gone)
-            leaving = self.signing.leaving(plan.compromise)
-            targets = tuple(self.ctx.signer.withdraw(leaving, keep, wipe=True))
-            signer_error = Declared(targets).signer_error
-            try:
-                self.ctx.recorder.append(events, plan.compromise + plan.promote)
-            except RotatorError as exc:
-                done = "were taken out of the signer" if signer_error is None else "are unchanged"
-                raise RotatorError(
-                    f"the compromise was NOT recorded ({exc}); the keys {done}, but the "
-                    "daemon would sign with them again: fix that and run the command again"
-                ) from None
-            if signer_error is None:
-                self.signing.stamp()
+        # the compromised keys' copies go at once, not after the targets' grace
+        declared = self.withdrawal.run(
+            plan.compromise,
+            events,
+            plan.compromise + plan.promote,
+            wipe=True,
+            busy="the emergency was NOT declared, the keys still sign",
+            unrecorded=_unrecorded,
+        )
         log.warning(
             "emergency",
             scope=plan.scope.describe(),
@@ -176,6 +152,14 @@ class Emergency:
             standbys=len(plan.promote),
             actor=actor,
             reason=reason,
-            signer_error=signer_error,
+            signer_error=declared.signer_error,
         )
-        return Declared(targets)
+        return declared
+
+
+def _unrecorded(declared: Withdrawn, exc: RotatorError) -> str:
+    done = "were taken out of the signer" if declared.signer_error is None else "are unchanged"
+    return (
+        f"the compromise was NOT recorded ({exc}); the keys {done}, but the "
+        "daemon would sign with them again: fix that and run the command again"
+    )

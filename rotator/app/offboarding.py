@@ -6,7 +6,8 @@ again. What the customer set up in their own DNS for it is listed for them to re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -14,11 +15,10 @@ from ..domain.errors import InputError, NotFound, RotatorError
 from ..domain.model import IdentityState, KeyState
 from ..domain.names import normalize_domain
 from ..domain.states import Mode, Role
-from ..ports import TargetResult
 from .context import Context
 from .customer_dns import CustomerDns
 from .retiring import Retiring, retire_events, retiring
-from .signing import Signing
+from .withdrawal import Withdrawal, Withdrawn
 
 log = structlog.get_logger("rotator")
 
@@ -29,18 +29,13 @@ class Removal:
     draining: list[KeyState]  # active keys: drain (or revoke at once with --now)
     withdrawn: list[KeyState]  # keys that never signed
     customer_dns: dict[str, list[str]]  # identity -> records the customer may now remove
-    targets: tuple[TargetResult, ...] = ()
-
-    @property
-    def signer_error(self) -> str | None:
-        failed = [f"{r.target}: {r.detail}" for r in self.targets if not r.ok]
-        return "; ".join(failed) or None
+    outcome: Withdrawn = field(default_factory=Withdrawn)  # what the removal did to the signers
 
 
 class Offboarding:
-    def __init__(self, ctx: Context, signing: Signing, customer_dns: CustomerDns) -> None:
+    def __init__(self, ctx: Context, withdrawal: Withdrawal, customer_dns: CustomerDns) -> None:
         self.ctx = ctx
-        self.signing = signing
+        self.withdrawal = withdrawal
         self.customer_dns = customer_dns
 
     def domain(self, domain: str) -> list[IdentityState]:
@@ -101,25 +96,16 @@ class Offboarding:
         at = self.ctx.clock.now()
         r = Retiring(removal.identities, removal.draining, removal.withdrawn)
         events = retire_events(r, self.ctx.policy, at, now, actor, reason)
-        gone = {k.key_id for k in removal.draining}
         patterns = {i.signing_pattern for i in removal.identities}
-        basis = r.basis
-        with self.ctx.signer.locked():
-            keep = self.signing.signing_set(gone=gone, unsigned=patterns)
-            self.ctx.signer.stamp(None)
-            # the removal alone; their copies stay for the targets' grace (mail in flight)
-            leaving = self.signing.leaving(removal.draining)
-            targets = tuple(self.ctx.signer.withdraw(leaving, keep, wipe=False))
-            self.ctx.recorder.append(events, basis)
-            if all(t.ok for t in targets):
-                self.signing.stamp()
+        # their copies stay for the targets' grace (mail in flight)
+        withdrawn = self.withdrawal.run(
+            removal.draining, events, r.basis, wipe=False, unsigned=patterns
+        )
         log.info(
             "offboarded",
             identities=[i.identity for i in removal.identities],
             now=now,
             actor=actor,
-            signer_error=Removal([], [], [], {}, targets).signer_error,
+            signer_error=withdrawn.signer_error,
         )
-        return Removal(
-            removal.identities, removal.draining, removal.withdrawn, removal.customer_dns, targets
-        )
+        return dataclasses.replace(removal, outcome=withdrawn)

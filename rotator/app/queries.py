@@ -9,7 +9,7 @@ from datetime import datetime
 from ..domain.errors import NotFound
 from ..domain.model import IdentityState
 from ..domain.states import State
-from ..ports import EventStore, LogFilter
+from ..ports import LogFilter, ProjectionReader
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class IdentityRow:
 
 
 class Queries:
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: ProjectionReader) -> None:
         self.store = store
 
     def status(self, domain: str | None = None, show_all: bool = False) -> list[StatusRow]:

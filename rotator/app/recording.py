@@ -19,11 +19,11 @@ import structlog
 
 from ..domain import events as ev
 from ..domain.errors import ConcurrencyError, RotatorError
-from ..domain.event_base import not_before
+from ..domain.events.base import not_before
 from ..domain.model import IdentityState, KeyState
 from ..domain.policy import DEFAULT_PARK_AFTER, backoff
 from ..domain.states import Action
-from ..ports import Appended, Clock, EventStore, PolicySource
+from ..ports import Appended, Clock, EventAppender, PolicySource
 
 log = structlog.get_logger("rotator")
 
@@ -90,7 +90,7 @@ def log_event(event: ev.Event) -> None:
 
 class Recorder:
     def __init__(
-        self, store: EventStore, policy: PolicySource, clock: Clock, origin: str = ""
+        self, store: EventAppender, policy: PolicySource, clock: Clock, origin: str = ""
     ) -> None:
         self.store = store
         self.policy = policy

@@ -10,7 +10,7 @@ from datetime import datetime
 from ..domain import events as ev
 from ..domain.model import IdentityState, KeyState
 from ..domain.states import State
-from ..ports import EventStore, PolicySource
+from ..ports import PolicySource, ProjectionReader
 from .recording import by_operator, key_ids
 
 PENDING = (State.GENERATED, State.PUBLISHED, State.VERIFIED)
@@ -27,7 +27,7 @@ class Retiring:
         return [*self.identities, *self.draining, *self.withdrawn]
 
 
-def retiring(store: EventStore, idents: list[IdentityState]) -> Retiring:
+def retiring(store: ProjectionReader, idents: list[IdentityState]) -> Retiring:
     draining, withdrawn = [], []
     for ident in idents:
         for key in store.list_keys(ident.identity):

@@ -122,7 +122,7 @@ def audit_verify(ctx: click.Context) -> None:
             f"{report.head}: the database was written by something other than rotator"
         )
     say(f"hash chain intact over {report.events} events")
-    if app.store.sealer is None:
+    if not app.store.keyed():
         say(
             f"MACs not checked: the audit key {app.config.audit.key_file} cannot be read by "
             "this user (run as rotator's user to check them)"
@@ -132,8 +132,9 @@ def audit_verify(ctx: click.Context) -> None:
             f"{report.sealed} sealed events, every projection row and the projection's head "
             "carry valid MACs"
         )
-    if app.store.anchor is not None and app.store.anchor.last() is not None:
-        say(f"the log agrees with every line of the anchor {app.store.anchor.path}")
+    anchor = app.store.anchored()
+    if anchor is not None:
+        say(f"the log agrees with every line of the anchor {anchor}")
 
 
 @audit.command("head")

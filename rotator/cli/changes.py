@@ -38,7 +38,8 @@ def _remove(
         say("dry run: nothing changed")
         return
     done = app.offboarding.remove(removal, now, actor, reason)
-    for target in done.targets:
+    outcome = done.outcome
+    for target in outcome.targets:
         _, left, out = target.detail.partition("; not signed here: ")
         state = f"keys removed{left}{out}" if target.ok else f"NOT rewritten: {target.detail}"
         say(f"  signer target {target.target}: {state}")
@@ -52,8 +53,8 @@ def _remove(
             say(f"{ident.domain}: the customer may remove these records from their DNS{after}:")
             for line in records:
                 say(f"  {line}")
-    if done.signer_error:
-        say(f"some signer targets still hold the keys ({done.signer_error}); the daemon retries")
+    if outcome.signer_error:
+        say(f"some signer targets still hold the keys ({outcome.signer_error}); the daemon retries")
         ctx.exit(3)
 
 

@@ -23,11 +23,10 @@ import structlog
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from ..adapters.store.sqlite import SqliteEventStore
 from ..app import TickReport
 from ..bootstrap import App
 from ..domain.states import State
-from ..ports import EventStore, KeyPool, StoreCounts
+from ..ports import EventStore, KeyPool, StoreCounter, StoreCounts
 from .http import Health, MetricsServer, wsgi_app
 from .ticks import ACTIONS, TickMetrics
 
@@ -46,14 +45,14 @@ class StoreCollector:
 
     def __init__(
         self,
-        store: EventStore,
+        store: StoreCounter,
         now: Callable[[], datetime],
         per_identity: bool = False,
         keypool: KeyPool | None = None,
         pool_sizes: Mapping[tuple[str, int], int] | None = None,
         health: Health | None = None,
     ) -> None:
-        self.store: EventStore | None = store
+        self.store: StoreCounter | None = store
         self.now = now
         self.per_identity = per_identity
         self.keypool = keypool
@@ -231,7 +230,7 @@ class DaemonMetrics:
         self.registry = CollectorRegistry()
         self.health = Health(app.config.tick_seconds)
         self.ticks = TickMetrics(self.registry)
-        self.reader: SqliteEventStore | None = None
+        self.reader: EventStore | None = None
         self.collector: StoreCollector | None = None
         self.server: MetricsServer | None = None
 
@@ -239,9 +238,7 @@ class DaemonMetrics:
         if not self.config.enabled:
             return
         try:
-            self.reader = SqliteEventStore(
-                self.app.config.database, readonly=True, sealer=self.app.store.sealer
-            )
+            self.reader = self.app.open_reader()
             self.collector = StoreCollector(
                 self.reader,
                 self.app.ctx.clock.now,

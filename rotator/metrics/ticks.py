@@ -8,11 +8,10 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ..adapters.store.sqlite import SqliteEventStore
 from ..app import TickReport
 from ..domain import events as ev
 from ..domain.states import Action
-from ..ports import LogFilter
+from ..ports import LogFilter, StreamReader
 
 # Distinct nameserver addresses or signer targets a counter labels before it lumps the
 # rest into "other": both are configuration, but a customer-key identity's nameservers
@@ -105,12 +104,12 @@ class TickMetrics:
     def tick_failed(self, kind: str) -> None:
         self.tick_failures.labels(kind).inc()
 
-    def start_counting(self, store: SqliteEventStore) -> None:
+    def start_counting(self, store: StreamReader) -> None:
         """Count the failures recorded from now on (not the log's history)."""
         head = store.head()
         self.position = head[0] if head else 0
 
-    def scan(self, store: SqliteEventStore) -> None:
+    def scan(self, store: StreamReader) -> None:
         """Count the failure events appended since the last scan (by the tick, or an
         operator's command): a range of the type index, O(new failures)."""
         if self.position is None:

@@ -4,11 +4,9 @@ batches, projections (rebuild), the due-key query, and no private key material i
 from __future__ import annotations
 
 import base64
-import itertools
 import sqlite3
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,58 +15,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from rotator.adapters.keys.files import FsKeyStore
-from rotator.adapters.store.sqlite import GENESIS, SqliteEventStore
+from rotator.adapters.store.sqlite import SqliteEventStore
 from rotator.app import Application, Context
 from rotator.domain import events as ev
 from rotator.domain.errors import ConcurrencyError, IllegalTransition, NotFound
-from rotator.domain.states import Action, State
+from rotator.domain.states import State
 
+from ..contract.builders import T0, added, at, five_events, generated, key_ids
 from .fakes import FakeDns, FakeSigner, ManualClock, demo_policy
-
-T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def added(domain: str, t: float = 0, zone: str | None = None) -> ev.IdentityAdded:
-    return ev.IdentityAdded(
-        at=at(t),
-        actor="alice",
-        reason=f"onboard {domain}",
-        identity=domain,
-        domain=domain,
-        zone=zone or domain,
-        policy="demo",
-        signing_pattern=f"*@{domain}",
-    )
-
-
-def key_ids(key_id: str, domain: str, t: float, selector: str = "s1.myesp") -> dict[str, Any]:
-    return {
-        "at": at(t),
-        "key_id": key_id,
-        "identity": domain,
-        "domain": domain,
-        "selector": selector,
-    }
-
-
-def generated(
-    key_id: str, domain: str, t: float = 0, selector: str = "s1.myesp"
-) -> ev.KeyGenerated:
-    return ev.KeyGenerated(
-        **key_ids(key_id, domain, t, selector),
-        policy="demo",
-        algorithm="ed25519",
-        bits=256,
-        fingerprint="cd" * 32,
-        zone=domain,
-        record_name=f"{selector}._domainkey.{domain}.",
-        record="v=DKIM1; k=ed25519; p=QUJD",
-        ttl=60,
-    )
 
 
 @pytest.fixture
@@ -94,14 +48,6 @@ def raw(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def five_events(store: SqliteEventStore) -> None:
-    store.append([added("a.com", 0)], {"identity:a.com": 0})
-    store.append([added("b.com", 1, zone="zone-b.net")], {"identity:b.com": 0})
-    store.append([added("c.com", 2)], {"identity:c.com": 0})
-    store.append([generated("k1", "a.com", 3)], {"key:k1": 0})
-    store.append([ev.KeyPublished(**key_ids("k1", "a.com", 4), server="ns")], {"key:k1": 1})
-
-
 # --- basics ---------------------------------------------------------------------------------
 
 
@@ -112,43 +58,6 @@ def test_wal_mode(store: SqliteEventStore) -> None:
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent
     finally:
         other.close()
-
-
-def test_append_assigns_positions_and_stream_versions(store: SqliteEventStore) -> None:
-    first = store.append([added("a.com"), added("b.com")], {})
-    assert [(s.position, s.stream_id, s.version) for s in first] == [
-        (1, "identity:a.com", 1),
-        (2, "identity:b.com", 1),
-    ]
-    batch = [
-        generated("k1", "a.com", 1),
-        ev.KeyPublished(**key_ids("k1", "a.com", 2), server="ns"),
-        ev.RotationRequested(at=at(3), identity="b.com", domain="b.com"),
-    ]
-    second = store.append(batch, {"key:k1": 0, "identity:b.com": 1})
-    assert [(s.position, s.stream_id, s.version) for s in second] == [
-        (3, "key:k1", 1),
-        (4, "key:k1", 2),
-        (5, "identity:b.com", 2),
-    ]
-    assert store.stream_version("key:k1") == 2
-    assert store.stream_version("identity:a.com") == 1
-    assert store.stream_version("identity:nobody") == 0
-    assert [s.position for s in store.events()] == [1, 2, 3, 4, 5]
-    assert store.info()["events"] == 5
-    # the events read back are the events written
-    assert [s.event for s in store.events()] == [*[s.event for s in first], *batch]
-    assert store.append([], {}) == []
-
-
-def test_projections_follow_appends(store: SqliteEventStore) -> None:
-    store.append([added("a.com"), generated("k1", "a.com", 1)], {})
-    key = store.key("k1")
-    assert key is not None and key.state is State.GENERATED
-    assert key.next_action is Action.PUBLISH
-    ident = store.identity("a.com")
-    assert ident is not None and ident.pending_key == "k1"
-    assert store.selectors("a.com") == {"s1.myesp"}
 
 
 def test_expected_version_mismatch_writes_nothing(store: SqliteEventStore) -> None:
@@ -219,20 +128,6 @@ def test_events_are_append_only(store: SqliteEventStore, sql: str) -> None:
 
 
 # --- hash chain -----------------------------------------------------------------------------
-
-
-def test_prev_hash_chain(store: SqliteEventStore) -> None:
-    five_events(store)
-    rows = list(store.events())
-    assert rows[0].prev_hash == GENESIS
-    for prev, cur in itertools.pairwise(rows):
-        assert cur.prev_hash == prev.hash
-    assert len({r.hash for r in rows}) == 5
-    assert store.verify_chain() == (5, None)
-
-
-def test_empty_log_verifies(store: SqliteEventStore) -> None:
-    assert store.verify_chain() == (0, None)
 
 
 def test_tamper_edit_reason_is_detected(store: SqliteEventStore) -> None:
@@ -420,21 +315,6 @@ def test_two_stores_same_stream_exactly_one_wins(tmp_path: Path) -> None:
         assert count(path) == 5
         assert a.verify_chain() == (5, None)
         assert b.rebuild(check_only=True) == []
-    finally:
-        a.close()
-        b.close()
-
-
-def test_second_store_sees_first_stores_writes(tmp_path: Path) -> None:
-    path = tmp_path / "shared.db"
-    a, b = SqliteEventStore(path), SqliteEventStore(path)
-    try:
-        a.append([added("a.com")], {"identity:a.com": 0})
-        with pytest.raises(ConcurrencyError):
-            b.append([added("a.com")], {"identity:a.com": 0})
-        b.append([ev.RotationRequested(at=at(1), identity="a.com", domain="a.com")], {})
-        assert [s.position for s in a.events()] == [1, 2]
-        assert a.verify_chain() == (2, None)
     finally:
         a.close()
         b.close()

@@ -23,6 +23,7 @@ import sqlite_utils
 
 from ...domain.errors import StoreError
 from ...domain.model import IdentityState, KeyState
+from ...ports.store import AuditReport
 from .anchor import Anchor, AnchorCheck, check_anchor, tail_problem
 from .replay import (
     batched,
@@ -116,22 +117,6 @@ def diff_one(kind: str, name: str, live: Any, rebuilt: Any) -> list[str]:
         for f in dataclasses.fields(live)
         if getattr(live, f.name) != getattr(rebuilt, f.name)
     ]
-
-
-@dataclass
-class AuditReport:
-    events: int = 0
-    problem: str | None = None  # the first break of the chain
-    sealed: int = 0  # events carrying a MAC
-    bad_macs: list[str] = field(default_factory=list)
-    anchor: str | None = None  # what the anchor says about the tail, if anything is wrong
-    head: str | None = None  # the projection head does not seal the log's last event
-
-    @property
-    def ok(self) -> bool:
-        return (
-            self.problem is None and not self.bad_macs and self.anchor is None and self.head is None
-        )
 
 
 class _Table:
@@ -365,6 +350,14 @@ class StoreAudit:
         if self.anchor is None:
             return None
         return tail_problem(self.anchor, self.sealer, self.db.conn)
+
+    def keyed(self) -> bool:
+        return self.sealer is not None
+
+    def anchored(self) -> str | None:
+        if self.anchor is None or self.anchor.last() is None:
+            return None
+        return str(self.anchor.path)
 
     def anchor_problem(self) -> str | None:
         """None if every anchor line is rotator's and the log holds each anchored event;

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from ...domain import events as ev
-from ...domain.event_base import payload_fields, to_json
+from ...domain.events.base import payload_fields, to_json
 from .rows import canonical_json
 
 _str: Callable[[str], str] = json.encoder.encode_basestring_ascii

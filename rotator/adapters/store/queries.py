@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlite_utils
 
+from ...domain import signing as signing_events
 from ...domain.model import IdentityState, KeyState
 from ...domain.names import covered_by
 from ...domain.states import State
@@ -27,20 +28,9 @@ from .rows import event_from_row
 from .seal import Sealer
 from .signing import columns, ordered_rows, sealed_rows, start_check
 
-# the events after which a signer may hold something else than before
-SIGNING_EVENTS = (
-    "KeyActivated",
-    "DrainStarted",
-    "KeyCompromised",
-    "KeyWithdrawn",
-    "IdentityAdded",
-    "IdentityRemoved",
-    "KeyRevoked",
-    "KeyDestroyed",
-)
-
-# the events after which the signing set may differ (see signing_set_changed_since)
-SET_EVENTS = ("KeyActivated", "DrainStarted", "KeyCompromised", "IdentityAdded", "IdentityRemoved")
+# the names the domain defines (signing_changed_since, signing_set_changed_since ask for them)
+SIGNING_EVENTS = signing_events.SIGNING_EVENTS
+SET_EVENTS = signing_events.SIGNING_SET_EVENTS
 
 
 class StoreReads:
@@ -215,10 +205,6 @@ class StoreReads:
         return self._recorded_since(position, SIGNING_EVENTS)
 
     def signing_set_changed_since(self, position: int) -> bool:
-        # Only these change which keys sign for which senders: a key becomes active
-        # (KeyActivated) or stops (DrainStarted, KeyCompromised: the only ways out of
-        # active); an identity comes (an ESP customer carries the ESP's signature at once)
-        # or goes. Revocations and destructions concern keys that no longer sign.
         return self._recorded_since(position, SET_EVENTS)
 
     def _recorded_since(self, position: int, types: Sequence[str]) -> bool:

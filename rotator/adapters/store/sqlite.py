@@ -23,7 +23,7 @@ import structlog
 
 from ...domain import events as ev
 from ...domain.errors import ConcurrencyError, IllegalTransition, RotatorError, StoreError
-from ...domain.event_base import not_before
+from ...domain.events.base import not_before
 from ...domain.model import IdentityState, KeyState, apply_identity, apply_key
 from ...ports import StoredEvent
 from ...timeutil import iso, parse_iso

@@ -1,5 +1,5 @@
 """The event base classes and how an event becomes its stored payload; the event types
-themselves are in events.py (and events_more.py)."""
+themselves are in the modules beside this one, one per stream."""
 
 from __future__ import annotations
 

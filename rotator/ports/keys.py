@@ -1,0 +1,72 @@
+"""Private keys: the key store and the pool of keys generated ahead of need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class GeneratedKey:
+    public_key_b64: str  # the p= value
+    fingerprint: str  # sha256 hex of the public key
+    path: Path
+
+
+class KeyStore(Protocol):
+    def generate(self, key_id: str, algorithm: str, bits: int) -> GeneratedKey: ...
+
+    def describe(self, pem: bytes) -> tuple[str, int, bytes]:
+        """(algorithm, bits, public key material for p=) of a PEM private key; InputError
+        if it is not an unencrypted RSA or Ed25519 key."""
+        ...
+
+    def customer_key(self, pem: bytes) -> tuple[str, int, bytes, bytes]:
+        """A customer-supplied key checked (RFC 8301) and re-serialised: (algorithm, bits,
+        public material, PKCS#8 PEM to store); InputError naming what is wrong."""
+        ...
+
+    def write(self, key_id: str, pem: bytes) -> Path:
+        """Store an imported private key (mode 0600, atomically)."""
+        ...
+
+    def path(self, key_id: str) -> Path: ...
+
+    def key_file(self, key_id: str) -> str:
+        """path() as text: built for every active key at start-up, where a Path costs."""
+        ...
+
+    def exists(self, key_id: str) -> bool: ...
+
+    def destroy(self, key_id: str) -> bool:
+        """Overwrite with zeros, fsync, unlink. Idempotent; True if a file was wiped."""
+        ...
+
+    def stored_ids(self) -> list[str]: ...
+
+    def wipe_leftovers(self) -> int:
+        """Wipe the temp files interrupted writes left behind; how many there were."""
+        ...
+
+
+class KeyPool(Protocol):
+    """Keys generated ahead of need, kept apart until an identity takes one."""
+
+    def add(self, key_id: str, algorithm: str, bits: int) -> str:
+        """Generate one pooled key (in a worker process); its fingerprint."""
+        ...
+
+    def inventory(self) -> dict[str, tuple[str, int]]:
+        """key_id -> (algorithm, bits) of every pooled key."""
+        ...
+
+    def counts(self) -> dict[tuple[str, int], int]: ...
+
+    def take(self, algorithm: str, bits: int, wanted: int) -> list[tuple[str, GeneratedKey]]:
+        """Up to `wanted` pooled keys of this kind, moved into the key store."""
+        ...
+
+    def discard(self, keep: set[str] | None = None) -> list[str]:
+        """Wipe the pooled keys (those not in `keep`); their ids."""
+        ...

@@ -1,0 +1,113 @@
+"""Reading: the log through its filters, in position order, and the projections the
+application asks for (keys and identities by name, state, due time)."""
+
+from __future__ import annotations
+
+from rotator.domain import events as ev
+from rotator.domain.states import State
+from rotator.ports import EventStore, LogFilter, ProjectionReader, StoreCounter, StreamReader
+
+from .builders import activated, added, at, generated, key_ids
+
+
+def three_identities(store: EventStore) -> None:
+    store.append([added("a.com"), added("b.com", 1), added("c.com", 2)], {})
+    store.append([generated("ka", "a.com", 10), generated("kb", "b.com", 5)], {})
+    store.append(
+        [generated("kc", "c.com", 20), *activated("kc", "c.com", 21)],
+        {},
+    )
+    store.append(
+        [
+            ev.PolicyChanged(
+                at=at(30),
+                actor="bob",
+                identity="a.com",
+                domain="a.com",
+                policy="p2",
+                previous="demo",
+            )
+        ],
+        {},
+    )
+
+
+def positions(log: StreamReader, flt: LogFilter) -> list[int]:
+    return [s.position for s in log.events(flt)]
+
+
+def test_the_log_reads_through_every_filter(store: EventStore) -> None:
+    three_identities(store)
+    log: StreamReader = store
+    assert positions(log, LogFilter()) == list(range(1, 11))
+    assert positions(log, LogFilter(key_id="kc")) == [6, 7, 8, 9]
+    assert positions(log, LogFilter(identity="a.com")) == [1, 4, 10]
+    assert positions(log, LogFilter(domain="b.com")) == [2, 5]
+    assert positions(log, LogFilter(identities=("a.com", "b.com"))) == [1, 2, 4, 5, 10]
+    assert positions(log, LogFilter(types=("KeyGenerated",))) == [4, 5, 6]
+    assert positions(log, LogFilter(types=("KeyActivated", "PolicyChanged"))) == [9, 10]
+    assert positions(log, LogFilter(actor="bob")) == [10]
+    assert positions(log, LogFilter(selector="s1.myesp", domain="c.com")) == [6, 7, 8, 9]
+    assert positions(log, LogFilter(after_position=8)) == [9, 10]
+    assert positions(log, LogFilter(after_position=2, limit=3)) == [3, 4, 5]
+    assert positions(log, LogFilter(since=at(20), until=at(21))) == [6, 7, 8, 9]
+    assert positions(log, LogFilter(key_id="nobody")) == []
+
+
+def test_stream_versions_count_each_streams_events(store: EventStore) -> None:
+    three_identities(store)
+    assert store.stream_version("key:kc") == 4
+    assert store.stream_version("identity:a.com") == 2
+    assert store.stream_version("key:nobody") == 0
+
+
+def test_the_projections_answer_by_name_state_and_time(store: EventStore) -> None:
+    three_identities(store)
+    read: ProjectionReader = store
+    assert [k.key_id for k in read.list_keys()] == ["ka", "kb", "kc"]
+    assert [k.key_id for k in read.list_keys("b.com")] == ["kb"]
+    assert [k.key_id for k in read.list_keys(state=State.ACTIVE)] == ["kc"]
+    assert [i.identity for i in read.identities()] == ["a.com", "b.com", "c.com"]
+    ident = read.identity("c.com")
+    assert ident is not None and ident.active_key == "kc"
+    assert read.identity("nobody.com") is None
+    assert read.key("nobody") is None
+    assert read.live_key_ids() == {"ka", "kb", "kc"}
+    assert read.count_keys("generated") == 2
+    assert read.count_keys("generated", up_to=1) == 1
+    assert read.selectors("a.com") == {"s1.myesp"}
+    sender = read.identity_sending("c.com")
+    assert sender is not None and sender.identity == "c.com"
+    assert [i.identity for i in read.senders(2)] == ["a.com", "b.com"]
+    assert read.companions("a.com") == []
+    assert read.esp_customers("a.com") == []
+    assert [k.key_id for k in read.watch_keys("", None)] == ["kc"]
+
+
+def test_due_keys_come_in_due_order(store: EventStore) -> None:
+    three_identities(store)
+    assert [k.key_id for k in store.due_keys(at(15))] == ["kb", "ka"]
+    assert [k.key_id for k in store.due_keys(at(15), limit=1)] == ["kb"]
+    assert [k.key_id for k in store.due_keys(at(5))] == ["kb"]  # due exactly now
+    assert store.due_keys(at(4)) == []
+    assert store.next_due() == at(5)
+    assert store.next_due(skip={"kb"}) == at(10)
+
+
+def test_the_monitoring_counts_add_up_to_the_live_keys(store: EventStore) -> None:
+    three_identities(store)
+    counter: StoreCounter = store
+    counts = counter.monitoring_counts()
+    by_state: dict[str, int] = {}
+    for c in counts.keys:
+        by_state[c.state] = by_state.get(c.state, 0) + c.keys
+    assert by_state == {"generated": 2, "active": 1}
+    assert sum(i.identities for i in counts.identities) == 3
+    assert counts.next_action == at(5)
+
+
+def test_a_key_published_later_stays_in_its_stream(store: EventStore) -> None:
+    three_identities(store)
+    store.append([ev.KeyPublished(**key_ids("ka", "a.com", 40), server="ns")], {"key:ka": 1})
+    key = store.key("ka")
+    assert key is not None and key.state is State.PUBLISHED and key.version == 2
