@@ -42,6 +42,7 @@ from .events_more import (
     SafetyReleased,
     SafetyStopped,
 )
+from .reasons import Reason
 from .states import Mode, Role
 
 # re-exported: everything about events is reachable as events.X
@@ -124,6 +125,7 @@ class RotationDeferred(IdentityEvent):
 
     retry_at: datetime
     notice: str
+    code: Reason | None = None  # the notice's kind (None in logs from before codes)
 
 
 # --- key events ------------------------------------------------------------------------
@@ -146,6 +148,7 @@ class KeyGenerated(KeyEvent):
     # a customer CNAME pointing at record_name in the ESP's zone. "" = record_name itself.
     lookup_name: str = ""
     notice: str = ""  # e.g. "only 2 pre-created CNAMEs left", shown in status
+    notice_code: Reason | None = None
     pooled: bool = False  # taken from the key pool (its PoolKeyAdded says when it was made)
 
 
@@ -163,6 +166,7 @@ class ActionFailed(KeyEvent):
     attempt: int
     retry_at: datetime
     details: tuple[JSON, ...] = field(default_factory=tuple)
+    code: Reason | None = None  # what kind of failure (None in logs from before codes)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,6 +177,7 @@ class StepParked(KeyEvent):
     action: str
     error: str
     attempts: int
+    code: Reason | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .event_base import Event, IdentityEvent, KeyEvent
+from .reasons import Reason
 from .states import Mode
 
 
@@ -88,6 +89,7 @@ class CustomerDnsBroken(IdentityEvent):
     """The customer's delegation or CNAMEs for this identity are gone or point elsewhere."""
 
     problem: str
+    code: Reason | None = None  # the problem's kind (None in logs from before codes)
 
 
 @dataclass(frozen=True, kw_only=True)
