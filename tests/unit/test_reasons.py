@@ -328,3 +328,8 @@ def test_a_database_from_before_codes_is_upgraded_to_the_same_codes(env: UnitEnv
     env.store = upgraded = SqliteEventStore(path)
     assert codes(upgraded) == want
     assert upgraded.rebuild(check_only=True) == []
+
+
+def test_the_readme_lists_every_code() -> None:
+    readme = (Path(rotator.__file__).parent.parent / "README.md").read_text()
+    assert [c.value for c in Reason if f"`{c.value}`" not in readme] == []
