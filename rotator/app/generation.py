@@ -19,6 +19,7 @@ from ..domain.errors import ConcurrencyError, ExternalError, IllegalTransition, 
 from ..domain.model import IdentityState
 from ..domain.names import cname_target, lookup_name, selector_seq
 from ..domain.policy import DEFAULT_RETRY_MAX, Policy
+from ..domain.reasons import Reason
 from ..domain.record import build_record
 from ..domain.states import Mode, State
 from ..ports import GeneratedKey
@@ -39,6 +40,15 @@ class Placement:
     record_name: str
     lookup_name: str = ""  # CNAME modes: the name receivers query
     notice: str = ""
+    notice_code: Reason | None = None
+
+
+@dataclass(frozen=True)
+class Deferral:
+    """Why a key cannot be placed yet: the notice status shows, and its code."""
+
+    notice: str
+    code: Reason
 
 
 @dataclass(frozen=True)
@@ -72,15 +82,16 @@ class Generation:
                 policy = self.ctx.policy(ident.policy)
             except RotatorError as exc:
                 # One identity's missing policy file defers that identity, nobody else.
-                self.ctx.recorder.defer(ident, now, now + DEFAULT_RETRY_MAX, str(exc))
+                retry_at = now + DEFAULT_RETRY_MAX
+                self.ctx.recorder.defer(ident, now, retry_at, str(exc), Reason.POLICY_UNAVAILABLE)
                 continue
             try:
                 placement = self.place(ident, policy, now)
             except Exception as exc:
                 why = f"internal error: {type(exc).__name__}: {exc}"
-                self.ctx.recorder.defer(ident, now, now + policy.retry_max, why)
+                self.ctx.recorder.defer(ident, now, now + policy.retry_max, why, Reason.INTERNAL)
                 continue
-            if isinstance(placement, str):
+            if isinstance(placement, Deferral):
                 self._defer(ident, policy, now, placement)
                 continue
             todo.append(_Todo(ident, policy, placement, uuid.uuid4().hex[:16]))
@@ -120,7 +131,8 @@ class Generation:
                     if i in pooled:  # taken from the pool but never recorded: no orphan
                         self.ctx.keystore.destroy(t.key_id)
                     why = f"cannot generate a key: {exc.reason}"
-                    self.ctx.recorder.defer(t.ident, now, now + t.policy.retry_base, why)
+                    retry_at = now + t.policy.retry_base
+                    self.ctx.recorder.defer(t.ident, now, retry_at, why, Reason.KEYSTORE)
 
     def keygen(self, specs: list[tuple[str, str, int]]) -> list[GeneratedKey]:
         """Generate keys (in the worker pool when it is worth it), in the order given."""
@@ -212,18 +224,20 @@ class Generation:
             replaces=ident.active_key,
             lookup_name=place.lookup_name,
             notice=place.notice,
+            notice_code=place.notice_code,
             pooled=pooled,
         )
 
-    def place(self, ident: IdentityState, policy: Policy, now: datetime) -> Placement | str:
+    def place(self, ident: IdentityState, policy: Policy, now: datetime) -> Placement | Deferral:
         """Where the next key of `ident` goes, or why there cannot be one yet."""
         store, domain = self.ctx.store, ident.domain
         if ident.mode == Mode.CUSTOMER_KEY:
             active = store.key(ident.active_key) if ident.active_key else None
             age = f" ({active.selector} active since {active.since:%Y-%m-%d})" if active else ""
-            return (
+            return Deferral(
                 f"rotation needed from customer{age}: import their new key with "
-                "`rotator customer import-key`"
+                "`rotator customer import-key`",
+                Reason.CUSTOMER_KEY_NEEDED,
             )
         if ident.mode == Mode.PING_PONG:
             keys = store.list_keys(ident.identity)
@@ -236,7 +250,10 @@ class Generation:
                     return Placement(
                         slot, cname_target(slot, domain, ident.zone), lookup_name(slot, domain)
                     )
-            return f"no free ping-pong slot: {', '.join(sorted(busy))} still in use"
+            busy_slots = ", ".join(sorted(busy))
+            return Deferral(
+                f"no free ping-pong slot: {busy_slots} still in use", Reason.NO_FREE_SLOT
+            )
         if ident.mode == Mode.CNAME:
             return self._next_cname(ident, policy)
         selector = sel.choose(
@@ -248,14 +265,15 @@ class Generation:
         )
         return Placement(selector, lookup_name(selector, domain))
 
-    def _next_cname(self, ident: IdentityState, policy: Policy) -> Placement | str:
+    def _next_cname(self, ident: IdentityState, policy: Policy) -> Placement | Deferral:
         domain, esp = ident.domain, policy.esp
         used = [selector_seq(k.selector, esp) for k in self.ctx.store.list_keys(ident.identity)]
         n = max([x for x in used if x is not None], default=0) + 1
         if n > policy.cname_count:
-            return (
+            return Deferral(
                 f"awaiting customer DNS: all {policy.cname_count} pre-created CNAMEs are "
-                "used; the customer must add the next ones (`rotator customer check`)"
+                "used; the customer must add the next ones (`rotator customer check`)",
+                Reason.AWAITING_CUSTOMER_DNS,
             )
         selector = f"{esp}{n}"
         # only the next warn_below CNAMEs matter (are fewer than that left?): a bounded
@@ -273,9 +291,10 @@ class Generation:
             cname_target(selector, domain, ident.zone),
             lookup_name(selector, domain),
             notice,
+            Reason.CNAMES_RUNNING_LOW if notice else None,
         )
 
-    def _defer(self, ident: IdentityState, policy: Policy, now: datetime, why: str) -> None:
+    def _defer(self, ident: IdentityState, policy: Policy, now: datetime, why: Deferral) -> None:
         # Customer-managed keys wait for the customer: look again daily, not every retry.
         # A busy ping-pong slot frees when its key's next step (revocation) is done: look
         # again then, not a full retry_max later.
@@ -290,4 +309,4 @@ class Generation:
             ]
             if steps:
                 retry_at = min(retry_at, max(min(steps), now) + policy.retry_base)
-        self.ctx.recorder.defer(ident, now, retry_at, why)
+        self.ctx.recorder.defer(ident, now, retry_at, why.notice, why.code)

@@ -18,6 +18,7 @@ from .. import faults
 from ..domain import events as ev
 from ..domain.errors import ExternalError, RotatorError
 from ..domain.model import IdentityState, KeyState
+from ..domain.reasons import Reason
 from ..domain.states import Action, State
 from .context import Context
 from .generation import Generation
@@ -180,7 +181,9 @@ class Lifecycle:
                 self.ctx.policy(key.policy)
             except RotatorError as exc:
                 # One key whose policy file is gone fails its step; the others go on.
-                self.ctx.recorder.failed([key], key.next_action, str(exc), report, now)
+                self.ctx.recorder.failed(
+                    [key], key.next_action, str(exc), report, now, code=Reason.POLICY_UNAVAILABLE
+                )
                 continue
             groups[key.next_action].append(key)
         for action in ORDER:
@@ -202,7 +205,7 @@ class Lifecycle:
                 return
             log.exception("step_crashed", action=action.value, key_id=keys[0].key_id)
             reason = f"internal error: {type(exc).__name__}: {exc}"
-            self.ctx.recorder.failed(keys, action, reason, report, now)
+            self.ctx.recorder.failed(keys, action, reason, report, now, code=Reason.INTERNAL)
 
     def destroy(self, keys: list[KeyState], now: datetime, report: TickReport) -> None:
         recorder = self.ctx.recorder
@@ -211,7 +214,8 @@ class Lifecycle:
             try:
                 self.ctx.keystore.destroy(key.key_id)
             except ExternalError as exc:
-                recorder.failed([key], Action.DESTROY, exc.reason, report, now)
+                code = Reason.KEYSTORE
+                recorder.failed([key], Action.DESTROY, exc.reason, report, now, code=code)
                 continue
             wiped.append(key)
         if not wiped:

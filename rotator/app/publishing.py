@@ -15,6 +15,7 @@ from ..domain import events as ev
 from ..domain.errors import ExternalError, InputError, RotatorError
 from ..domain.model import KeyState
 from ..domain.names import normalize_domain, record_location
+from ..domain.reasons import Reason
 from ..domain.record import revoked_record
 from ..domain.selector import validate_selector
 from ..domain.states import Action, Mode
@@ -111,14 +112,19 @@ class Publishing:
             try:
                 by_zone[key.zone].append((key, change(key)))
             except RotatorError as exc:  # this key's data is wrong: it fails alone
-                self.ctx.recorder.failed([key], action, f"refusing to publish: {exc}", report, now)
+                why = f"refusing to publish: {exc}"
+                self.ctx.recorder.failed(
+                    [key], action, why, report, now, code=Reason.RECORD_INVALID
+                )
         events: list[ev.KeyEvent] = []
         done: list[KeyState] = []
         zones = list(by_zone.items())
         for (_, pairs), server in zip(zones, self._apply(zones), strict=True):
             zone_keys = [k for k, _ in pairs]
             if isinstance(server, ExternalError):
-                self.ctx.recorder.failed(zone_keys, action, server.reason, report, now)
+                self.ctx.recorder.failed(
+                    zone_keys, action, server.reason, report, now, code=server.code
+                )
                 continue
             faults.point(f"after-dns-{action.value}")
             events += [success(k, now, server) for k in zone_keys]

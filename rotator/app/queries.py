@@ -8,6 +8,7 @@ from datetime import datetime
 
 from ..domain.errors import NotFound
 from ..domain.model import IdentityState
+from ..domain.reasons import Reason
 from ..domain.states import State
 from ..ports import LogFilter, ProjectionReader
 
@@ -26,6 +27,7 @@ class StatusRow:
     drift: str = ""  # what a nameserver serves instead of the record (the watch's finding)
     # the identity when it is not the domain itself: a companion (example.com~ed25519)
     identity: str = ""
+    code: Reason | None = None  # the kind of last_error (a notice's, a DNS problem's)
 
     @property
     def name(self) -> str:
@@ -81,6 +83,7 @@ class Queries:
                     # server (or the key's destruction) supersedes it
                     k.drift if k.state in (State.ACTIVE, State.DRAINING) else "",
                     _other(k.identity, k.domain),
+                    k.last_error_code,
                 )
             )
         return rows
@@ -93,10 +96,11 @@ class Queries:
             name = _other(i.identity, i.domain)
             if i.dns_problem and i.retired_at is None:
                 out.append(StatusRow(i.domain, "-", "customer DNS", None, "-", None, 0,
-                                     i.dns_problem, identity=name))  # fmt: skip
+                                     i.dns_problem, identity=name,
+                                     code=i.dns_problem_code))  # fmt: skip
             if i.notice:
                 out.append(StatusRow(i.domain, "-", "notice", None, "rotate", i.rotation_due_at,
-                                     0, i.notice, identity=name))  # fmt: skip
+                                     0, i.notice, identity=name, code=i.notice_code))  # fmt: skip
             elif i.active_key is None and i.pending_key is None:
                 out.append(StatusRow(i.domain, "-", "no key yet", None, "generate",
                                      i.rotation_due_at, identity=name))  # fmt: skip

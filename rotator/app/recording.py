@@ -22,6 +22,7 @@ from ..domain.errors import ConcurrencyError, RotatorError
 from ..domain.events.base import not_before
 from ..domain.model import IdentityState, KeyState
 from ..domain.policy import DEFAULT_PARK_AFTER, backoff
+from ..domain.reasons import Reason
 from ..domain.states import Action
 from ..ports import Appended, Clock, EventAppender, PolicySource
 
@@ -176,9 +177,12 @@ class Recorder:
         report: TickReport,
         now: datetime,
         details: tuple[dict[str, object], ...] = (),
+        *,
+        code: Reason,
     ) -> None:
-        """A side effect failed: ActionFailed with the reason and the next attempt's time
-        (the policy's backoff; the default backoff if the policy file is gone)."""
+        """A side effect failed: ActionFailed with the reason, its code and the next
+        attempt's time (the policy's backoff; the default backoff if the policy file is
+        gone)."""
         events: list[ev.KeyEvent] = []
         for key in keys:
             attempt = key.attempts + 1
@@ -195,7 +199,11 @@ class Recorder:
                 # no more silent retries: one clear event, and an operator decides
                 events.append(
                     ev.StepParked(
-                        **key_ids(key, now), action=action.value, error=reason, attempts=attempt
+                        **key_ids(key, now),
+                        action=action.value,
+                        error=reason,
+                        attempts=attempt,
+                        code=code,
                     )
                 )
                 continue
@@ -207,6 +215,7 @@ class Recorder:
                     attempt=attempt,
                     retry_at=retry_at,
                     details=details,
+                    code=code,
                 )
             )
         try:
@@ -216,10 +225,18 @@ class Recorder:
             return
         report.failed += len(keys)
 
-    def defer(self, ident: IdentityState, now: datetime, retry_at: datetime, notice: str) -> None:
-        """A due rotation cannot start yet: RotationDeferred with the notice status shows."""
+    def defer(
+        self, ident: IdentityState, now: datetime, retry_at: datetime, notice: str, code: Reason
+    ) -> None:
+        """A due rotation cannot start yet: RotationDeferred with the notice status shows
+        and its code."""
         event = ev.RotationDeferred(
-            at=now, identity=ident.identity, domain=ident.domain, retry_at=retry_at, notice=notice
+            at=now,
+            identity=ident.identity,
+            domain=ident.domain,
+            retry_at=retry_at,
+            notice=notice,
+            code=code,
         )
         try:
             self.append([event], [ident])

@@ -16,6 +16,7 @@ from ..domain.errors import RotatorError, SignerError
 from ..domain.model import IdentityState, KeyState
 from ..domain.names import pattern_problem
 from ..domain.policy import Policy
+from ..domain.reasons import Reason
 from ..domain.states import Action, Role, State
 from ..ports import RowBuffer, SignerChange, SigningEntry, SigningRow, TargetResult
 from .context import Context
@@ -77,14 +78,16 @@ class Signing:
             if ident.dns_problem and not ident.emergency_actor:
                 # the watch saw the customer's DNS break after this key was verified (a
                 # standby): it would not be found by receivers; the active key keeps signing
-                recorder.failed([key], Action.ACTIVATE, ident.dns_problem, report, now)
+                code = ident.dns_problem_code or Reason.AWAITING_CUSTOMER_DNS
+                recorder.failed([key], Action.ACTIVATE, ident.dns_problem, report, now, code=code)
                 continue
             old = store.key(ident.active_key) if ident.active_key else None
             try:
                 policy = self.ctx.policy(key.policy)
                 old_policy = self.ctx.policy(old.policy) if old else None
             except RotatorError as exc:  # a policy file is gone: this key waits, not the rest
-                recorder.failed([key], Action.ACTIVATE, str(exc), report, now)
+                code = Reason.POLICY_UNAVAILABLE
+                recorder.failed([key], Action.ACTIVATE, str(exc), report, now, code=code)
                 continue
             plan.append(_Switch(key, policy, old, old_policy, self._handover(ident, old)))
         if not plan:
@@ -114,7 +117,9 @@ class Signing:
                 f"{r.target}: {r.detail}" for r in lagging
             )
             details = tuple(r.as_json() for r in results)
-            recorder.failed([s.key for s in plan], Action.ACTIVATE, reason, report, now, details)
+            keys = [s.key for s in plan]
+            code = Reason.SIGNER_LAGGING
+            recorder.failed(keys, Action.ACTIVATE, reason, report, now, details, code=code)
             self.stamp_lost()
             return 0
         faults.point("after-signer-written")

@@ -20,6 +20,7 @@ import structlog
 from ..domain import events as ev
 from ..domain.errors import ExternalError, RotatorError
 from ..domain.model import IdentityState, KeyState
+from ..domain.reasons import Reason
 from ..domain.states import Action, Mode
 from ..domain.verification import judge, propagating, summarize
 from ..ports import Observation
@@ -105,7 +106,8 @@ class Verifying:
             else:
                 problem = out.value
             if problem:
-                self.ctx.recorder.failed([key], Action.VERIFY, problem, report, now)
+                code = Reason.AWAITING_CUSTOMER_DNS
+                self.ctx.recorder.failed([key], Action.VERIFY, problem, report, now, code=code)
             else:
                 ready.append(key)
         if waiting:
@@ -133,7 +135,8 @@ class Verifying:
             try:
                 activate_at = self._activate_at(key, now)
             except RotatorError as exc:  # e.g. its policy file is gone
-                recorder.failed([key], Action.VERIFY, str(exc), report, now)
+                code = Reason.POLICY_UNAVAILABLE
+                recorder.failed([key], Action.VERIFY, str(exc), report, now, code=code)
                 continue
             waited, lagged = self._agreed(key, now)
             events.append(
@@ -198,7 +201,7 @@ class Verifying:
         secondary is usually only milliseconds behind (NOTIFY + IXFR), so keys that fail
         are looked at again after short pauses before the failure is recorded."""
         good: dict[str, Results] = {}
-        why: dict[str, tuple[str, Results]] = {}
+        why: dict[str, tuple[str, Reason, Results]] = {}
         pending = list(keys)
         for pause in (0.0, *SETTLE_PAUSES):
             if not pending:
@@ -208,20 +211,22 @@ class Verifying:
             still = []
             for key, observed in zip(pending, self._observe_many(pending), strict=True):
                 if isinstance(observed, ExternalError):
-                    why[key.key_id] = (observed.reason, ())
+                    why[key.key_id] = (observed.reason, observed.code, ())
                     still.append(key)
                     continue
                 ok, results = judge(key.record, observed, key_only=key.customer_managed)
                 if ok:
                     good[key.key_id] = results
                 else:
-                    why[key.key_id] = (summarize(results), results)
+                    why[key.key_id] = (summarize(results), Reason.NAMESERVERS_DISAGREE, results)
                     still.append(key)
             pending = still
         for key in pending:
-            reason, details = why[key.key_id]
+            reason, code, details = why[key.key_id]
             if not self._wait(key, action, now, details):
-                self.ctx.recorder.failed([key], action, reason, report, now, details=details)
+                self.ctx.recorder.failed(
+                    [key], action, reason, report, now, details=details, code=code
+                )
         return good
 
     def _wait(self, key: KeyState, action: Action, now: datetime, results: Results) -> bool:

@@ -28,6 +28,7 @@ from ..domain import events as ev
 from ..domain.errors import ExternalError, RotatorError
 from ..domain.model import IdentityState, KeyState
 from ..domain.policy import DEFAULT_WATCH_INTERVAL
+from ..domain.reasons import Reason
 from ..domain.states import State
 from ..ports import RecordChange
 from .context import Context
@@ -205,8 +206,13 @@ class Watch:
         if verdict.unasked:
             return None  # no verdict: keep what is on record
         if verdict.problem and verdict.problem != ident.dns_problem:
+            # every problem a customer check finds is the customer's DNS to fix
             return ev.CustomerDnsBroken(
-                at=now, identity=ident.identity, domain=ident.domain, problem=verdict.problem
+                at=now,
+                identity=ident.identity,
+                domain=ident.domain,
+                problem=verdict.problem,
+                code=Reason.AWAITING_CUSTOMER_DNS,
             )
         if not verdict.problem and ident.dns_problem:
             return ev.CustomerDnsRestored(at=now, identity=ident.identity, domain=ident.domain)

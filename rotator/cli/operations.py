@@ -48,6 +48,7 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
                         "next_action_at": iso(r.next_action_at) if r.next_action_at else None,
                         "attempts": r.attempts,
                         "last_error": r.last_error,
+                        "code": r.code,  # what kind of problem last_error is
                         "key_id": r.key_id,
                         "drift": r.drift,
                     }

@@ -1,6 +1,10 @@
 """One error root with a flat family (certbot style). Messages are one line, say what is
 wrong and how to fix it; the CLI prints them as-is and exits non-zero."""
 
+from __future__ import annotations
+
+from .reasons import Reason
+
 
 class RotatorError(Exception):
     """Root of every error rotator raises on purpose."""
@@ -39,27 +43,40 @@ class InputError(RotatorError):
 
 
 class ExternalError(RotatorError):
-    """A side effect failed (DNS, signer reload, filesystem). Carries a short reason."""
+    """A side effect failed (DNS, signer reload, filesystem). Carries a short reason, and
+    its code (the class's own unless the raiser knows better)."""
 
-    def __init__(self, reason: str) -> None:
+    code: Reason = Reason.OTHER
+
+    def __init__(self, reason: str, code: Reason | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        if code is not None:
+            self.code = code
 
 
 class PublishError(ExternalError):
     """The DNS publisher did not accept an update (REFUSED, NOTAUTH, BADSIG, timeout...)."""
 
+    code = Reason.DNS_UPDATE_FAILED
+
 
 class ProbeError(ExternalError):
     """A nameserver could not be queried or its answer could not be used."""
+
+    code = Reason.NAMESERVER_UNREACHABLE
 
 
 class SignerError(ExternalError):
     """The signer configuration could not be written or reloaded."""
 
+    code = Reason.SIGNER_FAILED
+
 
 class SignerLockBusy(SignerError):
     """The signer lock stayed taken for the whole wait; the reason names the holder."""
+
+    code = Reason.SIGNER_LOCK_BUSY
 
 
 class AlreadyRunning(RotatorError):

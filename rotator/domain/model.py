@@ -16,6 +16,7 @@ from . import events as ev
 from .errors import IllegalTransition
 from .machine import check_transition
 from .names import pattern_domain
+from .reasons import Reason, code_of
 from .states import Action, Mode, Role, State
 
 _T = TypeVar("_T")
@@ -78,6 +79,7 @@ class KeyState:
     emergency_reason: str = ""
     parked: bool = False  # its step failed park_after times: waits for `rotator resume`
     drift: str = ""  # what a nameserver served instead of the published record (watch)
+    last_error_code: Reason | None = None  # the kind of last_error, for machines
 
     @property
     def stream_id(self) -> str:
@@ -111,6 +113,8 @@ class IdentityState:
     takes_over: str = ""  # the identity this one replaces once its first key is active
     companion_of: str = ""  # dual algorithms: the identity this one is the second key of
     dns_problem: str = ""  # the customer's delegation/CNAMEs broke after activation (watch)
+    notice_code: Reason | None = None  # the kinds of notice and dns_problem, for machines
+    dns_problem_code: Reason | None = None
 
     @property
     def stream_id(self) -> str:
@@ -193,6 +197,7 @@ def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
             base,
             attempts=event.attempt,
             last_error=event.error,
+            last_error_code=code_of(event.code, event.error),
             next_action_at=event.retry_at,
         )
     if isinstance(event, ev.StepParked):
@@ -201,6 +206,7 @@ def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
             base,
             attempts=event.attempts,
             last_error=f"parked after {event.attempts} failures: {event.error}",
+            last_error_code=code_of(event.code, event.error),
             next_action_at=None,
             parked=True,
         )
@@ -208,7 +214,7 @@ def apply_key(key: KeyState | None, event: ev.KeyEvent) -> KeyState:
         return _merged(key, base, attempts=0, next_action_at=event.at, parked=False)
     # Success of any action resets the retry counter (and a key compromised or withdrawn
     # while parked is not parked any more: its next step is a new one).
-    base = {**base, "attempts": 0, "last_error": None, "parked": False}
+    base = {**base, "attempts": 0, "last_error": None, "last_error_code": None, "parked": False}
     if isinstance(event, ev.KeyPublished):
         return _merged(key, base, next_action=Action.VERIFY, next_action_at=event.at)
     if isinstance(event, ev.KeyVerified):
@@ -314,11 +320,15 @@ def apply_identity(ident: IdentityState | None, event: ev.Event) -> IdentityStat
             rotate_at=None,
             requested_at=None,
             notice="",
+            notice_code=None,
         )
     if isinstance(event, ev.CustomerDnsBroken):
-        return replace(ident, version=ident.version + 1, dns_problem=event.problem)
+        code = code_of(event.code, event.problem)
+        return replace(
+            ident, version=ident.version + 1, dns_problem=event.problem, dns_problem_code=code
+        )
     if isinstance(event, ev.CustomerDnsRestored):
-        return replace(ident, version=ident.version + 1, dns_problem="")
+        return replace(ident, version=ident.version + 1, dns_problem="", dns_problem_code=None)
     if isinstance(event, ev.PolicyChanged):
         return replace(ident, version=ident.version + 1, policy=event.policy)
     if isinstance(event, ev.ModeChanged):
@@ -334,7 +344,11 @@ def apply_identity(ident: IdentityState | None, event: ev.Event) -> IdentityStat
         )
     if isinstance(event, ev.RotationDeferred):
         return replace(
-            ident, version=ident.version + 1, rotation_due_at=event.retry_at, notice=event.notice
+            ident,
+            version=ident.version + 1,
+            rotation_due_at=event.retry_at,
+            notice=event.notice,
+            notice_code=code_of(event.code, event.notice),
         )
     if isinstance(event, ev.KeyGenerated):
         return replace(
@@ -342,6 +356,7 @@ def apply_identity(ident: IdentityState | None, event: ev.Event) -> IdentityStat
             pending_key=event.key_id,
             rotation_due_at=None,
             notice=event.notice,
+            notice_code=code_of(event.notice_code, event.notice),
             requested_at=None,
         )
     if isinstance(event, ev.KeyActivated):

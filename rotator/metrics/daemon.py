@@ -128,7 +128,7 @@ class StoreCollector:
             parked,
         )
         # keys with an open drift finding: the watch's (DriftDetected until DriftResolved),
-        # or a last_error starting with "drift:"
+        # or a last error whose code is drift
         findings = _gauge("rotator_drift_findings", "Keys whose DNS or signer drifted from the log")
         findings.add_metric([], drift)
         yield findings

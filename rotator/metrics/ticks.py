@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ..app import TickReport
 from ..domain import events as ev
+from ..domain.reasons import CUSTOMER_DNS, code_of
 from ..domain.states import Action
 from ..ports import LogFilter, StreamReader
 
@@ -19,12 +20,12 @@ from ..ports import LogFilter, StreamReader
 LABEL_VALUES_MAX = 64
 TICK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 ACTIONS = tuple(a.value for a in Action)
-CUSTOMER_DNS = "awaiting customer DNS"
 
 
 def failure_cause(event: ev.ActionFailed) -> str:
-    """Which side failed, in a handful of values."""
-    if CUSTOMER_DNS in event.error:
+    """Which side failed, in a handful of values: by the failure's code (its message's,
+    for an event recorded before codes), never by the message itself."""
+    if code_of(event.code, event.error) in CUSTOMER_DNS:
         return "customer-dns"
     if any("target" in d for d in event.details):
         return "signer"

@@ -17,7 +17,7 @@ class KeyCount(NamedTuple):
     keys: int
     failing: int  # whose next step failed at least once (attempts > 0)
     parked: int
-    drift: int  # with an open drift finding (the watch's, or a last_error "drift: ...")
+    drift: int  # with an open drift finding (the watch's, or a last error coded drift)
     oldest_active: datetime | None  # when the oldest of them became active (active keys)
 
 
@@ -28,7 +28,7 @@ class IdentityCount(NamedTuple):
     role: str
     identities: int
     without_active: int  # no key signing for them
-    awaiting_customer_dns: int  # their notice or a live key's last error says so
+    awaiting_customer_dns: int  # their notice or a live key's last error has a customer code
     customer_dns_broken: int  # the customer's DNS stopped leading to the key (watch)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import sqlite3
 import threading
 import time
 import tomllib
@@ -205,14 +204,21 @@ def test_drift_findings_and_broken_customer_dns(env: UnitEnv) -> None:
     s = scrape(collector(env))
     assert s[drift] == 1
     assert value(s, "rotator_identities_customer_dns_broken", **broken) == 1
-    # and a last error that starts with "drift:" counts as an open finding too
-    conn = sqlite3.connect(env.store.path)
-    conn.execute(
-        "UPDATE keys SET last_error = 'drift: ns2 serves another record' WHERE domain = ?",
-        ["example.org"],
+    # and a last error coded drift counts as an open finding too: here one recorded
+    # before events carried codes ("drift: ..." is what such a log's message says)
+    other = env.key_of("example.org")
+    legacy = ev.ActionFailed(
+        at=env.clock.now(),
+        key_id=other.key_id,
+        identity=other.identity,
+        domain=other.domain,
+        selector=other.selector,
+        action="publish",
+        error="drift: ns2 serves another record",
+        attempt=1,
+        retry_at=env.clock.now(),
     )
-    conn.commit()
-    conn.close()
+    env.store.append([legacy], {f"key:{other.key_id}": other.version})
     assert scrape(collector(env))[drift] == 2
 
 

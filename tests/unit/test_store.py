@@ -221,7 +221,8 @@ def test_rebuild_reports_rows_not_in_the_log(store: SqliteEventStore) -> None:
         "bits, fingerprint, zone, record_name, record, ttl, state, since, created_at, version, "
         "next_action, next_action_at, attempts, last_error, replaces, successor, "
         "revocation_published, tombstone_removed, activated_at, drain_until, lookup_name, "
-        "customer_managed, compromised, emergency_actor, emergency_reason, mac, parked, drift "
+        "customer_managed, compromised, emergency_actor, emergency_reason, mac, parked, drift, "
+        "last_error_code "
         "FROM keys WHERE key_id = 'k1'"
     )
     conn.commit()

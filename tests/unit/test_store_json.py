@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,11 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def _unset(value: Any) -> Any:
+    # an optional code is unset as None (an enum has no empty member)
+    return None if isinstance(value, Enum) else type(value)()
+
+
 @pytest.mark.parametrize("cls", list(ev.EVENT_TYPES.values()), ids=list(ev.EVENT_TYPES))
 @pytest.mark.parametrize("sparse_set", [True, False])
 def test_payload_json_is_the_canonical_json_of_the_payload(
@@ -29,7 +35,7 @@ def test_payload_json_is_the_canonical_json_of_the_payload(
     values = {f.name: sample(hints[f.name]) for f in dataclasses.fields(cls)}
     if not sparse_set:  # sparse flags left unset are left out of the payload
         values = {
-            k: (type(v)() if k in ev._SPARSE and not isinstance(v, tuple) else v)
+            k: (_unset(v) if k in ev._SPARSE and not isinstance(v, tuple) else v)
             for k, v in values.items()
         }
     event = cls(**values)

@@ -20,6 +20,7 @@ import dns.tsigkeyring
 import dns.update
 
 from ...domain.errors import PublishError
+from ...domain.reasons import Reason
 from ...domain.record import split_strings
 from ...ports import RecordChange
 
@@ -140,19 +141,23 @@ class Rfc2136Publisher:
         except dns.tsig.PeerBadKey:
             raise PublishError(
                 f"TSIG BADKEY from {self.where} for zone {zone}: the server does not know key "
-                f"{self.key_name.to_text(omit_final_dot=True)} (check dns.tsig_name)"
+                f"{self.key_name.to_text(omit_final_dot=True)} (check dns.tsig_name)",
+                Reason.DNS_TSIG,
             ) from None
         except (dns.tsig.PeerBadSignature, dns.tsig.BadSignature):
             raise PublishError(
-                f"TSIG BADSIG from {self.where} for zone {zone}: check dns.tsig_secret"
+                f"TSIG BADSIG from {self.where} for zone {zone}: check dns.tsig_secret",
+                Reason.DNS_TSIG,
             ) from None
         except (dns.tsig.PeerBadTime, dns.tsig.PeerBadTruncation) as exc:
             raise PublishError(
-                f"TSIG {type(exc).__name__} from {self.where} for zone {zone}: check clocks"
+                f"TSIG {type(exc).__name__} from {self.where} for zone {zone}: check clocks",
+                Reason.DNS_TSIG,
             ) from None
         except dns.exception.Timeout:
             raise PublishError(
-                f"timeout after {self.timeout:g}s sending UPDATE to {self.where} for zone {zone}"
+                f"timeout after {self.timeout:g}s sending UPDATE to {self.where} for zone {zone}",
+                Reason.DNS_TIMEOUT,
             ) from None
         except ConnectionRefusedError:
             raise PublishError(f"connection refused by {self.where} (is the primary up?)") from None
@@ -170,8 +175,12 @@ class Rfc2136Publisher:
             }.get(rcode, "")
             raise PublishError(
                 f"{dns.rcode.to_text(rcode)} from {self.where} for zone {zone}"
-                + (f" ({hint})" if hint else "")
+                + (f" ({hint})" if hint else ""),
+                _RCODES.get(rcode),
             )
+
+
+_RCODES = {dns.rcode.REFUSED: Reason.DNS_REFUSED, dns.rcode.NOTAUTH: Reason.DNS_NOTAUTH}
 
 
 def _uncompressed_cost(change: RecordChange) -> int:

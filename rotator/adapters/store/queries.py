@@ -14,6 +14,7 @@ import sqlite_utils
 from ...domain import signing as signing_events
 from ...domain.model import IdentityState, KeyState
 from ...domain.names import covered_by
+from ...domain.reasons import CUSTOMER_DNS, Reason
 from ...domain.states import State
 from ...ports import (
     DUE_BATCH,
@@ -324,6 +325,7 @@ class StoreReads:
         through the state index (destroyed keys pile up for ever and are only counted, from
         the index alone); identities and next times cost one scan and two index lookups."""
         live = ", ".join(f"'{s.value}'" for s in State if s is not State.DESTROYED)
+        customer = ", ".join(f"'{c.value}'" for c in sorted(CUSTOMER_DNS))
         conn = self.db.conn
         own = not conn.in_transaction  # one snapshot, unless a caller's transaction is one
         if own:
@@ -334,7 +336,7 @@ class StoreReads:
                 for s, p, a, n, f, pk, d, o in conn.execute(
                     "SELECT state, policy, COALESCE(next_action, ''), COUNT(*), "
                     "TOTAL(attempts > 0), TOTAL(parked), "
-                    "TOTAL(drift != '' OR COALESCE(last_error, '') LIKE 'drift:%'), "
+                    f"TOTAL(drift != '' OR last_error_code = '{Reason.DRIFT}'), "
                     "MIN(CASE WHEN state = 'active' THEN COALESCE(activated_at, since) END) "
                     f"FROM keys WHERE state IN ({live}) GROUP BY 1, 2, 3"
                 )
@@ -343,9 +345,9 @@ class StoreReads:
                 IdentityCount(m, r, n, int(w), int(a), int(b))
                 for m, r, n, w, a, b in conn.execute(
                     "SELECT mode, role, COUNT(*), TOTAL(active_key IS NULL), "
-                    "TOTAL(notice LIKE '%awaiting customer DNS%' OR identity IN ("
+                    f"TOTAL(notice_code IN ({customer}) OR identity IN ("
                     f"SELECT identity FROM keys WHERE state IN ({live}) "
-                    "AND last_error LIKE '%awaiting customer DNS%')), TOTAL(dns_problem != '') "
+                    f"AND last_error_code IN ({customer}))), TOTAL(dns_problem_code IS NOT NULL) "
                     "FROM identities WHERE retired_at IS NULL GROUP BY 1, 2"
                 )
             )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from ...domain.reasons import legacy_code
+
 migrations = Migrations("rotator")
 
 
@@ -194,5 +196,29 @@ def m008_lifecycle(db: sqlite_utils.Database) -> None:
         ALTER TABLE identities ADD COLUMN companion_of TEXT NOT NULL DEFAULT '';
         CREATE INDEX identities_companion ON identities (companion_of) WHERE companion_of != '';
         ALTER TABLE keys ADD COLUMN drift TEXT NOT NULL DEFAULT '';
+        """
+    )
+
+
+@migrations()
+def m009_reason_codes(db: sqlite_utils.Database) -> None:
+    # Status, metrics and queries select on these codes, never on the messages beside
+    # them. Rows folded before codes existed get the code the fold gives their events
+    # (the legacy mapping of the same text), so that `db rebuild --check` finds nothing.
+    db.conn.create_function(
+        "legacy_code", 1, lambda text: legacy_code(text).value, deterministic=True
+    )
+    db.executescript(
+        """
+        ALTER TABLE keys ADD COLUMN last_error_code TEXT;
+        ALTER TABLE identities ADD COLUMN notice_code TEXT;
+        ALTER TABLE identities ADD COLUMN dns_problem_code TEXT;
+        UPDATE keys SET last_error_code = legacy_code(last_error)
+            WHERE last_error IS NOT NULL AND last_error != '';
+        UPDATE identities SET notice_code = legacy_code(notice) WHERE notice != '';
+        UPDATE identities SET dns_problem_code = legacy_code(dns_problem) WHERE dns_problem != '';
+        CREATE INDEX keys_error_code ON keys (last_error_code) WHERE last_error_code IS NOT NULL;
+        CREATE INDEX identities_notice_code ON identities (notice_code)
+            WHERE notice_code IS NOT NULL;
         """
     )

@@ -95,7 +95,10 @@ def not_before(events: Sequence[_E], floor: datetime | None, *, running: bool = 
 
 _COMMON = frozenset({"at", "actor", "reason", "key_id", "identity", "domain", "selector"})
 _SPARSE = frozenset(
-    {"emergency", "waited", "lagged", "origin", "targets", "pooled", "takes_over", "companion_of"}
+    {
+        *("emergency", "waited", "lagged", "origin", "targets", "pooled", "takes_over"),
+        *("companion_of", "code", "notice_code"),
+    }
 )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
+from ..reasons import Reason
 from ..states import Mode, Role
 from .base import IdentityEvent
 
@@ -61,6 +62,7 @@ class RotationDeferred(IdentityEvent):
 
     retry_at: datetime
     notice: str
+    code: Reason | None = None  # the notice's kind (None in logs from before codes)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,6 +95,7 @@ class CustomerDnsBroken(IdentityEvent):
     """The customer's delegation or CNAMEs for this identity are gone or point elsewhere."""
 
     problem: str
+    code: Reason | None = None  # the problem's kind (None in logs from before codes)
 
 
 @dataclass(frozen=True, kw_only=True)

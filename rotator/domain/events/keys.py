@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
+from ..reasons import Reason
 from .base import JSON, KeyEvent
 
 
@@ -30,6 +31,7 @@ class KeyGenerated(KeyEvent):
     # a customer CNAME pointing at record_name in the ESP's zone. "" = record_name itself.
     lookup_name: str = ""
     notice: str = ""  # e.g. "only 2 pre-created CNAMEs left", shown in status
+    notice_code: Reason | None = None
     pooled: bool = False  # taken from the key pool (its PoolKeyAdded says when it was made)
 
 
@@ -47,6 +49,7 @@ class ActionFailed(KeyEvent):
     attempt: int
     retry_at: datetime
     details: tuple[JSON, ...] = field(default_factory=tuple)
+    code: Reason | None = None  # what kind of failure (None in logs from before codes)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +60,7 @@ class StepParked(KeyEvent):
     action: str
     error: str
     attempts: int
+    code: Reason | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
