@@ -200,7 +200,7 @@ class RotatorToml(Settings):
     )
     policy_dir: Annotated[str, PATH] = setting("policies", "`*.toml` policies, validated at start")
     tick_seconds: Annotated[float, number(0, MAX_TICK)] = setting(
-        30,
+        30.0,
         "how often the daemon looks for due work (it also wakes exactly when the next action "
         "is due); above 0, up to 86400",
     )

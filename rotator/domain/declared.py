@@ -104,12 +104,11 @@ class Refusal:
     value: Any = None
 
 
-def first_refusal(exc: ValidationError, unknown_first: bool = False) -> Refusal:
-    """The problem to report. `unknown_first`: an unknown key before a bad value, as the
-    readers that check a table's keys before its values report it."""
-    errors = exc.errors()
-    if unknown_first:  # and of those, the outer table's first, then in alphabetical order
-        errors = sorted(errors, key=_unknown_first)
+def first_refusal(exc: ValidationError, unknown_first: bool) -> Refusal:
+    """The problem to report: an unknown key before any bad value (`unknown_first`, as the
+    readers of rotator.toml check a table's keys first; the outer table's first, in the
+    order of the alphabet), or after every bad value (policies)."""
+    errors = sorted(exc.errors(), key=_unknown_first if unknown_first else _unknown_last)
     err = errors[0]
     ctx = err.get("ctx") or {}
     kind = {"extra_forbidden": "unknown", "model_type": "table", "dict_type": "table"}.get(
@@ -122,6 +121,10 @@ def first_refusal(exc: ValidationError, unknown_first: bool = False) -> Refusal:
         key=ctx.get("key"),
         value=err.get("input"),
     )
+
+
+def _unknown_last(err: Any) -> bool:
+    return bool(err["type"] == "extra_forbidden")
 
 
 def _unknown_first(err: Any) -> tuple[int, int, str]:
