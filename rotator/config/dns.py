@@ -98,12 +98,12 @@ class DnsSettings(Settings):
         "a file holding the TSIG secret, or the whole block `tsig-keygen -a hmac-sha256 NAME` "
         "prints (its key name and algorithm must be `tsig_name` and `tsig_algorithm`); read "
         "only when an UPDATE is about to be sent",
-        "-",
+        "none",
     )
     tsig_secret: str = required(
         "the base64 TSIG secret, inline (the config must then not be readable by others); "
         "or set `tsig_secret_file`",
-        "`tsig_secret` or `tsig_secret_file`",
+        "required, or `tsig_secret_file`",
     )
     tsig_name: Annotated[str, PlainValidator(_tsig_name)] = required(
         "the TSIG key name, as the primary names the key"

@@ -58,7 +58,9 @@ class KeySection(Settings):
     algorithm: Annotated[str, PlainValidator(_algorithm)] = setting(
         "rsa", "`rsa` or `ed25519` (RFC 8463)"
     )
-    bits: int | None = setting(None, "rsa: 1024, 2048, 3072, 4096; ed25519: 256", "2048, 256")
+    bits: int | None = setting(
+        None, "rsa: 1024, 2048, 3072, 4096; ed25519: 256", "`2048` (rsa), `256` (ed25519)"
+    )
     companion: Annotated[
         str,
         text(
@@ -253,7 +255,7 @@ class RetrySection(Settings):
         int, whole(lambda v: v >= 1, lambda v: f"must be a whole number >= 1, got {v!r}")
     ] = setting(
         DEFAULT_PARK_AFTER,
-        "failures in a row after which a step waits for an operator (`rotator retry`)",
+        "failures in a row after which a step waits for an operator (`rotator resume`)",
     )
 
     @model_validator(mode="after")
