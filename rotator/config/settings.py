@@ -1,5 +1,6 @@
 """rotator.toml: where the database, keys, policies and signer files live, and how to reach
-the DNS. Relative paths are resolved against the config file's directory."""
+the DNS, declared as the model RotatorToml and loaded into the frozen Config the rest of
+rotator reads. Relative paths are resolved against the config file's directory."""
 
 from __future__ import annotations
 
