@@ -124,7 +124,7 @@ def _name(value: Any) -> str:
 
 def _algorithms(value: Any) -> tuple[str, ...]:
     algorithms = tuple(value) if isinstance(value, list) else ()
-    if not algorithms or not set(algorithms) <= {"rsa", "ed25519"}:
+    if not algorithms or not all(a in ("rsa", "ed25519") for a in algorithms):
         raise refuse("algorithms: a list of rsa and/or ed25519", key="")
     return algorithms
 

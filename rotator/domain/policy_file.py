@@ -41,7 +41,9 @@ def duration(minimum: float = 0) -> PlainValidator:
 
 def _strings(allowed: set[str], problem: str) -> PlainValidator:
     def check(value: Any) -> tuple[str, ...]:
-        if not isinstance(value, list) or not all(v in allowed for v in value):
+        if not isinstance(value, list) or not all(
+            isinstance(v, str) and v in allowed for v in value
+        ):
             raise refuse(f"{value!r}: {problem}")
         return tuple(value)
 
