@@ -6,23 +6,21 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import PlainValidator, ValidationInfo, field_validator
+
+from ..domain.declared import Settings, refuse, required, setting
 from ..domain.errors import ConfigError, InputError
 from ..domain.names import check_dns_name, normalize_domain
-from .values import fail, ip_hostport, known_keys, number, path_value, port, refuse_loose
+from .values import PATH, PORT, ip_hostport, number, refuse_loose, resolve
 
 TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512")  # nothing weaker
 TSIG_MIN_BYTES = 32
 EXAMPLE_NS = '"ns1.esp.example"'
 MAX_TIMEOUT = 300.0  # seconds: a DNS exchange slower than this is no answer
-KEYS = (
-    "primary", "tsig_name", "tsig_secret", "tsig_secret_file", "tsig_algorithm", "timeout",
-    "nameserver_port", "resolver", "nameservers", "esp_nameservers",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -42,94 +40,142 @@ class DnsConfig:
     esp_nameservers: tuple[str, ...] = ()  # names customers delegate to (NS delegation)
 
 
-def parse_dns(dns: object, cfg_path: Path, base: Path) -> DnsConfig:
-    if not isinstance(dns, Mapping):
-        raise fail(cfg_path, "[dns]", "missing table; set primary, tsig_name, tsig_secret")
-    known_keys(dns, KEYS, cfg_path, "dns")
-    primary = dns.get("primary")
-    if not isinstance(primary, str) or not primary:
-        raise fail(cfg_path, "dns.primary", 'missing; e.g. "127.0.0.1:5300"')
-    host, primary_port = ip_hostport(primary, 53, cfg_path, "dns.primary", "192.0.2.53:53")
-    secret = dns.get("tsig_secret")
-    secret_file = dns.get("tsig_secret_file")
-    secret_path: Path | None = None
-    if secret is not None and secret_file is not None:
-        raise fail(cfg_path, "dns.tsig_secret", "set tsig_secret or tsig_secret_file, not both")
-    if secret_file is not None:
-        secret_path = path_value(secret_file, base, cfg_path, "dns.tsig_secret_file")
-        secret = ""
-    elif not isinstance(secret, str) or not secret:
-        raise fail(cfg_path, "dns.tsig_secret", "missing; set tsig_secret or tsig_secret_file")
-    else:
-        check_secret(secret, f"{cfg_path}: dns.tsig_secret")
-        refuse_loose(cfg_path, "the config", readable_secret=True)
-    tsig_name = dns.get("tsig_name")
-    if not isinstance(tsig_name, str) or not tsig_name:
-        raise fail(cfg_path, "dns.tsig_name", "missing; the TSIG key name the primary knows")
+def _primary(value: Any) -> tuple[str, int]:
+    if not isinstance(value, str) or not value:
+        raise refuse('missing; e.g. "127.0.0.1:5300"')
+    return ip_hostport(value, 53, "192.0.2.53:53")
+
+
+def _addresses(example: str) -> PlainValidator:
+    def check(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise refuse(f'must be a list of "ip" or "ip:port", e.g. ["{example}"]')
+        for v in value:
+            ip_hostport(v, 53, example)
+        return tuple(value)
+
+    return PlainValidator(check)
+
+
+def _tsig_name(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise refuse("missing; the TSIG key name the primary knows")
     try:
-        check_dns_name(tsig_name, "the key name")
+        check_dns_name(value, "the key name")
     except InputError as exc:
-        raise fail(
-            cfg_path, "dns.tsig_name", f"{exc}; write it as the primary names the key"
-        ) from None
-    algorithm = dns.get("tsig_algorithm", "hmac-sha256")
-    if algorithm not in TSIG_ALGORITHMS:
-        raise fail(
-            cfg_path,
-            "dns.tsig_algorithm",
-            f"{algorithm!r} is not allowed; use one of {', '.join(TSIG_ALGORITHMS)}",
-        )
-    return DnsConfig(
-        primary=host,
-        primary_port=primary_port,
-        tsig_name=tsig_name,
-        tsig_secret=secret,
-        tsig_secret_file=secret_path,
-        tsig_algorithm=algorithm,
-        timeout=number(dns.get("timeout", 5.0), cfg_path, "dns.timeout", 0, MAX_TIMEOUT),
-        nameserver_port=port(dns.get("nameserver_port", 53), cfg_path, "dns.nameserver_port"),
-        resolver=_addresses(dns, "resolver", cfg_path, "127.0.0.1:53"),
-        nameservers=_addresses(dns, "nameservers", cfg_path, "192.0.2.53"),
-        esp_nameservers=_esp_nameservers(dns.get("esp_nameservers", []), cfg_path),
-    )
+        raise refuse(f"{exc}; write it as the primary names the key") from None
+    return value
 
 
-def _addresses(dns: Mapping[str, Any], key: str, cfg_path: Path, example: str) -> tuple[str, ...]:
-    value = dns.get(key, [])
-    if not isinstance(value, list):
-        raise fail(
-            cfg_path, f"dns.{key}", f'must be a list of "ip" or "ip:port", e.g. ["{example}"]'
-        )
-    for v in value:
-        ip_hostport(v, 53, cfg_path, f"dns.{key}", example)
-    return tuple(value)
+def _algorithm(value: Any) -> str:
+    if value not in TSIG_ALGORITHMS:
+        raise refuse(f"{value!r} is not allowed; use one of {', '.join(TSIG_ALGORITHMS)}")
+    return str(value)
 
 
-def _esp_nameservers(value: object, cfg_path: Path) -> tuple[str, ...]:
+def _esp_nameservers(value: Any) -> tuple[str, ...]:
     """The names customers delegate to, compared with the NS targets the delegations name."""
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise fail(
-            cfg_path, "dns.esp_nameservers", f"must be a list of host names, e.g. [{EXAMPLE_NS}]"
-        )
+        raise refuse(f"must be a list of host names, e.g. [{EXAMPLE_NS}]")
     out = []
     for name in value:
         try:
             out.append(normalize_domain(name))
         except InputError as exc:
-            raise fail(
-                cfg_path, "dns.esp_nameservers", f"{exc}; give host names, e.g. {EXAMPLE_NS}"
-            ) from None
+            raise refuse(f"{exc}; give host names, e.g. {EXAMPLE_NS}") from None
     return tuple(out)
 
 
-def check_secret(secret: str, where: str) -> None:
+class DnsSettings(Settings):
+    """[dns]: the primary, the TSIG key, where servers and delegations are looked up."""
+
+    primary: Annotated[tuple[str, int], PlainValidator(_primary)] = required(
+        "`ip:port` (`[v6]:port`) of the primary that accepts RFC 2136 UPDATEs: an IP "
+        "address, not a host name"
+    )
+    tsig_secret_file: Annotated[str | None, PATH] = setting(
+        None,
+        "a file holding the TSIG secret, or the whole block `tsig-keygen -a hmac-sha256 NAME` "
+        "prints (its key name and algorithm must be `tsig_name` and `tsig_algorithm`); read "
+        "only when an UPDATE is about to be sent",
+        "none",
+    )
+    tsig_secret: str = required(
+        "the base64 TSIG secret, inline (the config must then not be readable by others); "
+        "or set `tsig_secret_file`",
+        "required, or `tsig_secret_file`",
+    )
+    tsig_name: Annotated[str, PlainValidator(_tsig_name)] = required(
+        "the TSIG key name, as the primary names the key"
+    )
+    tsig_algorithm: Annotated[str, PlainValidator(_algorithm)] = setting(
+        "hmac-sha256", f"the TSIG algorithm: {', '.join(TSIG_ALGORITHMS)}"
+    )
+    timeout: Annotated[float, number(0, MAX_TIMEOUT)] = setting(
+        5.0, "seconds per DNS exchange (above 0, up to 300)"
+    )
+    nameserver_port: Annotated[int, PORT] = setting(
+        53, "port used to query the authoritative servers found in NS records (1 to 65535)"
+    )
+    resolver: Annotated[tuple[str, ...], _addresses("127.0.0.1:53")] = setting(
+        (),
+        '`["ip:port"]` used to look up NS records and their addresses (IP addresses)',
+        "system resolver",
+    )
+    nameservers: Annotated[tuple[str, ...], _addresses("192.0.2.53")] = setting(
+        (),
+        '`["ip:port"]` (IP addresses): skip discovery and verify against exactly these '
+        "(NS-delegation checks need discovery)",
+        "discovery",
+    )
+    esp_nameservers: Annotated[tuple[str, ...], PlainValidator(_esp_nameservers)] = setting(
+        (),
+        "host names customers delegate `<esp>._domainkey.<domain>` to",
+        "from each zone's NS",
+    )
+
+    @field_validator("tsig_secret", mode="plain")
+    @classmethod
+    def _secret(cls, value: Any, info: ValidationInfo) -> str:
+        in_file = info.data.get("tsig_secret_file") is not None
+        if value is not None and in_file:
+            raise refuse("set tsig_secret or tsig_secret_file, not both")
+        if in_file:
+            return ""
+        if not isinstance(value, str) or not value:
+            raise refuse("missing; set tsig_secret or tsig_secret_file")
+        try:
+            check_secret(value)
+        except ValueError as exc:
+            raise refuse(str(exc)) from None
+        return value
+
+    def config(self, base: Path) -> DnsConfig:
+        secret_file = self.tsig_secret_file
+        return DnsConfig(
+            primary=self.primary[0],
+            primary_port=self.primary[1],
+            tsig_name=self.tsig_name,
+            tsig_secret=self.tsig_secret,
+            tsig_secret_file=None if secret_file is None else resolve(secret_file, base),
+            tsig_algorithm=self.tsig_algorithm,
+            timeout=self.timeout,
+            nameserver_port=self.nameserver_port,
+            resolver=self.resolver,
+            nameservers=self.nameservers,
+            esp_nameservers=self.esp_nameservers,
+        )
+
+
+def check_secret(secret: str) -> None:
+    """ValueError saying what is wrong with a base64 TSIG secret."""
     try:
         raw = base64.b64decode(secret, validate=True)
     except (binascii.Error, ValueError):
-        raise ConfigError(f"{where}: is not base64 (as tsig-keygen prints it)") from None
+        raise ValueError("is not base64 (as tsig-keygen prints it)") from None
     if len(raw) < TSIG_MIN_BYTES:
-        raise ConfigError(
-            f"{where}: the secret is {len(raw)} bytes; use at least {TSIG_MIN_BYTES} "
+        raise ValueError(
+            f"the secret is {len(raw)} bytes; use at least {TSIG_MIN_BYTES} "
             "(tsig-keygen -a hmac-sha256 makes 32)"
         )
 
@@ -145,7 +191,10 @@ def load_tsig_secret(dns: DnsConfig) -> str:
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read it: {exc.strerror}") from None
     secret = key_block_secret(text, dns, where) if "{" in text else text.strip()
-    check_secret(secret, where)
+    try:
+        check_secret(secret)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     return secret
 
 

@@ -1,5 +1,6 @@
 """rotator.toml: where the database, keys, policies and signer files live, and how to reach
-the DNS. Relative paths are resolved against the config file's directory."""
+the DNS, declared as the model RotatorToml and loaded into the frozen Config the rest of
+rotator reads. Relative paths are resolved against the config file's directory."""
 
 from __future__ import annotations
 
@@ -7,16 +8,40 @@ import grp
 import ipaddress
 import os
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, TypeVar
 
+from pydantic import (
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ..domain.declared import (
+    Settings,
+    first_refusal,
+    flag,
+    real,
+    refuse,
+    required,
+    setting,
+    whole,
+)
 from ..domain.errors import ConfigError
-from .addresses import AddressError, check_host
-from .dns import DnsConfig, parse_dns
-from .targets import TargetConfig, parse_targets
-from .values import fail, hostport, known_keys, number, path_value, refuse_loose
+from .addresses import AddressError, check_host, split_hostport
+from .dns import DnsConfig, DnsSettings
+from .targets import (
+    TARGETS_MEANING,
+    LegacySigner,
+    TargetConfig,
+    Targets,
+    refused,
+    signer_beside_targets,
+    target_configs,
+)
+from .values import PATH, config_error, number, refuse_loose, resolve
 
 DEFAULT_CONFIG = Path("/etc/rotator/rotator.toml")
 DEFAULT_METRICS_PORT = 9469
@@ -62,11 +87,142 @@ class Config:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-TOP_KEYS = (
-    "database", "key_dir", "policy_dir", "tick_seconds", "log_format", "dns", "signer",
-    "targets", "audit", "metrics", "safety",
-)  # fmt: skip
+T = TypeVar("T", bound=Settings)
 MAX_TICK = 86400.0  # seconds: the daemon also wakes when the next step is due
+
+
+def _log_format(value: Any) -> str:
+    if value not in ("auto", "json", "console"):
+        raise refuse('use "auto", "json" or "console"')
+    return str(value)
+
+
+class AuditSettings(Settings):
+    key_file: Annotated[str | None, PATH] = setting(
+        None,
+        "the audit MAC key, outside the database (0400; or the systemd credential "
+        "`audit.key`; see Security)",
+        "beside the database",
+    )
+    anchor: Annotated[str | None, PATH] = setting(
+        None,
+        "the append-only file that gets the log's head after every transaction (see Security)",
+        "beside the database",
+    )
+
+
+class SafetySettings(Settings):
+    UNKNOWN: ClassVar[str] = "unknown key"
+
+    max_share: Annotated[
+        float, real(lambda v: 0 < v <= 1, lambda v: f"{v!r}: give a share above 0, up to 1 (all)")
+    ] = setting(
+        0.25,
+        "the safety valve: the most a tick or command revokes, replaces or removes at once, "
+        "as a share of the active keys; also the pace of spread policies' scheduled work "
+        "per hour",
+    )
+    min_keys: Annotated[
+        int, whole(lambda v: v >= 0, lambda v: f"{v!r}: give a number of keys, 0 or more")
+    ] = setting(10, "the safety valve never holds fewer than this many keys at once")
+
+    def config(self) -> SafetyConfig:
+        return SafetyConfig(self.max_share, self.min_keys)
+
+
+def _listen(value: Any) -> str:
+    if not isinstance(value, str):
+        raise refuse('must be a string, e.g. "127.0.0.1:9469"')
+    _address(value)
+    return value
+
+
+def _address(listen: str) -> tuple[str, int] | None:
+    """(host, port) of a listen setting, None when it is off."""
+    if not listen.strip():
+        return None
+    try:
+        host, port = split_hostport(listen.strip(), DEFAULT_METRICS_PORT)
+    except AddressError as exc:
+        raise refuse(f"{listen.strip()!r}: {exc}") from None
+    try:
+        check_host(host)
+    except AddressError as exc:
+        raise refuse(f'{listen!r}: {exc}; write e.g. "127.0.0.1:9469"') from None
+    return host, port
+
+
+BOOL = flag(lambda v: f"must be true or false, got {v!r}")
+
+
+class MetricsSettings(Settings):
+    UNKNOWN: ClassVar[str] = "unknown key"
+
+    listen: Annotated[str, PlainValidator(_listen)] = setting(
+        "",
+        '`"127.0.0.1:9469"`: where Prometheus metrics, `/healthz` and `/readyz` are served '
+        "(see Metrics and health)",
+        "off",
+    )
+    allow_remote: Annotated[bool, BOOL] = setting(
+        False, "serve metrics on an address that is not loopback (behind a firewall)"
+    )
+    per_identity: Annotated[bool, BOOL] = setting(
+        False, "one series per identity (its key's age, its next rotation): small fleets only"
+    )
+
+    @model_validator(mode="after")
+    def _loopback(self) -> MetricsSettings:
+        """The endpoint shows every domain's state to whoever connects: a loopback address
+        unless allow_remote."""
+        address = _address(self.listen)
+        if address is None or self.allow_remote or is_loopback(address[0]):
+            return self
+        raise refuse(
+            f"{self.listen!r} is not a loopback address, and whoever reaches it sees the state "
+            f'of every key: listen on "127.0.0.1:{address[1]}", or set metrics.allow_remote = '
+            "true (behind a firewall)",
+            key="metrics.listen",
+        )
+
+    def config(self) -> MetricsConfig:
+        address = _address(self.listen)
+        if address is None:
+            return MetricsConfig(per_identity=self.per_identity)
+        return MetricsConfig(host=address[0], port=address[1], per_identity=self.per_identity)
+
+
+class RotatorToml(Settings):
+    """rotator.toml; relative paths are resolved against its directory."""
+
+    database: Annotated[str, PATH] = setting("rotator.db", "SQLite event log + projections (WAL)")
+    key_dir: Annotated[str, PATH] = setting(
+        "keys", "private keys, one PKCS#8 PEM per key, mode 0600, directory 0700"
+    )
+    policy_dir: Annotated[str, PATH] = setting("policies", "`*.toml` policies, validated at start")
+    tick_seconds: Annotated[float, number(0, MAX_TICK)] = setting(
+        30.0,
+        "how often the daemon looks for due work (it also wakes exactly when the next action "
+        "is due); above 0, up to 86400",
+    )
+    log_format: Annotated[str, PlainValidator(_log_format)] = setting(
+        "auto", "`json`, `console`, or `auto` (console on a TTY)"
+    )
+    dns: DnsSettings = required("the primary, the TSIG key and where DNS is looked up")
+    targets: Targets = setting((), TARGETS_MEANING)
+    signer: LegacySigner = setting(LegacySigner(), "the older layout")
+    audit: AuditSettings = setting(AuditSettings(), "the audit log's key and anchor")
+    safety: SafetySettings = setting(SafetySettings(), "the safety valve")
+    metrics: MetricsSettings = setting(MetricsSettings(), "metrics and health endpoints")
+
+    _beside = model_validator(mode="before")(signer_beside_targets)
+
+    @field_validator("dns", mode="before")
+    @classmethod
+    def _dns_table(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise refuse("missing table; set primary, tsig_name, tsig_secret", key="[dns]")
+        return value
 
 
 def load_config(path: Path | str | None = None) -> Config:
@@ -89,48 +245,40 @@ def load_config(path: Path | str | None = None) -> Config:
         ) from None
     refuse_loose(cfg_path, "the config (it names the reload commands)")
     base = cfg_path.resolve().parent
-
-    known_keys(data, TOP_KEYS, cfg_path, "")
-
-    def path_of(table: Mapping[str, Any], key: str, where: str, default: str | None = None) -> Path:
-        return path_value(table.get(key, default), base, cfg_path, where)
-
-    dns_cfg = parse_dns(data.get("dns"), cfg_path, base)
-    targets = parse_targets(data, cfg_path, base)
-    key_dir = path_of(data, "key_dir", "key_dir", "keys")
+    try:
+        toml = RotatorToml.model_validate(data)
+    except ValidationError as exc:
+        raise refused(exc, cfg_path, data, RotatorToml) from None
+    if toml.dns.tsig_secret:
+        refuse_loose(cfg_path, "the config", readable_secret=True)
+    present = "targets" in toml.model_fields_set
+    targets = target_configs(toml.signer, toml.targets if present else None, base)
+    key_dir = resolve(toml.key_dir, base)
     check_target_dirs(cfg_path, targets, key_dir)
     check_target_groups(cfg_path, targets)
-    audit = data.get("audit", {})
-    if not isinstance(audit, Mapping):
-        raise fail(cfg_path, "[audit]", "must be a table")
-    known_keys(audit, ("key_file", "anchor"), cfg_path, "audit")
-    database = path_of(data, "database", "database", "rotator.db")
+    database = resolve(toml.database, base)
     credentials = os.environ.get("CREDENTIALS_DIRECTORY")
     default_key = (
         str(Path(credentials) / "audit.key")
         if credentials and (Path(credentials) / "audit.key").exists()
         else str(database.parent / "audit.key")
     )
-    audit_cfg = AuditConfig(
-        key_file=path_of(audit, "key_file", "audit.key_file", default_key),
-        anchor=path_of(audit, "anchor", "audit.anchor", str(database.parent / "anchor.log")),
-    )
-    log_format = data.get("log_format", "auto")
-    if log_format not in ("auto", "json", "console"):
-        raise fail(cfg_path, "log_format", 'use "auto", "json" or "console"')
-    tick = number(data.get("tick_seconds", 30), cfg_path, "tick_seconds", 0, MAX_TICK)
+    audit = toml.audit
     return Config(
         path=cfg_path,
         database=database,
         key_dir=key_dir,
-        policy_dir=path_of(data, "policy_dir", "policy_dir", "policies"),
-        tick_seconds=tick,
-        dns=dns_cfg,
+        policy_dir=resolve(toml.policy_dir, base),
+        tick_seconds=toml.tick_seconds,
+        dns=toml.dns.config(base),
         targets=targets,
-        audit=audit_cfg,
-        log_format=log_format,
-        metrics=parse_metrics(data.get("metrics", {}), cfg_path),
-        safety=parse_safety(data.get("safety", {}), cfg_path),
+        audit=AuditConfig(
+            key_file=resolve(audit.key_file or default_key, base),
+            anchor=resolve(audit.anchor or str(database.parent / "anchor.log"), base),
+        ),
+        log_format=toml.log_format,
+        metrics=toml.metrics.config(),
+        safety=toml.safety.config(),
     )
 
 
@@ -143,57 +291,21 @@ class SafetyConfig:
 
 
 def parse_safety(table: object, path: Path) -> SafetyConfig:
-    if not isinstance(table, Mapping):
-        raise fail(path, "[safety]", "must be a table")
-    unknown = sorted(set(table) - {"max_share", "min_keys"})
-    if unknown:
-        raise fail(path, f"safety.{unknown[0]}", "unknown key; use max_share, min_keys")
-    share = table.get("max_share", 0.25)
-    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
-        raise fail(path, "safety.max_share", f"{share!r}: give a share above 0, up to 1 (all)")
-    least = table.get("min_keys", 10)
-    if isinstance(least, bool) or not isinstance(least, int) or least < 0:
-        raise fail(path, "safety.min_keys", f"{least!r}: give a number of keys, 0 or more")
-    return SafetyConfig(float(share), least)
+    """[safety] alone (a config's is read with the rest of it)."""
+    return _table(SafetySettings, "safety", table, path).config()
 
 
 def parse_metrics(table: object, path: Path) -> MetricsConfig:
-    """[metrics] listen = "127.0.0.1:9469" (absent or "": off). The endpoint shows every
-    domain's state to whoever connects, so only a loopback address unless allow_remote."""
-    if not isinstance(table, Mapping):
-        raise fail(path, "[metrics]", "must be a table")
-    unknown = sorted(set(table) - {"listen", "allow_remote", "per_identity"})
-    if unknown:
-        raise fail(
-            path, f"metrics.{unknown[0]}", "unknown key; use listen, allow_remote, per_identity"
-        )
-    flags = {}
-    for key in ("allow_remote", "per_identity"):
-        value = table.get(key, False)
-        if not isinstance(value, bool):
-            raise fail(path, f"metrics.{key}", f"must be true or false, got {value!r}")
-        flags[key] = value
-    listen = table.get("listen", "")
-    if not isinstance(listen, str):
-        raise fail(path, "metrics.listen", 'must be a string, e.g. "127.0.0.1:9469"')
-    if not listen.strip():
-        return MetricsConfig(per_identity=flags["per_identity"])
-    host, port = hostport(listen.strip(), DEFAULT_METRICS_PORT, path, "metrics.listen")
+    """[metrics] alone: listen = "127.0.0.1:9469" (absent or "": off)."""
+    return _table(MetricsSettings, "metrics", table, path).config()
+
+
+def _table(model: type[T], name: str, table: object, path: Path) -> T:
     try:
-        check_host(host)
-    except AddressError as exc:
-        raise fail(
-            path, "metrics.listen", f'{listen!r}: {exc}; write e.g. "127.0.0.1:9469"'
-        ) from None
-    if not flags["allow_remote"] and not is_loopback(host):
-        raise fail(
-            path,
-            "metrics.listen",
-            f"{listen!r} is not a loopback address, and whoever reaches it sees the state of "
-            f'every key: listen on "127.0.0.1:{port}", or set metrics.allow_remote = true '
-            "(behind a firewall)",
-        )
-    return MetricsConfig(host=host, port=port, per_identity=flags["per_identity"])
+        return model.model_validate(table)
+    except ValidationError as exc:
+        r = first_refusal(exc, unknown_first=True)
+        raise config_error(replace(r, loc=(name, *r.loc)), path, RotatorToml) from None
 
 
 def is_loopback(host: str) -> bool:

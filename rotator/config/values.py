@@ -1,14 +1,15 @@
-"""The checks every setting of rotator.toml goes through when the config loads: numbers in
-their range, ports, paths, addresses, and no key the reader does not know. Each refusal is
-one line naming the file, the setting, what is wrong and how to write it."""
+"""The checks settings of rotator.toml go through when the config loads (numbers in their
+range, ports, paths, addresses), as validators of its models, and the one line a refusal
+becomes: the file, the setting, what is wrong and how to write it."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from pydantic import BaseModel, PlainValidator
+
+from ..domain.declared import Refusal, real, refuse, whole
 from ..domain.errors import ConfigError
 from .addresses import AddressError, is_ip, split_hostport
 
@@ -17,44 +18,31 @@ def fail(path: Path, key: str, problem: str) -> ConfigError:
     return ConfigError(f"{path}: {key}: {problem}")
 
 
-def table(value: object, path: Path, key: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise fail(path, key, f"must be a table, got {value!r}")
-    return value
-
-
-def known_keys(values: Mapping[str, Any], known: Collection[str], path: Path, where: str) -> None:
-    """A misspelt setting would otherwise be ignored and its default used, unnoticed."""
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        name = f"{where}.{unknown[0]}" if where else unknown[0]
-        raise fail(path, name, f"unknown setting; use {', '.join(sorted(known))}")
-
-
-def number(value: object, path: Path, key: str, low: float, high: float) -> float:
+def number(low: float, high: float) -> PlainValidator:
     """A finite number with low < value <= high."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or not low < value <= high
-    ):
-        raise fail(path, key, f"{value!r}: give a number above {low:g}, up to {high:g}")
-    return float(value)
+    return real(
+        lambda v: low < v <= high, lambda v: f"{v!r}: give a number above {low:g}, up to {high:g}"
+    )
 
 
-def port(value: object, path: Path, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
-        raise fail(path, key, f"{value!r}: give a port number from 1 to 65535, e.g. 53")
-    return value
+PORT = whole(
+    lambda v: 0 < v < 65536, lambda v: f"{v!r}: give a port number from 1 to 65535, e.g. 53"
+)
 
 
-def path_value(raw: object, base: Path, source: Path, key: str) -> Path:
-    """A path setting; relative to the config file's directory."""
+def check_path(raw: Any) -> str:
+    """A path setting, as written; relative to the config file's directory (see `resolve`)."""
     if not isinstance(raw, str) or not raw:
-        raise fail(source, key, "missing or not a string path")
+        raise refuse("missing or not a string path")
     if "\0" in raw:
-        raise fail(source, key, f"{raw!r} holds a NUL character, which no path may hold")
+        raise refuse(f"{raw!r} holds a NUL character, which no path may hold")
+    return raw
+
+
+PATH = PlainValidator(check_path)
+
+
+def resolve(raw: str, base: Path) -> Path:
     p = Path(raw)
     return p if p.is_absolute() else base / p
 
@@ -69,21 +57,48 @@ def hostport(
         raise ConfigError(f"{path or ''}: {key}: {text!r}: {exc}") from None
 
 
-def ip_hostport(
-    text: object, default_port: int, path: Path, key: str, example: str
-) -> tuple[str, int]:
+def ip_hostport(text: object, default_port: int, example: str) -> tuple[str, int]:
     """An address DNS messages are sent to: an IP address (dnspython takes no host names)."""
     if not isinstance(text, str) or not text:
-        raise fail(path, key, f'give an "ip" or "ip:port" string, e.g. "{example}"')
-    host, port_ = hostport(text, default_port, path, key)
+        raise refuse(f'give an "ip" or "ip:port" string, e.g. "{example}"')
+    try:
+        host, port_ = split_hostport(text, default_port)
+    except AddressError as exc:
+        raise refuse(f"{text!r}: {exc}") from None
     if not is_ip(host):
-        raise fail(
-            path,
-            key,
+        raise refuse(
             f"{text!r}: {host!r} is not an IP address (DNS messages go to an address, not "
-            f'a name); write e.g. "{example}"',
+            f'a name); write e.g. "{example}"'
         )
     return host, port_
+
+
+def config_error(r: Refusal, path: Path, model: type[BaseModel]) -> ConfigError:
+    """The config's one line for a problem: `path: dotted.key: problem`."""
+    return fail(path, r.key if r.key is not None else dotted(r), problem_of(r, model))
+
+
+def dotted(r: Refusal) -> str:
+    """dns.timeout; a table that is no table is [audit]; list positions are left out."""
+    names = [str(part) for part in r.loc if isinstance(part, str)]
+    if r.kind == "table":
+        return f"[{'.'.join(names)}]"
+    return ".".join(names)
+
+
+def problem_of(r: Refusal, model: type[BaseModel]) -> str:
+    if r.kind == "table":
+        return "must be a table"
+    if r.kind != "unknown":
+        return r.problem
+    for part in r.loc[:-1]:  # down to the table the unknown key is in
+        if isinstance(part, str):
+            inner: Any = model.model_fields[part].annotation
+            model = get_args(inner)[0] if get_args(inner) else inner
+    # [metrics] and [safety] list their keys as they are declared, the others sorted
+    word = getattr(model, "UNKNOWN", "")
+    keys = list(model.model_fields) if word else sorted(model.model_fields)
+    return f"{word or 'unknown setting'}; use {', '.join(keys)}"
 
 
 def refuse_loose(path: Path, what: str, readable_secret: bool = False) -> None:
