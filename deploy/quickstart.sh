@@ -18,6 +18,8 @@ install_system() {
     [ -x /usr/sbin/opendkim ] || missing+=(opendkim opendkim-tools)
     [ -x /usr/bin/rspamd ] || missing+=(rspamd)
     [ -x /usr/sbin/exim4 ] || missing+=(exim4-daemon-light)
+    # the browser the status page is opened in
+    [ -x /usr/bin/chromedriver ] || missing+=(chromium chromium-driver)
   fi
   command -v named >/dev/null 2>&1 || [ -x /usr/sbin/named ] || missing+=(bind9)
   command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
