@@ -23,7 +23,7 @@ def render_identity(view: IdentityData, root: str = "") -> str:
     if s.retired_at:
         facts.append(("Removed", when(s.retired_at)))
     parts = [
-        table(["", ""], [f"<th>{esc(k)}</th><td>{esc(v)}</td>" for k, v in facts], "facts"),
+        table([], [f"<th>{esc(k)}</th><td>{esc(v)}</td>" for k, v in facts], "facts"),
         f"<h2>Problems ({len(view.problems)})</h2>",
         render_problems(view.problems, root, "problems"),
         "<h2>Keys</h2>",

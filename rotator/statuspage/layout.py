@@ -65,11 +65,13 @@ def identity_href(root: str, identity: str) -> str:
 
 
 def table(headers: list[str], rows: list[str], css_id: str = "") -> str:
-    """A table of rows already rendered (each a string of <td>s)."""
+    """A table of rows already rendered (each a string of <td>s); no header row without
+    headers."""
     ident = f' id="{esc(css_id)}"' if css_id else ""
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    thead = f"<thead><tr>{head}</tr></thead>" if headers else ""
     body = "".join(f"<tr>{r}</tr>" for r in rows)
-    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table{ident}>{thead}<tbody>{body}</tbody></table>"
 
 
 def page(title: str, body: str, root: str = "", nav: bool = True) -> str:

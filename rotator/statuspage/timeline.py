@@ -124,11 +124,12 @@ def render_timeline(bars: Sequence[KeyBar], now: datetime) -> str:
 
 def _legend(y: int) -> str:
     items = []
-    for i, (state, colour) in enumerate(STATE_COLOURS.items()):
-        left = i * 135
+    left = 0
+    for state, colour in STATE_COLOURS.items():
         label = "draining (drain window)" if state == State.DRAINING.value else state
         items.append(
             f'<rect x="{left}" y="{y}" width="12" height="12" fill="{colour}"/>'
             f'<text x="{left + 16}" y="{y + 10}">{esc(label)}</text>'
         )
+        left += 34 + 7 * len(label)  # past the label at the picture's font size
     return f'<g class="legend">{"".join(items)}</g>'
