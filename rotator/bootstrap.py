@@ -21,7 +21,7 @@ from .adapters.store.anchor import Anchor
 from .adapters.store.row_spool import FileRows
 from .adapters.store.seal import Sealer, load_key
 from .adapters.store.sqlite import SqliteEventStore, db_hint, has_sealed_events, open_store
-from .app import Application, Context, CustomerRow, Scope
+from .app import SCOPES, Application, Context, CustomerRow, Scope, Token
 from .app.customer_dns import txt_line
 from .app.onboarding import CSV_COLUMNS, CSV_REQUIRED
 from .app.rotation import Requested
@@ -38,10 +38,12 @@ __all__ = [
     "CSV_COLUMNS",
     "CSV_REQUIRED",
     "MAX_PEM",
+    "SCOPES",
     "App",
     "CustomerRow",
     "Requested",
     "Scope",
+    "Token",
     "build",
     "db_hint",
     "txt_line",
@@ -135,8 +137,11 @@ def sealer_for(config: Config, readonly: bool) -> Sealer | None:
     return Sealer(load_key(path, create=not sealed), new=made)
 
 
-def build(config: Config, readonly: bool = False, command: bool = True) -> App:
-    """`command`: an operator's command (its events carry its real uid), not the daemon."""
+def build(
+    config: Config, readonly: bool = False, command: bool = True, via: str | None = None
+) -> App:
+    """`command`: an operator's command (its events carry its real uid), not the daemon.
+    `via`: the origin its events carry instead (the API's "api")."""
     policies = PolicySet(config.policy_dir)
     if not readonly:
         check_owner([config.database, config.key_dir])
@@ -187,7 +192,7 @@ def build(config: Config, readonly: bool = False, command: bool = True) -> App:
         lock=FlockDaemonLock(config.database),
         esp_nameservers=frozenset(dns.esp_nameservers),
         pool=None if readonly else WorkerPool(),
-        origin=origin() if command else "",
+        origin=via if via is not None else origin() if command else "",
         customer_check_s=3 * dns.timeout,
         keypool=FsKeyPool(keystore),  # reading it (status) writes nothing
         pool_sizes={kind: n for kind, n in pool_sizes.items() if n > 0},

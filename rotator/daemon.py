@@ -17,6 +17,7 @@ from types import FrameType
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from .api.server import ApiServer
 from .app import TickReport
 from .bootstrap import App
 from .domain.errors import ExternalError, RotatorError, StoreError
@@ -39,6 +40,7 @@ class Daemon:
         self.resync = False
         # tick outcomes and readiness; served over HTTP with [metrics] listen (`run` only)
         self.metrics = DaemonMetrics(app)
+        self.api: ApiServer | None = None  # the HTTP API with [api] listen (`run` only)
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             job_defaults={
@@ -62,6 +64,9 @@ class Daemon:
         try:
             if serve:
                 self.metrics.serve()
+                if self.app.config.api.enabled:
+                    self.api = ApiServer(self.app.config, self.tick_now)
+                    self.api.start()
             problem = self.app.store.consistency_problem()
             if problem:  # never act on a projection that is not the log's
                 raise StoreError(
@@ -77,6 +82,9 @@ class Daemon:
             self.metrics.started()
             yield wiped
         finally:
+            if self.api is not None:
+                self.api.stop()
+                self.api = None
             self.metrics.close()
             lock.release()
 
@@ -180,6 +188,14 @@ class Daemon:
                 else:
                     log.info("signal_received", signal=signal.Signals(signum).name)
                     self.stop_event.set()
+
+    def tick_now(self, resync: bool = False) -> None:
+        """An API write asks for a tick now (after an emergency, with the signer rewritten
+        from the log first, as SIGUSR1 does)."""
+        if resync:
+            self.resync = True
+        if not self.stopping and self.scheduler.running:
+            self.scheduler.modify_job("tick", next_run_time=datetime.now(UTC))
 
     def _wake(self) -> None:
         # `rotator rotate --emergency` asks for a tick now instead of at the next interval,

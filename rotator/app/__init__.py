@@ -20,11 +20,13 @@ from .recording import TickReport
 from .rotation import Rotation
 from .safety import Safety
 from .signing import Signing
+from .tokens import SCOPES, Token, Tokens
 from .verifying import Verifying
 from .watch import Watch
 from .withdrawal import Withdrawal, Withdrawn
 
 __all__ = [
+    "SCOPES",
     "Application",
     "Context",
     "CustomerRow",
@@ -33,6 +35,8 @@ __all__ = [
     "FollowUp",
     "Scope",
     "TickReport",
+    "Token",
+    "Tokens",
     "Withdrawn",
 ]
 
@@ -66,3 +70,4 @@ class Application:
         self.queries = Queries(ctx.store)
         self.offboarding = Offboarding(ctx, self.withdrawal, self.customer_dns)
         self.changes = Changes(ctx, self.customer_dns, self.onboarding, self.offboarding)
+        self.tokens = Tokens(ctx)

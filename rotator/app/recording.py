@@ -29,7 +29,7 @@ from ..ports import Appended, Clock, EventAppender, PolicySource
 log = structlog.get_logger("rotator")
 
 # Payload fields too bulky (or too sensitive to clutter) for a log line; results become a count.
-_QUIET = frozenset({"record", "details", "results"})
+_QUIET = frozenset({"record", "details", "results", "token_hash"})
 # Event types an operator must notice in the logs.
 _WARN = frozenset(
     {
@@ -115,14 +115,21 @@ class Recorder:
                 out[stream] = 0
         return out
 
-    def append(self, events: Sequence[ev.Event], basis: Iterable[State] = ()) -> Appended:
+    def append(
+        self,
+        events: Sequence[ev.Event],
+        basis: Iterable[State] = (),
+        versions: dict[str, int] | None = None,
+    ) -> Appended:
         """Append in one transaction; ConcurrencyError (nothing written) if a stream moved
         since `basis` was read. Operator commands let that error reach the operator."""
         # An event is stamped when it is recorded: a decision's `now` may be seconds old by
         # then (a batch of keys generated over a tick), and a time from the future stays.
         now = self.clock.now()
         events = not_before([self._stamped(e, now) for e in events], None)
-        result = self.store.append(events, self.expected(events, basis))
+        # `versions`: the expected versions of streams that have no State (tokens)
+        expected = {**self.expected(events, basis), **(versions or {})}
+        result = self.store.append(events, expected)
         for stored in result:
             log_event(stored.event)
         return result

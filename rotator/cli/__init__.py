@@ -13,6 +13,7 @@ from .customers import customer
 from .identities import domain, esp
 from .operations import demo, resume, rotate, run, status
 from .setup import init, policy
+from .tokens import token
 
 for command in (
     init,
@@ -29,6 +30,7 @@ for command in (
     audit,
     demo,
     safety,
+    token,
 ):
     cli.add_command(command)
 

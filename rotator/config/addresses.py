@@ -106,3 +106,12 @@ def http_url(url: str) -> str:
         raise AddressError("port 0 is no port to connect to")
     check_host(parts.hostname)
     return url
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: where it resolves to is not known here
+        return False

@@ -5,7 +5,6 @@ rotator reads. Relative paths are resolved against the config file's directory."
 from __future__ import annotations
 
 import grp
-import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -30,7 +29,8 @@ from ..domain.declared import (
     whole,
 )
 from ..domain.errors import ConfigError
-from .addresses import AddressError, check_host, split_hostport
+from .addresses import AddressError, check_host, is_loopback, split_hostport
+from .api import ApiConfig, ApiSettings
 from .dns import DnsConfig, DnsSettings
 from .targets import (
     TARGETS_MEANING,
@@ -83,6 +83,7 @@ class Config:
     audit: AuditConfig
     log_format: str = "auto"  # auto | json | console
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     safety: SafetyConfig = field(default_factory=lambda: SafetyConfig())
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -214,6 +215,7 @@ class RotatorToml(Settings):
     audit: AuditSettings = setting(AuditSettings(), "the audit log's key and anchor")
     safety: SafetySettings = setting(SafetySettings(), "the safety valve")
     metrics: MetricsSettings = setting(MetricsSettings(), "metrics and health endpoints")
+    api: ApiSettings = setting(ApiSettings(), "the HTTP API")
 
     _beside = model_validator(mode="before")(signer_beside_targets)
 
@@ -278,6 +280,7 @@ def load_config(path: Path | str | None = None) -> Config:
         ),
         log_format=toml.log_format,
         metrics=toml.metrics.config(),
+        api=toml.api.config(base),
         safety=toml.safety.config(),
     )
 
@@ -306,15 +309,6 @@ def _table(model: type[T], name: str, table: object, path: Path) -> T:
     except ValidationError as exc:
         r = first_refusal(exc, unknown_first=True)
         raise config_error(replace(r, loc=(name, *r.loc)), path, RotatorToml) from None
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: where it resolves to is not known here
-        return False
 
 
 def check_target_groups(source: Path, targets: tuple[TargetConfig, ...]) -> None:

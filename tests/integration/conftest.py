@@ -48,4 +48,7 @@ def env(tmp_path: Path, bind_factory: Callable[..., BindPair]) -> Iterator[Rotat
 
 # the real OpenDKIM + rspamd pair for the tests that take `fleet` (imported last: it reads
 # DOMAIN and POLICIES from here)
+# headless Chromium for the tests that take `browser`
+from tests.support.browser import browser  # noqa: E402, F401
+
 from .signer_fleet import fleet  # noqa: E402, F401

@@ -10,27 +10,22 @@ opened it); the server only hands out the strings."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from rotator.statuspage import build_identity, build_overview, render_identity, render_overview
+from tests.support.browser import HAVE_BROWSER, keep
 from tests.unit.conftest import UnitEnv, default_policies
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)) and not os.environ.get("CI"):
+if not HAVE_BROWSER and not os.environ.get("CI"):
     pytest.skip("chromium and chromium-driver not installed", allow_module_level=True)
 
 
@@ -51,43 +46,6 @@ def serve(pages: dict[str, str]) -> tuple[ThreadingHTTPServer, str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1280,1100",
-        f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-', dir=tmp_path)}",
-    ):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    try:
-        driver.set_page_load_timeout(30)
-        driver.set_script_timeout(10)
-        yield driver
-    finally:
-        driver.quit()
-
-
-def keep(driver: webdriver.Chrome, tmp_path: Path, name: str) -> Path:
-    """A screenshot under the test's tmp dir, and in ROTATOR_ARTIFACTS when set."""
-    shot = tmp_path / name
-    assert driver.save_screenshot(str(shot))
-    artifacts = os.environ.get("ROTATOR_ARTIFACTS")
-    if artifacts:
-        Path(artifacts).mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, Path(artifacts) / name)
-    return shot
 
 
 def test_status_page_shows_a_rotation_in_chromium(

@@ -1,7 +1,7 @@
 """Events: frozen dataclasses, one per fact. The log of these is the source of truth; every
 projection (key state, identity state) is a fold over them (see model.py).
 
-One module per stream (keys, identities, pool, safety), the base classes and payloads in
+One module per stream (keys, identities, pool, safety, tokens), the base classes and payloads in
 base.py, the stored names and decoding in codec.py; everything is reachable as events.X.
 """
 
@@ -52,6 +52,7 @@ from .keys import (
 )
 from .pool import POOL_STREAM, PoolEvent, PoolKeyAdded, PoolKeyDiscarded
 from .safety import SAFETY_STREAM, SafetyEvent, SafetyReleased, SafetyStopped
+from .tokens import TokenCreated, TokenEvent, TokenRevoked, token_stream
 
 __all__ = [
     "EVENT_TYPES",
@@ -95,6 +96,9 @@ __all__ = [
     "SafetyStopped",
     "StepParked",
     "StepResumed",
+    "TokenCreated",
+    "TokenEvent",
+    "TokenRevoked",
     "TombstoneRemoved",
     "decode",
     "event_from_record",
@@ -104,4 +108,5 @@ __all__ = [
     "not_before",
     "payload_fields",
     "to_json",
+    "token_stream",
 ]

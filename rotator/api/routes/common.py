@@ -1,0 +1,39 @@
+"""What the routers share: the Idempotency-Key header, the reason field, the JSON answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Header
+from fastapi.responses import JSONResponse
+
+from ...bootstrap import App
+from ...domain.errors import NotFound
+from ...domain.model import IdentityState
+from ...domain.names import printable
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="The same key and request again: the first response, nothing recorded twice",
+    ),
+]
+
+
+def reason_text(value: str) -> str:
+    return printable("reason", value, 1000)
+
+
+def answer(status: int, body: Any) -> JSONResponse:
+    return JSONResponse(body, status_code=status)
+
+
+def identity_of(app: App, domain: str) -> IdentityState:
+    """An identity by its name (a domain, or a companion's example.com~ed25519)."""
+    name = domain.rstrip(".").lower()
+    ident = app.store.identity(name)
+    if ident is None:
+        raise NotFound(f"domain {name} is not managed; see `rotator status`")
+    return ident

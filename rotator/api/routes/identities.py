@@ -1,0 +1,92 @@
+"""/v1/identities: read an identity's state, list them by cursor, check the customer's
+DNS now, request a rotation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from ...bootstrap import App, Requested, Token
+from ..state import ApiState, api_state, scoped
+from ..views import customer_dns, identity_view, when
+from .common import IdempotencyKey, answer, identity_of, reason_text
+
+router = APIRouter(prefix="/v1/identities", tags=["identities"])
+State = Annotated[ApiState, Depends(api_state)]
+
+
+@router.get("", summary="Identities, in name order, a page at a time")
+def list_identities(
+    state: State,
+    _: Annotated[Token, scoped("read")],
+    after: Annotated[str, Query(description="the `next` of the previous page")] = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    with state.use() as app:
+        names = sorted(i.identity for i in app.store.identities() if i.identity > after)
+        page = names[:limit]
+        items = []
+        for name in page:
+            ident = app.store.identity(name)
+            if ident is not None:
+                items.append(identity_view(app, ident, instructions=False))
+    return {"items": items, "next": page[-1] if len(names) > limit else None}
+
+
+@router.get("/{domain}", summary="An identity: keys, what is awaited and why, problems")
+def get_identity(domain: str, state: State, _: Annotated[Token, scoped("read")]) -> dict[str, Any]:
+    with state.use() as app:
+        return identity_view(app, identity_of(app, domain))
+
+
+@router.post("/{domain}/check", summary="Check the customer's DNS records now")
+def check_identity(
+    domain: str, state: State, _: Annotated[Token, scoped("read")]
+) -> dict[str, Any]:
+    with state.use() as app:
+        ident = identity_of(app, domain)
+        dns = customer_dns(app, ident)
+        problem = app.customer_dns.check(ident) if dns["records"] else None
+    return {"identity": ident.identity, "ok": problem is None, "problem": problem, **dns}
+
+
+class RotationRequest(BaseModel):
+    reason: str = Field("", max_length=1000)
+
+
+def requested_view(done: Requested) -> dict[str, Any]:
+    return {
+        "identity": done.identity.identity,
+        "recorded": done.recorded,
+        "switch": done.switch,
+        "waiting_since": when(done.since),
+    }
+
+
+@router.post("/{domain}/rotations", status_code=202, summary="Rotate now (the daemon does it)")
+def request_rotation(
+    domain: str,
+    body: RotationRequest,
+    state: State,
+    token: Annotated[Token, scoped("rotate")],
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    reason = reason_text(body.reason)
+
+    def run(app: App) -> tuple[int, Any]:
+        done = app.rotation.request(domain, token.name, reason)  # its errors are the CLI's
+        name = done.identity.identity
+        out = [requested_view(done)]
+        for companion, more in app.rotation.request_companions(name, token.name, reason):
+            if isinstance(more, str):
+                out.append({"identity": companion.identity, "recorded": False, "not_rotated": more})
+            else:
+                out.append(requested_view(more))
+        return 202, {"requested": out}
+
+    status, result = state.once(token, key, {"rotate": domain, **body.model_dump()}, run)
+    state.wake(False)
+    return answer(status, result)

@@ -1,0 +1,195 @@
+"""The HTTP API in-process (no daemon, no DNS): auth and scopes, problem documents with
+the CLI's line, idempotent writes, the OpenAPI document."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from rotator.api.app import create_app
+from rotator.api.state import ApiState
+from rotator.bootstrap import build
+from rotator.config.settings import load_config
+from tests.support.http import Client, Response
+
+from .clirun import db_path, event_count, ok, refused
+
+
+@pytest.fixture
+def client(cfg: Path) -> Iterator[Client]:
+    app = build(load_config(cfg), command=False, via="api")
+    woken: list[bool] = []
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(ApiState(app, woken.append)), host="127.0.0.1", port=port,
+                       log_config=None, access_log=False)
+    )  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
+        time.sleep(0.02)
+    try:
+        yield Client(f"http://127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        app.close()
+
+
+def token(cfg: Path, name: str, *scopes: str) -> dict[str, str]:
+    args = [a for s in scopes for a in ("--scope", s)]
+    secret = ok(cfg, "token", "create", name, *args).stdout.strip()
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def is_problem(response: Response, status: int) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert set(body) == {"type", "title", "status", "detail"} and body["status"] == status
+    detail: str = body["detail"]
+    assert "\n" not in detail
+    return detail
+
+
+def test_openapi_document(client: Client) -> None:
+    doc = client.get("/openapi.json").json()
+    assert doc["openapi"].startswith("3.1.")
+    assert "/v1/customers" in doc["paths"] and "/v1/log" in doc["paths"]
+
+
+def test_without_token_or_scope_nothing_changes(cfg: Path, client: Client) -> None:
+    body = {"customer": "acme", "domain": "acme.example", "mode": "cname", "policy": "demo",
+            "zone": "cname.esp-dkim.net"}  # fmt: skip
+    response = client.post("/v1/customers", json=body)
+    assert "no token" in is_problem(response, 401)
+    assert response.headers["www-authenticate"] == "Bearer"
+    bad = {"Authorization": "Bearer rtr_nope"}
+    assert "unknown or revoked" in is_problem(
+        client.post("/v1/customers", json=body, headers=bad), 401
+    )
+    reader = token(cfg, "reader", "read")
+    before = event_count(cfg)
+    detail = is_problem(client.post("/v1/customers", json=body, headers=reader), 403)
+    assert detail.startswith("token reader lacks the provision scope")
+    assert event_count(cfg) == before
+
+
+def test_create_customer_idempotently(cfg: Path, client: Client) -> None:
+    auth = token(cfg, "panel", "provision", "read")
+    body = {"customer": "acme", "domain": "acme.example", "mode": "cname", "policy": "demo",
+            "zone": "cname.esp-dkim.net"}  # fmt: skip
+    headers = {**auth, "Idempotency-Key": "k1"}
+    first = client.post("/v1/customers", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    view = first.json()
+    assert view["identity"] == "acme.example" and view["mode"] == "cname"
+    records = view["customer_dns"]["records"]
+    assert records and all(r["type"] == "CNAME" and r["zone_line"] for r in records)
+    count = event_count(cfg)
+    again = client.post("/v1/customers", json=body, headers=headers)
+    assert again.status_code == 201 and again.json() == view
+    assert event_count(cfg) == count  # nothing recorded twice
+    other = client.post("/v1/customers", json={**body, "domain": "b.example"}, headers=headers)
+    assert "different request" in is_problem(other, 422)
+    conn = sqlite3.connect(db_path(cfg))
+    actor, payload = conn.execute(
+        "SELECT actor, payload FROM events WHERE type = 'IdentityAdded'"
+    ).fetchone()
+    conn.close()
+    assert actor == "panel" and '"origin":"api"' in payload
+    got = client.get("/v1/identities/ACME.example.", headers=auth).json()
+    assert got["awaiting"]["step"] == "generate" and got["problems"] == []
+    page = client.get("/v1/identities", params={"limit": 1}, headers=auth).json()
+    assert [i["identity"] for i in page["items"]] == ["acme.example"] and page["next"] is None
+
+
+def test_errors_carry_the_cli_line(cfg: Path, client: Client) -> None:
+    auth = token(cfg, "ops", "admin")
+    line = refused(cfg, "rotate", "nowhere.example")
+    response = client.post("/v1/identities/nowhere.example/rotations", json={}, headers=auth)
+    assert line == "Error: " + is_problem(response, 404)
+    line = refused(cfg, "safety", "release")
+    assert line == "Error: " + is_problem(
+        client.post("/v1/safety/release", json={}, headers=auth), 400
+    )
+    assert (
+        is_problem(client.post("/v1/customers", json={}, headers=auth), 422)
+        == "body.customer: Field required"
+    )
+    assert is_problem(client.get("/v1/nothing", headers=auth), 404)
+
+
+def test_log_pages_by_position(cfg: Path, client: Client) -> None:
+    auth = token(cfg, "ops", "admin")
+    for n in range(3):
+        ok(cfg, "domain", "add", f"d{n}.example", "--policy", "demo")
+    first = client.get("/v1/log", params={"limit": 2, "type": "IdentityAdded"}, headers=auth)
+    body = first.json()
+    assert [e["domain"] for e in body["items"]] == ["d0.example", "d1.example"]
+    rest = client.get(
+        "/v1/log", params={"after": body["next"], "type": "IdentityAdded"}, headers=auth
+    )
+    assert [e["domain"] for e in rest.json()["items"]] == ["d2.example"]
+    assert rest.json()["next"] is None
+    bad = client.get("/v1/log", params={"type": "Nope"}, headers=auth)
+    assert "unknown event type" in is_problem(bad, 400)
+
+
+def test_emergency_refusals_change_nothing(cfg: Path, client: Client) -> None:
+    auth = token(cfg, "ops", "emergency")
+    ok(cfg, "domain", "add", "d.example", "--policy", "demo")
+    before = event_count(cfg)
+    body = {"domain": "d.example", "reason": "leak", "dry_run": True}
+    line = refused(cfg, "rotate", "--emergency", "d.example", "--reason", "leak", "--dry-run")
+    response = client.post("/v1/emergencies", json=body, headers=auth)
+    assert line == "Error: " + is_problem(response, 404)  # no key yet: the CLI's refusal
+    assert event_count(cfg) == before
+    two = {"domain": "d.example", "policy": "demo", "reason": "leak"}
+    assert "exactly one scope" in is_problem(
+        client.post("/v1/emergencies", json=two, headers=auth), 400
+    )
+
+
+def test_the_status_page_asks_for_a_token_then_shows_the_fleet(cfg: Path, client: Client) -> None:
+    import http.cookiejar
+    import urllib.parse
+    import urllib.request
+
+    ok(cfg, "domain", "add", "example.com", "--policy", "demo")
+    login = client.get("/")  # no token: the login form
+    assert login.status_code == 200 and 'name="token"' in login.text
+    read = token(cfg, "ops", "read")
+    page = client.get("/", headers=read, params={"q": "example"})
+    assert page.status_code == 200 and "example.com" in page.text
+    assert "<script" not in page.text  # server-rendered, no JavaScript
+    # a token without the read scope is sent to the form
+    assert 'name="token"' in client.get("/", headers=token(cfg, "panel", "provision")).text
+    missing = client.get("/identity", headers=read, params={"name": "nowhere.example"})
+    assert missing.status_code == 404
+    # the form: the token goes into an HttpOnly cookie, then the page answers without a header
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    secret = read["Authorization"].removeprefix("Bearer ")
+    form = urllib.parse.urlencode({"token": secret}).encode()
+    with opener.open(f"{client.base}/login", data=form, timeout=30) as resp:
+        assert resp.status == 200 and "Current problems" in resp.read().decode()
+    (cookie,) = list(jar)
+    assert cookie.has_nonstandard_attr("HttpOnly")
+    with opener.open(f"{client.base}/identity?name=example.com", timeout=30) as resp:
+        assert "example.com" in resp.read().decode()
+    bad = urllib.parse.urlencode({"token": "nope"}).encode()
+    with pytest.raises(urllib.error.HTTPError) as refused_login:
+        urllib.request.urlopen(f"{client.base}/login", data=bad, timeout=30)
+    assert refused_login.value.code == 401
