@@ -22,6 +22,8 @@ from .safety import Safety
 from .signing import Signing
 from .verifying import Verifying
 from .watch import Watch
+from .webhook_delivery import Deliveries, DeliverySettings
+from .webhooks import Subscription, Webhooks
 from .withdrawal import Withdrawal, Withdrawn
 
 __all__ = [
@@ -29,9 +31,12 @@ __all__ = [
     "Context",
     "CustomerRow",
     "Declared",
+    "Deliveries",
+    "DeliverySettings",
     "EmergencyPlan",
     "FollowUp",
     "Scope",
+    "Subscription",
     "TickReport",
     "Withdrawn",
 ]
@@ -66,3 +71,4 @@ class Application:
         self.queries = Queries(ctx.store)
         self.offboarding = Offboarding(ctx, self.withdrawal, self.customer_dns)
         self.changes = Changes(ctx, self.customer_dns, self.onboarding, self.offboarding)
+        self.webhooks = Webhooks(ctx, ctx.webhook_vault)

@@ -13,6 +13,7 @@ from .customers import customer
 from .identities import domain, esp
 from .operations import demo, resume, rotate, run, status
 from .setup import init, policy
+from .webhooks import webhook
 
 for command in (
     init,
@@ -29,6 +30,7 @@ for command in (
     audit,
     demo,
     safety,
+    webhook,
 ):
     cli.add_command(command)
 

@@ -42,6 +42,7 @@ from .targets import (
     target_configs,
 )
 from .values import PATH, config_error, number, refuse_loose, resolve
+from .webhooks import WebhooksConfig, WebhooksSettings
 
 DEFAULT_CONFIG = Path("/etc/rotator/rotator.toml")
 DEFAULT_METRICS_PORT = 9469
@@ -84,6 +85,7 @@ class Config:
     log_format: str = "auto"  # auto | json | console
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     safety: SafetyConfig = field(default_factory=lambda: SafetyConfig())
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -214,6 +216,7 @@ class RotatorToml(Settings):
     audit: AuditSettings = setting(AuditSettings(), "the audit log's key and anchor")
     safety: SafetySettings = setting(SafetySettings(), "the safety valve")
     metrics: MetricsSettings = setting(MetricsSettings(), "metrics and health endpoints")
+    webhooks: WebhooksSettings = setting(WebhooksSettings(), "webhook deliveries")
 
     _beside = model_validator(mode="before")(signer_beside_targets)
 
@@ -279,6 +282,7 @@ def load_config(path: Path | str | None = None) -> Config:
         log_format=toml.log_format,
         metrics=toml.metrics.config(),
         safety=toml.safety.config(),
+        webhooks=toml.webhooks.config(),
     )
 
 

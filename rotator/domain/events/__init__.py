@@ -1,7 +1,7 @@
 """Events: frozen dataclasses, one per fact. The log of these is the source of truth; every
 projection (key state, identity state) is a fold over them (see model.py).
 
-One module per stream (keys, identities, pool, safety), the base classes and payloads in
+One module per stream (keys, identities, pool, safety, webhooks), the base classes and payloads in
 base.py, the stored names and decoding in codec.py; everything is reachable as events.X.
 """
 
@@ -52,6 +52,14 @@ from .keys import (
 )
 from .pool import POOL_STREAM, PoolEvent, PoolKeyAdded, PoolKeyDiscarded
 from .safety import SAFETY_STREAM, SafetyEvent, SafetyReleased, SafetyStopped
+from .webhooks import (
+    WEBHOOK_STREAM,
+    WebhookEvent,
+    WebhookParked,
+    WebhookRemoved,
+    WebhookResumed,
+    WebhookSubscribed,
+)
 
 __all__ = [
     "EVENT_TYPES",
@@ -59,6 +67,7 @@ __all__ = [
     "JSON",
     "POOL_STREAM",
     "SAFETY_STREAM",
+    "WEBHOOK_STREAM",
     "_COMMON",
     "_SPARSE",
     "ActionFailed",
@@ -96,6 +105,11 @@ __all__ = [
     "StepParked",
     "StepResumed",
     "TombstoneRemoved",
+    "WebhookEvent",
+    "WebhookParked",
+    "WebhookRemoved",
+    "WebhookResumed",
+    "WebhookSubscribed",
     "decode",
     "event_from_record",
     "field_types",

@@ -43,6 +43,7 @@ from .keys import (
 )
 from .pool import PoolKeyAdded, PoolKeyDiscarded
 from .safety import SafetyReleased, SafetyStopped
+from .webhooks import WebhookParked, WebhookRemoved, WebhookResumed, WebhookSubscribed
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
@@ -53,6 +54,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         *(ActivationRequested, DrainStarted, RevocationPublished, KeyRevoked, KeyDestroyed),
         *(TombstoneRemoved, PoolKeyAdded, PoolKeyDiscarded, DriftDetected, DriftResolved),
         *(CustomerDnsBroken, CustomerDnsRestored, SafetyStopped, SafetyReleased),
+        *(WebhookSubscribed, WebhookRemoved, WebhookParked, WebhookResumed),
     )
 }
 
