@@ -21,15 +21,30 @@ from .adapters.store.anchor import Anchor
 from .adapters.store.row_spool import FileRows
 from .adapters.store.seal import Sealer, load_key
 from .adapters.store.sqlite import SqliteEventStore, db_hint, has_sealed_events, open_store
-from .app import SCOPES, Application, Context, CustomerRow, Scope, Token
+from .adapters.webhooks.sender import HttpSender
+from .adapters.webhooks.vault import FileVault
+from .app import (
+    SCOPES,
+    Application,
+    Context,
+    CustomerRow,
+    Deliveries,
+    DeliverySettings,
+    Scope,
+    Subscription,
+    Token,
+)
 from .app.customer_dns import txt_line
 from .app.onboarding import CSV_COLUMNS, CSV_REQUIRED
+from .app.recording import Recorder
 from .app.rotation import Requested
+from .app.webhooks import PUBLIC_TYPES
 from .config.dns import load_tsig_secret
 from .config.policies import PolicySet
 from .config.settings import Config
+from .domain import events as ev
 from .domain.errors import ConfigError, PublishError
-from .ports import EventStore, Publisher, RecordChange
+from .ports import Appended, EventStore, Publisher, RecordChange
 from .timeutil import SystemClock
 
 # The CLI reaches the app and the adapters only through this module: besides the App, it
@@ -39,15 +54,19 @@ __all__ = [
     "CSV_REQUIRED",
     "MAX_PEM",
     "SCOPES",
+    "WEBHOOK_TYPES",
     "App",
     "CustomerRow",
     "Requested",
     "Scope",
+    "Subscription",
     "Token",
     "build",
     "db_hint",
     "txt_line",
 ]
+
+WEBHOOK_TYPES = tuple(PUBLIC_TYPES)  # the event types a webhook may subscribe to
 
 
 class App(Application):
@@ -60,6 +79,7 @@ class App(Application):
         store: EventStore,
         ctx: Context,
         open_reader: Callable[[], EventStore],
+        open_writer: Callable[[], EventStore] | None = None,
     ) -> None:
         super().__init__(ctx)
         self.config = config
@@ -67,6 +87,32 @@ class App(Application):
         self.store: EventStore = store
         # a second, read-only connection to the same log (the metrics scrapes read on it)
         self.open_reader = open_reader
+        # another writing connection, for a thread beside the tick's (webhooks parking)
+        self.open_writer = open_writer
+
+    def deliveries(self) -> Deliveries:
+        """The webhook couriers, reading on connections of their own (not started)."""
+        vault = self.ctx.webhook_vault
+        assert vault is not None and self.open_writer is not None
+        open_writer = self.open_writer
+
+        def record(events: Sequence[ev.Event]) -> Appended:
+            # parking is rare: a connection for it alone, never the tick's
+            store = open_writer()
+            try:
+                return Recorder(store, self.ctx.policy, self.ctx.clock).append(events)
+            finally:
+                store.close()
+
+        w = self.config.webhooks
+        return Deliveries(
+            self.open_reader,
+            HttpSender(),
+            vault,
+            DeliverySettings(retry=w.retry, timeout=w.timeout, poll=w.poll),
+            record,
+            self.ctx.clock,
+        )
 
     def close(self) -> None:
         """Stop the worker processes and close the database."""
@@ -199,6 +245,7 @@ def build(
         safety_max_share=config.safety.max_share,
         safety_min_keys=config.safety.min_keys,
         row_buffer=FileRows,
+        webhook_vault=FileVault(config.database),
     )
     return App(
         config,
@@ -206,4 +253,7 @@ def build(
         store,
         ctx,
         lambda: SqliteEventStore(config.database, readonly=True, sealer=sealer),
+        None
+        if readonly
+        else lambda: open_store(config.database, sealer=sealer, anchor=Anchor(config.audit.anchor)),
     )

@@ -155,6 +155,9 @@ class Daemon:
                 orphans_wiped=len(wiped),
                 pid=os.getpid(),
             )
+            # webhook couriers: threads of their own, never inside a tick or under its locks
+            deliveries = self.app.deliveries()
+            deliveries.start()
             try:
                 self.scheduler.add_job(
                     self.tick,
@@ -171,6 +174,7 @@ class Daemon:
                     self.stopping = True
                 if self.scheduler.running:
                     self.scheduler.shutdown(wait=True)  # let a running tick finish its step
+                deliveries.stop(self.app.config.webhooks.timeout + 5)
                 log.info("daemon_stopped")
 
     def _serve_signals(self, signals: SignalPipe, duration: float | None) -> None:

@@ -23,6 +23,8 @@ from .signing import Signing
 from .tokens import SCOPES, Token, Tokens
 from .verifying import Verifying
 from .watch import Watch
+from .webhook_delivery import Deliveries, DeliverySettings
+from .webhooks import Subscription, Webhooks
 from .withdrawal import Withdrawal, Withdrawn
 
 __all__ = [
@@ -31,9 +33,12 @@ __all__ = [
     "Context",
     "CustomerRow",
     "Declared",
+    "Deliveries",
+    "DeliverySettings",
     "EmergencyPlan",
     "FollowUp",
     "Scope",
+    "Subscription",
     "TickReport",
     "Token",
     "Tokens",
@@ -71,3 +76,4 @@ class Application:
         self.offboarding = Offboarding(ctx, self.withdrawal, self.customer_dns)
         self.changes = Changes(ctx, self.customer_dns, self.onboarding, self.offboarding)
         self.tokens = Tokens(ctx)
+        self.webhooks = Webhooks(ctx, ctx.webhook_vault)

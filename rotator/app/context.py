@@ -22,6 +22,7 @@ from ..ports import (
     SigningSetSource,
     StoreCounter,
     StreamReader,
+    WebhookVault,
     Workers,
 )
 from .recording import Recorder
@@ -60,6 +61,8 @@ class Context:
     # where the signing set last written is kept for the next change to patch (a private
     # temp file in the daemon: a million rows)
     row_buffer: Callable[[], RowBuffer] = ListRows
+    # webhook subscriptions' secrets and delivery cursors (None: no webhooks here)
+    webhook_vault: WebhookVault | None = None
     recorder: Recorder = field(init=False)
 
     def __post_init__(self) -> None:

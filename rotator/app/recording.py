@@ -40,6 +40,7 @@ _WARN = frozenset(
         "DriftDetected",
         "CustomerDnsBroken",
         "SafetyStopped",
+        "WebhookParked",
     }
 )
 

@@ -14,6 +14,7 @@ from .identities import domain, esp
 from .operations import demo, resume, rotate, run, status
 from .setup import init, policy
 from .tokens import token
+from .webhooks import webhook
 
 for command in (
     init,
@@ -31,6 +32,7 @@ for command in (
     demo,
     safety,
     token,
+    webhook,
 ):
     cli.add_command(command)
 

@@ -42,6 +42,7 @@ from .targets import (
     target_configs,
 )
 from .values import PATH, config_error, number, refuse_loose, resolve
+from .webhooks import WebhooksConfig, WebhooksSettings
 
 DEFAULT_CONFIG = Path("/etc/rotator/rotator.toml")
 DEFAULT_METRICS_PORT = 9469
@@ -85,6 +86,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     safety: SafetyConfig = field(default_factory=lambda: SafetyConfig())
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -216,6 +218,7 @@ class RotatorToml(Settings):
     safety: SafetySettings = setting(SafetySettings(), "the safety valve")
     metrics: MetricsSettings = setting(MetricsSettings(), "metrics and health endpoints")
     api: ApiSettings = setting(ApiSettings(), "the HTTP API")
+    webhooks: WebhooksSettings = setting(WebhooksSettings(), "webhook deliveries")
 
     _beside = model_validator(mode="before")(signer_beside_targets)
 
@@ -282,6 +285,7 @@ def load_config(path: Path | str | None = None) -> Config:
         metrics=toml.metrics.config(),
         api=toml.api.config(base),
         safety=toml.safety.config(),
+        webhooks=toml.webhooks.config(),
     )
 
 

@@ -1,8 +1,9 @@
 """Events: frozen dataclasses, one per fact. The log of these is the source of truth; every
 projection (key state, identity state) is a fold over them (see model.py).
 
-One module per stream (keys, identities, pool, safety, tokens), the base classes and payloads in
-base.py, the stored names and decoding in codec.py; everything is reachable as events.X.
+One module per stream (keys, identities, pool, safety, tokens, webhooks), the base classes
+and payloads in base.py, the stored names and decoding in codec.py; everything is reachable
+as events.X.
 """
 
 from .base import (
@@ -53,6 +54,14 @@ from .keys import (
 from .pool import POOL_STREAM, PoolEvent, PoolKeyAdded, PoolKeyDiscarded
 from .safety import SAFETY_STREAM, SafetyEvent, SafetyReleased, SafetyStopped
 from .tokens import TokenCreated, TokenEvent, TokenRevoked, token_stream
+from .webhooks import (
+    WEBHOOK_STREAM,
+    WebhookEvent,
+    WebhookParked,
+    WebhookRemoved,
+    WebhookResumed,
+    WebhookSubscribed,
+)
 
 __all__ = [
     "EVENT_TYPES",
@@ -60,6 +69,7 @@ __all__ = [
     "JSON",
     "POOL_STREAM",
     "SAFETY_STREAM",
+    "WEBHOOK_STREAM",
     "_COMMON",
     "_SPARSE",
     "ActionFailed",
@@ -100,6 +110,11 @@ __all__ = [
     "TokenEvent",
     "TokenRevoked",
     "TombstoneRemoved",
+    "WebhookEvent",
+    "WebhookParked",
+    "WebhookRemoved",
+    "WebhookResumed",
+    "WebhookSubscribed",
     "decode",
     "event_from_record",
     "field_types",

@@ -44,6 +44,7 @@ from .keys import (
 from .pool import PoolKeyAdded, PoolKeyDiscarded
 from .safety import SafetyReleased, SafetyStopped
 from .tokens import TokenCreated, TokenRevoked
+from .webhooks import WebhookParked, WebhookRemoved, WebhookResumed, WebhookSubscribed
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
@@ -55,6 +56,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         *(TombstoneRemoved, PoolKeyAdded, PoolKeyDiscarded, DriftDetected, DriftResolved),
         *(CustomerDnsBroken, CustomerDnsRestored, SafetyStopped, SafetyReleased),
         *(TokenCreated, TokenRevoked),
+        *(WebhookSubscribed, WebhookRemoved, WebhookParked, WebhookResumed),
     )
 }
 

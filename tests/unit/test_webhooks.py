@@ -1,0 +1,224 @@
+"""Webhooks: subscriptions folded from the log, the payload of each public type, the
+signature (checked with the Standard Webhooks library), the cursor file, and a courier's
+retries, parking and resume; a loopback receiver plays the customer's endpoint."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from rotator.adapters.webhooks.sender import HttpSender
+from rotator.adapters.webhooks.vault import FileVault
+from rotator.app.webhook_delivery import Courier, DeliverySettings
+from rotator.app.webhooks import Webhooks, body, message_id, public_type
+from rotator.domain import events as ev
+from rotator.domain.errors import ExternalError, InputError
+from rotator.ports import DeliveryError, LogFilter
+
+from .clirun import db_path, ok, refused
+from .conftest import UnitEnv
+
+
+@pytest.fixture
+def hooks(env: UnitEnv) -> Webhooks:
+    env.ctx.webhook_vault = FileVault(env.tmp / "rotator.db")
+    return Webhooks(env.ctx, env.ctx.webhook_vault)
+
+
+class FakeSender:
+    """Fails the first `failures` posts, then acknowledges; keeps what it got."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.got: list[tuple[str, dict[str, object]]] = []
+
+    def send(self, url: str, secret: str, msg_id: str, body: bytes, timeout: float) -> int:
+        if self.failures:
+            self.failures -= 1
+            raise DeliveryError("127.0.0.1: HTTP 503 Service Unavailable")
+        self.got.append((msg_id, json.loads(body)))
+        return 200
+
+
+def courier(env: UnitEnv, hooks: Webhooks, sender: FakeSender, waits: list[float]) -> Courier:
+    (sub,) = hooks.list()
+    assert hooks.vault is not None
+    c = Courier(
+        sub, env.store, sender, hooks.vault, DeliverySettings(retry=(1.0, 2.0)),
+        env.ctx.recorder.append, env.clock, lambda s: waits.append(s) or False,  # type: ignore[func-returns-value]
+    )  # fmt: skip
+    c.update(sub, hooks.book.seen)
+    return c
+
+
+def test_identity_active_payload_and_types(env: UnitEnv, hooks: Webhooks) -> None:
+    sub, secret = hooks.add("http://127.0.0.1:9/hook", ["identity.active"], "alice", "crm")
+    assert secret.startswith("whsec_") and len(secret) > 40
+    env.app.onboarding.add_identity("a.example", "demo")
+    env.app.lifecycle.tick()
+    (stored,) = env.store.events(LogFilter(types=("KeyActivated",)))
+    assert public_type(stored.event) == "identity.active"
+    sent = json.loads(body(stored, "identity.active"))
+    assert sent["type"] == "identity.active" and sent["position"] == stored.position
+    data = sent["data"]
+    assert (data["event"], data["domain"], data["first"]) == ("KeyActivated", "a.example", True)
+    assert data["selector"] and data["key_id"] and "targets" not in data
+    assert message_id(sub.id, 7) == f"msg_{sub.id}_7"
+    # the secret is in its 0600 file, never in the log
+    secret_file = env.tmp / "rotator.db.webhooks" / f"{sub.id}.secret"
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    assert all(secret not in json.dumps(s.event.payload()) for s in env.store.events())
+
+
+def test_subscriptions_are_checked_and_folded(env: UnitEnv, hooks: Webhooks) -> None:
+    with pytest.raises(InputError, match="http"):
+        hooks.add("ftp://x.example/", [], "a", "")
+    with pytest.raises(InputError, match="unknown event type"):
+        hooks.add("https://x.example/", ["key.exploded"], "a", "")
+    sub, _ = hooks.add("https://x.example/", [], "a", "")
+    assert "identity.active" in sub.types and "safety.stopped" in sub.types
+    with pytest.raises(InputError, match="not parked"):
+        hooks.resume(sub.id, "a", "")
+    hooks.remove(sub.id, "a", "offboarded")
+    assert hooks.list() == []
+    assert not (env.tmp / "rotator.db.webhooks" / f"{sub.id}.secret").exists()
+
+
+def test_delivered_in_order_and_the_cursor_survives(env: UnitEnv, hooks: Webhooks) -> None:
+    hooks.add("http://127.0.0.1:9/hook", ["identity.active"], "a", "")
+    for name in ("a.example", "b.example", "c.example"):
+        env.app.onboarding.add_identity(name, "demo")
+    env.app.lifecycle.tick()
+    sender = FakeSender()
+    c = courier(env, hooks, sender, [])
+    assert c.step() is False
+    positions = [data["position"] for _, data in sender.got]
+    logged = [s.position for s in env.store.events(LogFilter(types=("KeyActivated",)))]
+    assert positions == logged and len(logged) == 3  # log order
+    (sub,) = hooks.list()
+    assert hooks.cursor(sub) == positions[-1]
+    # a new courier (a restarted daemon) starts after the cursor: nothing twice
+    again = FakeSender()
+    courier(env, hooks, again, []).step()
+    assert again.got == []
+
+
+def test_retried_on_the_schedule_then_parked_then_resumed(env: UnitEnv, hooks: Webhooks) -> None:
+    hooks.add("http://127.0.0.1:9/hook", ["identity.active"], "a", "")
+    env.app.onboarding.add_identity("a.example", "demo")
+    env.app.lifecycle.tick()
+    waits: list[float] = []
+    sender = FakeSender(failures=3)
+    c = courier(env, hooks, sender, waits)
+    c.step()
+    assert waits == [1.0, 2.0] and sender.got == []  # 3 attempts, then parked
+    (parked,) = [s.event for s in env.store.events(LogFilter(types=("WebhookParked",)))]
+    assert isinstance(parked, ev.WebhookParked) and "HTTP 503" in parked.error
+    (sub,) = hooks.list()
+    assert sub.parked is not None and "503" in sub.parked
+    assert c.parked  # parked at once, before any fold saw the event
+    hooks.resume(sub.id, "alice", "receiver fixed")
+    (sub,) = hooks.list()
+    c.update(sub, hooks.book.seen)
+    assert not c.parked
+    c.step()
+    ((msg_id, data),) = sender.got
+    assert (
+        msg_id
+        == message_id(sub.id, parked.position)
+        == message_id(sub.id, int(str(data["position"])))
+    )
+
+
+def test_vault_cursor_is_atomic_and_ids_are_checked(tmp_path: Path) -> None:
+    vault = FileVault(tmp_path / "r.db")
+    sub = "whk_0123456789abcdef"
+    vault.new_secret(sub)
+    assert vault.cursor(sub) is None
+    vault.save_cursor(sub, 41)
+    vault.save_cursor(sub, 42)
+    assert vault.cursor(sub) == 42
+    assert sorted(p.name for p in vault.path.iterdir()) == [f"{sub}.cursor", f"{sub}.secret"]
+    (vault.path / f"{sub}.cursor").write_text("")
+    with pytest.raises(ExternalError, match="not a log position"):
+        vault.cursor(sub)
+    with pytest.raises(InputError):
+        vault.cursor("../../etc/passwd")
+
+
+class Receiver(BaseHTTPRequestHandler):
+    status = 204
+    delay = 0.0
+    got: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+
+    def do_POST(self) -> None:
+        data = self.rfile.read(int(self.headers["content-length"]))
+        time.sleep(self.delay)
+        self.got.append(({k.lower(): v for k, v in self.headers.items()}, data))
+        self.send_response(self.status)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, type[Receiver]]]:
+    handler = type("Handler", (Receiver,), {"got": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks?x=1", handler
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_sender_signs_as_standard_webhooks(
+    receiver: tuple[str, type[Receiver]], tmp_path: Path
+) -> None:
+    url, handler = receiver
+    secret = FileVault(tmp_path / "r.db").new_secret("whk_0123456789abcdef")
+    payload = b'{"type":"identity.active"}'
+    assert HttpSender().send(url, secret, "msg_1", payload, 5.0) == 204
+    ((headers, data),) = handler.got
+    assert data == payload and headers["webhook-id"] == "msg_1"
+    assert Webhook(secret).verify(data, headers) == {"type": "identity.active"}
+    handler.status = 500
+    with pytest.raises(DeliveryError, match="HTTP 500"):
+        HttpSender().send(url, secret, "msg_2", payload, 5.0)
+    handler.status, handler.delay = 200, 2.0
+    started = time.monotonic()
+    with pytest.raises(DeliveryError, match="timed out"):
+        HttpSender().send(url, secret, "msg_3", payload, 0.5)
+    assert time.monotonic() - started < 1.5
+    with pytest.raises(DeliveryError):
+        HttpSender().send("http://127.0.0.1:1/", secret, "msg_4", payload, 1.0)
+
+
+def test_cli_add_list_remove(cfg: Path) -> None:
+    ok(cfg, "init")
+    out = ok(cfg, "webhook", "add", "https://hooks.example/rotator", "--event", "identity.active",
+             "--event", "drift.detected").output  # fmt: skip
+    found = re.search(r"^webhook (whk_[0-9a-f]{16}) -> ", out, re.M)
+    assert found is not None and "\nsecret: whsec_" in out
+    sub_id = found[1]
+    listed = ok(cfg, "webhook", "list", "--json").output
+    row = json.loads(listed.splitlines()[-1])
+    assert row["types"] == ["drift.detected", "identity.active"] and row["parked"] is None
+    assert "delivering" in ok(cfg, "webhook", "list").output
+    assert "unknown" not in refused(cfg, "webhook", "add", "not a url")
+    assert "not parked" in refused(cfg, "webhook", "resume", sub_id)
+    ok(cfg, "webhook", "remove", sub_id)
+    assert "no webhooks" in ok(cfg, "webhook", "list").output
+    assert "no webhook" in refused(cfg, "webhook", "remove", sub_id)
+    assert db_path(cfg).with_name("rotator.db.webhooks").stat().st_mode & 0o777 == 0o700
