@@ -193,3 +193,27 @@ def test_the_status_page_asks_for_a_token_then_shows_the_fleet(cfg: Path, client
     with pytest.raises(urllib.error.HTTPError) as refused_login:
         urllib.request.urlopen(f"{client.base}/login", data=bad, timeout=30)
     assert refused_login.value.code == 401
+
+
+def test_webhooks_are_managed_with_the_admin_scope(cfg: Path, client: Client) -> None:
+    admin, read = token(cfg, "root", "admin"), token(cfg, "viewer", "read")
+    body = {"url": "https://panel.example/hooks", "events": ["identity.active"]}
+    before = event_count(cfg)
+    is_problem(client.post("/v1/webhooks", json=body, headers=read), 403)
+    assert event_count(cfg) == before
+    wrong = client.post("/v1/webhooks", json={**body, "events": ["no.such"]}, headers=admin)
+    assert "unknown event type 'no.such'" in is_problem(wrong, 400)
+    made = client.post("/v1/webhooks", json=body, headers=admin)
+    assert made.status_code == 201, made.text
+    hook = made.json()
+    assert hook["secret"].startswith("whsec_") and hook["events"] == ["identity.active"]
+    listed = client.get("/v1/webhooks", headers=admin).json()["webhooks"]
+    assert [(h["id"], h["url"], h["parked"]) for h in listed] == [(hook["id"], body["url"], None)]
+    assert "secret" not in listed[0]
+    assert hook["secret"] not in ok(cfg, "log", "--json").stdout  # never in the log
+    resume = client.post(f"/v1/webhooks/{hook['id']}/resume", json={}, headers=admin)
+    assert "is not parked" in is_problem(resume, 400)
+    gone = client.request("DELETE", f"/v1/webhooks/{hook['id']}", json_body={}, headers=admin)
+    assert gone.status_code == 200
+    assert client.get("/v1/webhooks", headers=admin).json()["webhooks"] == []
+    assert "WebhookRemoved" in ok(cfg, "log").stdout

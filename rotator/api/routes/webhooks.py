@@ -1,0 +1,97 @@
+"""Webhook subscriptions over the API, as `rotator webhook add|list|remove|resume` does them
+(admin scope: a subscription decides where the fleet's events go)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from ...bootstrap import WEBHOOK_TYPES, App, Subscription, Token
+from ..state import ApiState, api_state, scoped
+from .common import IdempotencyKey, answer, reason_text
+
+router = APIRouter(prefix="/v1", tags=["webhooks"])
+State = Annotated[ApiState, Depends(api_state)]
+
+
+class NewWebhook(BaseModel):
+    url: str = Field(max_length=2000, description="http:// or https://, receives POSTs")
+    events: list[str] = Field(
+        default_factory=list,
+        description=f"public event types (empty: all): {', '.join(sorted(WEBHOOK_TYPES))}",
+    )
+    reason: str = Field("", max_length=1000)
+
+
+class Reason(BaseModel):
+    reason: str = Field("", max_length=1000)
+
+
+def view(app: App, sub: Subscription) -> dict[str, Any]:
+    return {
+        "id": sub.id,
+        "url": sub.url,
+        "events": list(sub.types),
+        "since_position": sub.since,
+        "delivered_position": app.webhooks.cursor(sub),
+        "parked": sub.parked,
+        "parked_at_position": sub.parked_at,
+    }
+
+
+@router.get("/webhooks", summary="The webhook subscriptions and how far delivery got")
+def list_webhooks(state: State, _: Annotated[Token, scoped("admin")]) -> dict[str, Any]:
+    with state.use() as app:
+        return {"webhooks": [view(app, s) for s in app.webhooks.list()]}
+
+
+@router.post("/webhooks", status_code=201, summary="Subscribe a URL (the secret shown once)")
+def add_webhook(
+    body: NewWebhook,
+    state: State,
+    token: Annotated[Token, scoped("admin")],
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    reason = reason_text(body.reason)
+
+    def run(app: App) -> tuple[int, Any]:
+        sub, secret = app.webhooks.add(body.url, body.events, token.name, reason)
+        return 201, {**view(app, sub), "secret": secret}
+
+    return answer(*state.once(token, key, body.model_dump(), run))
+
+
+@router.delete("/webhooks/{subscription}", summary="Stop delivering to a subscription")
+def remove_webhook(
+    subscription: str,
+    body: Reason,
+    state: State,
+    token: Annotated[Token, scoped("admin")],
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    reason = reason_text(body.reason)
+
+    def run(app: App) -> tuple[int, Any]:
+        app.webhooks.remove(subscription, token.name, reason)
+        return 200, {"removed": subscription}
+
+    return answer(*state.once(token, key, {"remove": subscription}, run))
+
+
+@router.post("/webhooks/{subscription}/resume", summary="Deliver again after a park")
+def resume_webhook(
+    subscription: str,
+    body: Reason,
+    state: State,
+    token: Annotated[Token, scoped("admin")],
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    reason = reason_text(body.reason)
+
+    def run(app: App) -> tuple[int, Any]:
+        return 200, view(app, app.webhooks.resume(subscription, token.name, reason))
+
+    return answer(*state.once(token, key, {"resume": subscription}, run))
