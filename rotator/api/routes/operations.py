@@ -55,7 +55,12 @@ def scope_of(body: EmergencyRequest) -> Scope:
     )  # fmt: skip
 
 
-@router.post("/emergencies", status_code=202, summary="Take compromised keys out of service")
+@router.post(
+    "/emergencies",
+    status_code=202,
+    summary="Take compromised keys out of service",
+    responses={200: {"description": "dry_run: the plan; nothing was done"}},
+)
 def declare_emergency(
     body: EmergencyRequest,
     state: State,
