@@ -22,5 +22,5 @@ def create_app(state: ApiState) -> FastAPI:
     api.state.api = state
     problems.install(api)
     for module in (customers, identities, operations, webhooks, page):
-        api.include_router(module.router)
+        api.include_router(module.router, responses=problems.RESPONSES)
     return api

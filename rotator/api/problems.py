@@ -6,11 +6,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping
 from http import HTTPStatus
+from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from ..domain.errors import (
@@ -39,6 +41,26 @@ _STATUS: tuple[tuple[type[RotatorError], int], ...] = (
     (ExternalError, 502),
     (StoreError, 503),
 )
+
+
+class Problem(BaseModel):
+    """RFC 9457: what every error answers, as application/problem+json."""
+
+    type: str = Field(description="urn:rotator:problem:<title in kebab case>")
+    title: str
+    status: int
+    detail: str = Field(description="one line, as the CLI prints it")
+
+
+def declared(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses: a problem document for each status."""
+    content = {MEDIA_TYPE: {"schema": Problem.model_json_schema()}}
+    return {s: {"description": HTTPStatus(s).phrase, "content": content} for s in statuses}
+
+
+# What any route may answer besides its success: bad input, no or a weak token, not found,
+# a conflict, an invalid request, and the daemon's own failures (database, DNS provider).
+RESPONSES = declared(400, 401, 403, 404, 409, 422, 500, 502, 503)
 
 
 class ApiProblem(Exception):

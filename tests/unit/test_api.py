@@ -3,20 +3,15 @@ the CLI's line, idempotent writes, the OpenAPI document."""
 
 from __future__ import annotations
 
-import socket
 import sqlite3
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
-from rotator.api.app import create_app
-from rotator.api.state import ApiState
 from rotator.bootstrap import build
 from rotator.config.settings import load_config
+from tests.support.apiserver import serving
 from tests.support.http import Client, Response
 
 from .clirun import db_path, event_count, ok, refused
@@ -25,25 +20,10 @@ from .clirun import db_path, event_count, ok, refused
 @pytest.fixture
 def client(cfg: Path) -> Iterator[Client]:
     app = build(load_config(cfg), command=False, via="api")
-    woken: list[bool] = []
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(ApiState(app, woken.append)), host="127.0.0.1", port=port,
-                       log_config=None, access_log=False)
-    )  # fmt: skip
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.02)
     try:
-        yield Client(f"http://127.0.0.1:{port}")
+        with serving(app) as base:
+            yield Client(base)
     finally:
-        server.should_exit = True
-        thread.join(10)
         app.close()
 
 

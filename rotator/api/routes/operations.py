@@ -55,7 +55,12 @@ def scope_of(body: EmergencyRequest) -> Scope:
     )  # fmt: skip
 
 
-@router.post("/emergencies", status_code=202, summary="Take compromised keys out of service")
+@router.post(
+    "/emergencies",
+    status_code=202,
+    summary="Take compromised keys out of service",
+    responses={200: {"description": "dry_run: the plan; nothing was done"}},
+)
 def declare_emergency(
     body: EmergencyRequest,
     state: State,
@@ -132,7 +137,10 @@ def fill_pool(state: State, _: Annotated[Token, scoped("admin")]) -> dict[str, A
 def audit_log(
     state: State,
     _: Annotated[Token, scoped("read")],
-    after: Annotated[int, Query(ge=0, description="the `next` of the previous page")] = 0,
+    # a log position is a SQLite INTEGER: larger is no position, and no crash
+    after: Annotated[
+        int, Query(ge=0, le=2**63 - 1, description="the `next` of the previous page")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     domain: str | None = None,
     selector: str | None = None,
