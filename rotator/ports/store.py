@@ -128,6 +128,10 @@ class ProjectionReader(Protocol):
 
     def identities(self) -> list[IdentityState]: ...
 
+    def identity_page(self, after: str, limit: int) -> list[IdentityState]:
+        """Up to `limit` identities named after `after`, in name order (retired ones too)."""
+        ...
+
     def senders(self, limit: int) -> list[IdentityState]:
         """Up to `limit` live identities that sign mail of their own (a signing pattern)."""
         ...

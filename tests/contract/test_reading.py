@@ -84,6 +84,16 @@ def test_the_projections_answer_by_name_state_and_time(store: EventStore) -> Non
     assert [k.key_id for k in read.watch_keys("", None)] == ["kc"]
 
 
+def test_identities_page_by_name_from_a_cursor(store: EventStore) -> None:
+    three_identities(store)
+    read: ProjectionReader = store
+    assert [i.identity for i in read.identity_page("", 2)] == ["a.com", "b.com"]
+    store.append([added("bb.com", 31)], {})  # added between pages, after the cursor
+    assert [i.identity for i in read.identity_page("b.com", 2)] == ["bb.com", "c.com"]
+    assert [i.identity for i in read.identity_page("a.com", 1)] == ["b.com"]
+    assert read.identity_page("c.com", 10) == []
+
+
 def test_due_keys_come_in_due_order(store: EventStore) -> None:
     three_identities(store)
     assert [k.key_id for k in store.due_keys(at(15))] == ["kb", "ka"]

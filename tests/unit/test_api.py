@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from rotator.bootstrap import build
 from rotator.config.settings import load_config
@@ -197,3 +199,123 @@ def test_webhooks_are_managed_with_the_admin_scope(cfg: Path, client: Client) ->
     assert gone.status_code == 200
     assert client.get("/v1/webhooks", headers=admin).json()["webhooks"] == []
     assert "WebhookRemoved" in ok(cfg, "log").stdout
+
+
+def test_policy_and_mode_change_as_the_cli_does(cfg: Path, client: Client) -> None:
+    auth, rotate = token(cfg, "panel", "provision"), token(cfg, "ops", "rotate")
+    ok(cfg, "domain", "add", "a.example", "--policy", "demo")
+    before = event_count(cfg)
+    body = {"policy": "demo-dual", "rotate_now": True, "reason": "two keys"}
+    denied = client.request(
+        "PUT", "/v1/identities/a.example/policy", json_body=body, headers=rotate
+    )
+    assert is_problem(denied, 403).startswith("token ops lacks the provision scope")
+    assert event_count(cfg) == before
+    changed = client.request("PUT", "/v1/identities/A.example/policy", json_body=body, headers=auth)
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["policy"] == "demo-dual" and changed.json()["rotating"] is True
+    after = event_count(cfg)
+    line = refused(cfg, "domain", "set-policy", "a.example", "nosuch")
+    bad = {"policy": "nosuch"}
+    response = client.request("PUT", "/v1/identities/a.example/policy", json_body=bad, headers=auth)
+    assert line == "Error: " + is_problem(response, 404)
+    line = refused(cfg, "domain", "set-mode", "nowhere.example", "cname")
+    mode = {"mode": "cname"}
+    response = client.request("PUT", "/v1/identities/nowhere.example/mode", json_body=mode,
+                              headers=auth)  # fmt: skip
+    assert line == "Error: " + is_problem(response, 404)
+    denied = client.request("PUT", "/v1/identities/a.example/mode", json_body=mode, headers=rotate)
+    assert is_problem(denied, 403) and event_count(cfg) == after
+
+
+def test_a_customer_key_is_imported_and_never_echoed(cfg: Path, client: Client) -> None:
+    auth, reader = token(cfg, "panel", "provision"), token(cfg, "viewer", "read")
+    ok(cfg, "customer", "add", "Acme", "--domain", "acme.example", "--mode", "customer-key",
+       "--policy", "demo")  # fmt: skip
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    body = {"selector": "cust1", "pem": pem.decode()}
+    before = event_count(cfg)
+    assert is_problem(client.post("/v1/identities/acme.example/keys", json=body, headers=reader),
+                      403)  # fmt: skip
+    assert event_count(cfg) == before
+    bad_file = cfg.parent / "bad.pem"
+    bad_file.write_text("not a key")
+    line = refused(cfg, "customer", "import-key", "acme.example", "--selector", "cust1",
+                   "--key", str(bad_file))  # fmt: skip
+    bad = client.post("/v1/identities/acme.example/keys", json={**body, "pem": "not a key"},
+                      headers=auth)  # fmt: skip
+    assert line == "Error: " + is_problem(bad, 400)
+    made = client.post("/v1/identities/acme.example/keys", json=body,
+                       headers={**auth, "Idempotency-Key": "i1"})  # fmt: skip
+    assert made.status_code == 201, made.text
+    assert made.json()["selector"] == "cust1" and "cust1._domainkey" in made.json()["record"]
+    secret = pem.decode().splitlines()[1]
+    assert secret not in made.text and secret not in ok(cfg, "log", "--json").stdout
+    again = client.post("/v1/identities/acme.example/keys", json=body,
+                        headers={**auth, "Idempotency-Key": "i1"})  # fmt: skip
+    assert again.json() == made.json() and event_count(cfg) == before + 1
+
+
+def test_domains_and_customers_are_removed_as_the_cli_does(cfg: Path, client: Client) -> None:
+    auth, rotate = token(cfg, "panel", "provision"), token(cfg, "ops", "rotate")
+    ok(cfg, "domain", "add", "a.example", "--policy", "demo")
+    ok(cfg, "customer", "add", "Acme", "--domain", "acme.example", "--mode", "cname",
+       "--policy", "demo", "--zone", "cname.esp-dkim.net")  # fmt: skip
+    before = event_count(cfg)
+    denied = client.request("DELETE", "/v1/identities/a.example", json_body={}, headers=rotate)
+    assert is_problem(denied, 403) and event_count(cfg) == before
+    dry = client.request("DELETE", "/v1/customers/Acme", json_body={"dry_run": True}, headers=auth)
+    assert dry.json()["identities"] == ["acme.example"] and event_count(cfg) == before
+    for path, args in (("/v1/identities/nowhere.example", ("domain", "remove", "nowhere.example")),
+                       ("/v1/customers/Nobody", ("customer", "remove", "Nobody"))):  # fmt: skip
+        line = refused(cfg, *args)
+        response = client.request("DELETE", path, json_body={}, headers=auth)
+        assert line == "Error: " + is_problem(response, 404)
+    gone = client.request("DELETE", "/v1/identities/a.example", json_body={"now": True},
+                          headers=auth)  # fmt: skip
+    assert gone.status_code == 200, gone.text
+    assert gone.json()["identities"] == ["a.example"] and gone.json()["signer_error"] is None
+    left = client.request("DELETE", "/v1/customers/Acme", json_body={"reason": "contract ended"},
+                          headers=auth)  # fmt: skip
+    assert left.status_code == 200 and left.json()["identities"] == ["acme.example"]
+    conn = sqlite3.connect(db_path(cfg))
+    removed = conn.execute(
+        "SELECT identity, actor FROM events WHERE type = 'IdentityRemoved' ORDER BY position"
+    ).fetchall()
+    conn.close()
+    assert removed == [("a.example", "panel"), ("acme.example", "panel")]
+
+
+def test_resume_needs_rotate_and_says_what_the_cli_says(cfg: Path, client: Client) -> None:
+    rotate, reader = token(cfg, "ops", "rotate"), token(cfg, "viewer", "read")
+    ok(cfg, "domain", "add", "a.example", "--policy", "demo")
+    before = event_count(cfg)
+    assert is_problem(client.post("/v1/identities/a.example/resume", headers=reader), 403)
+    for name, status in (("a.example", 400), ("nowhere.example", 404)):
+        line = refused(cfg, "resume", name)
+        response = client.post(f"/v1/identities/{name}/resume", headers=rotate)
+        assert line == "Error: " + is_problem(response, status)
+    assert event_count(cfg) == before
+
+
+def test_identity_pages_hold_each_identity_once(cfg: Path, client: Client) -> None:
+    auth = token(cfg, "viewer", "read")
+    for name in ("a", "c", "e", "g", "i"):
+        ok(cfg, "domain", "add", f"{name}.example", "--policy", "demo")
+    seen: list[str] = []
+    after = ""
+    while True:
+        page = client.get("/v1/identities", params={"after": after, "limit": 2}, headers=auth)
+        body = page.json()
+        seen += [i["identity"] for i in body["items"]]
+        if len(seen) == 2:  # between pages: one lands ahead of the cursor, one behind it
+            ok(cfg, "domain", "add", "f.example", "--policy", "demo")
+            ok(cfg, "domain", "add", "b.example", "--policy", "demo")
+        if body["next"] is None:
+            break
+        after = body["next"]
+    assert seen == ["a.example", "c.example", "e.example", "f.example", "g.example", "i.example"]

@@ -141,6 +141,13 @@ class StoreReads:
     def identities(self) -> list[IdentityState]:
         return [self._ident(r) for r in self.db.query("SELECT * FROM identities ORDER BY identity")]
 
+    def identity_page(self, after: str, limit: int) -> list[IdentityState]:
+        # keyset paging on the primary key: a page costs the same at any depth
+        rows = self.db.query(
+            "SELECT * FROM identities WHERE identity > ? ORDER BY identity LIMIT ?", [after, limit]
+        )
+        return [self._ident(r) for r in rows]
+
     def senders(self, limit: int) -> list[IdentityState]:
         # the first live rows in key order: as cheap at a million identities as at ten
         rows = self.db.query(

@@ -26,14 +26,10 @@ def list_identities(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     with state.use() as app:
-        names = sorted(i.identity for i in app.store.identities() if i.identity > after)
-        page = names[:limit]
-        items = []
-        for name in page:
-            ident = app.store.identity(name)
-            if ident is not None:
-                items.append(identity_view(app, ident, instructions=False))
-    return {"items": items, "next": page[-1] if len(names) > limit else None}
+        found = app.store.identity_page(after, limit + 1)  # one more: is there a next page
+        page = found[:limit]
+        items = [identity_view(app, ident, instructions=False) for ident in page]
+    return {"items": items, "next": page[-1].identity if len(found) > limit else None}
 
 
 @router.get("/{domain}", summary="An identity: keys, what is awaited and why, problems")

@@ -1,0 +1,222 @@
+"""Changes to a managed identity, as `rotator domain set-policy|set-mode|remove`,
+`rotator customer import-key|remove` and `rotator resume` make them: the same use cases,
+so the same checks and the same one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from ...bootstrap import MAX_PEM, App, Token, txt_line
+from ...domain.model import IdentityState
+from ...domain.states import Mode
+from ..state import ApiState, api_state, scoped
+from ..views import identity_view
+from .common import IdempotencyKey, answer, reason_text
+
+router = APIRouter(prefix="/v1", tags=["changes"])
+State = Annotated[ApiState, Depends(api_state)]
+
+
+class PolicyChange(BaseModel):
+    policy: str = Field(description="the policy the identity's next key follows")
+    rotate_now: bool = Field(False, description="make the next key now (--rotate-now)")
+    reason: str = Field("", max_length=1000)
+
+
+class ModeChange(BaseModel):
+    mode: Mode
+    zone: str | None = Field(None, description="the zone of the new mode (default: derived)")
+    signing_domain: str = Field("", description="to third-party: the ESP domain that signs")
+    rotate_now: bool = Field(False, description="make the next key now (--rotate-now)")
+    reason: str = Field("", max_length=1000)
+
+
+class KeyImport(BaseModel):
+    selector: str = Field(description="the selector the customer publishes under")
+    # bounded loosely here; the key store's own limit (MAX_PEM) words the refusal
+    pem: str = Field(description="the customer's private key, unencrypted PEM", max_length=65536)
+    reason: str = Field("", max_length=1000)
+
+
+class Removal(BaseModel):
+    now: bool = Field(False, description="revoke at once, without the drain window (--now)")
+    dry_run: bool = Field(False, description="what would happen; nothing changes")
+    confirm: bool = Field(False, description="--yes: a removal above the safety limit")
+    reason: str = Field("", max_length=1000)
+
+
+class Resume(BaseModel):
+    reason: str = Field("", max_length=1000)
+
+
+def changed_view(app: App, ident: IdentityState) -> dict[str, Any]:
+    view = identity_view(app, ident)
+    view["warnings"] = [
+        f"{p}: add the zone to the primary before its first key is published"
+        for p in app.onboarding.zone_problems([ident])
+    ]
+    return view
+
+
+@router.put("/identities/{domain}/policy", summary="Move to another policy (`domain set-policy`)")
+def set_policy(
+    domain: str,
+    body: PolicyChange,
+    state: State,
+    token: Annotated[Token, scoped("provision")],
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    reason = reason_text(body.reason)
+
+    def run(app: App) -> tuple[int, Any]:
+        changed = app.changes.set_policy(domain, body.policy, body.rotate_now, token.name, reason)
+        return 200, {**identity_view(app, changed.identity), "rotating": changed.rotating}
+
+    result = state.once(token, key, {"set_policy": domain, **body.model_dump()}, run)
+    state.wake(False)  # with rotate_now the next key is made on this tick
+    return answer(*result)
+
+
+@router.put("/identities/{domain}/mode", summary="Move to another delegation mode (`set-mode`)")
+def set_mode(
+    domain: str,
+    body: ModeChange,
+    state: State,
+    token: Annotated[Token, scoped("provision")],
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    reason = reason_text(body.reason)
+
+    def run(app: App) -> tuple[int, Any]:
+        changed = app.changes.set_mode(
+            domain, body.mode, body.zone, body.rotate_now, token.name, reason, body.signing_domain
+        )
+        view = changed_view(app, changed.identity)
+        view.update(rotating=changed.rotating, explanation=changed.explanation or None)
+        view["records_to_add"] = list(changed.records)
+        return 200, view
+
+    result = state.once(token, key, {"set_mode": domain, **body.model_dump(mode="json")}, run)
+    state.wake(False)
+    return answer(*result)
+
+
+@router.post(
+    "/identities/{domain}/keys",
+    status_code=201,
+    summary="Take a customer-generated key (`customer import-key`); never echoed",
+)
+def import_key(
+    domain: str,
+    body: KeyImport,
+    state: State,
+    token: Annotated[Token, scoped("provision")],
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    reason = reason_text(body.reason)
+    # as the CLI reads the file: no more than a key can be, the key store words the refusal
+    pem = body.pem.encode()[: MAX_PEM + 1]
+    # the idempotency table keeps a digest of the request; the key goes in only as one too
+    request = {"import": domain, "selector": body.selector, "reason": body.reason,
+               "pem_sha256": hashlib.sha256(pem).hexdigest()}  # fmt: skip
+
+    def run(app: App) -> tuple[int, Any]:
+        k = app.keyimport.import_key(domain, body.selector, pem, token.name, reason)
+        return 201, {
+            "identity": k.identity,
+            "domain": k.domain,
+            "selector": k.selector,
+            "fingerprint": k.fingerprint,
+            "record": txt_line(k, k.ttl),  # what the customer must publish
+        }
+
+    result = state.once(token, key, request, run)
+    state.wake(False)  # the daemon verifies the customer's record on every nameserver
+    return answer(*result)
+
+
+def remove(
+    state: ApiState, token: Token, key: str | None, body: Removal, what: tuple[str, str]
+) -> JSONResponse:
+    """`domain remove` or `customer remove`: plan, the safety valve, then the removal."""
+    reason = reason_text(body.reason)
+
+    def run(app: App) -> tuple[int, Any]:
+        kind, name = what
+        idents = (
+            app.offboarding.domain(name) if kind == "domain" else app.offboarding.customer(name)
+        )
+        removal = app.offboarding.plan(idents, body.now)
+        if not body.dry_run:
+            names = ", ".join(i.domain for i in idents[:3]) + (" ..." if len(idents) > 3 else "")
+            count = len(removal.draining) + len(removal.withdrawn)
+            app.safety.check_command(count, f"removing {names}", body.confirm)
+        out: dict[str, Any] = {
+            "dry_run": body.dry_run,
+            "identities": [i.identity for i in removal.identities],
+            "draining": [{"domain": k.domain, "selector": k.selector, "state": k.state.value}
+                         for k in removal.draining],
+            "withdrawn": [{"domain": k.domain, "selector": k.selector, "state": k.state.value}
+                          for k in removal.withdrawn],
+        }  # fmt: skip
+        if body.dry_run:
+            return 200, out
+        done = app.offboarding.remove(removal, body.now, token.name, reason)
+        out["customer_dns_to_remove"] = done.customer_dns  # records the customer may remove
+        out["signers"] = [{"target": t.target, "ok": t.ok, "detail": t.detail}
+                          for t in done.outcome.targets]  # fmt: skip
+        out["signer_error"] = done.outcome.signer_error
+        return 200, out
+
+    result = state.once(token, key, {"remove": list(what), **body.model_dump()}, run)
+    if not body.dry_run:
+        state.wake(False)  # the daemon revokes and destroys the keys
+    return answer(*result)
+
+
+@router.delete("/identities/{domain}", summary="Stop signing for a domain (`domain remove`)")
+def remove_identity(
+    domain: str,
+    body: Removal,
+    state: State,
+    token: Annotated[Token, scoped("provision")],
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    return remove(state, token, key, body, ("domain", domain))
+
+
+@router.delete("/customers/{name}", summary="Offboard a customer (`customer remove`)")
+def remove_customer(
+    name: str,
+    body: Removal,
+    state: State,
+    token: Annotated[Token, scoped("provision")],
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    return remove(state, token, key, body, ("customer", name))
+
+
+@router.post("/identities/{domain}/resume", summary="Try parked steps again now (`resume`)")
+def resume(
+    domain: str,
+    body: Resume,
+    state: State,
+    token: Annotated[Token, scoped("rotate")],
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    reason = reason_text(body.reason)
+
+    def run(app: App) -> tuple[int, Any]:
+        keys = app.rotation.resume(domain, token.name, reason)
+        return 200, {"resumed": [{"domain": k.domain, "selector": k.selector,
+                                  "step": k.next_action.value if k.next_action else None}
+                                 for k in keys]}  # fmt: skip
+
+    result = state.once(token, key, {"resume": domain, **body.model_dump()}, run)
+    state.wake(False)
+    return answer(*result)
