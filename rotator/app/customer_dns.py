@@ -40,10 +40,9 @@ class CustomerDns:
             records = [f"{name} 86400 IN CNAME {target}" for name, target in self.cnames(ident)]
             records += [txt_line(k, k.ttl) for k in self._customer_keys(ident)]
             return text, records
-        records = onboarding.customer_records(
-            ident.mode, ident.domain, ident.zone, self.esp_nameservers(ident.zone)
-        )
-        return text, records
+        # only a delegation names the ESP's nameservers: no DNS lookup for the other modes
+        names = self.esp_nameservers(ident.zone) if ident.mode == Mode.NS_DELEGATION else []
+        return text, onboarding.customer_records(ident.mode, ident.domain, ident.zone, names)
 
     def esp_nameservers(self, zone: str) -> list[str]:
         if self.ctx.esp_nameservers:
