@@ -3,13 +3,14 @@ UTC, the same facts `rotator status`, `customer check` and `log --json` print.""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from ..bootstrap import App
 from ..domain.model import IdentityState, KeyState
 from ..domain.states import State
-from ..ports import StoredEvent
+from ..ports import StoredEvent, TargetResult
 from ..timeutil import iso
 
 
@@ -24,6 +25,15 @@ def record(line: str) -> dict[str, Any]:
     if rtype == "TXT":
         value = "".join(part for part in value.strip("() ").split('"') if part.strip())
     return {"name": name, "ttl": int(ttl), "type": rtype, "value": value, "zone_line": line}
+
+
+def key_brief(key: KeyState) -> dict[str, Any]:
+    """A key an operation takes out of service: enough to name it."""
+    return {"domain": key.domain, "selector": key.selector, "state": key.state.value}
+
+
+def signer_results(results: Iterable[TargetResult]) -> list[dict[str, Any]]:
+    return [{"target": t.target, "ok": t.ok, "detail": t.detail} for t in results]
 
 
 def key_view(key: KeyState) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from ...bootstrap import MAX_PEM, App, Token, txt_line
 from ...domain.model import IdentityState
 from ...domain.states import Mode
 from ..state import ApiState, api_state, scoped
-from ..views import identity_view
+from ..views import identity_view, key_brief, signer_results
 from .common import IdempotencyKey, answer, reason_text
 
 router = APIRouter(prefix="/v1", tags=["changes"])
@@ -159,17 +159,14 @@ def remove(
         out: dict[str, Any] = {
             "dry_run": body.dry_run,
             "identities": [i.identity for i in removal.identities],
-            "draining": [{"domain": k.domain, "selector": k.selector, "state": k.state.value}
-                         for k in removal.draining],
-            "withdrawn": [{"domain": k.domain, "selector": k.selector, "state": k.state.value}
-                          for k in removal.withdrawn],
-        }  # fmt: skip
+            "draining": [key_brief(k) for k in removal.draining],
+            "withdrawn": [key_brief(k) for k in removal.withdrawn],
+        }
         if body.dry_run:
             return 200, out
         done = app.offboarding.remove(removal, body.now, token.name, reason)
         out["customer_dns_to_remove"] = done.customer_dns  # records the customer may remove
-        out["signers"] = [{"target": t.target, "ok": t.ok, "detail": t.detail}
-                          for t in done.outcome.targets]  # fmt: skip
+        out["signers"] = signer_results(done.outcome.targets)
         out["signer_error"] = done.outcome.signer_error
         return 200, out
 

@@ -15,7 +15,7 @@ from ...domain.errors import InputError
 from ...domain.events import EVENT_TYPES
 from ...ports import LogFilter
 from ..state import ApiState, api_state, scoped
-from ..views import event_view
+from ..views import event_view, signer_results
 from .common import IdempotencyKey, answer, reason_text
 
 router = APIRouter(prefix="/v1", tags=["operations"])
@@ -85,8 +85,7 @@ def declare_emergency(
             what = f"the emergency over {scope.describe()}"
             app.safety.check_command(len(plan.compromise), what, body.confirm)
         declared = app.emergency.declare(plan, token.name, reason)
-        out["signers"] = [{"target": t.target, "ok": t.ok, "detail": t.detail}
-                          for t in declared.targets]  # fmt: skip
+        out["signers"] = signer_results(declared.targets)
         out["signer_error"] = declared.signer_error
         return 202, out
 
