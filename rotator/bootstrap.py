@@ -8,8 +8,8 @@ import pwd
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .adapters.dns.factory import build_publisher, zone_nameservers
 from .adapters.dns.probe import AuthoritativeProbe
-from .adapters.dns.rfc2136 import Rfc2136Publisher
 from .adapters.keys.files import MAX_PEM, FsKeyStore
 from .adapters.keys.pool import FsKeyPool
 from .adapters.runtime.lock import FlockDaemonLock
@@ -39,12 +39,11 @@ from .app.onboarding import CSV_COLUMNS, CSV_REQUIRED
 from .app.recording import Recorder
 from .app.rotation import Requested
 from .app.webhooks import PUBLIC_TYPES
-from .config.dns import load_tsig_secret
 from .config.policies import PolicySet
 from .config.settings import Config
 from .domain import events as ev
 from .domain.errors import ConfigError, PublishError
-from .ports import Appended, EventStore, Publisher, RecordChange
+from .ports import Appended, EventStore, Publisher, ZoneChanges
 from .timeutil import SystemClock
 
 # The CLI reaches the app and the adapters only through this module: besides the App, it
@@ -124,11 +123,14 @@ class App(Application):
 class NoPublisher:
     """The publisher of a read-only command: it holds no TSIG secret and sends nothing."""
 
-    def apply(self, zone: str, changes: Sequence[RecordChange]) -> str:
-        raise PublishError("this command is read-only: it sends no DNS updates")
+    def publish(self, batch: Sequence[ZoneChanges]) -> list[str | PublishError]:
+        return [PublishError("this command is read-only: it sends no DNS updates") for _ in batch]
 
     def zone_problem(self, zone: str) -> str | None:
         return None
+
+    def serves(self, zone: str) -> bool:
+        return True
 
 
 def user_name(uid: int) -> str:
@@ -201,21 +203,13 @@ def build(
         else Anchor(config.audit.anchor),
     )
     dns = config.dns
-    publisher: Publisher = NoPublisher()
-    if not readonly:
-        publisher = Rfc2136Publisher(
-            server=dns.primary,
-            port=dns.primary_port,
-            tsig_name=dns.tsig_name,
-            tsig_secret=load_tsig_secret(dns),
-            tsig_algorithm=dns.tsig_algorithm,
-            timeout=dns.timeout,
-        )
+    publisher: Publisher = NoPublisher() if readonly else build_publisher(dns)
     probe = AuthoritativeProbe(
         port=dns.nameserver_port,
         timeout=dns.timeout,
         nameservers=dns.nameservers,
         resolver=dns.resolver,
+        zone_nameservers=zone_nameservers(dns),
     )
     keystore = FsKeyStore(config.key_dir)
     pool_sizes: dict[tuple[str, int], int] = {}

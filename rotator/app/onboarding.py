@@ -333,6 +333,12 @@ class Onboarding:
         # every identity whose policy wants a second algorithm gets its companion with it
         events = [*events, *(c for e in events if (c := self.companion_event(e)) is not None)]
         check_signable(self.ctx, events)
+        for e in events:  # a zone nothing can publish in is refused before anything is recorded
+            if e.mode != Mode.CUSTOMER_KEY and not self.ctx.publisher.serves(e.zone):
+                raise InputError(
+                    f"domain {e.domain}: no DNS backend serves zone {e.zone}; add it to the "
+                    "zones of a [[dns.backends]] entry, or set [dns] primary"
+                )
         # a removed domain coming back continues its identity's stream
         store = self.ctx.store
         back = [i for e in events if (i := store.identity(e.identity)) is not None]

@@ -1,13 +1,13 @@
 """DNS writes of the lifecycle, batched per zone: publish a key, publish its revocation
-(`v=DKIM1; p=`), remove its tombstone. One UPDATE per zone (several zones' UPDATEs in flight
-at once: 1,000 NS-delegated customers are 1,000 zones), then one transaction for every
-zone's outcome (a crash before it only means the idempotent updates are sent again)."""
+(`v=DKIM1; p=`), remove its tombstone. One batch of every zone's changes to the zones'
+backends (an UPDATE per zone, several in flight; a rebuilt data file once), then one
+transaction for every zone's outcome (a crash before it only means the idempotent changes
+are sent again)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 
 from .. import faults
@@ -23,14 +23,12 @@ from ..ports import RecordChange
 from .context import Context
 from .recording import TickReport, key_ids
 
-MAX_ZONE_UPDATES = 8  # zones whose UPDATEs are sent at once (each zone's stay in order)
 Pairs = list[tuple[KeyState, RecordChange]]
 
 
 class Publishing:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.pool = ThreadPoolExecutor(max_workers=MAX_ZONE_UPDATES, thread_name_prefix="update")
 
     def _name(self, key: KeyState) -> str:
         """The record name, derived again from the identity's validated domain, zone and
@@ -132,17 +130,6 @@ class Publishing:
         self.ctx.recorder.outcomes(events, done, report, action, split_on_conflict=True)
 
     def _apply(self, zones: list[tuple[str, Pairs]]) -> list[str | ExternalError]:
-        """Each zone's UPDATEs (the accepting server, or why not), zones concurrently. All
-        have finished before anything is recorded, or before a bug's exception is raised."""
-
-        def one(zone: str, pairs: Pairs) -> str | ExternalError:
-            try:
-                return self.ctx.publisher.apply(zone, [c for _, c in pairs])
-            except ExternalError as exc:
-                return exc
-
-        if len(zones) < 2:
-            return [one(zone, pairs) for zone, pairs in zones]
-        futures = [self.pool.submit(one, zone, pairs) for zone, pairs in zones]
-        wait(futures)
-        return [f.result() for f in futures]
+        """Each zone's changes through the zone's backend (what accepted them, or why not).
+        All have finished before anything is recorded."""
+        return list(self.ctx.publisher.publish([(z, [c for _, c in pairs]) for z, pairs in zones]))

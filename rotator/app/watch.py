@@ -228,11 +228,13 @@ class Watch:
             except RotatorError as exc:
                 log.error("drift_not_republished", key_id=key.key_id, error=str(exc))
         done: set[str] = set()
-        for zone, pairs in by_zone.items():
-            try:
-                server = self.ctx.publisher.apply(zone, [c for _, c in pairs])
-            except ExternalError as exc:
-                log.warning("drift_republish_failed", zone=zone, keys=len(pairs), error=exc.reason)
+        zones = list(by_zone.items())
+        results = self.ctx.publisher.publish([(z, [c for _, c in pairs]) for z, pairs in zones])
+        for (zone, pairs), server in zip(zones, results, strict=True):
+            if isinstance(server, ExternalError):
+                log.warning(
+                    "drift_republish_failed", zone=zone, keys=len(pairs), error=server.reason
+                )
                 continue
             log.info("drift_republished", zone=zone, server=server, keys=len(pairs))
             done |= {k.key_id for k, _ in pairs}

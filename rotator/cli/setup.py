@@ -8,6 +8,7 @@ import click
 from rich.table import Table
 
 from ..config.policies import PolicySet, load_policy_file
+from ..domain.errors import ConfigError
 from ..domain.policy import format_duration
 from .base import RotatorGroup, config_of, get_app
 from .render import add_row, console, say
@@ -25,7 +26,16 @@ def init(ctx: click.Context) -> None:
     say(f"audit key   {cfg.audit.key_file} (0400; back it up apart from the database)")
     say(f"anchor      {cfg.audit.anchor} (make it append-only: chattr +a)")
     say(f"policies    {', '.join(app.policies.names()) or 'none'} in {cfg.policy_dir}")
-    say(f"dns primary {cfg.dns.primary}:{cfg.dns.primary_port} (TSIG {cfg.dns.tsig_name})")
+    dns = cfg.dns
+    if dns.primary is not None:
+        say(f"dns primary {dns.primary}:{dns.primary_port} (TSIG {dns.tsig_name})")
+    for backend in dns.backends:
+        say(f"dns backend {backend.name} ({backend.kind}) for {', '.join(backend.zones)}")
+    # every zone a backend is given must be one it serves: say so now, not at the first key
+    for zone in [z for b in dns.backends for z in b.zones]:
+        problem = app.ctx.publisher.zone_problem(zone)
+        if problem is not None:
+            raise ConfigError(f"{cfg.path}: dns.backends: {problem}")
 
 
 @click.group(cls=RotatorGroup)

@@ -1,5 +1,6 @@
-"""[dns] of rotator.toml: the primary that takes UPDATEs, the TSIG key, and where the
-authoritative servers and the customers' delegations are looked up."""
+"""[dns] of rotator.toml: the primary that takes UPDATEs, the TSIG key, the other backends
+([[dns.backends]]), and where the authoritative servers and the customers' delegations are
+looked up."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import PlainValidator, ValidationInfo, field_validator
+from pydantic import PlainValidator, ValidationInfo, field_validator, model_validator
 
 from ..domain.declared import Settings, refuse, required, setting
 from ..domain.errors import ConfigError, InputError
 from ..domain.names import check_dns_name, normalize_domain
+from .backends import BackendConfig, BackendSettings, parse_backends
+from .backends.common import TSIG_ALGORITHMS
 from .values import PATH, PORT, ip_hostport, number, refuse_loose, resolve
 
-TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512")  # nothing weaker
 TSIG_MIN_BYTES = 32
 EXAMPLE_NS = '"ns1.esp.example"'
 MAX_TIMEOUT = 300.0  # seconds: a DNS exchange slower than this is no answer
@@ -25,7 +27,7 @@ MAX_TIMEOUT = 300.0  # seconds: a DNS exchange slower than this is no answer
 
 @dataclass(frozen=True)
 class DnsConfig:
-    primary: str  # IP address of the primary that takes UPDATEs
+    primary: str | None  # IP address of the primary that takes UPDATEs (None: no default)
     primary_port: int
     tsig_name: str
     # base64, inline in the config; or read from tsig_secret_file only when an UPDATE is
@@ -38,11 +40,14 @@ class DnsConfig:
     resolver: tuple[str, ...] = ()  # where to look up NS records and their addresses
     nameservers: tuple[str, ...] = ()  # explicit authoritative addresses (skip discovery)
     esp_nameservers: tuple[str, ...] = ()  # names customers delegate to (NS delegation)
+    backends: tuple[BackendConfig, ...] = ()
 
 
-def _primary(value: Any) -> tuple[str, int]:
+def _primary(value: Any) -> tuple[str, int] | None:
+    if value is None:
+        return None  # every zone on a [[dns.backends]] entry (checked below)
     if not isinstance(value, str) or not value:
-        raise refuse('missing; e.g. "127.0.0.1:5300"')
+        raise refuse('give "ip:port", e.g. "127.0.0.1:5300"')
     return ip_hostport(value, 53, "192.0.2.53:53")
 
 
@@ -58,6 +63,8 @@ def _addresses(example: str) -> PlainValidator:
 
 
 def _tsig_name(value: Any) -> str:
+    if value is None:
+        return ""  # required with a primary (checked below)
     if not isinstance(value, str) or not value:
         raise refuse("missing; the TSIG key name the primary knows")
     try:
@@ -89,9 +96,11 @@ def _esp_nameservers(value: Any) -> tuple[str, ...]:
 class DnsSettings(Settings):
     """[dns]: the primary, the TSIG key, where servers and delegations are looked up."""
 
-    primary: Annotated[tuple[str, int], PlainValidator(_primary)] = required(
+    primary: Annotated[tuple[str, int] | None, PlainValidator(_primary)] = required(
         "`ip:port` (`[v6]:port`) of the primary that accepts RFC 2136 UPDATEs: an IP "
-        "address, not a host name"
+        "address, not a host name; the default backend, for every zone no "
+        "`[[dns.backends]]` entry serves",
+        "required, unless `backends` serve every zone",
     )
     tsig_secret_file: Annotated[str | None, PATH] = setting(
         None,
@@ -103,10 +112,10 @@ class DnsSettings(Settings):
     tsig_secret: str = required(
         "the base64 TSIG secret, inline (the config must then not be readable by others); "
         "or set `tsig_secret_file`",
-        "required, or `tsig_secret_file`",
+        "required with `primary`, or `tsig_secret_file`",
     )
     tsig_name: Annotated[str, PlainValidator(_tsig_name)] = required(
-        "the TSIG key name, as the primary names the key"
+        "the TSIG key name, as the primary names the key", "required with `primary`"
     )
     tsig_algorithm: Annotated[str, PlainValidator(_algorithm)] = setting(
         "hmac-sha256", f"the TSIG algorithm: {', '.join(TSIG_ALGORITHMS)}"
@@ -134,13 +143,20 @@ class DnsSettings(Settings):
         "from each zone's NS",
     )
 
+    backends: Annotated[tuple[BackendSettings, ...], PlainValidator(parse_backends)] = setting(
+        (),
+        "`[[dns.backends]]` tables: the zones published elsewhere (PowerDNS's API, tinydns, "
+        "zone files, Route 53, ...): see DNS backends",
+        "none",
+    )
+
     @field_validator("tsig_secret", mode="plain")
     @classmethod
     def _secret(cls, value: Any, info: ValidationInfo) -> str:
         in_file = info.data.get("tsig_secret_file") is not None
         if value is not None and in_file:
             raise refuse("set tsig_secret or tsig_secret_file, not both")
-        if in_file:
+        if in_file or (value is None and info.data.get("primary", ()) is None):
             return ""
         if not isinstance(value, str) or not value:
             raise refuse("missing; set tsig_secret or tsig_secret_file")
@@ -150,11 +166,27 @@ class DnsSettings(Settings):
             raise refuse(str(exc)) from None
         return value
 
+    @model_validator(mode="after")
+    def _default_or_backends(self) -> DnsSettings:
+        if self.primary is None:
+            if not self.backends:
+                raise refuse(
+                    'missing; set primary = "ip:port" (RFC 2136), or name the zones\' backends '
+                    "in [[dns.backends]]",
+                    key="dns.primary",
+                )
+            if self.tsig_name or self.tsig_secret or self.tsig_secret_file:
+                raise refuse("the TSIG key is for primary, which is not set", key="dns.primary")
+        elif not self.tsig_name:
+            raise refuse("missing; the TSIG key name the primary knows", key="dns.tsig_name")
+        return self
+
     def config(self, base: Path) -> DnsConfig:
         secret_file = self.tsig_secret_file
+        primary = self.primary or (None, 53)
         return DnsConfig(
-            primary=self.primary[0],
-            primary_port=self.primary[1],
+            primary=primary[0],
+            primary_port=primary[1],
             tsig_name=self.tsig_name,
             tsig_secret=self.tsig_secret,
             tsig_secret_file=None if secret_file is None else resolve(secret_file, base),
@@ -164,6 +196,7 @@ class DnsSettings(Settings):
             resolver=self.resolver,
             nameservers=self.nameservers,
             esp_nameservers=self.esp_nameservers,
+            backends=tuple(b.config(base) for b in self.backends),
         )
 
 

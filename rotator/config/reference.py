@@ -19,6 +19,7 @@ from pydantic.fields import FieldInfo
 
 from ..domain.durations import format_duration
 from ..domain.policy_file import PolicyFile
+from .backends import KINDS, BackendSettings
 from .settings import RotatorToml
 from .targets import TargetSettings
 
@@ -75,7 +76,21 @@ def policies() -> str:
     return table("setting", ((key(k), f) for k, f in rows(PolicyFile)))
 
 
-TABLES = {"rotator.toml": rotator_toml, "targets": targets, "policies": policies}
+def backends() -> str:
+    """The settings every [[dns.backends]] entry has, then each kind's own."""
+    common = set(BackendSettings.model_fields)
+    items = [(f"`{k}`", f) for k, f in BackendSettings.model_fields.items()]
+    for kind, model in sorted(KINDS.items()):
+        items += [(f"`{k}` ({kind})", f) for k, f in model.model_fields.items() if k not in common]
+    return table("key", iter(items))
+
+
+TABLES = {
+    "rotator.toml": rotator_toml,
+    "dns-backends": backends,
+    "targets": targets,
+    "policies": policies,
+}
 
 
 def blocks() -> dict[str, str]:

@@ -26,6 +26,8 @@ class Reason(StrEnum):
     DNS_REFUSED = "dns-refused"
     DNS_NOTAUTH = "dns-notauth"
     DNS_TSIG = "dns-tsig"
+    DNS_CREDENTIAL = "dns-credential"  # a backend refused its API key or credentials
+    DNS_NO_BACKEND = "dns-no-backend"  # no configured backend serves the zone
     RECORD_INVALID = "record-invalid"  # a key's record cannot be built or placed
     # signers
     SIGNER_FAILED = "signer-failed"

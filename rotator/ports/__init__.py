@@ -8,6 +8,8 @@ from ..domain.verification import Observation as Observation  # re-exported for 
 from .dns import NameserverProbe as NameserverProbe
 from .dns import Publisher as Publisher
 from .dns import RecordChange as RecordChange
+from .dns import ZoneChanges as ZoneChanges
+from .dns import apply_zone as apply_zone
 from .keys import GeneratedKey as GeneratedKey
 from .keys import KeyPool as KeyPool
 from .keys import KeyStore as KeyStore

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..domain.errors import PublishError
 from ..domain.verification import DelegationView, Observation
 
 
@@ -18,16 +19,36 @@ class RecordChange:
     text: str | None
 
 
+ZoneChanges = tuple[str, Sequence[RecordChange]]  # a zone and the changes to make in it
+
+
 class Publisher(Protocol):
-    def apply(self, zone: str, changes: Sequence[RecordChange]) -> str:
-        """Apply all changes to `zone` (idempotent). Returns the server that accepted them.
-        Raises PublishError(reason) if any part was not accepted."""
+    """A DNS backend: whatever puts records on the zone's primary (RFC 2136 UPDATEs, an HTTP
+    API, a rebuilt data file). Every change replaces or deletes a whole TXT RRset, so sending
+    the same batch again (after a crash before its outcome was recorded) is harmless."""
+
+    def publish(self, batch: Sequence[ZoneChanges]) -> list[str | PublishError]:
+        """Apply each zone's changes; one result per zone, in order: what accepted them
+        (shown in the audit log), or why not. A backend that rebuilds a file does it once
+        for the whole batch. Never raises for a zone's failure."""
         ...
 
     def zone_problem(self, zone: str) -> str | None:
-        """None if the primary serves `zone` (an authoritative SOA for exactly that name),
-        else what is wrong, to warn about before any UPDATE is refused."""
+        """None if this backend serves `zone`, else what is wrong (one line), to say before
+        any change is refused."""
         ...
+
+    def serves(self, zone: str) -> bool:
+        """Whether a backend is configured for `zone` (the config alone, no request)."""
+        ...
+
+
+def apply_zone(publisher: Publisher, zone: str, changes: Sequence[RecordChange]) -> str:
+    """One zone's changes through `publisher.publish`: what accepted them, or PublishError."""
+    (result,) = publisher.publish([(zone, changes)])
+    if isinstance(result, PublishError):
+        raise result
+    return result
 
 
 class NameserverProbe(Protocol):

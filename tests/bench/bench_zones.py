@@ -99,7 +99,7 @@ class Meter:
         assert isinstance(pub, Rfc2136Publisher) and isinstance(probe, AuthoritativeProbe)
         ver = app.lifecycle.verifying
         for obj, name, label in (
-            (pub, "apply", "publisher.apply (per zone) *"),
+            (pub, "publish", "publisher.publish (per batch) *"),
             (pub, "_send", "UPDATE messages *"),
             (ver, "_customer_checked", "verify: customer DNS checks"),
             (ver, "_verify_ready", "verify: ESP servers"),

@@ -90,10 +90,14 @@ def verifies(signed: bytes, server: str, port: int) -> bool:
 
 
 class RotatorEnv:
-    def __init__(self, workdir: Path, bind: Any, policy_dir: Path) -> None:
+    def __init__(
+        self, workdir: Path, bind: Any, policy_dir: Path, config: Path | None = None
+    ) -> None:
+        """`bind`: anything with server("primary" | "secondary"); `config`: a config
+        written already (else one for a BIND pair)."""
         self.workdir = workdir
         self.bind = bind
-        self.config = write_config(workdir, bind, policy_dir)
+        self.config = config or write_config(workdir, bind, policy_dir)
         self.daemon: subprocess.Popen[bytes] | None = None
         self.daemon_log = workdir / "daemon.log"
 

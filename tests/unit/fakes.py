@@ -15,6 +15,7 @@ from rotator.ports import (
     SignerChange,
     SigningEntry,
     TargetResult,
+    ZoneChanges,
 )
 
 
@@ -45,6 +46,7 @@ class FakeDns:
         self.delegation_queries: list[str] = []
         self.cnames: dict[str, str] = {}  # the customers' CNAMEs, as a resolver sees them
         self.zone_problems: dict[str, str] = {}  # zones the "primary" does not serve
+        self.unserved: set[str] = set()  # zones no backend is configured for
         # drift behind rotator's back, per server ("ns1", "ns2"): (server, name) -> what it
         # serves instead of the zone's record (None: nothing); servers answering without
         # AA, and servers that do not answer at all
@@ -67,8 +69,20 @@ class FakeDns:
                 self.records[c.name] = c.text
         return "fake-primary"
 
+    def publish(self, batch: Sequence[ZoneChanges]) -> list[str | PublishError]:
+        out: list[str | PublishError] = []
+        for zone, changes in batch:
+            try:
+                out.append(self.apply(zone, changes))
+            except PublishError as exc:
+                out.append(exc)
+        return out
+
     def zone_problem(self, zone: str) -> str | None:
         return self.zone_problems.get(zone)
+
+    def serves(self, zone: str) -> bool:
+        return zone not in self.unserved
 
     def observe(self, zone: str, name: str, deadline: float | None = None) -> list[Observation]:
         self.observed.append(name)

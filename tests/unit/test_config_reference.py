@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from rotator.config.backends import KINDS, BackendSettings
 from rotator.config.reference import BLOCK, blocks, main, rows, update
 from rotator.config.settings import RotatorToml
 from rotator.config.targets import TargetSettings
@@ -39,6 +40,13 @@ def test_every_setting_has_a_documented_row_in_the_readme() -> None:
     wanted = {
         "rotator.toml": {f"`{k}`" for k in settings(RotatorToml)},
         "targets": {f"`{k}`" for k in settings(TargetSettings)},
+        "dns-backends": {f"`{k}`" for k in BackendSettings.model_fields}
+        | {
+            f"`{k}` ({kind})"
+            for kind, model in KINDS.items()
+            for k in model.model_fields
+            if k not in BackendSettings.model_fields
+        },
         "policies": {
             f"`[{k.rpartition('.')[0]}] {k.rpartition('.')[2]}`" if "." in k else f"`{k}`"
             for k in settings(PolicyFile)
@@ -48,7 +56,8 @@ def test_every_setting_has_a_documented_row_in_the_readme() -> None:
         cells = [line.split(" | ") for line in match[0].splitlines() if line.startswith("| `")]
         documented = {c[0].removeprefix("| ") for c in cells if c[2].strip(" |")}
         assert wanted[match["name"]] <= documented, wanted[match["name"]] - documented
-    for model in (RotatorToml, TargetSettings, PolicyFile):
+    models: list[type[BaseModel]] = [RotatorToml, TargetSettings, PolicyFile, *KINDS.values()]
+    for model in models:
         assert all(f.description for _, f in rows(model)), model.__name__
 
 

@@ -58,10 +58,16 @@ class AuthoritativeProbe:
         timeout: float = 3.0,
         nameservers: Sequence[str] = (),
         resolver: Sequence[str] = (),
+        zone_nameservers: Sequence[tuple[str, Sequence[str]]] = (),
     ) -> None:
         self.port = port
         self.timeout = timeout
         self.fixed = [hostport(n, port) for n in nameservers]
+        # a backend's own `nameservers`: (zone suffix, addresses), longest suffix first
+        self.by_zone = sorted(
+            ((suffix, [hostport(n, port) for n in addrs]) for suffix, addrs in zone_nameservers),
+            key=lambda item: -len(item[0]),
+        )
         if resolver:
             self.resolver = dns.resolver.Resolver(configure=False)
             hosts = [hostport(r, 53) for r in resolver]
@@ -102,10 +108,18 @@ class AuthoritativeProbe:
         """(ns name, address, port) for every address of every NS of the zone. Cached for a
         few seconds: verifying 1,000 keys of one zone needs one NS lookup, not 1,000; and
         1,000 zones served by the same nameservers need their addresses looked up once."""
-        if self.fixed:
-            return [(_fmt(h, p), h, p) for h, p in self.fixed]
+        fixed = self._fixed(zone)
+        if fixed:
+            return [(_fmt(h, p), h, p) for h, p in fixed]
         until = self._deadline(deadline)
         return self._cached("targets", zone, lambda z: self._discover(z, until))
+
+    def _fixed(self, zone: str) -> list[tuple[str, int]]:
+        zone = zone.rstrip(".").lower()
+        for suffix, addresses in self.by_zone:
+            if zone == suffix or zone.endswith("." + suffix):
+                return addresses
+        return self.fixed
 
     def _ns_hosts(self, zone: str, deadline: float) -> list[str]:
         return self._cached("ns", zone, lambda z: self._lookup_ns(z, deadline))

@@ -23,9 +23,13 @@ from ...domain.errors import PublishError
 from ...domain.reasons import Reason
 from ...domain.record import split_strings
 from ...ports import RecordChange
+from .fanout import PerZone
 
 
-class Rfc2136Publisher:
+class Rfc2136Publisher(PerZone):
+    """The default backend ([dns] primary): UPDATEs with TSIG to BIND, Knot, or any server
+    that takes them."""
+
     def __init__(
         self,
         server: str,

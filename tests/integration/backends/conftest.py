@@ -1,0 +1,25 @@
+"""Every DNS backend's real servers, one parameter each: the contract and lifecycle tests
+run against all of them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .bind_servers import start_bind
+from .servers import BackendServers, Start
+
+STARTERS: dict[str, Start] = {
+    "rfc2136": start_bind,
+}
+
+
+@pytest.fixture(params=sorted(STARTERS))
+def servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BackendServers]:
+    started = STARTERS[request.param](tmp_path / "servers")
+    try:
+        yield started
+    finally:
+        started.stop()
