@@ -20,6 +20,11 @@ install_system() {
     [ -x /usr/sbin/exim4 ] || missing+=(exim4-daemon-light)
     # the browser the status page is opened in
     [ -x /usr/bin/chromedriver ] || missing+=(chromium chromium-driver)
+    # the DNS backends' servers, and PostgreSQL for the shared store
+    [ -x /usr/sbin/pdns_server ] || missing+=(pdns-server pdns-backend-sqlite3)
+    [ -x /usr/sbin/tinydns ] || missing+=(tinydns)
+    [ -x /usr/sbin/nsd ] || missing+=(nsd)
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   fi
   command -v named >/dev/null 2>&1 || [ -x /usr/sbin/named ] || missing+=(bind9)
   command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
