@@ -15,7 +15,6 @@ import contextlib
 import fcntl
 import hmac
 import os
-import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from ...domain.errors import StoreError
+from .connection import Cursor, Sql
 from .seal import Sealer
 
 _TAIL = 1024  # bytes read back from the end: at least three whole lines
@@ -184,19 +184,20 @@ class AnchorCheck:
     keyed_from: int | None = None  # the first keyed line's position: the log is sealed there
 
 
-def check_anchor(anchor: Anchor, seal: Sealer | None, conn: sqlite3.Connection) -> AnchorCheck:
+def check_anchor(anchor: Anchor, seal: Sealer | None, sql: Sql) -> AnchorCheck:
     """Every line, in one pass over the file, merged with the log in position order (a
     cursor stepped over close positions, a lookup for far ones): its form, its MAC (with
     the key), no unkeyed line after a keyed one, keyed positions increasing, and the log
     holding each anchored event with exactly that hash. Stops at the first problem."""
     out = AnchorCheck()
     path, prev_mac, prev_pos = anchor.path, "", 0
+    cursor: Cursor | None = None
     rows: Iterator[tuple[int, str]] = iter(())
     row: tuple[int, str] | None = None
     try:
         # the anchor's size before the log's head: each line read names a committed event
         lines = anchor.lines()
-        head = conn.execute("SELECT MAX(position) FROM events").fetchone()[0] or 0
+        head = sql.execute("SELECT MAX(position) FROM events").fetchone()[0] or 0
         for line in lines:
             number, position, digest, mac = line
             where = f"anchor {path}: line {number} (event {position})"
@@ -219,12 +220,13 @@ def check_anchor(anchor: Anchor, seal: Sealer | None, conn: sqlite3.Connection) 
             if out.problem is not None:
                 return out
             if row is None or not row[0] <= position <= row[0] + _STEP:
-                rows = iter(
-                    conn.execute(
-                        "SELECT position, hash FROM events WHERE position >= ? ORDER BY position",
-                        [position],
-                    )
+                if cursor is not None:
+                    cursor.close()  # one scan open at a time, however far the lines jump
+                cursor = sql.stream(
+                    "SELECT position, hash FROM events WHERE position >= ? ORDER BY position",
+                    [position],
                 )
+                rows = iter(cursor)
                 row = next(rows, None)
             while row is not None and row[0] < position:
                 row = next(rows, None)
@@ -237,10 +239,13 @@ def check_anchor(anchor: Anchor, seal: Sealer | None, conn: sqlite3.Connection) 
             prev_mac, prev_pos = mac, max(prev_pos, position)
     except StoreError as exc:
         out.problem = str(exc)
+    finally:
+        if cursor is not None:
+            cursor.close()
     return out
 
 
-def tail_problem(anchor: Anchor, seal: Sealer | None, conn: sqlite3.Connection) -> str | None:
+def tail_problem(anchor: Anchor, seal: Sealer | None, sql: Sql) -> str | None:
     """What the daemon checks at start, in O(1) (the whole file only when the last line
     has no MAC): the last line is rotator's, its event is in the log with that hash, and
     (a keyed line) sealed."""
@@ -255,14 +260,14 @@ def tail_problem(anchor: Anchor, seal: Sealer | None, conn: sqlite3.Connection) 
         if not hmac.compare_digest(line.mac, seal.anchor(line.position, line.hash, prev)):
             return f"{where} does not carry rotator's MAC: forged"
     elif not line.mac and seal is not None:
-        full = check_anchor(anchor, seal, conn)
+        full = check_anchor(anchor, seal, sql)
         if full.problem is not None or full.keyed_from is not None:
             return full.problem or f"{where} carries no MAC after keyed lines: forged"
-    event = conn.execute(
+    event = sql.execute(
         "SELECT hash, mac FROM events WHERE position = ?", [line.position]
     ).fetchone()
     if event is None:
-        head = conn.execute("SELECT MAX(position) FROM events").fetchone()[0] or 0
+        head = sql.execute("SELECT MAX(position) FROM events").fetchone()[0] or 0
         return (
             f"the log ends at event {head} but the anchor {anchor.path} has event "
             f"{line.position}: the log was cut off or rolled back"

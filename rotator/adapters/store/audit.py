@@ -13,18 +13,15 @@ import hashlib
 import hmac
 import json
 import operator
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import sqlite_utils
 
 from ...domain.errors import StoreError
 from ...domain.model import IdentityState, KeyState
 from ...ports.store import AuditReport
 from .anchor import Anchor, AnchorCheck, check_anchor, tail_problem
+from .connection import Cursor, Sql
 from .replay import (
     batched,
     identity_states,
@@ -54,7 +51,7 @@ class ChainResult:
 
 
 def check_log(
-    cursor: sqlite3.Cursor,
+    cursor: Cursor,
     event_mac: Callable[[str], str] | None,
     sealed_from: int | None = None,
 ) -> ChainResult:
@@ -123,23 +120,23 @@ class _Table:
     """A projection table's live rows, read as tuples and checked against replayed states."""
 
     def __init__(self, store: StoreAudit, table: str, seal: Sealer | None) -> None:
-        self.db = store.db
+        self.sql = sql = store.sql
         self.decode: Callable[..., Any]
         self.kind, self.pk, cls, self.decode = (
             ("key", "key_id", KeyState, store._key)
             if table == "keys"
             else ("identity", "identity", IdentityState, store._ident)
         )
-        self.select = f"SELECT rowid, * FROM {table}"
-        columns = [d[0] for d in self.db.execute(f"{self.select} LIMIT 0").description][1:]
+        self.select = f"SELECT {sql.row_order(self.pk)}, * FROM {table}"
+        columns = [d[0] for d in sql.execute(f"{self.select} LIMIT 0").description][1:]
         self.columns, self.at = columns, columns.index(self.pk) + 1
         self.sealed = seal.row_check(table, columns) if seal is not None else None
         self.same = row_matcher(cls, columns)
 
     def compare(self, rebuilt: Iterable[tuple[str, Any]]) -> Iterator[tuple[int, str, bool]]:
-        """Merge-join replayed states with the live rows, both in name order: (rowid, line,
-        whether it is a difference of fields rather than an unsealed row)."""
-        cursor = self.db.execute(f"{self.select} ORDER BY {self.pk}")
+        """Merge-join replayed states with the live rows, both in name order: (row order,
+        line, whether it is a difference of fields rather than an unsealed row)."""
+        cursor = self.sql.stream(f"{self.select} ORDER BY {self.pk}")
         for name, state, found in merge_join(rebuilt, ((r[self.at], r) for r in cursor)):
             yield from self.check(name, state, found)
 
@@ -165,8 +162,7 @@ class _Table:
 
 
 class StoreAudit:
-    db: sqlite_utils.Database
-    path: Path
+    sql: Sql
     sealer: Sealer | None
     anchor: Anchor | None
 
@@ -197,7 +193,8 @@ class StoreAudit:
 
     def verify_chain(self) -> tuple[int, str | None]:
         """Recompute the hash chain. Returns (events checked, first problem or None)."""
-        chain = check_log(self.db.execute("SELECT * FROM events ORDER BY position"), None)
+        with self.sql.reading():
+            chain = check_log(self.sql.stream("SELECT * FROM events ORDER BY position"), None)
         return chain.events, chain.problem
 
     def rebuild(self, check_only: bool = False) -> list[str]:
@@ -230,8 +227,8 @@ class StoreAudit:
             diffs += [u for _, _, u in sorted(unsealed) if u.split(":")[0] not in named]
             if not check_only:
                 # a second pass: the live rows were needed until the comparison was over
-                self.db.execute("DELETE FROM keys")
-                self.db.execute("DELETE FROM identities")
+                self.sql.execute("DELETE FROM keys")
+                self.sql.execute("DELETE FROM identities")
                 for some in batched(key_states(self._stream("key_id")), _BATCH):
                     self._save(dict[str, KeyState | None](some), {})
                 for names in batched(identity_states(self._stream("identity")), _BATCH):
@@ -241,23 +238,25 @@ class StoreAudit:
                     self._set_head(*head)
         return diffs
 
-    def _stream(self, column: str) -> sqlite3.Cursor:
-        return self.db.execute(stream_sql(column))
+    def _stream(self, column: str) -> Cursor:
+        return self.sql.stream(stream_sql(column))
 
     def head(self) -> tuple[int, str] | None:
         """(position, hash) of the newest event: O(1), the value to keep elsewhere."""
-        row = self.db.execute(
+        row = self.sql.execute(
             "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
         ).fetchone()
         return (int(row[0]), str(row[1])) if row else None
 
     def projection_head(self) -> tuple[int, bool] | None:
         """(position the projection says it has folded, whether its seal holds)."""
-        row = self.db.execute("SELECT position, mac FROM projection_head WHERE id = 1").fetchone()
+        row = self.sql.execute("SELECT position, mac FROM projection_head WHERE id = 1").fetchone()
         if row is None:
             return None
         position, mac = int(row[0]), row[1]
-        event = self.db.execute("SELECT hash FROM events WHERE position = ?", [position]).fetchone()
+        event = self.sql.execute(
+            "SELECT hash FROM events WHERE position = ?", [position]
+        ).fetchone()
         ok = self.sealer is None or (
             event is not None and mac == self.sealer.head(position, str(event[0]))
         )
@@ -265,18 +264,23 @@ class StoreAudit:
 
     def audit(self) -> AuditReport:
         """The chain, every MAC (with the audit key), every anchor line and the projection's
-        head: one pass over the anchor, one over the events, one over each projection table."""
+        head: one pass over the anchor, one over the events, one over each projection table,
+        all in one snapshot of the database."""
+        with self.sql.reading():
+            return self._audit()
+
+    def _audit(self) -> AuditReport:
         seal = self.sealer
         anchored = self._anchor_check()
         chain = check_log(
-            self.db.execute("SELECT * FROM events ORDER BY position"),
+            self.sql.stream("SELECT * FROM events ORDER BY position"),
             seal.event if seal is not None else None,
             anchored.keyed_from,
         )
         report = AuditReport(chain.events, chain.problem, chain.sealed, chain.bad_macs)
         if seal is not None:
             for table, name in (("keys", "key_id"), ("identities", "identity")):
-                cursor = self.db.execute(f"SELECT * FROM {table}")
+                cursor = self.sql.stream(f"SELECT * FROM {table}")
                 columns = [d[0] for d in cursor.description]
                 sealed, at = seal.row_check(table, columns), columns.index(name)
                 report.bad_macs += [
@@ -299,7 +303,7 @@ class StoreAudit:
         if anchored.problem is not None:
             return anchored.problem
         chain = check_log(
-            self.db.execute("SELECT * FROM events ORDER BY position"),
+            self.sql.stream("SELECT * FROM events ORDER BY position"),
             seal.event if seal is not None else None,
             anchored.keyed_from,
         )
@@ -324,7 +328,7 @@ class StoreAudit:
         head = self.head()
         if self.sealer is None or head is None:
             return None
-        row = self.db.execute("SELECT position, mac FROM projection_head WHERE id = 1").fetchone()
+        row = self.sql.execute("SELECT position, mac FROM projection_head WHERE id = 1").fetchone()
         if row is None:
             return HEAD_MISSING
         if row[1] is None:
@@ -349,7 +353,8 @@ class StoreAudit:
                 return "the projection's head is not sealed by rotator (edited)"
         if self.anchor is None:
             return None
-        return tail_problem(self.anchor, self.sealer, self.db.conn)
+        with self.sql.reading():
+            return tail_problem(self.anchor, self.sealer, self.sql)
 
     def keyed(self) -> bool:
         return self.sealer is not None
@@ -367,7 +372,8 @@ class StoreAudit:
     def _anchor_check(self) -> AnchorCheck:
         if self.anchor is None:
             return AnchorCheck()
-        return check_anchor(self.anchor, self.sealer, self.db.conn)
+        with self.sql.reading():
+            return check_anchor(self.anchor, self.sealer, self.sql)
 
 
 HEAD_MISSING = "projection head: missing (the projection is not sealed)"

@@ -6,10 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Executor
 from datetime import datetime
-from pathlib import Path
 from typing import Any
-
-import sqlite_utils
 
 from ...domain import signing as signing_events
 from ...domain.model import IdentityState, KeyState
@@ -25,9 +22,10 @@ from ...ports import (
 )
 from ...ports.monitoring import IdentityCount, IdentityTimes, KeyCount, StoreCounts
 from ...timeutil import iso, parse_iso
+from .connection import Sql, columns
 from .rows import event_from_row
 from .seal import Sealer
-from .signing import columns, ordered_rows, sealed_rows, start_check
+from .signing import ordered_rows, sealed_rows, start_check
 
 # the names the domain defines (signing_changed_since, signing_set_changed_since ask for them)
 SIGNING_EVENTS = signing_events.SIGNING_EVENTS
@@ -35,8 +33,7 @@ SET_EVENTS = signing_events.SIGNING_SET_EVENTS
 
 
 class StoreReads:
-    db: sqlite_utils.Database
-    path: Path
+    sql: Sql
     sealer: Sealer | None
 
     def _key(self, row: dict[str, Any], check: bool = True) -> KeyState:
@@ -46,13 +43,13 @@ class StoreReads:
         raise NotImplementedError
 
     def stream_version(self, stream_id: str) -> int:
-        row = self.db.execute(
+        row = self.sql.execute(
             "SELECT MAX(version) FROM events WHERE stream_id = ?", [stream_id]
         ).fetchone()
         return int(row[0] or 0)
 
     def key(self, key_id: str) -> KeyState | None:
-        rows = list(self.db.query("SELECT * FROM keys WHERE key_id = ?", [key_id]))
+        rows = list(self.sql.query("SELECT * FROM keys WHERE key_id = ?", [key_id]))
         return self._key(rows[0]) if rows else None
 
     def list_keys(self, identity: str | None = None, state: State | None = None) -> list[KeyState]:
@@ -66,11 +63,11 @@ class StoreReads:
         sql = "SELECT * FROM keys"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        rows = self.db.query(sql + " ORDER BY domain, created_at", params)
+        rows = self.sql.query(sql + " ORDER BY domain, created_at", params)
         return [self._key(r) for r in rows]
 
     def due_keys(self, now: datetime, limit: int = DUE_BATCH) -> list[KeyState]:
-        rows = self.db.query(
+        rows = self.sql.query(
             "SELECT * FROM keys WHERE next_action_at IS NOT NULL AND next_action_at <= ? "
             "ORDER BY next_action_at LIMIT ?",
             [iso(now), limit],
@@ -80,11 +77,11 @@ class StoreReads:
     def next_due(self, skip: Collection[str] = ()) -> datetime | None:
         """Earliest pending action time over keys and identities (for the scheduler),
         ignoring the keys in `skip` (the caller already knows when to look at them)."""
-        idents = self.db.execute(
+        idents = self.sql.execute(
             "SELECT MIN(rotation_due_at) FROM identities WHERE rotation_due_at IS NOT NULL"
         ).fetchone()[0]
         # walk the partial index from the earliest; at most len(skip) rows are passed over
-        rows = self.db.execute(
+        rows = self.sql.execute(
             "SELECT key_id, next_action_at FROM keys WHERE next_action_at IS NOT NULL "
             "ORDER BY next_action_at LIMIT ?",
             [len(skip) + 1],
@@ -94,13 +91,13 @@ class StoreReads:
         return parse_iso(min(times)) if times else None
 
     def identity(self, identity: str) -> IdentityState | None:
-        rows = list(self.db.query("SELECT * FROM identities WHERE identity = ?", [identity]))
+        rows = list(self.sql.query("SELECT * FROM identities WHERE identity = ?", [identity]))
         return self._ident(rows[0]) if rows else None
 
     def identity_sending(self, domain: str) -> IdentityState | None:
         """The identity that signs `domain`'s mail, if any."""
         rows = list(
-            self.db.query(
+            self.sql.query(
                 "SELECT * FROM identities WHERE sending_domain = ? AND retired_at IS NULL "
                 "ORDER BY identity LIMIT 1",
                 [domain],
@@ -114,7 +111,7 @@ class StoreReads:
             return None
         marks = ",".join("?" * len(parents))
         rows = list(
-            self.db.query(
+            self.sql.query(
                 f"SELECT * FROM identities WHERE sending_domain IN ({marks}) "
                 "AND signing_pattern LIKE '*@*.%' AND retired_at IS NULL "
                 "ORDER BY identity LIMIT 1",
@@ -130,7 +127,7 @@ class StoreReads:
             return []
         found = [
             str(name)
-            for name, sending in self.db.execute(
+            for name, sending in self.sql.execute(
                 "SELECT identity, sending_domain FROM identities "
                 "WHERE sending_domain != '' AND retired_at IS NULL"
             )
@@ -139,18 +136,20 @@ class StoreReads:
         return [i for name in found if (i := self.identity(name)) is not None]
 
     def identities(self) -> list[IdentityState]:
-        return [self._ident(r) for r in self.db.query("SELECT * FROM identities ORDER BY identity")]
+        return [
+            self._ident(r) for r in self.sql.query("SELECT * FROM identities ORDER BY identity")
+        ]
 
     def identity_page(self, after: str, limit: int) -> list[IdentityState]:
         # keyset paging on the primary key: a page costs the same at any depth
-        rows = self.db.query(
+        rows = self.sql.query(
             "SELECT * FROM identities WHERE identity > ? ORDER BY identity LIMIT ?", [after, limit]
         )
         return [self._ident(r) for r in rows]
 
     def senders(self, limit: int) -> list[IdentityState]:
         # the first live rows in key order: as cheap at a million identities as at ten
-        rows = self.db.query(
+        rows = self.sql.query(
             "SELECT * FROM identities WHERE signing_pattern != '' AND retired_at IS NULL "
             "ORDER BY identity LIMIT ?",
             [limit],
@@ -158,7 +157,7 @@ class StoreReads:
         return [self._ident(r) for r in rows]
 
     def esp_customers(self, esp_identity: str) -> list[IdentityState]:
-        rows = self.db.query(
+        rows = self.sql.query(
             "SELECT * FROM identities WHERE esp_identity = ? AND retired_at IS NULL "
             "ORDER BY identity",
             [esp_identity],
@@ -166,7 +165,7 @@ class StoreReads:
         return [self._ident(r) for r in rows]
 
     def due_identities(self, now: datetime, limit: int = DUE_BATCH) -> list[IdentityState]:
-        rows = self.db.query(
+        rows = self.sql.query(
             "SELECT * FROM identities WHERE rotation_due_at IS NOT NULL "
             "AND rotation_due_at <= ? ORDER BY rotation_due_at LIMIT ?",
             [iso(now), limit],
@@ -178,31 +177,31 @@ class StoreReads:
         complete signing set of a million identities is read at start-up and by a target
         written for the first time. Each row's MAC is checked all the same: a row edited
         behind rotator's back never reaches a signer."""
-        keys, idents = columns(self.db.conn, "keys"), columns(self.db.conn, "identities")
+        keys, idents = columns(self.sql, "keys"), columns(self.sql, "identities")
         pick = [keys.index(c) for c in SIGNING_KEY_COLUMNS]
         pattern = len(keys) + idents.index("signing_pattern")
-        for second, row, _ in sealed_rows(self.db.conn, self.sealer):
+        for second, row, _ in sealed_rows(self.sql, self.sealer):
             yield SigningRow._make([*(row[j] for j in pick), row[pattern], second])
 
     def signing_stream(self) -> Iterator[tuple[Any, ...]]:
         """Every signature in sender order, as SigningRow-shaped tuples, MACs not checked
         (check_signing does that): a million rows in bounded memory."""
-        return ordered_rows(self.db.conn)
+        return ordered_rows(self.sql)
 
     def check_signing(self, executor: Executor | None, workers: int) -> Callable[[], None]:
         """Start checking the MAC of every row signing_stream reads; the returned call
         waits for it and raises StoreError for an edited row."""
         if self.sealer is None:
             return lambda: None
-        return start_check(self.db.conn, str(self.path), self.sealer, executor, workers)
+        return start_check(self.sql, self.sealer, executor, workers)
 
     def data_version(self) -> int:
-        """Changes whenever another connection commits (PRAGMA data_version)."""
-        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+        """Changes whenever a write to the projection commits."""
+        return self.sql.data_version()
 
     def companions(self, identity: str) -> list[IdentityState]:
         """The dual-algorithm companions of an identity (retired ones too)."""
-        rows = self.db.query(
+        rows = self.sql.query(
             "SELECT * FROM identities WHERE companion_of = ? AND companion_of != '' "
             "ORDER BY identity",
             [identity],
@@ -216,11 +215,12 @@ class StoreReads:
         return self._recorded_since(position, SET_EVENTS)
 
     def _recorded_since(self, position: int, types: Sequence[str]) -> bool:
-        # walk the log after `position` by rowid (+type: not through the type index,
-        # which would visit every such event ever recorded)
+        # walk the log after `position` by position (not through the type index, which
+        # would visit every such event ever recorded)
         marks = ",".join("?" * len(types))
-        row = self.db.execute(
-            f"SELECT 1 FROM events WHERE position > ? AND +type IN ({marks}) LIMIT 1",
+        kind = self.sql.unindexed("type")
+        row = self.sql.execute(
+            f"SELECT 1 FROM events WHERE position > ? AND {kind} IN ({marks}) LIMIT 1",
             [position, *types],
         ).fetchone()
         return row is not None
@@ -228,9 +228,11 @@ class StoreReads:
     def count_keys(self, state: str, up_to: int | None = None) -> int:
         # up_to: a tick weighing 200 replacements needs to know there are at least 800
         # active keys, not that there are a million (an O(all) walk of the state index)
-        sql = "SELECT COUNT(*) FROM (SELECT 1 FROM keys WHERE state = ? LIMIT ?)"
-        row = self.db.execute(sql, [state, -1 if up_to is None else up_to]).fetchone()
-        return int(row[0])
+        sql = "SELECT COUNT(*) FROM keys WHERE state = ?"
+        if up_to is None:
+            return int(self.sql.execute(sql, [state]).fetchone()[0])
+        sql = "SELECT COUNT(*) FROM (SELECT 1 FROM keys WHERE state = ? LIMIT ?) AS counted"
+        return int(self.sql.execute(sql, [state, up_to]).fetchone()[0])
 
     def scheduled_work(
         self, now: datetime, policy: str | None = None, after: datetime | None = None
@@ -258,19 +260,19 @@ class StoreReads:
             revoke_sql += " AND k.policy = ?"
             replace_sql += " AND policy = ?"
             args.append(policy)
-        revoke = self.db.execute(revoke_sql, args).fetchone()[0]
-        replace = self.db.execute(replace_sql, args).fetchone()[0]
+        revoke = self.sql.execute(revoke_sql, args).fetchone()[0]
+        replace = self.sql.execute(replace_sql, args).fetchone()[0]
         return int(revoke), int(replace)
 
     def scheduled_policies(self, now: datetime) -> set[str]:
         """The policies of the work scheduled_work counts."""
         at = iso(now)
-        keys = self.db.execute(
+        keys = self.sql.execute(
             "SELECT DISTINCT policy FROM keys WHERE next_action_at IS NOT NULL "
             "AND next_action_at <= ? AND next_action = 'revoke'",
             [at],
         )
-        idents = self.db.execute(
+        idents = self.sql.execute(
             "SELECT DISTINCT policy FROM identities WHERE rotation_due_at IS NOT NULL "
             "AND rotation_due_at <= ? AND active_key IS NOT NULL",
             [at],
@@ -281,51 +283,52 @@ class StoreReads:
         """The ids of every key not destroyed (whose private key file must exist)."""
         return {
             str(r[0])
-            for r in self.db.conn.execute("SELECT key_id FROM keys WHERE state != 'destroyed'")
+            for r in self.sql.execute("SELECT key_id FROM keys WHERE state != 'destroyed'")
         }
 
     def selectors(self, domain: str) -> set[str]:
         return {
             r["selector"]
-            for r in self.db.query("SELECT selector FROM keys WHERE domain = ?", [domain])
+            for r in self.sql.query("SELECT selector FROM keys WHERE domain = ?", [domain])
         }
 
     def events(self, flt: LogFilter | None = None) -> Iterator[StoredEvent]:
         flt = flt or LogFilter()
-        where = ["position > :after"]
-        params: dict[str, Any] = {"after": flt.after_position}
+        where, params = ["position > ?"], []
         for col in ("identity", "domain", "selector", "key_id", "actor"):
             value = getattr(flt, col)
             if value is not None:
-                where.append(f"{col} = :{col}")
-                params[col] = value
-        if flt.identities:
-            names = []
-            for i, ident in enumerate(flt.identities):
-                params[f"i{i}"] = ident
-                names.append(f":i{i}")
-            where.append(f"identity IN ({', '.join(names)})")
-        if flt.types:
-            names = []
-            for i, t in enumerate(flt.types):
-                params[f"t{i}"] = t
-                names.append(f":t{i}")
-            where.append(f"type IN ({', '.join(names)})")
+                where.append(f"{col} = ?")
+                params.append(value)
+        for col, values in (("identity", flt.identities), ("type", flt.types)):
+            if values:
+                where.append(f"{col} IN ({', '.join('?' * len(values))})")
+                params += values
         if flt.since is not None:
-            where.append("at >= :since")
-            params["since"] = iso(flt.since)
+            where.append("at >= ?")
+            params.append(iso(flt.since))
         if flt.until is not None:
-            where.append("at <= :until")
-            params["until"] = iso(flt.until)
-        sql = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY position"
-        if flt.limit is not None:
-            sql += f" LIMIT {int(flt.limit)}"
-        for row in self.db.query(sql, params):
-            yield event_from_row(row)
+            where.append("at <= ?")
+            params.append(iso(flt.until))
+        select = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY position"
+        # one statement, or page after page from the last position read (the log only
+        # grows at its end: a page never misses an event the one before could see)
+        after, left, page = flt.after_position, flt.limit, self.sql.page
+        while left is None or left > 0:
+            take = left if page is None else page if left is None else min(page, left)
+            got = 0
+            sql = select if take is None else f"{select} LIMIT {int(take)}"
+            for row in self.sql.query(sql, [after, *params]):
+                got, after = got + 1, row["position"]
+                yield event_from_row(row)
+            if take is None or got < take:
+                return
+            if left is not None:
+                left -= got
 
     def info(self) -> dict[str, Any]:
-        count = self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-        return {"path": str(self.path), "events": count}
+        count = self.sql.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        return {"path": self.sql.where, "events": count}
 
     def monitoring_counts(self, per_identity: bool = False) -> StoreCounts:
         """Aggregates for the metrics endpoint, from one read snapshot. Live keys are read
@@ -333,43 +336,43 @@ class StoreReads:
         the index alone); identities and next times cost one scan and two index lookups."""
         live = ", ".join(f"'{s.value}'" for s in State if s is not State.DESTROYED)
         customer = ", ".join(f"'{c.value}'" for c in sorted(CUSTOMER_DNS))
-        conn = self.db.conn
-        own = not conn.in_transaction  # one snapshot, unless a caller's transaction is one
-        if own:
-            conn.execute("BEGIN DEFERRED")
-        try:
+        sql = self.sql
+        with sql.reading():  # one snapshot, unless a caller's transaction is one
             keys = tuple(
                 KeyCount(s, p, a, n, int(f), int(pk), int(d), parse_iso(o) if o else None)
-                for s, p, a, n, f, pk, d, o in conn.execute(
+                for s, p, a, n, f, pk, d, o in sql.execute(
                     "SELECT state, policy, COALESCE(next_action, ''), COUNT(*), "
-                    "TOTAL(attempts > 0), TOTAL(parked), "
-                    f"TOTAL(drift != '' OR last_error_code = '{Reason.DRIFT}'), "
+                    "SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END), SUM(parked), "
+                    f"SUM(CASE WHEN drift != '' OR last_error_code = '{Reason.DRIFT}' "
+                    "THEN 1 ELSE 0 END), "
                     "MIN(CASE WHEN state = 'active' THEN COALESCE(activated_at, since) END) "
                     f"FROM keys WHERE state IN ({live}) GROUP BY 1, 2, 3"
                 )
             )
             idents = tuple(
                 IdentityCount(m, r, n, int(w), int(a), int(b))
-                for m, r, n, w, a, b in conn.execute(
-                    "SELECT mode, role, COUNT(*), TOTAL(active_key IS NULL), "
-                    f"TOTAL(notice_code IN ({customer}) OR identity IN ("
+                for m, r, n, w, a, b in sql.execute(
+                    "SELECT mode, role, COUNT(*), "
+                    "SUM(CASE WHEN active_key IS NULL THEN 1 ELSE 0 END), "
+                    f"SUM(CASE WHEN notice_code IN ({customer}) OR identity IN ("
                     f"SELECT identity FROM keys WHERE state IN ({live}) "
-                    f"AND last_error_code IN ({customer}))), TOTAL(dns_problem_code IS NOT NULL) "
+                    f"AND last_error_code IN ({customer})) THEN 1 ELSE 0 END), "
+                    "SUM(CASE WHEN dns_problem_code IS NOT NULL THEN 1 ELSE 0 END) "
                     "FROM identities WHERE retired_at IS NULL GROUP BY 1, 2"
                 )
             )
-            destroyed = conn.execute("SELECT COUNT(*) FROM keys WHERE state = 'destroyed'")
-            rotation = conn.execute(
+            destroyed = sql.execute("SELECT COUNT(*) FROM keys WHERE state = 'destroyed'")
+            rotation = sql.execute(
                 "SELECT MIN(rotation_due_at) FROM identities WHERE rotation_due_at IS NOT NULL"
             ).fetchone()[0]
-            action = conn.execute(
+            action = sql.execute(
                 "SELECT MIN(next_action_at) FROM keys WHERE next_action_at IS NOT NULL"
             ).fetchone()[0]
             each: tuple[IdentityTimes, ...] = ()
             if per_identity:
                 each = tuple(
                     IdentityTimes(d, p, parse_iso(a) if a else None, parse_iso(r) if r else None)
-                    for d, p, a, r in conn.execute(
+                    for d, p, a, r in sql.execute(
                         "SELECT i.domain, i.policy, COALESCE(k.activated_at, k.since), "
                         "i.rotation_due_at FROM identities i LEFT JOIN keys k "
                         "ON k.key_id = i.active_key WHERE i.retired_at IS NULL ORDER BY 1"
@@ -383,18 +386,15 @@ class StoreReads:
                 next_action=parse_iso(action) if action else None,
                 per_identity=each,
             )
-        finally:
-            if own:
-                conn.execute("COMMIT")  # a read: nothing to keep or undo
 
     def watch_keys(self, low: str, high: str | None) -> list[KeyState]:
         """Active and draining keys in [low, high) of the key id space, ordered by key id.
-        `+state` keeps SQLite on the primary key's range (the state index would read
-        every active key): a slice costs O(keys in it)."""
+        The state is not read through its index, which would read every active key: a
+        slice costs O(keys in it), on the primary key's range."""
         sql = "SELECT * FROM keys WHERE key_id >= ?"
         params = [low]
         if high is not None:
             sql += " AND key_id < ?"
             params.append(high)
-        sql += " AND +state IN ('active', 'draining') ORDER BY key_id"
-        return [self._key(r) for r in self.db.query(sql, params)]
+        sql += f" AND {self.sql.unindexed('state')} IN ('active', 'draining') ORDER BY key_id"
+        return [self._key(r) for r in self.sql.query(sql, params)]

@@ -11,46 +11,32 @@ key and identity projections, updated in the same transaction as the append.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import operator
+import functools
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
-import structlog
 
-from ...domain import events as ev
-from ...domain.errors import ConcurrencyError, IllegalTransition, RotatorError, StoreError
-from ...domain.events.base import not_before
-from ...domain.model import IdentityState, KeyState, apply_identity, apply_key
-from ...ports import StoredEvent
-from ...timeutil import iso, parse_iso
-from .anchor import Anchor, Writer
+from ...domain.errors import RotatorError, StoreError
+from .anchor import Anchor
+from .append import Feed, StoreWrites
 from .audit import StoreAudit
+from .connection import Params, Sql
 from .errors import db_hint
-from .insert import Feed, Inserter, upsert
-from .json_text import payload_json, row_json
+from .insert import Inserter, upsert
 from .queries import StoreReads
-from .rows import (
-    GENESIS,
-    Appended,
-    event_hash,
-    identity_from_row,
-    key_from_row,
-    to_row,
-)
+from .rows import GENESIS, Appended, event_hash
 from .schema import migrations
 from .seal import Sealer
 
 __all__ = ["GENESIS", "Appended", "SqliteEventStore", "db_hint", "event_hash", "open_store"]
 
 BUSY_TIMEOUT_MS = 10_000
-log = structlog.get_logger("rotator")
 
 
-class SqliteEventStore(StoreReads, StoreAudit):
+class SqliteEventStore(StoreWrites, StoreReads, StoreAudit):
     def __init__(
         self,
         path: Path | str,
@@ -83,6 +69,7 @@ class SqliteEventStore(StoreReads, StoreAudit):
                 str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
             )
         self.db = sqlite_utils.Database(conn)
+        self.sql = SqliteSql(self.db, self.path)
         self._inserter = Inserter(conn)
         self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if readonly:
@@ -99,15 +86,11 @@ class SqliteEventStore(StoreReads, StoreAudit):
         self.db.execute("PRAGMA synchronous = FULL")
         upgraded = bool(migrations.pending(self.db)) and self.db["events"].exists()
         migrations.apply(self.db)
-        if sealer is not None and (upgraded or self._unsealed()):
-            # First open with the audit key, or a schema upgrade (a new column changes
-            # every row a MAC covers): seal the projection by replaying the log into it,
-            # if the log itself holds (rebuild checks it first).
-            try:
-                self.rebuild()
-            except BaseException:
-                self.close()
-                raise
+        try:
+            self._seal_at_open(upgraded)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         self._inserter.close()
@@ -140,224 +123,66 @@ class SqliteEventStore(StoreReads, StoreAudit):
                 self.db.conn.execute("ROLLBACK")
             raise StoreError(f"database {self.path}: {db_hint(exc, self.path)}") from None
 
-    # --- writes ------------------------------------------------------------------------
+    def _feed(self, table: str, columns: tuple[str, ...], total: int, pk: str | None) -> Feed:
+        tail = upsert(pk, columns) if pk is not None else ""
+        return self._inserter.feed(f"INSERT INTO {table}", columns, total, tail)
 
-    def append(self, events: Sequence[ev.Event], expected: dict[str, int]) -> Appended:
-        if not events:
-            return Appended([], {}, {})
-        with self._anchored() as anchor:
-            appended = self._append(events, expected)
-            if anchor is not None:
-                last = appended[-1]
-                try:
-                    anchor.append(last.position, last.hash)
-                except OSError as exc:  # committed: kept, and written by the next append
-                    log.error("anchor_write_failed", anchor=str(anchor.anchor.path),
-                              position=last.position, error=exc.strerror)  # fmt: skip
-        return appended
 
-    def _anchored(self) -> contextlib.AbstractContextManager[Writer | None]:
-        # taken before the database's write lock and held across the commit, so that the
-        # anchor's lines are in commit order
-        if self.anchor is None:
-            return contextlib.nullcontext()
-        return self.anchor.locked(self.sealer)
+class SqliteSql:
+    """An SQLite connection as the shared store code uses it (connection.Sql)."""
 
-    def _append(self, events: Sequence[ev.Event], expected: dict[str, int]) -> Appended:
-        stored: list[StoredEvent] = []
-        with self._write():
-            last = self.db.execute(
-                "SELECT position, hash, at FROM events ORDER BY position DESC LIMIT 1"
-            ).fetchone()
-            position, prev_hash = (int(last[0]), str(last[1])) if last else (0, GENESIS)
-            # No event is older than the one recorded before it, whichever process (and
-            # clock) recorded that; the recorder keeps a batch itself in order.
-            floor = parse_iso(str(last[2])) if last else None
-            events = not_before(events, floor, running=False)
-            # One query each for the streams' versions and the states the fold starts
-            # from: a batch of thousands of events must not cost thousands of SELECTs.
-            versions = self._stream_versions({e.stream_id for e in events})
-            for stream, want in expected.items():
-                current = versions.get(stream)
-                if current is not None and want != current:
-                    raise ConcurrencyError(
-                        f"{stream} is at version {current}, expected {want}; "
-                        "someone else changed it first, retry"
-                    )
-            keys: dict[str, KeyState | None] = self._prefetch(
-                "keys", "key_id", {e.key_id for e in events if isinstance(e, ev.KeyEvent)}
-            )
-            names = {n for e in events if (n := getattr(e, "identity", None)) is not None}
-            idents: dict[str, IdentityState | None] = self._prefetch(
-                "identities", "identity", names
-            )
-            feed = self._inserter.feed("INSERT INTO events", _EVENT_COLUMNS, len(events))
-            try:
-                try:
-                    for event in events:
-                        stream = event.stream_id
-                        versions[stream] += 1
-                        self._fold(event, keys, idents)
-                        position += 1
-                        row = self._row(event, stream, versions[stream], prev_hash)
-                        row["position"] = position
-                        row["mac"] = self.sealer.event(row["hash"]) if self.sealer else None
-                        feed.put(_event_values(row))
-                        prev_hash = row["hash"]
-                        stored.append(
-                            StoredEvent(
-                                position, stream, versions[stream], event, row["hash"],
-                                row["prev_hash"],
-                            )
-                        )  # fmt: skip
-                    feed.finish()
-                except BaseException:
-                    feed.abandon()
-                    raise
-            except sqlite3.IntegrityError as exc:
-                raise ConcurrencyError(f"{exc}; retry") from exc
-            self._save(keys, idents)
-            self._set_head(stored[-1].position, stored[-1].hash)
-        return Appended(
-            stored,
-            {k: v for k, v in keys.items() if v is not None},
-            {k: v for k, v in idents.items() if v is not None},
-        )
+    integrity_error: type[Exception] = sqlite3.IntegrityError
+    page: int | None = None  # a cursor streams the log, holding nothing a writer waits for
 
-    def _stream_versions(self, streams: set[str]) -> dict[str, int]:
-        versions = dict.fromkeys(streams, 0)
-        for chunk in _chunks(sorted(streams)):
-            marks = ",".join("?" * len(chunk))
-            for stream, version in self.db.execute(
-                f"SELECT stream_id, MAX(version) FROM events WHERE stream_id IN ({marks}) "
-                "GROUP BY stream_id",
-                chunk,
-            ):
-                versions[stream] = int(version)
-        return versions
+    def __init__(self, db: sqlite_utils.Database, path: Path) -> None:
+        self.db, self.conn, self.where = db, db.conn, str(path)
+        self.reader: Callable[[], Sql] = functools.partial(sqlite_reader, str(path))
 
-    def _prefetch(self, table: str, pk: str, names: set[str]) -> dict[str, Any]:
-        found: dict[str, Any] = dict.fromkeys(names)
-        for chunk in _chunks(sorted(names)):
-            marks = ",".join("?" * len(chunk))
-            for row in self.db.query(f"SELECT * FROM {table} WHERE {pk} IN ({marks})", chunk):
-                found[row[pk]] = self._key(row) if table == "keys" else self._ident(row)
-        return found
+    def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
 
-    def _row(self, event: ev.Event, stream: str, version: int, prev_hash: str) -> dict[str, Any]:
-        # The position is not part of the hash input (it is assigned on insert); the chain
-        # itself orders events, and a reorder breaks prev_hash links.
-        # store_rows.event_hash stays the definition; store_json writes the same text
-        # directly (the tests hold the two equal)
-        at, payload = iso(event.at), payload_json(event)
-        domain, identity = getattr(event, "domain", None), getattr(event, "identity", None)
-        key_id, selector = getattr(event, "key_id", None), getattr(event, "selector", None)
-        kind = type(event).__name__
-        text = row_json(
-            event.actor, at, domain, identity, key_id, payload, prev_hash, event.reason,
-            selector, stream, kind, version,
-        )  # fmt: skip
-        return {
-            "stream_id": stream, "version": version, "at": at, "type": kind,
-            "identity": identity, "key_id": key_id, "domain": domain, "selector": selector,
-            "actor": event.actor, "reason": event.reason, "payload": payload,
-            "prev_hash": prev_hash, "hash": hashlib.sha256(text.encode()).hexdigest(),
-        }  # fmt: skip
+    def query(self, sql: str, params: Params = ()) -> Iterator[dict[str, Any]]:
+        return self.db.query(sql, params)
 
-    def _fold(
-        self,
-        event: ev.Event,
-        keys: dict[str, KeyState | None],
-        idents: dict[str, IdentityState | None],
-    ) -> None:
-        # every stream was prefetched by append()
-        if isinstance(event, ev.KeyEvent):
-            keys[event.key_id] = apply_key(keys[event.key_id], event)
-        name = getattr(event, "identity", None)
-        if name is not None:
-            idents[name] = apply_identity(idents[name], event)
+    def stream(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)  # SQLite steps it row by row as it is read
 
-    def _save(
-        self, keys: dict[str, KeyState | None], idents: dict[str, IdentityState | None]
-    ) -> None:
-        # rows sealed here while the ones before go into SQLite on the helper thread
-        feeds: list[Feed] = []
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN DEFERRED")
         try:
-            try:
-                for table, pk, states in (
-                    ("keys", "key_id", keys),
-                    ("identities", "identity", idents),
-                ):
-                    feed = None
-                    for state in states.values():
-                        if state is None:
-                            continue
-                        row = self._sealed(table, to_row(state))
-                        if feed is None:
-                            columns = tuple(row)
-                            into = f"INSERT INTO {table}"
-                            feed = self._inserter.feed(
-                                into, columns, len(states), upsert(pk, columns)
-                            )
-                            feeds.append(feed)
-                        feed.put(tuple(row.values()))
-                for feed in feeds:
-                    feed.finish()
-            except BaseException:
-                for feed in feeds:
-                    feed.abandon()
-                raise
-        except sqlite3.IntegrityError as exc:
-            if "selector" in str(exc):
-                raise IllegalTransition(f"selector already used for this domain: {exc}") from exc
-            raise
+            yield
+        finally:
+            self.conn.execute("COMMIT")  # a read: nothing to keep or undo
 
-    def _sealed(self, table: str, row: dict[str, Any]) -> dict[str, Any]:
-        row["mac"] = self.sealer.row(table, row) if self.sealer else None
-        return row
+    def data_version(self) -> int:
+        """Changes whenever another connection commits (PRAGMA data_version)."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
-    def _set_head(self, position: int, event_hash: str) -> None:
-        mac = self.sealer.head(position, event_hash) if self.sealer else None
-        self.db.execute(
-            "INSERT INTO projection_head (id, position, mac) VALUES (1, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET position = excluded.position, mac = excluded.mac",
-            [position, mac],
-        )
+    def unindexed(self, column: str) -> str:
+        return f"+{column}"
 
-    def _unsealed(self) -> bool:
-        row = self.db.execute(
-            "SELECT (SELECT COUNT(*) FROM projection_head) = 0 AND "
-            "(SELECT COUNT(*) FROM events) > 0 "
-            "OR EXISTS (SELECT 1 FROM keys WHERE mac IS NULL) "
-            "OR EXISTS (SELECT 1 FROM identities WHERE mac IS NULL) "
-            "OR EXISTS (SELECT 1 FROM projection_head WHERE mac IS NULL)"
-        ).fetchone()
-        return bool(row[0])
+    def row_order(self, pk: str) -> str:
+        return "rowid"
 
-    def _key(self, row: dict[str, Any], check: bool = True) -> KeyState:
-        if check and self.sealer is not None:
-            self.sealer.check_row("keys", row, row["key_id"])
-        row.pop("mac", None)
-        return key_from_row(row)
+    def key_parts(self, count: int, least: int) -> list[tuple[Any, Any]]:
+        low, high = self.conn.execute("SELECT MIN(rowid), MAX(rowid) FROM keys").fetchone()
+        if low is None or high - low < least:
+            return []
+        step = max(1, (high - low + count) // count)
+        return [(a, min(a + step - 1, high)) for a in range(low, high + 1, step)]
 
-    def _ident(self, row: dict[str, Any], check: bool = True) -> IdentityState:
-        if check and self.sealer is not None:
-            self.sealer.check_row("identities", row, row["identity"])
-        row.pop("mac", None)
-        return identity_from_row(row)
+    def close(self) -> None:
+        self.conn.close()
 
 
-_EVENT_COLUMNS = (
-    "position", "stream_id", "version", "at", "type", "identity", "key_id", "domain",
-    "selector", "actor", "reason", "payload", "prev_hash", "hash", "mac",
-)  # fmt: skip
-_event_values = operator.itemgetter(*_EVENT_COLUMNS)
-_CHUNK = 500  # bound parameters per IN (...) query, well under SQLite's limit
-
-
-def _chunks(items: list[str]) -> Iterator[list[str]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i : i + _CHUNK]
+def sqlite_reader(path: str) -> SqliteSql:
+    """A read-only connection of its own (a worker process checking MACs)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    return SqliteSql(sqlite_utils.Database(conn), Path(path))
 
 
 def open_store(
