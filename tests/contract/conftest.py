@@ -1,37 +1,51 @@
-"""The store contract, run against every store implementation: each factory opens a store
-on one test's database (a second call opens a second connection to the same database).
-Adding an implementation is one line in STORES."""
+"""The store contract, run against every store implementation: each factory takes the
+test's request (for the fixtures it needs: a directory, a database of its own) and gives
+the call that opens a store on that test's database (a second call opens a second
+connection to the same database; keywords: readonly, sealer, anchor). Adding an
+implementation is one line in STORES."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 
+from rotator.adapters.store.postgres.store import PostgresEventStore
 from rotator.adapters.store.sqlite import SqliteEventStore
 from rotator.ports import EventStore
+from tests.support.postgres import postgres_cluster, postgres_url
 
-# where: this test's own directory, to keep the database (or name it) in
-StoreFactory = Callable[[Path], EventStore]
+__all__ = ["postgres_cluster", "postgres_url"]  # the fixtures postgres_store needs
+
+OpenStore = Callable[..., EventStore]
+StoreFactory = Callable[[pytest.FixtureRequest], OpenStore]
 
 
-def sqlite_store(where: Path) -> EventStore:
-    return SqliteEventStore(where / "rotator.db")
+def sqlite_store(request: pytest.FixtureRequest) -> OpenStore:
+    path = request.getfixturevalue("tmp_path") / "rotator.db"
+    return lambda **kw: SqliteEventStore(path, **kw)
 
 
-STORES = [pytest.param(sqlite_store, id="sqlite")]
+def postgres_store(request: pytest.FixtureRequest) -> OpenStore:
+    url: str = request.getfixturevalue("postgres_url")
+    return lambda **kw: PostgresEventStore(url, **kw)
 
-OpenStore = Callable[[], EventStore]
+
+STORES = [
+    pytest.param(sqlite_store, id="sqlite"),
+    pytest.param(postgres_store, id="postgres"),
+]
 
 
 @pytest.fixture(params=STORES)
-def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenStore]:
+def open_store(request: pytest.FixtureRequest) -> Iterator[OpenStore]:
     factory: StoreFactory = request.param
+    opener = factory(request)
     opened: list[EventStore] = []
 
-    def open_() -> EventStore:
-        opened.append(factory(tmp_path))
+    def open_(**kw: Any) -> EventStore:
+        opened.append(opener(**kw))
         return opened[-1]
 
     yield open_

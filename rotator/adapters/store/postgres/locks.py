@@ -1,0 +1,96 @@
+"""rotator's advisory locks on a PostgreSQL database (each database has its own): the
+writers' lock, taken by every write transaction until it commits, so that log positions
+and the hash chain are one total order; and the one-daemon lock, a session lock held on a
+connection of its own for as long as the daemon runs (the server lets go of it with the
+connection: a daemon killed by SIGKILL leaves nothing behind to clean up).
+
+The seam for what replaces the daemon lock when several hosts may run the daemon: a leader
+lease with epochs. It is a DaemonLock too (acquire, release, wake_holder), and its epoch
+would be checked inside every write transaction, right after the writers' lock is taken
+(PostgresEventStore._write), so that a deposed leader's late write is refused."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+from typing import Any
+
+import psycopg
+
+from ....domain.errors import AlreadyRunning
+from .connection import connect, open_error
+
+NAMESPACE = 0x524F54  # "ROT": the first key of every rotator advisory lock
+WRITERS = 1
+DAEMON = 2
+_NAME = "rotator daemon"  # application_name prefix: `rotator daemon <pid>@<host>`
+
+
+def xact_lock(conn: psycopg.Connection[Any], what: int) -> None:
+    """Wait for `what` until the transaction ends (the connection's lock_timeout at most)."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", [NAMESPACE, what])
+
+
+class AdvisoryDaemonLock:
+    def __init__(self, url: str, where: str) -> None:
+        self.url, self.where = url, where
+        self.conn: psycopg.Connection[Any] | None = None
+
+    def acquire(self) -> None:
+        name = f"{_NAME} {os.getpid()}@{socket.gethostname()}"
+        try:
+            conn = connect(self.url, name=name[:63])
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(%s, %s)", [NAMESPACE, DAEMON]
+            ).fetchone()
+        except psycopg.Error as exc:
+            raise open_error(self.where, exc) from None
+        if not row or not row[0]:
+            holder = _holder(conn) or "unknown"
+            conn.close()
+            raise AlreadyRunning(
+                f"another rotator daemon ({holder}) is already running on {self.where}; stop "
+                "it first (or use a different database)"
+            )
+        self.conn = conn
+
+    def holder(self) -> tuple[int, str] | None:
+        """(pid, host) of the daemon holding the lock, if any."""
+        try:
+            with connect(self.url, readonly=True) as conn:
+                name = _holder(conn)
+        except psycopg.Error:
+            return None
+        if name is None:
+            return None
+        pid, _, host = name.removeprefix(_NAME).strip().partition("@")
+        return (int(pid), host) if pid.isdigit() else None
+
+    def wake_holder(self) -> int | None:
+        # `rotator rotate --emergency` asks the running daemon for a tick now (SIGUSR1);
+        # a daemon on another host ticks on its own schedule
+        found = self.holder()
+        if found is None or found[1] != socket.gethostname():
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(found[0], signal.SIGUSR1)
+            return found[0]
+        return None
+
+    def release(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.close()
+            self.conn = None
+
+
+def _holder(conn: psycopg.Connection[Any]) -> str | None:
+    row = conn.execute(
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        [NAMESPACE, DAEMON],
+    ).fetchone()
+    return str(row[0]) if row and row[0] else None
