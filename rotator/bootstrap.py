@@ -18,9 +18,10 @@ from .adapters.signers.fleet import SignerFleet
 from .adapters.signers.probing.prober import Prober
 from .adapters.signers.target import SignerTarget, key_reader
 from .adapters.store.anchor import Anchor
+from .adapters.store.opening import DATABASE_ERRORS, db_hint, has_sealed_events, open_store
+from .adapters.store.postgres.locks import AdvisoryDaemonLock
 from .adapters.store.row_spool import FileRows
 from .adapters.store.seal import Sealer, load_key
-from .adapters.store.sqlite import SqliteEventStore, db_hint, has_sealed_events, open_store
 from .adapters.webhooks.sender import HttpSender
 from .adapters.webhooks.vault import FileVault
 from .app import (
@@ -39,11 +40,12 @@ from .app.onboarding import CSV_COLUMNS, CSV_REQUIRED
 from .app.recording import Recorder
 from .app.rotation import Requested
 from .app.webhooks import PUBLIC_TYPES
+from .config.database import Database
 from .config.policies import PolicySet
 from .config.settings import Config
 from .domain import events as ev
 from .domain.errors import ConfigError, PublishError
-from .ports import Appended, EventStore, Publisher, ZoneChanges
+from .ports import Appended, DaemonLock, EventStore, Publisher, ZoneChanges
 from .timeutil import SystemClock
 
 # The CLI reaches the app and the adapters only through this module: besides the App, it
@@ -51,6 +53,7 @@ from .timeutil import SystemClock
 __all__ = [
     "CSV_COLUMNS",
     "CSV_REQUIRED",
+    "DATABASE_ERRORS",
     "MAX_PEM",
     "SCOPES",
     "WEBHOOK_TYPES",
@@ -191,11 +194,13 @@ def build(
     """`command`: an operator's command (its events carry its real uid), not the daemon.
     `via`: the origin its events carry instead (the API's "api")."""
     policies = PolicySet(config.policy_dir)
+    db = config.database
     if not readonly:
-        check_owner([config.database, config.key_dir])
+        # the state every writer touches: the SQLite file, or (PostgreSQL) the anchor
+        check_owner([db.path or config.audit.anchor, config.key_dir])
     sealer = sealer_for(config, readonly)
     store = open_store(
-        config.database,
+        db,
         readonly=readonly,
         sealer=sealer,
         anchor=None
@@ -219,7 +224,7 @@ def build(
     read_key = key_reader(keystore.path)
     signer = SignerFleet(
         [SignerTarget(t, read_key, Prober(t.probe, probe.observe)) for t in config.targets],
-        config.database.with_name(config.database.name + ".signer-lock"),
+        db.side(".signer-lock"),
     )
     ctx = Context(
         store=store,
@@ -229,7 +234,7 @@ def build(
         keystore=keystore,
         signer=signer,
         clock=SystemClock(),
-        lock=FlockDaemonLock(config.database),
+        lock=daemon_lock(db),
         esp_nameservers=frozenset(dns.esp_nameservers),
         pool=None if readonly else WorkerPool(),
         origin=via if via is not None else origin() if command else "",
@@ -239,15 +244,24 @@ def build(
         safety_max_share=config.safety.max_share,
         safety_min_keys=config.safety.min_keys,
         row_buffer=FileRows,
-        webhook_vault=FileVault(config.database),
+        webhook_vault=FileVault(db.files),
     )
     return App(
         config,
         policies,
         store,
         ctx,
-        lambda: SqliteEventStore(config.database, readonly=True, sealer=sealer),
+        lambda: open_store(db, readonly=True, sealer=sealer),
         None
         if readonly
-        else lambda: open_store(config.database, sealer=sealer, anchor=Anchor(config.audit.anchor)),
+        else lambda: open_store(db, sealer=sealer, anchor=Anchor(config.audit.anchor)),
     )
+
+
+def daemon_lock(db: Database) -> DaemonLock:
+    """One daemon per database: a flock beside an SQLite file, a session advisory lock on
+    PostgreSQL (where a leader lease would go, for several hosts)."""
+    if db.url is not None:
+        return AdvisoryDaemonLock(db.url, str(db))
+    return FlockDaemonLock(db.files)
+

@@ -3,7 +3,6 @@ keep the one line the CLI prints, as the detail."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -15,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from ..bootstrap import DATABASE_ERRORS
 from ..domain.errors import (
     AlreadyRunning,
     ConcurrencyError,
@@ -128,5 +128,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RotatorError, on_rotator)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
-    app.add_exception_handler(sqlite3.Error, on_database)
+    for error in DATABASE_ERRORS:
+        app.add_exception_handler(error, on_database)
     app.add_exception_handler(Exception, on_crash)

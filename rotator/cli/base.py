@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import click
 
 from .. import __version__
-from ..bootstrap import App, build, db_hint
+from ..bootstrap import DATABASE_ERRORS, App, build, db_hint
 from ..config.settings import Config, load_config
 from ..domain.errors import RotatorError
 from ..logging import configure
@@ -22,7 +21,7 @@ def one_line(exc: BaseException, ctx: click.Context) -> str | None:
     """The operator's one line for an error, or None for an error that is a bug."""
     if isinstance(exc, RotatorError):
         return str(exc)
-    if isinstance(exc, sqlite3.Error):
+    if isinstance(exc, DATABASE_ERRORS):
         obj = ctx.find_root().obj or {}
         config = obj.get("config")
         if config is None:
@@ -42,6 +41,10 @@ def one_line(exc: BaseException, ctx: click.Context) -> str | None:
     return None
 
 
+# the errors an operator gets as one line (any other is a bug, shown with its stack)
+_TOLD: tuple[type[Exception], ...] = (RotatorError, OSError, *DATABASE_ERRORS)
+
+
 class RotatorGroup(click.Group):
     """The CLI's error boundary: rotator's own errors, OS and database errors become one
     line naming the file and what to do, with a non-zero exit ($ROTATOR_DEBUG=1 shows the
@@ -50,7 +53,7 @@ class RotatorGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (RotatorError, OSError, sqlite3.Error) as exc:
+        except _TOLD as exc:
             if os.environ.get(DEBUG_ENV):
                 raise
             line = one_line(exc, ctx)

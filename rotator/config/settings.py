@@ -31,6 +31,7 @@ from ..domain.declared import (
 from ..domain.errors import ConfigError
 from .addresses import AddressError, check_host, is_loopback, split_hostport
 from .api import ApiConfig, ApiSettings
+from .database import Database, check_database, database
 from .dns import DnsConfig, DnsSettings
 from .targets import (
     TARGETS_MEANING,
@@ -75,7 +76,7 @@ class MetricsConfig:
 @dataclass(frozen=True)
 class Config:
     path: Path
-    database: Path
+    database: Database
     key_dir: Path
     policy_dir: Path
     tick_seconds: float
@@ -105,12 +106,12 @@ class AuditSettings(Settings):
         None,
         "the audit MAC key, outside the database (0400; or the systemd credential "
         "`audit.key`; see Security)",
-        "beside the database",
+        "in `state_dir`",
     )
     anchor: Annotated[str | None, PATH] = setting(
         None,
         "the append-only file that gets the log's head after every transaction (see Security)",
-        "beside the database",
+        "in `state_dir`",
     )
 
 
@@ -198,7 +199,17 @@ class MetricsSettings(Settings):
 class RotatorToml(Settings):
     """rotator.toml; relative paths are resolved against its directory."""
 
-    database: Annotated[str, PATH] = setting("rotator.db", "SQLite event log + projections (WAL)")
+    database: Annotated[str, PlainValidator(check_database)] = setting(
+        "rotator.db",
+        "the event log + projections: an SQLite file (WAL), or a PostgreSQL database as a "
+        '`"postgresql://..."` URL (see Configuration)',
+    )
+    state_dir: Annotated[str | None, PATH] = setting(
+        None,
+        "where the files that go with the database are kept: the audit key and the anchor "
+        "(unless set), the signer lock, the webhook secrets",
+        "beside an SQLite database; the config's directory with PostgreSQL",
+    )
     key_dir: Annotated[str, PATH] = setting(
         "keys", "private keys, one PKCS#8 PEM per key, mode 0600, directory 0700"
     )
@@ -261,17 +272,17 @@ def load_config(path: Path | str | None = None) -> Config:
     key_dir = resolve(toml.key_dir, base)
     check_target_dirs(cfg_path, targets, key_dir)
     check_target_groups(cfg_path, targets)
-    database = resolve(toml.database, base)
+    db = database(toml.database, toml.state_dir, base)
     credentials = os.environ.get("CREDENTIALS_DIRECTORY")
     default_key = (
         str(Path(credentials) / "audit.key")
         if credentials and (Path(credentials) / "audit.key").exists()
-        else str(database.parent / "audit.key")
+        else str(db.state_dir / "audit.key")
     )
     audit = toml.audit
     return Config(
         path=cfg_path,
-        database=database,
+        database=db,
         key_dir=key_dir,
         policy_dir=resolve(toml.policy_dir, base),
         tick_seconds=toml.tick_seconds,
@@ -279,7 +290,7 @@ def load_config(path: Path | str | None = None) -> Config:
         targets=targets,
         audit=AuditConfig(
             key_file=resolve(audit.key_file or default_key, base),
-            anchor=resolve(audit.anchor or str(database.parent / "anchor.log"), base),
+            anchor=resolve(audit.anchor or str(db.state_dir / "anchor.log"), base),
         ),
         log_format=toml.log_format,
         metrics=toml.metrics.config(),

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from rotator.config.settings import load_config
+
 from .clirun import ok, refused, write_config
 
 SIGNER = '[signer]\nkey_table = "opendkim/KeyTable"\nsigning_table = "opendkim/SigningTable"\n'
@@ -164,3 +166,46 @@ def test_signer_beside_targets_is_refused_not_ignored(tmp_path: Path) -> None:
     cfg = config(tmp_path, add=target('{ kind = "none" }'))
     cfg.write_text(cfg.read_text() + SIGNER)
     assert "[signer]: ignored beside [[targets]]; remove it" in refused(cfg, "init")
+
+
+@pytest.mark.parametrize(
+    ("database", "problem"),
+    [
+        ("mysql://rotator@db/rotator", "not a database rotator knows; give a file path (SQLite)"),
+        ("postgresql://rotator:s3cret@db/rot ator", "a URL holds no spaces"),
+    ],
+)
+def test_a_database_that_is_neither_a_path_nor_a_postgresql_url_is_refused(
+    tmp_path: Path, database: str, problem: str
+) -> None:
+    replace = ('database = "state/rotator.db"', f'database = "{database}"')
+    line = refused(config(tmp_path, replace), "init")
+    assert "rotator.toml: database: " in line and problem in line
+    assert "s3cret" not in line  # a password is never shown
+
+
+def test_a_postgresql_database_keeps_its_files_in_the_state_directory(tmp_path: Path) -> None:
+    url = "postgresql://rotator:s3cret@/rotator?host=/run/postgresql"
+    cfg = config(tmp_path, ('database = "state/rotator.db"', f'database = "{url}"'))
+    loaded = load_config(cfg)
+    db = loaded.database
+    assert (db.path, db.url, db.state_dir) == (None, url, tmp_path)
+    assert str(db) == "postgresql://rotator:***@/rotator?host=/run/postgresql"
+    assert db.side(".signer-lock") == tmp_path / "rotator.signer-lock"
+    assert loaded.audit.key_file == tmp_path / "audit.key"
+    assert loaded.audit.anchor == tmp_path / "anchor.log"
+    cfg.write_text(f'state_dir = "/var/lib/rotator"\n{cfg.read_text()}')
+    moved = load_config(cfg)
+    assert moved.database.side(".webhooks") == Path("/var/lib/rotator/rotator.webhooks")
+    assert moved.audit.anchor == Path("/var/lib/rotator/anchor.log")
+
+
+def test_an_sqlite_database_keeps_its_files_beside_it(tmp_path: Path) -> None:
+    db = load_config(config(tmp_path)).database
+    assert (db.path, db.url, db.state_dir) == (
+        tmp_path / "state/rotator.db",
+        None,
+        tmp_path / "state",
+    )
+    assert db.side(".signer-lock") == tmp_path / "state/rotator.db.signer-lock"
+    assert str(db) == str(tmp_path / "state/rotator.db")

@@ -1,0 +1,47 @@
+"""The store the config names: SQLite for a path, PostgreSQL for a `postgresql://` URL;
+whether its log was ever sealed (which decides how the audit key is loaded); and its
+errors told in one line."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import psycopg
+
+from ...config.database import Database
+from ...ports import EventStore
+from . import sqlite
+from .anchor import Anchor
+from .errors import db_hint as sqlite_hint
+from .postgres import store as postgres
+from .postgres.connection import pg_hint
+from .seal import Sealer
+
+# what a database raises that is not one of rotator's own errors
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
+
+
+def open_store(
+    db: Database, readonly: bool = False, sealer: Sealer | None = None, anchor: Anchor | None = None
+) -> EventStore:
+    if db.url is not None:
+        return postgres.open_postgres(db.url, readonly=readonly, sealer=sealer, anchor=anchor)
+    assert db.path is not None
+    return sqlite.open_store(db.path, readonly=readonly, sealer=sealer, anchor=anchor)
+
+
+def has_sealed_events(db: Database) -> bool:
+    """Whether the log already depends on an audit key (read before the store is opened:
+    the key decides how it is opened)."""
+    if db.url is not None:
+        return postgres.has_sealed_events(db.url)
+    assert db.path is not None
+    return sqlite.has_sealed_events(db.path)
+
+
+def db_hint(exc: Exception, db: Database | None = None) -> str:
+    """The database's message plus what an operator can do about it."""
+    if isinstance(exc, psycopg.Error):
+        return pg_hint(exc)
+    assert isinstance(exc, sqlite3.Error)
+    return sqlite_hint(exc, db.path if db is not None else None)
