@@ -20,8 +20,11 @@ from .adapters.signers.target import SignerTarget, key_reader
 from .adapters.store.anchor import Anchor
 from .adapters.store.opening import DATABASE_ERRORS, db_hint, has_sealed_events, open_store
 from .adapters.store.postgres.locks import AdvisoryDaemonLock
+from .adapters.store.postgres.migrate import Migrated
+from .adapters.store.postgres.migrate import migrate as copy_log
 from .adapters.store.row_spool import FileRows
 from .adapters.store.seal import Sealer, load_key
+from .adapters.store.sqlite import open_store as open_sqlite
 from .adapters.webhooks.sender import HttpSender
 from .adapters.webhooks.vault import FileVault
 from .app import (
@@ -40,11 +43,11 @@ from .app.onboarding import CSV_COLUMNS, CSV_REQUIRED
 from .app.recording import Recorder
 from .app.rotation import Requested
 from .app.webhooks import PUBLIC_TYPES
-from .config.database import Database
+from .config.database import Database, is_url, redact
 from .config.policies import PolicySet
 from .config.settings import Config
 from .domain import events as ev
-from .domain.errors import ConfigError, PublishError
+from .domain.errors import ConfigError, InputError, PublishError
 from .ports import Appended, DaemonLock, EventStore, Publisher, ZoneChanges
 from .timeutil import SystemClock
 
@@ -65,6 +68,8 @@ __all__ = [
     "Token",
     "build",
     "db_hint",
+    "migrate",
+    "redact",
     "txt_line",
 ]
 
@@ -265,3 +270,39 @@ def daemon_lock(db: Database) -> DaemonLock:
         return AdvisoryDaemonLock(db.url, str(db))
     return FlockDaemonLock(db.files)
 
+
+def migrate(config: Config, url: str) -> tuple[Migrated, list[tuple[Path, Path]]]:
+    """`db migrate --to URL`: the config's SQLite log copied into the empty PostgreSQL
+    database at `url`, with the daemon's lock held meanwhile (a running daemon is refused);
+    and the files that go with the database, to be renamed for the new one in the same
+    state directory (their names follow the database's)."""
+    db = config.database
+    if db.path is None:
+        raise InputError(f"the database is {db} already; migrate moves an SQLite database")
+    if not is_url(url):
+        raise InputError(f"--to: {url.split('://')[0]!r}... is not a postgresql:// URL")
+    sealed = has_sealed_events(db) or Anchor(config.audit.anchor).keyed()
+    try:
+        sealer: Sealer | None = Sealer(load_key(config.audit.key_file, create=False))
+    except ConfigError:
+        if sealed:
+            raise
+        sealer = None
+    anchor = Anchor(config.audit.anchor) if config.audit.anchor.exists() else None
+    lock = daemon_lock(db)
+    lock.acquire()
+    try:
+        source = open_sqlite(db.path, readonly=True, sealer=sealer, anchor=anchor)
+        try:
+            migrated = copy_log(source, url, sealer, anchor)
+        finally:
+            source.close()
+    finally:
+        lock.release()
+    target = Database(None, url, db.state_dir)
+    moves = [
+        (old, target.side(old.name.removeprefix(db.files.name)))
+        for old in sorted(db.state_dir.glob(f"{db.files.name}.*"))
+        if old.name != db.side(".lock").name  # the flock: PostgreSQL's lock is the server's
+    ]
+    return migrated, moves
