@@ -280,7 +280,7 @@ def migrate(config: Config, url: str) -> tuple[Migrated, list[tuple[Path, Path]]
     if db.path is None:
         raise InputError(f"the database is {db} already; migrate moves an SQLite database")
     if not is_url(url):
-        raise InputError(f"--to: {url.split('://')[0]!r}... is not a postgresql:// URL")
+        raise InputError(f"--to: {redact(url)!r} is not a postgresql:// URL")
     sealed = has_sealed_events(db) or Anchor(config.audit.anchor).keyed()
     try:
         sealer: Sealer | None = Sealer(load_key(config.audit.key_file, create=False))

@@ -40,7 +40,7 @@ def check_database(raw: Any) -> str:
     return raw
 
 
-_USERINFO = re.compile(r"^(postgres(?:ql)?://[^/@:?]*):[^/@?]*@")
+_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://[^/@:?]*):[^/@?]*@")
 _PARAM = re.compile(r"([?&]password=)[^&]*")
 
 

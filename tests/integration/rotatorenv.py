@@ -20,9 +20,11 @@ import dns.query
 import dns.rdatatype
 from cryptography.hazmat.primitives import serialization
 
+from rotator.adapters.store.postgres.store import PostgresEventStore
 from rotator.adapters.store.sqlite import SqliteEventStore
 from rotator.demo import write_config
 from rotator.domain.model import KeyState
+from rotator.ports import EventStore
 
 ROOT = str(Path(__file__).resolve().parents[2])
 # The subprocesses import this checkout's rotator even when it is not installed.
@@ -100,6 +102,14 @@ class RotatorEnv:
         self.config = config or write_config(workdir, bind, policy_dir)
         self.daemon: subprocess.Popen[bytes] | None = None
         self.daemon_log = workdir / "daemon.log"
+        self.database: str | None = None  # a PostgreSQL URL, once the config names one
+
+    def use_database(self, url: str) -> None:
+        """The config names this PostgreSQL database from now on (its files stay here)."""
+        text = self.config.read_text()
+        line = next(ln for ln in text.splitlines() if ln.startswith("database ="))
+        self.config.write_text(text.replace(line, f'database = "{url}"'))
+        self.database = url
 
     # --- CLI ------------------------------------------------------------------------
 
@@ -160,7 +170,10 @@ class RotatorEnv:
 
     # --- state ----------------------------------------------------------------------
 
-    def store(self) -> SqliteEventStore:
+    def store(self) -> EventStore:
+        """A connection to the config's database (closed by the caller)."""
+        if self.database is not None:
+            return PostgresEventStore(self.database)
         return SqliteEventStore(self.workdir / "rotator.db")
 
     def list_keys(self, domain: str | None = None) -> list[KeyState]:
