@@ -220,7 +220,8 @@ class StoreReads:
         marks = ",".join("?" * len(types))
         kind = self.sql.unindexed("type")
         row = self.sql.execute(
-            f"SELECT 1 FROM events WHERE position > ? AND {kind} IN ({marks}) LIMIT 1",
+            f"SELECT 1 FROM events WHERE position > ? AND {kind} IN ({marks}) "
+            "ORDER BY position LIMIT 1",
             [position, *types],
         ).fetchone()
         return row is not None

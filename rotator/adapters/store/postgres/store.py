@@ -13,21 +13,27 @@ in one statement per table."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import psycopg
+import structlog
 
 from ....config.database import redact
+from ....domain import events as ev
 from ....domain.errors import RotatorError, StoreError
 from ..anchor import Anchor
 from ..append import Feed, Row, StoreWrites
 from ..audit import StoreAudit
 from ..insert import upsert
 from ..queries import StoreReads
+from ..rows import Appended
 from ..seal import Sealer
 from . import schema
 from .connection import PgSql, connect, open_error, pg_hint
 from .locks import WRITERS, xact_lock
+
+log = structlog.get_logger("rotator")
+ANALYZE_FROM = 1000  # events in one batch: below this, plans hardly move
 
 
 class PostgresEventStore(StoreWrites, StoreReads, StoreAudit):
@@ -62,6 +68,29 @@ class PostgresEventStore(StoreWrites, StoreReads, StoreAudit):
 
     def close(self) -> None:
         self.sql.close()
+
+    def append(self, events: Sequence[ev.Event], expected: dict[str, int]) -> Appended:
+        appended = super().append(events, expected)
+        if len(appended) >= ANALYZE_FROM and len(appended) * 10 >= appended[-1].position:
+            self.analyze()
+        return appended
+
+    def rebuild(self, check_only: bool = False) -> list[str]:
+        diffs = super().rebuild(check_only)
+        if not check_only:
+            self.analyze()
+        return diffs
+
+    def analyze(self) -> None:
+        """Fresh planner statistics after a batch that changed the tables by a tenth or
+        more (a fill, an import, a rebuild, a migration): the server's autovacuum would
+        gather them within its naptime, and until then a due query planned blind can walk
+        a whole table. A failure costs only the plans."""
+        try:
+            with self.sql.told():
+                self.sql.live().execute("ANALYZE events, keys, identities")
+        except StoreError as exc:
+            log.warning("analyze_failed", database=self.where, error=str(exc))
 
     @contextlib.contextmanager
     def _write(self, lock: bool = True) -> Iterator[None]:
