@@ -31,7 +31,7 @@ from ..domain.declared import (
 from ..domain.errors import ConfigError
 from .addresses import AddressError, check_host, is_loopback, split_hostport
 from .api import ApiConfig, ApiSettings
-from .database import Database, check_database, database
+from .database import Database, check_database, database, redact
 from .dns import DnsConfig, DnsSettings
 from .targets import (
     TARGETS_MEANING,
@@ -265,6 +265,11 @@ def load_config(path: Path | str | None = None) -> Config:
         toml = RotatorToml.model_validate(data)
     except ValidationError as exc:
         raise refused(exc, cfg_path, data, RotatorToml) from None
+    if redact(toml.database) != toml.database:  # a database password in the URL
+        refuse_loose(
+            cfg_path, "the config", readable_secret=True,
+            move="the database password to a passfile (libpq's ~/.pgpass, or passfile=)",
+        )  # fmt: skip
     if toml.dns.tsig_secret:
         refuse_loose(cfg_path, "the config", readable_secret=True)
     present = "targets" in toml.model_fields_set

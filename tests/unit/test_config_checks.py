@@ -209,3 +209,12 @@ def test_an_sqlite_database_keeps_its_files_beside_it(tmp_path: Path) -> None:
     )
     assert db.side(".signer-lock") == tmp_path / "state/rotator.db.signer-lock"
     assert str(db) == str(tmp_path / "state/rotator.db")
+
+
+def test_a_database_password_in_a_config_others_can_read_is_refused(tmp_path: Path) -> None:
+    url = "postgresql://rotator:s3cret@db.internal/rotator"
+    cfg = config(tmp_path, ('database = "state/rotator.db"', f'database = "{url}"'))
+    cfg.chmod(0o644)
+    line = refused(cfg, "init")
+    assert "holds a secret but is readable by others" in line
+    assert "move the database password to a passfile" in line and "s3cret" not in line
