@@ -202,7 +202,7 @@ class RotatorToml(Settings):
     database: Annotated[str, PlainValidator(check_database)] = setting(
         "rotator.db",
         "the event log + projections: an SQLite file (WAL), or a PostgreSQL database as a "
-        '`"postgresql://..."` URL (see Configuration)',
+        '`"postgresql://..."` URL (see PostgreSQL)',
     )
     state_dir: Annotated[str | None, PATH] = setting(
         None,
