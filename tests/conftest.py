@@ -9,6 +9,11 @@ import shutil
 
 import pytest
 
+# the private PostgreSQL (one per session) and a database per test, for every test package
+from tests.support.postgres import postgres_cluster, postgres_url
+
+__all__ = ["postgres_cluster", "postgres_url"]
+
 HAVE_NAMED = bool(shutil.which("named") or os.path.exists("/usr/sbin/named"))
 SIGNERS = ("/usr/sbin/opendkim", "/usr/bin/rspamd", "/usr/sbin/exim4")
 

@@ -14,9 +14,6 @@ import pytest
 from rotator.adapters.store.postgres.store import PostgresEventStore
 from rotator.adapters.store.sqlite import SqliteEventStore
 from rotator.ports import EventStore
-from tests.support.postgres import postgres_cluster, postgres_url
-
-__all__ = ["postgres_cluster", "postgres_url"]  # the fixtures postgres_store needs
 
 OpenStore = Callable[..., EventStore]
 StoreFactory = Callable[[pytest.FixtureRequest], OpenStore]

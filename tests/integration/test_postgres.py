@@ -11,12 +11,9 @@ import signal
 import pytest
 
 from tests.support.lifecycle import LIFECYCLE_EVENTS
-from tests.support.postgres import postgres_cluster, postgres_url
 
 from .conftest import DOMAIN
 from .rotatorenv import RotatorEnv
-
-__all__ = ["postgres_cluster", "postgres_url"]
 
 pytestmark = pytest.mark.integration
 

@@ -19,11 +19,8 @@ from rotator.adapters.store.seal import Sealer, load_key
 from rotator.adapters.store.sqlite import SqliteEventStore
 from rotator.cli import cli
 from tests.bench.bench_tick import fill
-from tests.support.postgres import postgres_cluster, postgres_url
 
 from .clirun import db_path, write_config
-
-__all__ = ["postgres_cluster", "postgres_url"]
 
 
 def rotator(cfg: Path, *args: str) -> Result:
