@@ -37,7 +37,6 @@ EVENT_COLUMNS = (
     "selector", "actor", "reason", "payload", "prev_hash", "hash", "mac",
 )  # fmt: skip
 event_values = operator.itemgetter(*EVENT_COLUMNS)
-_CHUNK = 500  # bound parameters per IN (...) query, well under SQLite's limit
 
 
 class Feed(Protocol):
@@ -152,21 +151,20 @@ class StoreWrites:
 
     def _stream_versions(self, streams: set[str]) -> dict[str, int]:
         versions = dict.fromkeys(streams, 0)
-        for chunk in _chunks(sorted(streams)):
-            marks = ",".join("?" * len(chunk))
+        for chunk in self._chunks(sorted(streams)):
+            among, params = self.sql.among("stream_id", chunk)
             for stream, version in self.sql.execute(
-                f"SELECT stream_id, MAX(version) FROM events WHERE stream_id IN ({marks}) "
-                "GROUP BY stream_id",
-                chunk,
+                f"SELECT stream_id, MAX(version) FROM events WHERE {among} GROUP BY stream_id",
+                params,
             ):
                 versions[stream] = int(version)
         return versions
 
     def _prefetch(self, table: str, pk: str, names: set[str]) -> dict[str, Any]:
         found: dict[str, Any] = dict.fromkeys(names)
-        for chunk in _chunks(sorted(names)):
-            marks = ",".join("?" * len(chunk))
-            for row in self.sql.query(f"SELECT * FROM {table} WHERE {pk} IN ({marks})", chunk):
+        for chunk in self._chunks(sorted(names)):
+            among, params = self.sql.among(pk, chunk)
+            for row in self.sql.query(f"SELECT * FROM {table} WHERE {among}", params):
                 found[row[pk]] = self._key(row) if table == "keys" else self._ident(row)
         return found
 
@@ -275,7 +273,7 @@ class StoreWrites:
         row.pop("mac", None)
         return identity_from_row(row)
 
-
-def _chunks(items: list[str]) -> Iterator[list[str]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i : i + _CHUNK]
+    def _chunks(self, items: list[str]) -> Iterator[list[str]]:
+        size = self.sql.names_per_query
+        for i in range(0, len(items), size):
+            yield items[i : i + size]

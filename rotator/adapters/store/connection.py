@@ -36,6 +36,8 @@ class Sql(Protocol):
     page: int | None
     # opens a read-only connection to the same database in another process (picklable)
     reader: Callable[[], Sql]
+    # names looked up by one `among` query (SQLite binds one parameter per name)
+    names_per_query: int
 
     def execute(self, sql: str, params: Params = ()) -> Cursor:
         """A statement whose result is small (or read at once)."""
@@ -51,6 +53,10 @@ class Sql(Protocol):
 
     def reading(self) -> AbstractContextManager[None]:
         """The statements inside read one snapshot (nothing if a transaction is open)."""
+        ...
+
+    def among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """`column` is one of `values`: the condition and its parameters."""
         ...
 
     def data_version(self) -> int:

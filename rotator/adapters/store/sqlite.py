@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,7 @@ class SqliteSql:
 
     integrity_error: type[Exception] = sqlite3.IntegrityError
     page: int | None = None  # a cursor streams the log, holding nothing a writer waits for
+    names_per_query = 500  # bound parameters, well under SQLite's limit
 
     def __init__(self, db: sqlite_utils.Database, path: Path) -> None:
         self.db, self.conn, self.where = db, db.conn, str(path)
@@ -146,6 +147,9 @@ class SqliteSql:
 
     def stream(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)  # SQLite steps it row by row as it is read
+
+    def among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} IN ({','.join('?' * len(values))})", list(values)
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -86,6 +86,7 @@ class Scan:
 class PgSql:
     integrity_error: type[Exception] = psycopg.errors.UniqueViolation
     page: int | None = PAGE
+    names_per_query = 50_000  # one array parameter, one statement shape
 
     def __init__(self, url: str, readonly: bool = False) -> None:
         self.url, self.readonly, self.where = url, readonly, redact(url)
@@ -153,6 +154,9 @@ class PgSql:
             raise
         with self.told():
             self.conn.execute("COMMIT")
+
+    def among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(?)", [list(values)]
 
     def data_version(self) -> int:
         return int(self.execute("SELECT n FROM data_version WHERE id = 1").fetchone()[0])
