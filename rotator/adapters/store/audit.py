@@ -272,11 +272,7 @@ class StoreAudit:
     def _audit(self) -> AuditReport:
         seal = self.sealer
         anchored = self._anchor_check()
-        chain = check_log(
-            self.sql.stream("SELECT * FROM events ORDER BY position"),
-            seal.event if seal is not None else None,
-            anchored.keyed_from,
-        )
+        chain = self._chain(anchored)
         report = AuditReport(chain.events, chain.problem, chain.sealed, chain.bad_macs)
         if seal is not None:
             for table, name in (("keys", "key_id"), ("identities", "identity")):
@@ -302,11 +298,7 @@ class StoreAudit:
         anchored = self._anchor_check()
         if anchored.problem is not None:
             return anchored.problem
-        chain = check_log(
-            self.sql.stream("SELECT * FROM events ORDER BY position"),
-            seal.event if seal is not None else None,
-            anchored.keyed_from,
-        )
+        chain = self._chain(anchored)
         if chain.problem is not None:
             return f"hash chain broken: {chain.problem}"
         if chain.bad_macs:
@@ -320,6 +312,16 @@ class StoreAudit:
         return (
             f"{head}, and no MAC on its last event, although the audit key exists: the log's "
             "MACs were removed"
+        )
+
+    def _chain(self, anchored: AnchorCheck) -> ChainResult:
+        """The whole log checked: the chain, and with the key every MAC (an unsealed event
+        from where the anchor shows the log sealed counts as one removed)."""
+        seal = self.sealer
+        return check_log(
+            self.sql.stream("SELECT * FROM events ORDER BY position"),
+            seal.event if seal is not None else None,
+            anchored.keyed_from,
         )
 
     def head_problem(self) -> str | None:
@@ -376,5 +378,10 @@ class StoreAudit:
             return check_anchor(self.anchor, self.sealer, self.sql)
 
 
+# whether the log already depends on an audit key: an event or the projection's head sealed
+SEALED_SQL = (
+    "SELECT 1 FROM events WHERE mac IS NOT NULL "
+    "UNION ALL SELECT 1 FROM projection_head WHERE mac IS NOT NULL LIMIT 1"
+)
 HEAD_MISSING = "projection head: missing (the projection is not sealed)"
 HEAD_REMOVED = "projection head: MAC removed"

@@ -22,7 +22,7 @@ import sqlite_utils
 from ...domain.errors import RotatorError, StoreError
 from .anchor import Anchor
 from .append import Feed, StoreWrites
-from .audit import StoreAudit
+from .audit import SEALED_SQL, StoreAudit
 from .connection import Params, Sql
 from .errors import db_hint
 from .insert import Inserter, upsert
@@ -216,10 +216,7 @@ def has_sealed_events(path: Path) -> bool:
     except sqlite3.Error:
         return False
     try:
-        row = conn.execute(
-            "SELECT 1 FROM events WHERE mac IS NOT NULL "
-            "UNION ALL SELECT 1 FROM projection_head WHERE mac IS NOT NULL LIMIT 1"
-        ).fetchone()
+        row = conn.execute(SEALED_SQL).fetchone()
     except sqlite3.Error:  # no events table yet, or no mac column: nothing sealed
         return False
     finally:

@@ -23,7 +23,7 @@ from ....domain import events as ev
 from ....domain.errors import RotatorError, StoreError
 from ..anchor import Anchor
 from ..append import Feed, Row, StoreWrites
-from ..audit import StoreAudit
+from ..audit import SEALED_SQL, StoreAudit
 from ..insert import upsert
 from ..queries import StoreReads
 from ..rows import Appended
@@ -213,10 +213,7 @@ def has_sealed_events(url: str) -> bool:
         with connect(url, readonly=True) as conn:
             if schema.version(conn) == 0:
                 return False
-            row = conn.execute(
-                "SELECT 1 FROM events WHERE mac IS NOT NULL "
-                "UNION ALL SELECT 1 FROM projection_head WHERE mac IS NOT NULL LIMIT 1"
-            ).fetchone()
+            row = conn.execute(SEALED_SQL).fetchone()
     except psycopg.Error as exc:
         raise open_error(redact(url), exc) from None
     return row is not None
