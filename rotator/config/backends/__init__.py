@@ -10,12 +10,14 @@ from pydantic import ValidationError
 
 from ...domain.declared import first_refusal, refuse
 from .common import BackendConfig, BackendSettings
+from .powerdns import PowerDnsSettings
 from .rfc2136 import Rfc2136Settings
 
 __all__ = ["KINDS", "BackendConfig", "BackendSettings", "parse_backends"]
 
 KINDS: dict[str, type[BackendSettings]] = {
     "rfc2136": Rfc2136Settings,
+    "powerdns": PowerDnsSettings,
 }
 
 
