@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from ...domain.declared import first_refusal, refuse
 from .common import BackendConfig, BackendSettings
+from .lexicon import LexiconSettings
 from .powerdns import PowerDnsSettings
 from .rfc2136 import Rfc2136Settings
 
@@ -18,6 +19,7 @@ __all__ = ["KINDS", "BackendConfig", "BackendSettings", "parse_backends"]
 KINDS: dict[str, type[BackendSettings]] = {
     "rfc2136": Rfc2136Settings,
     "powerdns": PowerDnsSettings,
+    "lexicon": LexiconSettings,
 }
 
 

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from .bind_servers import start_bind
-from .pdns_servers import start_pdns
+from .pdns_servers import start_lexicon_pdns, start_pdns
 from .servers import BackendServers, Start
 
 STARTERS: dict[str, Start] = {
     "rfc2136": start_bind,
     "powerdns": start_pdns,
+    "lexicon": start_lexicon_pdns,
 }
 
 

@@ -1,6 +1,6 @@
-"""kind = "powerdns": a real PowerDNS Authoritative (pdns_server, gsqlite3 backend) as the
-primary, its zone created through the API, and a BIND secondary fed by its NOTIFY and
-AXFR."""
+"""kind = "powerdns" (and "lexicon" over lexicon's PowerDNS provider): a real PowerDNS
+Authoritative (pdns_server, gsqlite3 backend) as the primary, its zone created through
+the API, and a BIND secondary fed by its NOTIFY and AXFR."""
 
 from __future__ import annotations
 
@@ -239,5 +239,27 @@ class PdnsServers:
         return ""
 
 
+class LexiconPdnsServers(PdnsServers):
+    """The same servers, reached through lexicon's PowerDNS provider."""
+
+    kind = "lexicon"
+
+    def backend_table(self, workdir: Path, wrong_credential: bool = False) -> str:
+        workdir.mkdir(parents=True, exist_ok=True)
+        options = workdir / "lexicon-pdns.toml"
+        key = "not-the-key" if wrong_credential else self.api_key
+        options.write_text(f'auth_token = "{key}"\npdns_server = "{self.url}"\n')
+        options.chmod(0o600)
+        return (
+            f'[[dns.backends]]\nname = "pdns-lexicon"\nkind = "lexicon"\nprovider = "powerdns"\n'
+            f'zones = ["{ZONE}", "{UNSERVED}"]\ncredentials_file = "{options}"\n'
+            f"nameservers = [{self._nameservers()}]\ntimeout = 3\n"
+        )
+
+
 def start_pdns(base: Path) -> PdnsServers:
     return PdnsServers(base)
+
+
+def start_lexicon_pdns(base: Path) -> PdnsServers:
+    return LexiconPdnsServers(base)
