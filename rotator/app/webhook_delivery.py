@@ -3,7 +3,8 @@ subscription's cursor and POSTs each event it subscribed to, in log order (so in
 per identity), moving the cursor on only once the receiver answered 2xx: at-least-once,
 across restarts and crashes (the webhook-id of a redelivery is the first one's). A failed
 delivery is retried on the configured schedule, then the subscription is parked (one
-WebhookParked event with the reason) until an operator resumes it.
+WebhookParked event with the reason) until an operator resumes it; one whose secret file
+cannot be read is parked at once (no retry brings a file back).
 
 None of this runs in a tick or holds a lock the tick takes: the couriers read on their own
 read-only connections, and a slow or dead receiver delays nothing but its own deliveries.
@@ -26,6 +27,7 @@ from ..ports import (
     Clock,
     DeliveryError,
     LogFilter,
+    SecretUnreadable,
     StoredEvent,
     StreamReader,
     WebhookSender,
@@ -42,6 +44,15 @@ class DeliverySettings:
     timeout: float = 10.0  # one request, connect to last byte
     poll: float = 1.0  # how often the log is looked at for new events
     batch: int = 500  # events read from the log at once
+
+
+def secret_problem(subscription: str, reason: str) -> str:
+    """Why a subscription whose secret cannot be read is parked, and the way out."""
+    return (
+        f"{reason}; restore the file (mode 0600, readable by the daemon's user) and run "
+        f"`rotator webhook resume {subscription}`, or `rotator webhook remove {subscription}` "
+        "and add the URL again for a new secret"
+    )
 
 
 class Reader(StreamReader, Protocol):
@@ -120,7 +131,11 @@ class Courier:
         """POST one event until it is acknowledged (True), or parked or stopped (False)."""
         sub = self.sub
         msg_id, payload = message_id(sub.id, stored.position), body(stored, kind)
-        secret = self.vault.secret(sub.id)
+        try:
+            secret = self.vault.secret(sub.id)
+        except SecretUnreadable as exc:  # waiting will not bring it back: parked at once
+            self.park(stored.position, secret_problem(sub.id, exc.reason), 0)
+            return False
         attempt = 0
         while True:
             attempt += 1
@@ -152,6 +167,10 @@ class Courier:
             log.error("webhook_park_failed", subscription=self.sub.id, error=str(exc))
             return
         self.parked_by = list(appended)[-1].position
+        log.warning(
+            "webhook_parked", subscription=self.sub.id, position=position,
+            attempts=attempts, error=error,
+        )  # fmt: skip
 
 
 class Deliveries:

@@ -42,5 +42,6 @@ from .store import StoreCounter as StoreCounter
 from .store import StoredEvent as StoredEvent
 from .store import StreamReader as StreamReader
 from .webhooks import DeliveryError as DeliveryError
+from .webhooks import SecretUnreadable as SecretUnreadable
 from .webhooks import WebhookSender as WebhookSender
 from .webhooks import WebhookVault as WebhookVault

@@ -139,6 +139,43 @@ def test_retried_on_the_schedule_then_parked_then_resumed(env: UnitEnv, hooks: W
     )
 
 
+@pytest.mark.parametrize("damage", ["missing", "unreadable", "empty", "garbled"])
+def test_a_secret_that_cannot_be_read_parks_at_once_and_resumes(
+    env: UnitEnv, hooks: Webhooks, damage: str
+) -> None:
+    sub, secret = hooks.add("http://127.0.0.1:9/hook", ["identity.active"], "a", "")
+    env.app.onboarding.add_identity("a.example", "demo")
+    env.app.lifecycle.tick()
+    path = env.tmp / "rotator.db.webhooks" / f"{sub.id}.secret"
+    if damage == "missing":
+        path.unlink()
+    elif damage == "unreadable":
+        path.unlink()
+        path.mkdir()  # read as a file: EISDIR, as root would get for a 0000 file too
+    else:
+        path.write_text("" if damage == "empty" else "whsec_not base64!\n")
+    waits: list[float] = []
+    sender = FakeSender()
+    c = courier(env, hooks, sender, waits)
+    assert c.step() is False
+    assert sender.got == [] and waits == []  # no POST, no retry schedule: parked at once
+    assert c.parked
+    (parked,) = [s.event for s in env.store.events(LogFilter(types=("WebhookParked",)))]
+    assert isinstance(parked, ev.WebhookParked) and parked.attempts == 0
+    assert str(path) in parked.error and f"rotator webhook resume {sub.id}" in parked.error
+    (listed,) = hooks.list()
+    assert listed.parked == parked.error and listed.parked_since == env.clock.now()
+    if path.is_dir():
+        path.rmdir()
+    path.write_text(secret + "\n")  # restored from a backup
+    hooks.resume(sub.id, "alice", "secret restored")
+    (listed,) = hooks.list()
+    c.update(listed, hooks.book.seen)
+    c.step()
+    ((msg_id, data),) = sender.got
+    assert msg_id == message_id(sub.id, parked.position) and data["position"] == parked.position
+
+
 def test_vault_cursor_is_atomic_and_ids_are_checked(tmp_path: Path) -> None:
     vault = FileVault(tmp_path / "r.db")
     sub = "whk_0123456789abcdef"
