@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks.webhooks import Webhook
 
 from rotator.adapters.webhooks.sender import HttpSender
@@ -22,6 +24,8 @@ from rotator.app.webhook_delivery import Courier, DeliverySettings
 from rotator.app.webhooks import Webhooks, body, message_id, public_type
 from rotator.domain import events as ev
 from rotator.domain.errors import ExternalError, InputError
+from rotator.metrics.daemon import StoreCollector
+from rotator.metrics.webhooks import WebhookCollector
 from rotator.ports import DeliveryError, LogFilter
 
 from .clirun import db_path, ok, refused
@@ -174,6 +178,68 @@ def test_a_secret_that_cannot_be_read_parks_at_once_and_resumes(
     c.step()
     ((msg_id, data),) = sender.got
     assert msg_id == message_id(sub.id, parked.position) and data["position"] == parked.position
+
+
+class DeadEnds(FakeSender):
+    """Never acknowledges a URL with /dead in it."""
+
+    def send(self, url: str, secret: str, msg_id: str, body: bytes, timeout: float) -> int:
+        if "/dead" in url:
+            raise DeliveryError("127.0.0.1: timed out")
+        return super().send(url, secret, msg_id, body, timeout)
+
+
+def test_delivery_metrics_by_subscription_never_its_url_or_secret(
+    env: UnitEnv, hooks: Webhooks
+) -> None:
+    good, good_secret = hooks.add("http://127.0.0.1:9/ok?token=hush", ["identity.active"], "a", "")
+    dead, _ = hooks.add("http://127.0.0.1:9/dead", ["identity.active"], "a", "")
+    for name in ("a.example", "b.example"):
+        env.app.onboarding.add_identity(name, "demo")
+    env.app.lifecycle.tick()
+    sender = DeadEnds(failures=1)  # the first POST to the good receiver fails once
+    assert hooks.vault is not None
+    couriers = []
+    for sub in hooks.list():
+        c = Courier(sub, env.store, sender, hooks.vault, DeliverySettings(retry=(1.0, 2.0)),
+                    env.ctx.recorder.append, env.clock, lambda s: False)  # fmt: skip
+        c.update(sub, hooks.book.seen)
+        c.step()
+        couriers.append(c)
+    assert couriers[0].sub.id == good.id
+    couriers[0].step()  # its next poll: past the WebhookParked appended after its first
+    metrics = StoreCollector(env.store, env.clock.now)
+    webhooks = WebhookCollector(lambda: [c.stats() for c in couriers], metrics.head)
+    registry = CollectorRegistry()
+    registry.register(webhooks)
+    text = generate_latest(registry).decode()
+    assert "hush" not in text and "/ok" not in text and good_secret not in text
+    got = {
+        (s.name, s.labels.get("subscription", "")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    head = env.store.head()
+    assert head is not None
+    assert [got[(f"rotator_webhook_deliveries_{w}_total", good.id)] for w in
+            ("attempted", "succeeded", "failed")] == [3, 2, 1]  # fmt: skip
+    assert [got[(f"rotator_webhook_deliveries_{w}_total", dead.id)] for w in
+            ("attempted", "succeeded", "failed")] == [3, 0, 3]  # fmt: skip
+    assert got[("rotator_webhooks_parked", "")] == 1
+    assert got[("rotator_webhook_lag_events", good.id)] == 0  # caught up with the log
+    (parked,) = env.store.events(LogFilter(types=("WebhookParked",)))
+    # the dead one reached the position it was added at: everything since is behind
+    assert got[("rotator_webhook_lag_events", dead.id)] == head[0] - dead.since
+    assert parked.position == head[0]
+    env.app.onboarding.add_identity("c.example", "demo")  # events not delivered yet
+    lag = {
+        sample.labels["subscription"]: sample.value
+        for family in webhooks.collect()
+        if family.name == "rotator_webhook_lag_events"
+        for sample in family.samples
+    }
+    grown = env.store.head()
+    assert grown is not None and lag[good.id] == grown[0] - head[0] > 0
 
 
 def test_vault_cursor_is_atomic_and_ids_are_checked(tmp_path: Path) -> None:
