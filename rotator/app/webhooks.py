@@ -151,6 +151,10 @@ class Webhooks:
         self.vault = vault
         self.book = Book()
 
+    def parked(self) -> list[Subscription]:
+        """The subscriptions whose deliveries stopped until an operator resumes them."""
+        return [s for s in self.list() if s.parked is not None]
+
     def list(self, include_removed: bool = False) -> list[Subscription]:
         subs = self.book.catch_up(self.ctx.store).values()
         return [s for s in subs if include_removed or not s.removed]

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from ..app.queries import Queries, StatusRow
+from ..app.webhooks import Subscription
 from ..domain import events as ev
 from ..domain.model import IdentityState
 from ..domain.states import State
@@ -30,6 +31,10 @@ class HeldSource(Protocol):
     def held(self) -> str | None: ...
 
 
+class ParkedSource(Protocol):
+    def parked(self) -> list[Subscription]: ...
+
+
 class StatusReader(Protocol):
     @property
     def store(self) -> StatusStore: ...
@@ -40,11 +45,15 @@ class StatusReader(Protocol):
     @property
     def safety(self) -> HeldSource: ...
 
+    @property
+    def webhooks(self) -> ParkedSource: ...
+
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # parked, failing, drift, customer DNS, notice, safety stop, paced
-    name: str  # the identity ("" for the safety valve, which is the whole fleet's)
+    # parked, failing, drift, customer DNS, notice, safety stop, paced, webhook parked
+    kind: str
+    name: str  # the identity ("" for the safety valve and webhooks: the whole fleet's)
     selector: str
     reason: str
     code: str  # the reason code ("" when there is none)
@@ -132,7 +141,8 @@ def build_identity(reader: StatusReader, name: str, now: datetime) -> IdentityDa
 
 def problems(reader: StatusReader, identity: str | None = None) -> list[Problem]:
     """Every current problem: parked and failing steps, drift, broken customer DNS,
-    deferral notices and the safety valve; each with since when it has been so."""
+    deferral notices, the safety valve and parked webhooks; each with since when it has
+    been so."""
     store = reader.store
     out: list[Problem] = []
     held = reader.safety.held()
@@ -143,6 +153,10 @@ def problems(reader: StatusReader, identity: str | None = None) -> list[Problem]
             stops = list(store.events(LogFilter(types=("SafetyStopped",))))
             since = stops[-1].event.at if stops else None
         out.append(Problem(kind, "", "-", held, "", since))
+    if identity is None:
+        for sub in reader.webhooks.parked():  # by id: a URL may hold the receiver's token
+            reason = f"webhook {sub.id}, at log position {sub.parked_at}: {sub.parked}"
+            out.append(Problem("webhook parked", "", "-", reason, "", sub.parked_since))
     for row in reader.queries.status():
         name = row.name
         if identity is not None and name != identity:

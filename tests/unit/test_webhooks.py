@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -22,11 +23,14 @@ from rotator.adapters.webhooks.sender import HttpSender
 from rotator.adapters.webhooks.vault import FileVault
 from rotator.app.webhook_delivery import Courier, DeliverySettings
 from rotator.app.webhooks import Webhooks, body, message_id, public_type
+from rotator.bootstrap import build
+from rotator.config.settings import load_config
 from rotator.domain import events as ev
 from rotator.domain.errors import ExternalError, InputError
 from rotator.metrics.daemon import StoreCollector
 from rotator.metrics.webhooks import WebhookCollector
 from rotator.ports import DeliveryError, LogFilter
+from rotator.timeutil import iso
 
 from .clirun import db_path, ok, refused
 from .conftest import UnitEnv
@@ -325,3 +329,39 @@ def test_cli_add_list_remove(cfg: Path) -> None:
     assert "no webhooks" in ok(cfg, "webhook", "list").output
     assert "no webhook" in refused(cfg, "webhook", "remove", sub_id)
     assert db_path(cfg).with_name("rotator.db.webhooks").stat().st_mode & 0o777 == 0o700
+
+
+def park(cfg: Path, subscription: str, error: str) -> datetime:
+    """Record the WebhookParked a daemon's courier records (the same recording path)."""
+    app = build(load_config(cfg))
+    try:
+        appended = app.ctx.recorder.append(
+            [ev.WebhookParked(at=app.ctx.clock.now(), subscription=subscription, position=3,
+                              error=error, attempts=7)]
+        )  # fmt: skip
+    finally:
+        app.close()
+    return list(appended)[-1].event.at
+
+
+def test_a_parked_webhook_shows_in_status(cfg: Path) -> None:
+    ok(cfg, "init")
+    out = ok(cfg, "webhook", "add", "https://hooks.example/r?token=hush").output
+    found = re.search(r"^webhook (whk_[0-9a-f]{16}) -> ", out, re.M)
+    assert found is not None
+    sub_id = found[1]
+    assert "webhook" not in ok(cfg, "status").output
+    at = park(cfg, sub_id, "hooks.example: HTTP 503")
+    table = ok(cfg, "status").output
+    assert f"webhook {sub_id}" in table and "webhook parked" in table
+    assert "HTTP 503" in table and iso(at)[:19] in table
+    assert f"rotator webhook resume {sub_id}" in table and "hush" not in table
+    rows = [json.loads(line) for line in ok(cfg, "status", "--json").output.splitlines()]
+    (row,) = [r for r in rows if r.get("webhook")]
+    assert (row["webhook"], row["state"], row["since"], row["position"]) == (
+        sub_id, "webhook parked", iso(at), 3
+    )  # fmt: skip
+    assert row["last_error"] == "hooks.example: HTTP 503" and row["domain"] is None
+    assert "webhook" not in ok(cfg, "status", "--domain", "a.example").output  # not a domain's
+    ok(cfg, "webhook", "resume", sub_id)
+    assert "webhook" not in ok(cfg, "status").output
