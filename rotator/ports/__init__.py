@@ -36,6 +36,8 @@ from .store import AuditReport as AuditReport
 from .store import EventAppender as EventAppender
 from .store import EventStore as EventStore
 from .store import LogFilter as LogFilter
+from .store import OverviewCounts as OverviewCounts
+from .store import OverviewReader as OverviewReader
 from .store import ProjectionReader as ProjectionReader
 from .store import SigningSetSource as SigningSetSource
 from .store import StoreCounter as StoreCounter
