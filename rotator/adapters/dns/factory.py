@@ -11,6 +11,7 @@ from ...config.backends.rfc2136 import Rfc2136Config
 from ...config.dns import DnsConfig, load_tsig_secret
 from ...domain.errors import ConfigError
 from ...ports import Publisher
+from . import route53
 from .rfc2136 import Rfc2136Publisher
 from .router import Route, ZoneRouter
 
@@ -29,6 +30,7 @@ def _rfc2136(cfg: BackendConfig) -> Publisher:
 
 BUILDERS: dict[str, Callable[[BackendConfig], Publisher]] = {
     "rfc2136": _rfc2136,
+    "route53": route53.from_config,
 }
 
 

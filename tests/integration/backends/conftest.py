@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from .bind_servers import start_bind
+from .route53_servers import start_route53
 from .servers import BackendServers, Start
 
 STARTERS: dict[str, Start] = {
     "rfc2136": start_bind,
+    "route53": start_route53,
 }
 
 
