@@ -11,7 +11,7 @@ from ...config.backends.rfc2136 import Rfc2136Config
 from ...config.dns import DnsConfig, load_tsig_secret
 from ...domain.errors import ConfigError
 from ...ports import Publisher
-from . import lexicon, powerdns
+from . import lexicon, powerdns, route53
 from .rfc2136 import Rfc2136Publisher
 from .router import Route, ZoneRouter
 
@@ -32,6 +32,7 @@ BUILDERS: dict[str, Callable[[BackendConfig], Publisher]] = {
     "rfc2136": _rfc2136,
     "powerdns": powerdns.from_config,
     "lexicon": lexicon.from_config,
+    "route53": route53.from_config,
 }
 
 

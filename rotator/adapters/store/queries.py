@@ -25,6 +25,7 @@ from ...ports import (
 )
 from ...ports.monitoring import IdentityCount, IdentityTimes, KeyCount, StoreCounts
 from ...timeutil import iso, parse_iso
+from .overview import KEY_ORDER
 from .rows import event_from_row
 from .seal import Sealer
 from .signing import columns, ordered_rows, sealed_rows, start_check
@@ -66,7 +67,7 @@ class StoreReads:
         sql = "SELECT * FROM keys"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        rows = self.db.query(sql + " ORDER BY domain, created_at", params)
+        rows = self.db.query(sql + f" ORDER BY {KEY_ORDER}", params)
         return [self._key(r) for r in rows]
 
     def due_keys(self, now: datetime, limit: int = DUE_BATCH) -> list[KeyState]:

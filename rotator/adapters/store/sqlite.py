@@ -32,6 +32,7 @@ from .audit import StoreAudit
 from .errors import db_hint
 from .insert import Feed, Inserter, upsert
 from .json_text import payload_json, row_json
+from .overview import OverviewReads
 from .queries import StoreReads
 from .rows import (
     GENESIS,
@@ -41,7 +42,7 @@ from .rows import (
     key_from_row,
     to_row,
 )
-from .schema import migrations
+from .schema import changes_rows, migrations
 from .seal import Sealer
 
 __all__ = ["GENESIS", "Appended", "SqliteEventStore", "db_hint", "event_hash", "open_store"]
@@ -50,7 +51,7 @@ BUSY_TIMEOUT_MS = 10_000
 log = structlog.get_logger("rotator")
 
 
-class SqliteEventStore(StoreReads, StoreAudit):
+class SqliteEventStore(StoreReads, OverviewReads, StoreAudit):
     def __init__(
         self,
         path: Path | str,
@@ -97,7 +98,7 @@ class SqliteEventStore(StoreReads, StoreAudit):
         if self.db.journal_mode != "wal":
             self.db.enable_wal()
         self.db.execute("PRAGMA synchronous = FULL")
-        upgraded = bool(migrations.pending(self.db)) and self.db["events"].exists()
+        upgraded = changes_rows(self.db) and self.db["events"].exists()
         migrations.apply(self.db)
         if sealer is not None and (upgraded or self._unsealed()):
             # First open with the audit key, or a schema upgrade (a new column changes

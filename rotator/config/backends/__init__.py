@@ -13,6 +13,7 @@ from .common import BackendConfig, BackendSettings
 from .lexicon import LexiconSettings
 from .powerdns import PowerDnsSettings
 from .rfc2136 import Rfc2136Settings
+from .route53 import Route53Settings
 
 __all__ = ["KINDS", "BackendConfig", "BackendSettings", "parse_backends"]
 
@@ -20,6 +21,7 @@ KINDS: dict[str, type[BackendSettings]] = {
     "rfc2136": Rfc2136Settings,
     "powerdns": PowerDnsSettings,
     "lexicon": LexiconSettings,
+    "route53": Route53Settings,
 }
 
 

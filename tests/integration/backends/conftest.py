@@ -10,12 +10,14 @@ import pytest
 
 from .bind_servers import start_bind
 from .pdns_servers import start_lexicon_pdns, start_pdns
+from .route53_servers import start_route53
 from .servers import BackendServers, Start
 
 STARTERS: dict[str, Start] = {
     "rfc2136": start_bind,
     "powerdns": start_pdns,
     "lexicon": start_lexicon_pdns,
+    "route53": start_route53,
 }
 
 
