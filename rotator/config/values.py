@@ -101,7 +101,9 @@ def problem_of(r: Refusal, model: type[BaseModel]) -> str:
     return f"{word or 'unknown setting'}; use {', '.join(keys)}"
 
 
-def refuse_loose(path: Path, what: str, readable_secret: bool = False) -> None:
+def refuse_loose(
+    path: Path, what: str, readable_secret: bool = False, elsewhere: str = "dns.tsig_secret_file"
+) -> None:
     """A file that decides what rotator runs or where it writes (config, policies) must not
     be writable by group or others; one holding a secret must not be readable by others."""
     try:
@@ -115,5 +117,5 @@ def refuse_loose(path: Path, what: str, readable_secret: bool = False) -> None:
     if readable_secret and mode & 0o004:
         raise ConfigError(
             f"{path}: holds a secret but is readable by others (mode {mode:04o}); "
-            f"chmod o-r {path}, or move the secret to dns.tsig_secret_file"
+            f"chmod o-r {path}" + (f", or move the secret to {elsewhere}" if elsewhere else "")
         )
