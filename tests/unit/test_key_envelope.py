@@ -12,6 +12,8 @@ import pytest
 
 from rotator.adapters.keys.envelope import Envelope, Kek, create_kek, read_kek
 from rotator.adapters.keys.files import generate_pem
+from rotator.adapters.keys.sealed import rewrap
+from rotator.adapters.keys.sealed_sqlite import SqliteSealedKeys
 from rotator.domain.errors import ConfigError, StoreError
 
 PEM = generate_pem("ed25519", 256)[0]
@@ -107,6 +109,25 @@ def test_rewrap_moves_the_data_key_only() -> None:
     assert Envelope(new).open("k1", moved) == PEM
     with pytest.raises(ConfigError):
         Envelope(old).open("k1", moved)
+
+
+def test_rewrapping_every_row(tmp_path: Path) -> None:
+    old, new = kek(), kek()
+    sealed = SqliteSealedKeys(tmp_path / "keys.db")
+    env = Envelope(old)
+    for i in range(5):
+        sealed.put(f"k{i}", env.seal(f"k{i}", PEM))
+    done = rewrap(sealed, env, new)
+    assert (done.kek, done.rewrapped, done.already, done.left) == (new.id, 5, 0, [])
+    for key_id in sealed.ids():
+        blob = sealed.get(key_id)
+        assert blob is not None
+        assert Envelope(new).open(key_id, blob) == PEM
+        with pytest.raises(ConfigError):
+            Envelope(old).open(key_id, blob)
+    again = rewrap(sealed, Envelope(new, [old]), new)
+    assert (again.rewrapped, again.already) == (0, 5)
+    sealed.close()
 
 
 # --- the KEK file ---------------------------------------------------------------------------
