@@ -17,6 +17,7 @@ from rotator.adapters.keys.files import FsKeyStore, generate_pem
 from rotator.adapters.keys.pool import FsKeyPool
 from rotator.adapters.keys.sealed import SealedKeyStore
 from rotator.adapters.keys.sealed_sqlite import SqliteSealedKeys
+from rotator.app import Application
 from rotator.domain.errors import ExternalError
 from rotator.domain.states import State
 
@@ -194,3 +195,19 @@ def test_the_lifecycle_seals_activates_and_destroys(env: UnitEnv, tmp_path: Path
     assert env.key(first.key_id).state is State.DESTROYED
     assert first.key_id not in store.sealed.ids()
     assert not store.path(first.key_id).exists()
+
+
+def test_a_node_starting_up_materializes_the_live_keys(env: UnitEnv, tmp_path: Path) -> None:
+    sealed_env(env, tmp_path)
+    env.app.onboarding.add_identity("example.com", "demo")
+    env.app.lifecycle.tick()
+    (key,) = env.store.list_keys()
+    other = SealedKeyStore(
+        FsKeyStore(tmp_path / "node-b" / "keys"),
+        SqliteSealedKeys(tmp_path / "sealed.db"),
+        Envelope(KEK),
+    )
+    env.ctx.keystore = other
+    Application(env.ctx).lifecycle.startup()
+    assert other.path(key.key_id).read_bytes() == env.keystore.path(key.key_id).read_bytes()
+    assert other.sealed.ids() == [key.key_id]  # nothing wiped: the key is live
