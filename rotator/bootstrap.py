@@ -119,6 +119,16 @@ class App(Application):
             self.ctx.clock,
         )
 
+    def keys_summary(self) -> str | None:
+        """Where keys are sealed, under which KEK, and how many (None: key_dir is the
+        store). Reads the key database: `init` fails here when it is out of reach."""
+        keystore = self.ctx.keystore
+        if not isinstance(keystore, SealedKeyStore):
+            return None
+        count = len(keystore.sealed.ids())
+        kek = keystore.envelope.kek.id
+        return f"sealed in {self.config.keys.shown} under KEK {kek} ({count} keys)"
+
     def close(self) -> None:
         """Stop the worker processes and close the database."""
         if self.ctx.pool is not None:

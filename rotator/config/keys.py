@@ -7,6 +7,7 @@ database as the event store, or another."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -21,6 +22,14 @@ STORES = ("files", "database")
 URLS = ("postgresql://", "postgres://")
 CREDENTIAL = "keys.kek"  # the systemd credential the KEK is found as by default
 
+_URL_PASSWORD = re.compile(r"^(postgres(?:ql)?://[^/@:?]*):[^/@?]*@")
+_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)")
+
+
+def redact(conninfo: str) -> str:
+    """A connection string without its password, to be shown and logged."""
+    return _PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", conninfo))
+
 
 @dataclass(frozen=True)
 class KeysConfig:
@@ -33,6 +42,11 @@ class KeysConfig:
     @property
     def sealed(self) -> bool:
         return self.store == "database"
+
+    @property
+    def shown(self) -> str:
+        """The key database as it may be shown (a URL without its password)."""
+        return redact(self.database) if isinstance(self.database, str) else str(self.database)
 
 
 def _store(value: Any) -> str:
@@ -80,6 +94,14 @@ class KeysSettings(Settings):
 
     @model_validator(mode="after")
     def _needs_database(self) -> KeysSettings:
+        if self.store == "files":
+            given = [k for k in ("database", "kek_file", "previous_kek_file") if getattr(self, k)]
+            if given:
+                raise refuse(
+                    f'is "files": {given[0]} would go unused; set store = "database" to seal '
+                    "keys there, or remove it",
+                    key="keys.store",
+                )
         if self.store == "database" and not self.database:
             raise refuse(
                 'store = "database" needs the database the keys are sealed in: a '

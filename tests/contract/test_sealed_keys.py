@@ -155,7 +155,8 @@ def test_an_unreachable_database_is_one_external_error(
 
 
 def test_postgres_errors_name_the_database_without_its_password() -> None:
-    from rotator.adapters.keys.sealed_postgres import PostgresSealedKeys, redact
+    from rotator.adapters.keys.sealed_postgres import PostgresSealedKeys
+    from rotator.config.keys import redact
 
     assert redact("postgresql://rotator:s3cret@db.example/keys") == (
         "postgresql://rotator:***@db.example/keys"

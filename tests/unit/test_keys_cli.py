@@ -44,6 +44,7 @@ def test_the_default_is_the_key_directory(cfg: Path) -> None:
         ('store = "database"\ndatabase = "mysql://x/y"\n', "keys.database: not a database"),
         ('store = "database"\ndatabase = "x.db"\n', 'keys.kek_file: store = "database" needs'),
         ('kek = "k"\n', "keys.kek: unknown key; use store, database, kek_file"),
+        ('kek_file = "k"\n', 'keys.store: is "files": kek_file would go unused'),
     ],
 )
 def test_bad_keys_settings_are_one_line(tmp_path: Path, keys: str, problem: str) -> None:
@@ -62,6 +63,15 @@ def test_the_kek_is_found_as_a_systemd_credential(
     config = load_config(cfg)
     assert config.keys.kek_file == creds / "keys.kek"
     assert config.keys.database == "postgresql:///rotator"
+
+
+def test_init_checks_the_key_database_and_names_the_kek(tmp_path: Path) -> None:
+    cfg = sealed_config(tmp_path)
+    kek = create_kek(tmp_path / "keys.kek")
+    out = ok(cfg, "init").stdout
+    assert (
+        f"keys        sealed in {tmp_path}/state/sealed-keys.db under KEK {kek.id} (0 keys)" in out
+    )
 
 
 def test_kek_create_writes_a_kek_once(tmp_path: Path) -> None:

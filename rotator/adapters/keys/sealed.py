@@ -17,19 +17,23 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...config.keys import URLS
 from ...domain.errors import ConfigError, ExternalError, StoreError
 from ...ports import GeneratedKey, Materialized, SealedKeys
 from .envelope import Envelope, Kek
 from .files import FsKeyStore, customer_private_key, describe_private_key, generate_pem
 
-POSTGRES = ("postgresql://", "postgres://")
-
 
 def open_sealed_keys(database: str | Path) -> SealedKeys:
     """A `postgresql://` URL (libpq's connection string), or an SQLite file."""
-    if isinstance(database, str) and database.startswith(POSTGRES):
-        from .sealed_postgres import PostgresSealedKeys  # psycopg: the postgresql extra
-
+    if isinstance(database, str) and database.startswith(URLS):
+        try:
+            from .sealed_postgres import PostgresSealedKeys
+        except ImportError:
+            raise ConfigError(
+                "keys.database is a PostgreSQL URL, and psycopg is not installed: install "
+                "rotator[postgresql]"
+            ) from None
         return PostgresSealedKeys(database)
     from .sealed_sqlite import SqliteSealedKeys
 

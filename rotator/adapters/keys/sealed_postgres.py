@@ -6,13 +6,13 @@ behind (its old tuple until VACUUM, WAL, backups) is in docs/keys-in-database.md
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
 
+from ...config.keys import redact
 from ...domain.errors import ExternalError
 
 T = TypeVar("T")
@@ -25,14 +25,6 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS sealed_keys (
 )"""
 # pg_advisory_xact_lock's key: two first connections never race to create the table
 SCHEMA_LOCK = 0x726F7461_6B657973  # "rotakeys"
-
-_URL_PASSWORD = re.compile(r"^(postgres(?:ql)?://[^/@:?]*):[^/@?]*@")
-_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)")
-
-
-def redact(conninfo: str) -> str:
-    """The connection string without its password, to be shown and logged."""
-    return _PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", conninfo))
 
 
 class PostgresSealedKeys:
