@@ -13,6 +13,8 @@ from .dns import apply_zone as apply_zone
 from .keys import GeneratedKey as GeneratedKey
 from .keys import KeyPool as KeyPool
 from .keys import KeyStore as KeyStore
+from .keys import Materialized as Materialized
+from .keys import SealedKeys as SealedKeys
 from .monitoring import StoreCounts as StoreCounts
 from .runtime import Clock as Clock
 from .runtime import DaemonLock as DaemonLock
