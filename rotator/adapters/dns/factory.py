@@ -13,6 +13,7 @@ from ...domain.errors import ConfigError
 from ...ports import Publisher
 from .rfc2136 import Rfc2136Publisher
 from .router import Route, ZoneRouter
+from .tinydns import from_config as tinydns
 
 
 def _rfc2136(cfg: BackendConfig) -> Publisher:
@@ -29,6 +30,7 @@ def _rfc2136(cfg: BackendConfig) -> Publisher:
 
 BUILDERS: dict[str, Callable[[BackendConfig], Publisher]] = {
     "rfc2136": _rfc2136,
+    "tinydns": tinydns,
 }
 
 

@@ -11,11 +11,13 @@ from pydantic import ValidationError
 from ...domain.declared import first_refusal, refuse
 from .common import BackendConfig, BackendSettings
 from .rfc2136 import Rfc2136Settings
+from .tinydns import TinydnsSettings
 
 __all__ = ["KINDS", "BackendConfig", "BackendSettings", "parse_backends"]
 
 KINDS: dict[str, type[BackendSettings]] = {
     "rfc2136": Rfc2136Settings,
+    "tinydns": TinydnsSettings,
 }
 
 

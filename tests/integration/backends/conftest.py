@@ -10,9 +10,11 @@ import pytest
 
 from .bind_servers import start_bind
 from .servers import BackendServers, Start
+from .tinydns_servers import start_tinydns
 
 STARTERS: dict[str, Start] = {
     "rfc2136": start_bind,
+    "tinydns": start_tinydns,
 }
 
 
