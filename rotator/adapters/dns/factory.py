@@ -14,6 +14,7 @@ from ...ports import Publisher
 from .rfc2136 import Rfc2136Publisher
 from .router import Route, ZoneRouter
 from .tinydns import from_config as tinydns
+from .zonefile import from_config as zonefile
 
 
 def _rfc2136(cfg: BackendConfig) -> Publisher:
@@ -31,6 +32,7 @@ def _rfc2136(cfg: BackendConfig) -> Publisher:
 BUILDERS: dict[str, Callable[[BackendConfig], Publisher]] = {
     "rfc2136": _rfc2136,
     "tinydns": tinydns,
+    "zonefile": zonefile,
 }
 
 

@@ -12,12 +12,14 @@ from ...domain.declared import first_refusal, refuse
 from .common import BackendConfig, BackendSettings
 from .rfc2136 import Rfc2136Settings
 from .tinydns import TinydnsSettings
+from .zonefile import ZoneFileSettings
 
 __all__ = ["KINDS", "BackendConfig", "BackendSettings", "parse_backends"]
 
 KINDS: dict[str, type[BackendSettings]] = {
     "rfc2136": Rfc2136Settings,
     "tinydns": TinydnsSettings,
+    "zonefile": ZoneFileSettings,
 }
 
 

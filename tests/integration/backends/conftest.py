@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 
 from .bind_servers import start_bind
+from .nsd_servers import start_nsd
 from .servers import BackendServers, Start
 from .tinydns_servers import start_tinydns
 
 STARTERS: dict[str, Start] = {
     "rfc2136": start_bind,
     "tinydns": start_tinydns,
+    "zonefile": start_nsd,
 }
 
 
