@@ -7,6 +7,7 @@ renames it), and data.cdb is installed on every server."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import shutil
@@ -21,8 +22,8 @@ from ...domain.record import split_strings
 from ...ports import Publisher, RecordChange
 from .owned import (
     FileBackend,
+    OwnedFile,
     os_reason,
-    read_owned,
     record_name,
     run,
     sync_dir,
@@ -78,7 +79,7 @@ def soa_zones(base_data: Path) -> set[str]:
 class TinydnsPublisher(FileBackend):
     def __init__(self, cfg: TinydnsConfig) -> None:
         self.cfg = cfg
-        self.fragment = cfg.directory / FRAGMENT
+        self.fragment = OwnedFile(cfg.directory / FRAGMENT, line_name)
         places = [str(r) for r in cfg.roots] + [" ".join(c[:2]) for c in cfg.deliver]
         self.where = f"tinydns data.cdb on {', '.join(places)}"
         super().__init__(cfg.directory / ".rotator.lock")
@@ -96,7 +97,7 @@ class TinydnsPublisher(FileBackend):
     def rebuild(self, zones: dict[str, list[RecordChange]]) -> dict[str, str | PublishError]:
         served = soa_zones(self.cfg.base_data)
         answers: dict[str, str | PublishError] = {}
-        owned = read_owned(self.fragment, line_name)
+        owned = self.fragment.load()
         for zone, changes in zones.items():
             try:
                 if zone not in served:
@@ -116,18 +117,19 @@ class TinydnsPublisher(FileBackend):
             answers[zone] = self.where
         if len(answers) == sum(isinstance(a, PublishError) for a in answers.values()):
             return answers  # nothing to build
-        self._build(list(owned.values()))
+        self._build(owned)
         return answers
 
-    def _build(self, owned: list[str]) -> None:
+    def _build(self, owned: dict[str, str]) -> None:
         cfg = self.cfg
         try:
             base = cfg.base_data.read_text(encoding="latin-1")
         except OSError as exc:
             raise PublishError(f"cannot read base_data {cfg.base_data}: {exc.strerror}") from None
-        write_atomic(self.fragment, owned)
+        write_atomic(self.fragment.path, owned.values())
+        self.fragment.written(owned)
         tail = "" if not base or base.endswith("\n") else "\n"
-        write_atomic(cfg.directory / "data", [base, tail, *owned])
+        write_atomic(cfg.directory / "data", itertools.chain([base, tail], owned.values()))
         run([str(cfg.tinydns_data)], "tinydns-data", cfg.timeout, cwd=cfg.directory)
         self._install(cfg.directory / "data.cdb")
 

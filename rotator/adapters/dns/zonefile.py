@@ -22,7 +22,7 @@ from ...config.backends.zonefile import ZoneFileConfig
 from ...domain.errors import PublishError
 from ...domain.record import split_strings
 from ...ports import Publisher, RecordChange
-from .owned import FileBackend, read_owned, record_name, run, write_atomic
+from .owned import FileBackend, OwnedFile, record_name, run, write_atomic
 
 MARKER = "; rotator's records below, one line per name (rewritten on every publish)"
 MAX_SERIAL = 2**32 - 1
@@ -124,6 +124,7 @@ class ZoneFilePublisher(FileBackend):
         self.cfg = cfg
         self.per_zone = any("{zone}" in a for a in cfg.reload)
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="zonefile")
+        self._owned: dict[str, OwnedFile] = {}
         super().__init__(cfg.directory / ".rotator.lock")
 
     def header(self, zone: str) -> Path:
@@ -159,7 +160,8 @@ class ZoneFilePublisher(FileBackend):
     def _write(self, zone: str, changes: Sequence[RecordChange]) -> str:
         header = read_header(self.header(zone), zone)
         path = self.file(zone)
-        owned = read_owned(path, line_name, after=MARKER)
+        owned_file = self._owned.setdefault(zone, OwnedFile(path, line_name, after=MARKER))
+        owned = owned_file.load()
         for change in changes:
             name = record_name(change.name)
             if name in header.names:
@@ -188,6 +190,7 @@ class ZoneFilePublisher(FileBackend):
                 run(command, f"check of {zone}", self.cfg.timeout)
 
         write_atomic(path, parts, check=checked)
+        owned_file.written(owned)
         return f"{path} serial {serial}"
 
     def _reload(self, zone: str | None) -> PublishError | None:
