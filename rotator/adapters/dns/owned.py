@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
-from ...domain.errors import PublishError
+from ...domain.errors import ExternalError, PublishError
 from ...domain.reasons import Reason
 from ...ports import RecordChange, ZoneChanges
 
@@ -77,8 +77,10 @@ class FileBackend:
             try:
                 with self.lock.held():
                     answers = self.rebuild({z: c for z, c in zones.items() if c})
-            except PublishError as exc:
-                answers = dict.fromkeys(zones, exc)
+            except ExternalError as exc:
+                answers = dict.fromkeys(zones, PublishError(exc.reason, exc.code))
+            except OSError as exc:  # one the rebuild did not expect: still one line
+                answers = dict.fromkeys(zones, PublishError(str(exc)))
         out: list[str | PublishError] = []
         for zone, _ in batch:
             key = zone.rstrip(".").lower()
