@@ -71,8 +71,9 @@ def until_served(servers: BackendServers, rec: str, text: str, limit: float = 12
                 seen[where] = time.perf_counter() - started
                 pending.discard(where)
         time.sleep(0.02)
-    shown = ", ".join(f"{w} {s:.2f}s" for w, s in sorted(seen.items()))
-    return shown + "".join(f", {w} NOT within {limit:g}s" for w in sorted(pending))
+    roles = {"{}:{}".format(*servers.server(r)): r for r in ("primary", "secondary")}
+    shown = ", ".join(f"{roles[w]} {w} {s:.2f}s" for w, s in sorted(seen.items()))
+    return shown + "".join(f", {roles[w]} {w} NOT within {limit:g}s" for w in sorted(pending))
 
 
 def bench(kind: str, servers: BackendServers, workdir: Path, args: Any) -> None:
