@@ -1,26 +1,18 @@
-"""The backends that rebuild files (tinydns, zonefile) without their servers: the lines they
-write, the SOA serial, batches serialized by the lock, the commands' failures as one line,
-and their settings refused at load. tests/integration/backends runs them against tinydns and
-NSD."""
+"""The backends that rebuild files, without their servers: the zone file and its SOA
+serial, batches serialized by the lock, the commands' failures as one line, and both kinds'
+settings refused at load (tinydns's lines: test_tinydns_backend.py). tests/integration/
+backends runs them against tinydns and NSD."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import struct
 import threading
 import time
 from pathlib import Path
 
-import dns.flags
-import dns.message
-import dns.rrset
 import pytest
 
 from rotator.adapters.dns.owned import run
-from rotator.adapters.dns.probe import AuthoritativeProbe
-from rotator.adapters.dns.tinydns import data_line, soa_zones
 from rotator.adapters.dns.zonefile import MARKER, ZoneFilePublisher, next_serial, zone_line
 from rotator.config.backends.zonefile import ZoneFileConfig
 from rotator.domain.errors import PublishError
@@ -37,105 +29,6 @@ HEADER = "$TTL 60\n@ IN SOA ns1 hostmaster ( 7 2 1 600 2 )\n@ IN NS ns1\nns1 IN 
 
 def rec(selector: str, text: str | None = RSA, zone: str = ZONE) -> RecordChange:
     return RecordChange(f"{selector}.myesp._domainkey.{zone}.", 300, text)
-
-
-# --- tinydns ---------------------------------------------------------------------------------
-
-
-def test_a_tinydns_line_holds_the_text_in_255_octet_strings_with_colons_escaped() -> None:
-    line = data_line(rec("s1", "v=DKIM1; n=a:b\\c; p=" + "B" * 300), tcp=False)
-    assert line.startswith(f":s1.myesp._domainkey.{ZONE}:16:\\377v=DKIM1; n=a\\072b\\134c; p=")
-    assert "\\101" + "B" * 65 + ":300\n" in line  # the second string: 65 octets (octal 101)
-    assert line.endswith(":300\n")
-
-
-def test_an_answer_over_512_octets_is_refused_unless_tcp_is_served() -> None:
-    data_line(rec("nov2026"), tcp=False)  # an RSA-2048 record under a usual name fits
-    long = rec("a-selector-name-far-longer-than-anyone-would-choose-2026")
-    with pytest.raises(PublishError, match=r"answer would be 5\d\d octets.*set tcp = true"):
-        data_line(long, tcp=False)
-    assert data_line(long, tcp=True)
-    with pytest.raises(PublishError, match="not ASCII"):
-        data_line(rec("s1", "v=DKIM1; p=\u00e9"), tcp=False)
-
-
-def test_tinydns_zones_are_those_base_data_gives_a_soa(tmp_path: Path) -> None:
-    base = tmp_path / "data"
-    base.write_text(
-        "Zdkim.esp.test:ns1.esp.test.:hostmaster.esp.test.::2:1:600:2:60\n"
-        ".Other.Test:192.0.2.1:a\n"
-        ":gen\\145ric.test:6:\\000:60\n"
-        "&dkim.esp.test::ns1.esp.test.:60\n+ns1.esp.test:192.0.2.1\n# Zcomment.test\n"
-    )
-    assert soa_zones(base) == {"dkim.esp.test", "other.test", "generic.test"}
-    with pytest.raises(PublishError, match="cannot read base_data"):
-        soa_zones(tmp_path / "missing")
-
-
-def test_the_probe_asks_over_tcp_when_tinydns_truncates() -> None:
-    """tinydns cuts an answer over 512 octets down to the question, TC set, but leaves the
-    answer count (dnspython then reads a malformed message); axfrdns answers over TCP."""
-    name = f"s1.myesp._domainkey.{ZONE}."
-    stop = threading.Event()
-    udp, tcp = _same_port()
-
-    def answer(wire: bytes) -> bytes:
-        q = dns.message.from_wire(wire)
-        r = dns.message.make_response(q)
-        r.flags |= dns.flags.AA
-        r.answer.append(dns.rrset.from_text(name, 300, "IN", "TXT", f'"{RSA[:255]}" "{RSA[255:]}"'))
-        return r.to_wire()
-
-    def serve_udp() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                wire, peer = udp.recvfrom(512)
-                full = answer(wire)
-                header = full[:2] + bytes([full[2] | 0x02]) + full[3:12]  # TC, counts kept
-                udp.sendto(header + wire[12:], peer)
-
-    def serve_tcp() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                conn, _ = tcp.accept()
-                with conn:
-                    conn.settimeout(2)
-                    size = struct.unpack("!H", conn.recv(2))[0]
-                    full = answer(conn.recv(size))
-                    conn.sendall(struct.pack("!H", len(full)) + full)
-
-    threads = [threading.Thread(target=f, daemon=True) for f in (serve_udp, serve_tcp)]
-    for t in threads:
-        t.start()
-    try:
-        port = udp.getsockname()[1]
-        probe = AuthoritativeProbe(timeout=3, nameservers=[f"127.0.0.1:{port}"])
-        (seen,) = probe.observe(ZONE, name)
-        assert seen.error is None and seen.texts == (RSA,), seen
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(2)
-        udp.close()
-        tcp.close()
-
-
-def _same_port() -> tuple[socket.socket, socket.socket]:
-    for _ in range(50):
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        udp.bind(("127.0.0.1", 0))
-        tcp = socket.socket()
-        try:
-            tcp.bind(("127.0.0.1", udp.getsockname()[1]))
-        except OSError:
-            udp.close()
-            tcp.close()
-            continue
-        tcp.listen(4)
-        for s in (udp, tcp):
-            s.settimeout(0.05)
-        return udp, tcp
-    raise AssertionError("no port free for both UDP and TCP")
 
 
 # --- zonefile --------------------------------------------------------------------------------

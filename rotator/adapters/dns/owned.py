@@ -181,7 +181,8 @@ def write_atomic(
         why = f"cannot write in {path.parent}: {exc.strerror}"
         raise PublishError(why, os_reason(exc)) from None
     try:
-        with os.fdopen(fd, "w", encoding="ascii", buffering=1 << 20) as f:
+        # latin-1: the bytes of an operator's file (read as latin-1) go out as they came
+        with os.fdopen(fd, "w", encoding="latin-1", buffering=1 << 20) as f:
             f.writelines(parts)
             f.flush()
             os.fchmod(f.fileno(), mode)
