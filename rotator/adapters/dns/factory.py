@@ -14,6 +14,8 @@ from ...ports import Publisher
 from . import lexicon, powerdns, route53
 from .rfc2136 import Rfc2136Publisher
 from .router import Route, ZoneRouter
+from .tinydns import from_config as tinydns
+from .zonefile import from_config as zonefile
 
 
 def _rfc2136(cfg: BackendConfig) -> Publisher:
@@ -33,6 +35,8 @@ BUILDERS: dict[str, Callable[[BackendConfig], Publisher]] = {
     "powerdns": powerdns.from_config,
     "lexicon": lexicon.from_config,
     "route53": route53.from_config,
+    "tinydns": tinydns,
+    "zonefile": zonefile,
 }
 
 

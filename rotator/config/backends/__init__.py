@@ -14,6 +14,8 @@ from .lexicon import LexiconSettings
 from .powerdns import PowerDnsSettings
 from .rfc2136 import Rfc2136Settings
 from .route53 import Route53Settings
+from .tinydns import TinydnsSettings
+from .zonefile import ZoneFileSettings
 
 __all__ = ["KINDS", "BackendConfig", "BackendSettings", "parse_backends"]
 
@@ -22,6 +24,8 @@ KINDS: dict[str, type[BackendSettings]] = {
     "powerdns": PowerDnsSettings,
     "lexicon": LexiconSettings,
     "route53": Route53Settings,
+    "tinydns": TinydnsSettings,
+    "zonefile": ZoneFileSettings,
 }
 
 
