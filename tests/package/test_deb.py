@@ -23,6 +23,7 @@ import socket
 import stat
 import subprocess
 import time
+import tomllib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from tests.support.signers import (
 pytestmark = [pytest.mark.package, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
-VERSION = "0.1.0"
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 CI = bool(os.environ.get("CI"))
 # a second OpenDKIM instance, as rotator-install-opendkim@NAME.socket would serve it
 INSTANCE = "pkgtest"
@@ -75,6 +76,7 @@ def run(
         timeout=timeout,
         env={**os.environ, "DEBIAN_FRONTEND": "noninteractive", **(env or {})},
         stdin=subprocess.DEVNULL,
+        cwd=ROOT,  # apt-get install ./dist/...
     )
     assert proc.returncode == 0, f"{cmd}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc

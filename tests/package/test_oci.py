@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import tomllib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -147,7 +148,8 @@ def test_the_image_builds_and_runs_rotator_as_its_own_user(buildah: list[str]) -
         ctr,
         "--",
     ]
-    assert run([*inside, "rotator", "--version"]).strip() == "rotator, version 0.1.0"
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert run([*inside, "rotator", "--version"]).strip() == f"rotator, version {version}"
     assert run([*inside, "id", "-un"]).strip() == "rotator"
     out = run([*inside, "rotator", "--config", "/etc/rotator-test/rotator.toml", "init"])
     assert "database    /var/lib/rotator/rotator.db (0 events)" in out

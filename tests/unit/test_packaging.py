@@ -45,6 +45,15 @@ def test_the_runtime_lock_has_every_dependency_and_no_tool() -> None:
         assert tool not in runtime
 
 
+def test_the_cli_reports_the_version_the_package_is_built_with() -> None:
+    # packaging/deb/build.sh names the .deb after pyproject.toml's version; `rotator
+    # --version` prints rotator.__version__
+    import rotator
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert rotator.__version__ == project["version"]
+
+
 def test_the_package_ships_every_unit_in_deploy() -> None:
     build = (ROOT / "packaging/deb/build.sh").read_text()
     units = sorted(
