@@ -61,7 +61,7 @@ BPIP=("$work/build/bin/python" -m pip --disable-pip-version-check --no-input)
 "$PY" -m venv --without-pip "$venv"
 pip_quiet "${BPIP[@]}" --python "$venv/bin/python" install --no-index --no-deps --no-compile \
   "$work/wheels"/*.whl
-"$venv/bin/python" -I -c 'import rotator.cli, dkim, nacl, cryptography, pydantic_core'
+"$venv/bin/python" -I -B -c 'import rotator.cli, dkim, nacl, cryptography, pydantic_core'
 
 # 4. Relocate it to /opt/rotator
 for f in "$venv"/bin/*; do
