@@ -5,7 +5,7 @@ user, the state volume, `rotator init` on a mounted configuration.
 The Containerfile's base, debian:bookworm-slim, comes from a registry this machine cannot
 reach; the test makes an equivalent base from Debian's archive with mmdebstrap (minbase,
 bookworm) and tags it with that name, so the build uses it (--pull=never). Everything else
-is as in a real build. About 5 minutes; ROTATOR_SKIP_PACKAGE=1 skips it outside CI."""
+is as in a real build. 1.5 to 2.5 minutes; ROTATOR_SKIP_PACKAGE=1 skips it outside CI."""
 
 from __future__ import annotations
 
