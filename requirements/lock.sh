@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates requirements/lock.txt, the hash-locked list that .ci/run and deploy/quickstart.sh
-# install from (pip install --require-hashes --no-deps -r requirements/lock.txt, then the project
+# install from (and requirements/build.txt and requirements/runtime.txt, parts of it: see below) (pip install --require-hashes --no-deps -r requirements/lock.txt, then the project
 # itself with pip install --no-deps --no-build-isolation -e .).
 #
 #   bash requirements/lock.sh                          re-resolve; pins that still fit are kept
@@ -71,4 +71,63 @@ with open("requirements/build.txt", "w") as out:
     out.write("# The build tools of requirements/lock.txt (made by requirements/lock.sh)\n")
     out.write("".join(b if b.endswith("\n") else b + "\n" for b in blocks))
 PY
-echo "lock.sh: wrote requirements/lock.txt and requirements/build.txt" >&2
+# requirements/runtime.txt: what rotator needs to run and nothing else (pyproject.toml's
+# dependencies without extras, build tools or test tools), for the Debian package and the OCI
+# image (packaging/). It is resolved again with every pin constrained to lock.txt's, then each of
+# its pins is checked to carry exactly lock.txt's hashes: the same pins, the same hashes.
+sed -n 's/^\([A-Za-z0-9][A-Za-z0-9._-]*==[^ ]*\) .*/\1/p' requirements/lock.txt >"$tmp/pins.txt"
+if ! echo "-c $tmp/pins.txt" | CUSTOM_COMPILE_COMMAND="bash requirements/lock.sh" \
+    "$tmp/venv/bin/pip-compile" --quiet \
+      --generate-hashes --no-reuse-hashes --allow-unsafe --strip-extras \
+      --no-emit-index-url --no-emit-find-links --newline lf \
+      --output-file "$tmp/runtime.txt" \
+      pyproject.toml - >"$tmp/compile-runtime.log" 2>&1; then
+  cat "$tmp/compile-runtime.log" >&2
+  echo "lock.sh: pip-compile of the runtime closure failed" >&2
+  exit 1
+fi
+"$PYTHON" - "$tmp/runtime.txt" <<'PY'
+import re
+import sys
+
+def blocks(text):
+    """name==version -> (the pin line and its hash lines, the sorted hashes)"""
+    out = {}
+    for m in re.finditer(r"^([A-Za-z0-9][A-Za-z0-9._-]*==\S+)((?: \\\n    --hash=\S+)+)", text, re.M):
+        out[m.group(1).lower()] = (m.group(0), sorted(re.findall(r"--hash=(\S+)", m.group(2))))
+    return out
+
+lock = blocks(open("requirements/lock.txt").read())
+runtime_text = open(sys.argv[1]).read()
+runtime = blocks(runtime_text)
+if not runtime:
+    sys.exit("lock.sh: the runtime closure is empty")
+for pin, (_, hashes) in runtime.items():
+    if pin not in lock:
+        sys.exit(f"lock.sh: runtime pin {pin} is not in requirements/lock.txt")
+    if lock[pin][1] != hashes:
+        sys.exit(f"lock.sh: runtime pin {pin} has other hashes than requirements/lock.txt")
+# the constraints came in on stdin ("-r -", "-c /tmp/..."): keep them out of the "via" notes
+out_lines, via = [], None
+for line in runtime_text.splitlines() + [""]:
+    if via is not None and line.startswith("    #   "):
+        via.append(line[8:])
+        continue
+    if via is not None:
+        kept = [v for v in via if not v.startswith(("-r ", "-c "))]
+        if len(kept) == 1:
+            out_lines.append("    # via " + kept[0])
+        elif kept:
+            out_lines += ["    # via"] + ["    #   " + v for v in kept]
+        via = None
+    if line == "    # via":
+        via = []
+    elif line.startswith("    # via "):
+        via = [line[10:]]
+    else:
+        out_lines.append(line)
+text = "\n".join(out_lines).rstrip("\n") + "\n"
+with open("requirements/runtime.txt", "w") as out:
+    out.write(text)
+PY
+echo "lock.sh: wrote requirements/lock.txt, requirements/build.txt and requirements/runtime.txt" >&2

@@ -10,8 +10,10 @@ from pathlib import Path
 
 from .adapters.dns.factory import build_publisher, zone_nameservers
 from .adapters.dns.probe import AuthoritativeProbe
+from .adapters.keys.envelope import Envelope, create_kek, read_kek
 from .adapters.keys.files import MAX_PEM, FsKeyStore
 from .adapters.keys.pool import FsKeyPool
+from .adapters.keys.sealed import Rewrapped, SealedKeyStore, open_sealed_keys, rewrap
 from .adapters.runtime.lock import FlockDaemonLock
 from .adapters.runtime.workers import WorkerPool
 from .adapters.signers.fleet import SignerFleet
@@ -44,11 +46,12 @@ from .app.recording import Recorder
 from .app.rotation import Requested
 from .app.webhooks import PUBLIC_TYPES
 from .config.database import Database, is_url, redact
+from .config.keys import KeysConfig
 from .config.policies import PolicySet
 from .config.settings import Config
 from .domain import events as ev
 from .domain.errors import ConfigError, InputError, PublishError
-from .ports import Appended, DaemonLock, EventStore, Publisher, ZoneChanges
+from .ports import Appended, DaemonLock, EventStore, KeyStore, Publisher, ZoneChanges
 from .timeutil import SystemClock
 
 # The CLI reaches the app and the adapters only through this module: besides the App, it
@@ -63,13 +66,16 @@ __all__ = [
     "App",
     "CustomerRow",
     "Requested",
+    "Rewrapped",
     "Scope",
     "Subscription",
     "Token",
     "build",
     "db_hint",
+    "make_kek",
     "migrate",
     "redact",
+    "rewrap_keys",
     "txt_line",
 ]
 
@@ -121,10 +127,22 @@ class App(Application):
             self.ctx.clock,
         )
 
+    def keys_summary(self) -> str | None:
+        """Where keys are sealed, under which KEK, and how many (None: key_dir is the
+        store). Reads the key database: `init` fails here when it is out of reach."""
+        keystore = self.ctx.keystore
+        if not isinstance(keystore, SealedKeyStore):
+            return None
+        count = len(keystore.sealed.ids())
+        kek = keystore.envelope.kek.id
+        return f"sealed in {self.config.keys.shown} under KEK {kek} ({count} keys)"
+
     def close(self) -> None:
         """Stop the worker processes and close the database."""
         if self.ctx.pool is not None:
             self.ctx.pool.shutdown()
+        if isinstance(self.ctx.keystore, SealedKeyStore):
+            self.ctx.keystore.close()
         self.store.close()
 
 
@@ -193,6 +211,44 @@ def sealer_for(config: Config, readonly: bool) -> Sealer | None:
     return Sealer(load_key(path, create=not sealed), new=made)
 
 
+def key_stores(config: Config, readonly: bool) -> tuple[KeyStore, FsKeyPool]:
+    """The key store and the pool: key_dir itself, or keys sealed in keys.database with
+    key_dir as the local copy (pooled keys stay local until taken, then are sealed)."""
+    files = FsKeyStore(config.key_dir)
+    if not config.keys.sealed or readonly:
+        # a read-only command reads no private key: it needs neither the KEK nor the database
+        return files, FsKeyPool(files)
+    store = SealedKeyStore(files, open_sealed_keys(config.keys.database), envelope(config.keys))
+    return store, FsKeyPool(files, seal=store.seal)
+
+
+def envelope(keys: KeysConfig) -> Envelope:
+    assert keys.kek_file is not None
+    kek = read_kek(keys.kek_file, keys.credentials)
+    previous = keys.previous_kek_file
+    return Envelope(kek, [] if previous is None else [read_kek(previous, keys.credentials)])
+
+
+def make_kek(path: Path) -> str:
+    """`rotator keys kek-create`: a new KEK in `path` (0400); its id."""
+    return create_kek(path).id
+
+
+def rewrap_keys(config: Config, new_kek: Path) -> Rewrapped:
+    """`rotator keys rewrap`: every sealed key's data key wrapped by the KEK in `new_kek`."""
+    keys = config.keys
+    if not keys.sealed:
+        raise ConfigError(
+            f'{config.path}: keys.store is "files": no key is sealed, there is nothing to re-wrap'
+        )
+    new = read_kek(new_kek, keys.credentials)
+    sealed = open_sealed_keys(keys.database)
+    try:
+        return rewrap(sealed, envelope(keys), new)
+    finally:
+        sealed.close()
+
+
 def build(
     config: Config, readonly: bool = False, command: bool = True, via: str | None = None
 ) -> App:
@@ -201,8 +257,12 @@ def build(
     policies = PolicySet(config.policy_dir)
     db = config.database
     if not readonly:
-        # the state every writer touches: the SQLite file, or (PostgreSQL) the anchor
-        check_owner([db.path or config.audit.anchor, config.key_dir])
+        # the state every writer touches: the SQLite file, or (PostgreSQL) the anchor; and
+        # the keys' own SQLite file when they are sealed in one
+        owned = [db.path or config.audit.anchor, config.key_dir]
+        if isinstance(config.keys.database, Path):
+            owned.append(config.keys.database)
+        check_owner(owned)
     sealer = sealer_for(config, readonly)
     store = open_store(
         db,
@@ -221,7 +281,7 @@ def build(
         resolver=dns.resolver,
         zone_nameservers=zone_nameservers(dns),
     )
-    keystore = FsKeyStore(config.key_dir)
+    keystore, keypool = key_stores(config, readonly)
     pool_sizes: dict[tuple[str, int], int] = {}
     for policy in policies.policies.values():
         kind = (policy.algorithm, policy.bits)
@@ -244,7 +304,7 @@ def build(
         pool=None if readonly else WorkerPool(),
         origin=via if via is not None else origin() if command else "",
         customer_check_s=3 * dns.timeout,
-        keypool=FsKeyPool(keystore),  # reading it (status) writes nothing
+        keypool=keypool,  # reading it (status) writes nothing
         pool_sizes={kind: n for kind, n in pool_sizes.items() if n > 0},
         safety_max_share=config.safety.max_share,
         safety_min_keys=config.safety.min_keys,

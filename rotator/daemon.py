@@ -157,6 +157,7 @@ class Daemon:
             )
             # webhook couriers: threads of their own, never inside a tick or under its locks
             deliveries = self.app.deliveries()
+            self.metrics.watch_deliveries(deliveries.stats)
             deliveries.start()
             try:
                 self.scheduler.add_job(

@@ -23,7 +23,7 @@ from .signing import Signing
 from .tokens import SCOPES, Token, Tokens
 from .verifying import Verifying
 from .watch import Watch
-from .webhook_delivery import Deliveries, DeliverySettings
+from .webhook_delivery import CourierStats, Deliveries, DeliverySettings
 from .webhooks import Subscription, Webhooks
 from .withdrawal import Withdrawal, Withdrawn
 
@@ -31,6 +31,7 @@ __all__ = [
     "SCOPES",
     "Application",
     "Context",
+    "CourierStats",
     "CustomerRow",
     "Declared",
     "Deliveries",

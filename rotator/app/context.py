@@ -14,6 +14,7 @@ from ..ports import (
     KeyStore,
     ListRows,
     NameserverProbe,
+    OverviewReader,
     PolicySource,
     ProjectionReader,
     Publisher,
@@ -29,7 +30,13 @@ from .recording import Recorder
 
 
 class Store(
-    EventAppender, StreamReader, ProjectionReader, StoreCounter, SigningSetSource, Protocol
+    EventAppender,
+    StreamReader,
+    ProjectionReader,
+    OverviewReader,
+    StoreCounter,
+    SigningSetSource,
+    Protocol,
 ):
     """The store roles the use cases take on: every one but the audit chain's."""
 

@@ -249,5 +249,25 @@ class Lifecycle:
                 self.ctx.keystore.destroy(key_id)
                 wiped.append(key_id)
                 log.warning("orphan_key_wiped", key_id=key_id)
+        self.materialize(live)
         self.signing.sync_at_startup()
         return wiped
+
+    def materialize(self, live: set[str] | None = None) -> None:
+        """Make the local key files of the live keys that only the key store's database
+        holds (keys sealed on another node), before any signer reads them: at start-up,
+        and when this node takes over. Nothing for a key directory that is the store."""
+        if live is None:
+            live = self.ctx.store.live_key_ids()
+        done = self.ctx.keystore.materialize(live)
+        if done.written or done.sealed or done.wiped:
+            log.info(
+                "key_files_materialized",
+                written=len(done.written),
+                sealed=len(done.sealed),
+                wiped=len(done.wiped),
+            )
+        for key_id in done.missing:
+            log.error("key_missing", key_id=key_id, reason="no sealed copy and no key file")
+        for key_id, why in done.unreadable.items():
+            log.error("key_unreadable", key_id=key_id, reason=why)

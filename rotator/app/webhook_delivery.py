@@ -3,7 +3,8 @@ subscription's cursor and POSTs each event it subscribed to, in log order (so in
 per identity), moving the cursor on only once the receiver answered 2xx: at-least-once,
 across restarts and crashes (the webhook-id of a redelivery is the first one's). A failed
 delivery is retried on the configured schedule, then the subscription is parked (one
-WebhookParked event with the reason) until an operator resumes it.
+WebhookParked event with the reason) until an operator resumes it; one whose secret file
+cannot be read is parked at once (no retry brings a file back).
 
 None of this runs in a tick or holds a lock the tick takes: the couriers read on their own
 read-only connections, and a slow or dead receiver delays nothing but its own deliveries.
@@ -11,6 +12,7 @@ read-only connections, and a slow or dead receiver delays nothing but its own de
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from ..ports import (
     Clock,
     DeliveryError,
     LogFilter,
+    SecretUnreadable,
     StoredEvent,
     StreamReader,
     WebhookSender,
@@ -44,6 +47,15 @@ class DeliverySettings:
     batch: int = 500  # events read from the log at once
 
 
+def secret_problem(subscription: str, reason: str) -> str:
+    """Why a subscription whose secret cannot be read is parked, and the way out."""
+    return (
+        f"{reason}; restore the file (mode 0600, readable by the daemon's user) and run "
+        f"`rotator webhook resume {subscription}`, or `rotator webhook remove {subscription}` "
+        "and add the URL again for a new secret"
+    )
+
+
 class Reader(StreamReader, Protocol):
     """A connection of its own to read the log on (closed when its thread ends)."""
 
@@ -51,6 +63,18 @@ class Reader(StreamReader, Protocol):
 
 
 Record = Callable[[Sequence[ev.Event]], Appended]
+
+
+@dataclass(frozen=True)
+class CourierStats:
+    """One subscription's deliveries since the daemon started, for the metrics."""
+
+    subscription: str
+    attempted: int  # POSTs, retries included
+    succeeded: int  # answered 2xx
+    failed: int  # no 2xx (an error status, a timeout, a refused connection)
+    parked: bool
+    reached: int  # the log position every event up to which was delivered or skipped
 
 
 class Courier:
@@ -73,7 +97,9 @@ class Courier:
         self.wait = wait  # sleeps; True when it is time to stop
         self.seen = 0  # how far the supervisor's fold has read the log
         self.parked_by = 0  # the position of the WebhookParked this courier recorded
-        self.delivered = 0
+        # what the metrics read (from another thread: plain ints, each written here only)
+        self.attempted = self.succeeded = self.failed = 0
+        self.reached = sub.since  # every event up to this position is delivered or skipped
 
     def update(self, sub: Subscription, seen: int) -> None:
         self.sub, self.seen = sub, seen
@@ -83,7 +109,16 @@ class Courier:
         # parked by the log, or by this courier before the supervisor's fold saw it
         return self.sub.parked is not None or self.seen < self.parked_by
 
+    def stats(self) -> CourierStats:
+        return CourierStats(
+            self.sub.id, self.attempted, self.succeeded, self.failed, self.parked, self.reached
+        )
+
     def run(self) -> None:
+        # a courier parked from the start still has a lag to show (an unreadable cursor:
+        # step() says why, once resumed)
+        with contextlib.suppress(RotatorError):
+            self.reached = max(self.reached, self.vault.cursor(self.sub.id) or 0)
         while True:
             more = False
             if not self.parked:
@@ -97,7 +132,9 @@ class Courier:
     def step(self) -> bool:
         """Deliver the next batch; True if there may be more right away."""
         sub = self.sub
+        top = self.reader.head()  # first: every event up to it is in the batch or before it
         cursor = max(sub.since, self.vault.cursor(sub.id) or 0)
+        self.reached = max(self.reached, cursor)
         flt = LogFilter(
             types=internal_types(sub.types), after_position=cursor, limit=self.settings.batch
         )
@@ -111,22 +148,33 @@ class Courier:
             if not self.deliver(stored, kind):
                 return False
             self.vault.save_cursor(sub.id, stored.position)
-            skipped = None
+            self.reached, skipped = max(self.reached, stored.position), None
         if skipped is not None:
             self.vault.save_cursor(sub.id, skipped)
-        return len(batch) == self.settings.batch
+            self.reached = max(self.reached, skipped)
+        if len(batch) == self.settings.batch:
+            return True
+        # caught up: the events after the cursor are none of this subscription's types
+        self.reached = max(self.reached, top[0] if top else 0)
+        return False
 
     def deliver(self, stored: StoredEvent, kind: str) -> bool:
         """POST one event until it is acknowledged (True), or parked or stopped (False)."""
         sub = self.sub
         msg_id, payload = message_id(sub.id, stored.position), body(stored, kind)
-        secret = self.vault.secret(sub.id)
+        try:
+            secret = self.vault.secret(sub.id)
+        except SecretUnreadable as exc:  # waiting will not bring it back: parked at once
+            self.park(stored.position, secret_problem(sub.id, exc.reason), 0)
+            return False
         attempt = 0
         while True:
             attempt += 1
+            self.attempted += 1
             try:
                 self.sender.send(sub.url, secret, msg_id, payload, self.settings.timeout)
             except DeliveryError as exc:
+                self.failed += 1
                 if attempt > len(self.settings.retry):
                     self.park(stored.position, exc.reason, attempt)
                     return False
@@ -138,7 +186,7 @@ class Courier:
                 if self.wait(delay) or self.sub.removed:
                     return False
                 continue
-            self.delivered += 1
+            self.succeeded += 1
             return True
 
     def park(self, position: int, error: str, attempts: int) -> None:
@@ -152,6 +200,10 @@ class Courier:
             log.error("webhook_park_failed", subscription=self.sub.id, error=str(exc))
             return
         self.parked_by = list(appended)[-1].position
+        log.warning(
+            "webhook_parked", subscription=self.sub.id, position=position,
+            attempts=attempts, error=error,
+        )  # fmt: skip
 
 
 class Deliveries:
@@ -187,6 +239,11 @@ class Deliveries:
             self.thread.join(timeout)
         for _, _, thread in list(self.couriers.values()):
             thread.join(timeout)
+
+    def stats(self) -> list[CourierStats]:
+        """Every subscription's courier but removed ones' (read from any thread)."""
+        couriers = [c for c, _, _ in list(self.couriers.values())]
+        return [c.stats() for c in couriers if not c.sub.removed]
 
     def _supervise(self) -> None:
         try:

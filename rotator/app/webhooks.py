@@ -8,6 +8,7 @@ import json
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from ..domain import events as ev
@@ -87,6 +88,7 @@ class Subscription:
     since: int  # the log position it was added at: events after it are delivered
     parked: str | None = None  # why deliveries stopped, until resumed
     parked_at: int | None = None  # the position whose delivery failed
+    parked_since: datetime | None = None  # when it was parked
     removed: bool = False
 
 
@@ -116,9 +118,11 @@ class Book:
         if isinstance(e, ev.WebhookRemoved):
             self.subs[sub.id] = replace(sub, removed=True)
         elif isinstance(e, ev.WebhookParked):
-            self.subs[sub.id] = replace(sub, parked=e.error, parked_at=e.position)
+            self.subs[sub.id] = replace(
+                sub, parked=e.error, parked_at=e.position, parked_since=e.at
+            )
         elif isinstance(e, ev.WebhookResumed):
-            self.subs[sub.id] = replace(sub, parked=None, parked_at=None)
+            self.subs[sub.id] = replace(sub, parked=None, parked_at=None, parked_since=None)
 
 
 def check_url(url: str) -> str:
@@ -146,6 +150,10 @@ class Webhooks:
         self.ctx = ctx
         self.vault = vault
         self.book = Book()
+
+    def parked(self) -> list[Subscription]:
+        """The subscriptions whose deliveries stopped until an operator resumes them."""
+        return [s for s in self.list() if s.parked is not None]
 
     def list(self, include_removed: bool = False) -> list[Subscription]:
         subs = self.book.catch_up(self.ctx.store).values()

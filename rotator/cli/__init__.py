@@ -11,6 +11,7 @@ from .base import cli
 from .changes import safety  # also adds remove/set-* to the domain and customer groups
 from .customers import customer
 from .identities import domain, esp
+from .keys import keys
 from .operations import demo, resume, rotate, run, status
 from .setup import init, policy
 from .tokens import token
@@ -33,6 +34,7 @@ for command in (
     safety,
     token,
     webhook,
+    keys,
 ):
     cli.add_command(command)
 

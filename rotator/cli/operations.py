@@ -23,10 +23,12 @@ from .render import add_row, console, say, when
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table")
 @click.pass_context
 def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json: bool) -> None:
-    """Every key: domain, selector, state, since, next action and when."""
+    """Every key: domain, selector, state, since, next action and when; parked webhooks."""
     app = get_app(ctx, readonly=True)
     now = utcnow()
     rows = app.queries.status(domain_name, show_all)
+    # a parked webhook is the fleet's, not a domain's: shown unless one domain is asked for
+    hooks = [] if domain_name else app.webhooks.parked()
     if as_json:
         # the watch's customer-DNS findings too (same fields; selector "-", no key)
         want = domain_name.rstrip(".").lower() if domain_name else None
@@ -54,6 +56,14 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
                     }
                 )
             )
+        for h in hooks:  # the same fields, and the subscription's id
+            click.echo(json.dumps({
+                "domain": None, "identity": None, "selector": "-", "state": "webhook parked",
+                "since": iso(h.parked_since) if h.parked_since else None,
+                "next_action": f"rotator webhook resume {h.id}", "next_action_at": None,
+                "attempts": None, "last_error": h.parked, "code": None, "key_id": None,
+                "drift": "", "webhook": h.id, "position": h.parked_at,
+            }))  # fmt: skip
         return
     table = Table("domain", "selector", "state", "since", "next action", "at", "problem")
     for r in rows:
@@ -81,6 +91,10 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
             when(r.next_action_at, now),
             r.last_error,
         )
+    for h in hooks:
+        add_row(table, f"webhook {h.id}", "-", "webhook parked", when(h.parked_since, now),
+                f"`rotator webhook resume {h.id}`", "-",
+                f"at log position {h.parked_at}: {h.parked}")  # fmt: skip
     console.print(table)
     held = app.safety.held()
     if held:

@@ -23,6 +23,9 @@ def init(ctx: click.Context) -> None:
     say(f"config      {cfg.path}")
     say(f"database    {cfg.database} ({app.store.info()['events']} events)")
     say(f"key_dir     {cfg.key_dir} (mode 0700)")
+    sealed = app.keys_summary()
+    if sealed is not None:
+        say(f"keys        {sealed}; key_dir is this node's copy")
     say(f"audit key   {cfg.audit.key_file} (0400; back it up apart from the database)")
     say(f"anchor      {cfg.audit.anchor} (make it append-only: chattr +a)")
     say(f"policies    {', '.join(app.policies.names()) or 'none'} in {cfg.policy_dir}")

@@ -33,6 +33,7 @@ from .addresses import AddressError, check_host, is_loopback, split_hostport
 from .api import ApiConfig, ApiSettings
 from .database import Database, check_database, database, redact
 from .dns import DnsConfig, DnsSettings
+from .keys import KeysConfig, KeysSettings
 from .targets import (
     TARGETS_MEANING,
     LegacySigner,
@@ -88,6 +89,7 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     safety: SafetyConfig = field(default_factory=lambda: SafetyConfig())
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -226,6 +228,7 @@ class RotatorToml(Settings):
     targets: Targets = setting((), TARGETS_MEANING)
     signer: LegacySigner = setting(LegacySigner(), "the older layout")
     audit: AuditSettings = setting(AuditSettings(), "the audit log's key and anchor")
+    keys: KeysSettings = setting(KeysSettings(), "where private keys are kept")
     safety: SafetySettings = setting(SafetySettings(), "the safety valve")
     metrics: MetricsSettings = setting(MetricsSettings(), "metrics and health endpoints")
     api: ApiSettings = setting(ApiSettings(), "the HTTP API")
@@ -302,6 +305,7 @@ def load_config(path: Path | str | None = None) -> Config:
         api=toml.api.config(base),
         safety=toml.safety.config(),
         webhooks=toml.webhooks.config(),
+        keys=toml.keys.config(base, cfg_path),
     )
 
 

@@ -120,5 +120,5 @@ def refuse_loose(
     if readable_secret and mode & 0o004:
         raise ConfigError(
             f"{path}: holds a secret but is readable by others (mode {mode:04o}); "
-            f"chmod o-r {path}, or move {move}"
+            f"chmod o-r {path}" + (f", or move {move}" if move else "")
         )

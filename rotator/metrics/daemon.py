@@ -6,6 +6,7 @@ Two sources, one private registry:
   daemon's locks and writes nothing.
 - TickMetrics (metrics_ticks.py) counts what the tick thread reports: tick outcomes and
   durations, and the failure events appended since the last tick.
+- WebhookCollector (webhooks.py) reads the webhook couriers' numbers at scrape time.
 
 Label values come from fixed sets (states, actions, modes), from the configuration
 (policies, signer targets, nameservers) or are capped (LABEL_VALUES_MAX): the number of
@@ -16,23 +17,29 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
+from typing import Protocol
 
 import structlog
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from ..app import TickReport
+from ..app import CourierStats, TickReport
 from ..bootstrap import App
 from ..domain.states import State
 from ..ports import EventStore, KeyPool, StoreCounter, StoreCounts
 from .http import Health, MetricsServer, wsgi_app
 from .ticks import ACTIONS, TickMetrics
+from .webhooks import WebhookCollector
 
 log = structlog.get_logger("rotator")
 
 LIVE_STATES = tuple(s.value for s in State if s is not State.DESTROYED)
+
+
+class ScrapeStore(StoreCounter, Protocol):
+    def head(self) -> tuple[int, str] | None: ...
 
 
 def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
@@ -45,14 +52,14 @@ class StoreCollector:
 
     def __init__(
         self,
-        store: StoreCounter,
+        store: ScrapeStore,
         now: Callable[[], datetime],
         per_identity: bool = False,
         keypool: KeyPool | None = None,
         pool_sizes: Mapping[tuple[str, int], int] | None = None,
         health: Health | None = None,
     ) -> None:
-        self.store: StoreCounter | None = store
+        self.store: ScrapeStore | None = store
         self.now = now
         self.per_identity = per_identity
         self.keypool = keypool
@@ -64,6 +71,19 @@ class StoreCollector:
         """Stop reading (a scrape in flight finishes first)."""
         with self._lock:
             self.store = None
+
+    def head(self) -> int | None:
+        """The log's last position (what the webhooks' lag is counted from); None if the
+        database cannot be read."""
+        with self._lock:
+            if self.store is None:
+                return None
+            try:
+                top = self.store.head()
+            except Exception as exc:  # rotator_store_read_ok says so too
+                log.warning("metrics_store_unreadable", error=str(exc))
+                return None
+        return top[0] if top else 0
 
     def collect(self) -> Iterator[Metric]:
         started = time.perf_counter()
@@ -232,6 +252,7 @@ class DaemonMetrics:
         self.ticks = TickMetrics(self.registry)
         self.reader: EventStore | None = None
         self.collector: StoreCollector | None = None
+        self.webhooks: WebhookCollector | None = None
         self.server: MetricsServer | None = None
 
     def serve(self) -> None:
@@ -262,6 +283,13 @@ class DaemonMetrics:
             per_identity=self.config.per_identity,
         )
 
+    def watch_deliveries(self, stats: Callable[[], Sequence[CourierStats]]) -> None:
+        """Serve the webhook couriers' numbers too (once they are made, after serve())."""
+        if self.collector is None or self.webhooks is not None:
+            return
+        self.webhooks = WebhookCollector(stats, self.collector.head)
+        self.registry.register(self.webhooks)
+
     def started(self) -> None:
         self.health.startup_done()
 
@@ -287,6 +315,9 @@ class DaemonMetrics:
         if self.server is not None:
             self.server.stop()
             self.server = None
+        if self.webhooks is not None:
+            self.registry.unregister(self.webhooks)
+            self.webhooks = None
         if self.collector is not None:
             self.collector.close()
             self.registry.unregister(self.collector)

@@ -13,6 +13,8 @@ from .dns import apply_zone as apply_zone
 from .keys import GeneratedKey as GeneratedKey
 from .keys import KeyPool as KeyPool
 from .keys import KeyStore as KeyStore
+from .keys import Materialized as Materialized
+from .keys import SealedKeys as SealedKeys
 from .monitoring import StoreCounts as StoreCounts
 from .runtime import Clock as Clock
 from .runtime import DaemonLock as DaemonLock
@@ -36,11 +38,14 @@ from .store import AuditReport as AuditReport
 from .store import EventAppender as EventAppender
 from .store import EventStore as EventStore
 from .store import LogFilter as LogFilter
+from .store import OverviewCounts as OverviewCounts
+from .store import OverviewReader as OverviewReader
 from .store import ProjectionReader as ProjectionReader
 from .store import SigningSetSource as SigningSetSource
 from .store import StoreCounter as StoreCounter
 from .store import StoredEvent as StoredEvent
 from .store import StreamReader as StreamReader
 from .webhooks import DeliveryError as DeliveryError
+from .webhooks import SecretUnreadable as SecretUnreadable
 from .webhooks import WebhookSender as WebhookSender
 from .webhooks import WebhookVault as WebhookVault

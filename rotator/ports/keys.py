@@ -1,8 +1,10 @@
-"""Private keys: the key store and the pool of keys generated ahead of need."""
+"""Private keys: the key store, the pool of keys generated ahead of need, and the sealed
+copies a key store kept in a database holds (so that any node can take over)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -12,6 +14,17 @@ class GeneratedKey:
     public_key_b64: str  # the p= value
     fingerprint: str  # sha256 hex of the public key
     path: Path
+
+
+@dataclass
+class Materialized:
+    """What bringing the local key files in line with the key store did."""
+
+    written: list[str] = field(default_factory=list)  # local files made from sealed copies
+    sealed: list[str] = field(default_factory=list)  # local files sealed (none were yet)
+    wiped: list[str] = field(default_factory=list)  # local files of keys destroyed elsewhere
+    missing: list[str] = field(default_factory=list)  # wanted, but held nowhere
+    unreadable: dict[str, str] = field(default_factory=dict)  # key id -> why it did not open
 
 
 class KeyStore(Protocol):
@@ -48,6 +61,37 @@ class KeyStore(Protocol):
     def wipe_leftovers(self) -> int:
         """Wipe the temp files interrupted writes left behind; how many there were."""
         ...
+
+    def materialize(self, ids: Collection[str]) -> Materialized:
+        """Make the local key file of each of `ids` (the keys the log holds live) that is
+        missing, from the store's own copy, and wipe local files of keys destroyed
+        elsewhere: at start-up, and when a node takes over. Nothing for a key directory
+        that is itself the store."""
+        ...
+
+
+class SealedKeys(Protocol):
+    """Encrypted private keys by key id, in a database every node reaches. Blobs are
+    opaque here (the envelope seals and opens them)."""
+
+    def put(self, key_id: str, blob: bytes) -> None:
+        """Insert or replace, durably, before returning."""
+        ...
+
+    def get(self, key_id: str) -> bytes | None: ...
+
+    def replace(self, key_id: str, old: bytes, new: bytes) -> bool:
+        """Swap `old` for `new` only if the row still holds `old` (a row deleted or
+        resealed meanwhile is left alone); whether it did."""
+        ...
+
+    def delete(self, key_id: str) -> bool:
+        """Idempotent; True if a row went."""
+        ...
+
+    def ids(self) -> list[str]: ...
+
+    def close(self) -> None: ...
 
 
 class KeyPool(Protocol):

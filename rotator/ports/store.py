@@ -172,6 +172,36 @@ class ProjectionReader(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class OverviewCounts:
+    keys: dict[str, int]  # keys by state; a state no key is in is absent
+    identities: int  # identities not removed
+
+
+class OverviewReader(Protocol):
+    """What the status page's overview reads: aggregates and the few rows that hold a
+    problem, never every key or identity."""
+
+    def overview_counts(self) -> OverviewCounts:
+        """Keys by state (one GROUP BY) and the identities not removed."""
+        ...
+
+    def problem_keys(self) -> list[KeyState]:
+        """The keys with a last error or a drift finding, whatever their state, in
+        list_keys order."""
+        ...
+
+    def problem_identities(self) -> list[IdentityState]:
+        """The identities with a notice or a customer-DNS problem (removed ones too), in
+        name order."""
+        ...
+
+    def search_identities(self, text: str, limit: int) -> tuple[list[IdentityState], int]:
+        """The first `limit` identities, in name order, whose name, domain or customer
+        holds `text` (lower-case, compared with str.lower of each), and how many match."""
+        ...
+
+
 class StoreCounter(Protocol):
     def monitoring_counts(self, per_identity: bool = False) -> StoreCounts:
         """Aggregates for the metrics endpoint: a few rows per state, policy and mode,
@@ -253,6 +283,7 @@ class EventStore(
     EventAppender,
     StreamReader,
     ProjectionReader,
+    OverviewReader,
     StoreCounter,
     SigningSetSource,
     AuditLog,

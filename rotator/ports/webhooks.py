@@ -13,6 +13,11 @@ class DeliveryError(ExternalError):
     """A receiver did not acknowledge a delivery (no 2xx, timeout, refused connection)."""
 
 
+class SecretUnreadable(ExternalError):
+    """A subscription's secret file is missing, unreadable or holds no secret: nothing can
+    be signed for it until an operator restores the file (the reason names it)."""
+
+
 class WebhookSender(Protocol):
     def send(self, url: str, secret: str, msg_id: str, body: bytes, timeout: float) -> int:
         """POST `body` signed with `secret` as Standard Webhooks says (webhook-id,
@@ -27,7 +32,8 @@ class WebhookVault(Protocol):
         ...
 
     def secret(self, subscription: str) -> str:
-        """The subscription's secret; ExternalError if it cannot be read."""
+        """The subscription's secret; SecretUnreadable if its file is missing, cannot be
+        read or holds no `whsec_` secret."""
         ...
 
     def cursor(self, subscription: str) -> int | None:

@@ -12,22 +12,28 @@ from datetime import datetime
 from typing import Protocol
 
 from ..app.queries import Queries, StatusRow
+from ..app.webhooks import Subscription
 from ..domain import events as ev
 from ..domain.model import IdentityState
 from ..domain.states import State
 from ..ports import LogFilter
-from ..ports.store import ProjectionReader, StoredEvent, StreamReader
+from ..ports.store import OverviewReader, ProjectionReader, StoredEvent, StreamReader
 from .timeline import KeyBar, key_bar
 
 MAX_MATCHES = 200  # a search shows this many identities at most (and how many more)
 
 
-class StatusStore(ProjectionReader, StreamReader, Protocol):
-    """The projections and the log: what the pages read, nothing that writes."""
+class StatusStore(ProjectionReader, OverviewReader, StreamReader, Protocol):
+    """The projections, their aggregates and the log: what the pages read, nothing that
+    writes."""
 
 
 class HeldSource(Protocol):
     def held(self) -> str | None: ...
+
+
+class ParkedSource(Protocol):
+    def parked(self) -> list[Subscription]: ...
 
 
 class StatusReader(Protocol):
@@ -40,11 +46,15 @@ class StatusReader(Protocol):
     @property
     def safety(self) -> HeldSource: ...
 
+    @property
+    def webhooks(self) -> ParkedSource: ...
+
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # parked, failing, drift, customer DNS, notice, safety stop, paced
-    name: str  # the identity ("" for the safety valve, which is the whole fleet's)
+    # parked, failing, drift, customer DNS, notice, safety stop, paced, webhook parked
+    kind: str
+    name: str  # the identity ("" for the safety valve and webhooks: the whole fleet's)
     selector: str
     reason: str
     code: str  # the reason code ("" when there is none)
@@ -93,20 +103,22 @@ class IdentityData:
 
 
 def build_overview(reader: StatusReader, now: datetime, query: str = "") -> OverviewData:
+    """From aggregates and the rows with a problem: O(problems + matches shown), whatever
+    the number of keys (a search is one pass over the identities' names in the store)."""
     store = reader.store
-    counts = tuple((s.value, store.count_keys(s.value)) for s in State)
-    identities = store.identities()
+    totals = store.overview_counts()
+    counts = tuple((s.value, totals.keys.get(s.value, 0)) for s in State)
     matches: list[IdentitySummary] = []
     more = 0
     want = query.strip().lower()
     if want:
-        found = [i for i in identities if _matches(i, want)]
-        matches = [_summary(reader, i) for i in found[:MAX_MATCHES]]
-        more = max(0, len(found) - MAX_MATCHES)
-    live = sum(1 for i in identities if i.retired_at is None)
+        found, total = store.search_identities(want, MAX_MATCHES)
+        matches = [_summary(reader, i) for i in found]
+        more = max(0, total - MAX_MATCHES)
     return OverviewData(
-        now, counts, live, tuple(problems(reader)), query.strip(), tuple(matches), more
-    )
+        now, counts, totals.identities, tuple(problems(reader)), query.strip(),
+        tuple(matches), more,
+    )  # fmt: skip
 
 
 def build_identity(reader: StatusReader, name: str, now: datetime) -> IdentityData | None:
@@ -132,7 +144,8 @@ def build_identity(reader: StatusReader, name: str, now: datetime) -> IdentityDa
 
 def problems(reader: StatusReader, identity: str | None = None) -> list[Problem]:
     """Every current problem: parked and failing steps, drift, broken customer DNS,
-    deferral notices and the safety valve; each with since when it has been so."""
+    deferral notices, the safety valve and parked webhooks; each with since when it has
+    been so."""
     store = reader.store
     out: list[Problem] = []
     held = reader.safety.held()
@@ -143,7 +156,11 @@ def problems(reader: StatusReader, identity: str | None = None) -> list[Problem]
             stops = list(store.events(LogFilter(types=("SafetyStopped",))))
             since = stops[-1].event.at if stops else None
         out.append(Problem(kind, "", "-", held, "", since))
-    for row in reader.queries.status():
+    if identity is None:
+        for sub in reader.webhooks.parked():  # by id: a URL may hold the receiver's token
+            reason = f"webhook {sub.id}, at log position {sub.parked_at}: {sub.parked}"
+            out.append(Problem("webhook parked", "", "-", reason, "", sub.parked_since))
+    for row in reader.queries.problem_rows():
         name = row.name
         if identity is not None and name != identity:
             continue
@@ -154,7 +171,7 @@ def problems(reader: StatusReader, identity: str | None = None) -> list[Problem]
         if row.drift and row.key_id:
             since = _drift_since(store, row.key_id)
             out.append(Problem("drift", name, row.selector, row.drift, "drift", since))
-    for row in reader.queries.identity_notices():
+    for row in reader.queries.problem_notices():
         name = row.name
         if (identity is not None and name != identity) or not row.last_error:
             continue
@@ -209,10 +226,6 @@ def _last_time(store: StatusStore, identity: str, types: tuple[str, ...]) -> dat
 
 def _key_events(stored: Iterable[StoredEvent]) -> list[ev.KeyEvent]:
     return [s.event for s in stored if isinstance(s.event, ev.KeyEvent)]
-
-
-def _matches(ident: IdentityState, want: str) -> bool:
-    return any(want in v.lower() for v in (ident.identity, ident.domain, ident.customer) if v)
 
 
 def _summary(reader: StatusReader, i: IdentityState) -> IdentitySummary:

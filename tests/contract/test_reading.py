@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from rotator.domain import events as ev
 from rotator.domain.states import State
-from rotator.ports import EventStore, LogFilter, ProjectionReader, StoreCounter, StreamReader
+from rotator.ports import (
+    EventStore,
+    LogFilter,
+    OverviewCounts,
+    OverviewReader,
+    ProjectionReader,
+    StoreCounter,
+    StreamReader,
+)
 
 from .builders import activated, added, at, generated, key_ids
 
@@ -121,3 +129,46 @@ def test_a_key_published_later_stays_in_its_stream(store: EventStore) -> None:
     store.append([ev.KeyPublished(**key_ids("ka", "a.com", 40), server="ns")], {"key:ka": 1})
     key = store.key("ka")
     assert key is not None and key.state is State.PUBLISHED and key.version == 2
+
+
+def test_the_overview_reads_aggregates_and_only_the_rows_with_a_problem(
+    store: EventStore,
+) -> None:
+    three_identities(store)  # ka (a.com) and kb (b.com) generated, kc (c.com) active
+    read: OverviewReader = store
+    assert read.overview_counts() == OverviewCounts({"generated": 2, "active": 1}, 3)
+    assert read.problem_keys() == [] and read.problem_identities() == []
+    store.append(
+        [
+            ev.ActionFailed(**key_ids("kb", "b.com", 40), action="publish", error="REFUSED",
+                            attempt=1, retry_at=at(50)),
+            ev.DriftDetected(**key_ids("kc", "c.com", 41), server="ns2", answered="NXDOMAIN"),
+            ev.RotationDeferred(at=at(42), identity="c.com", domain="c.com", retry_at=at(99),
+                                notice="no free ping-pong slot"),
+            ev.CustomerDnsBroken(at=at(43), identity="a.com", domain="a.com",
+                                 problem="the delegation is gone"),
+        ],
+        {},
+    )  # fmt: skip
+    assert [k.key_id for k in read.problem_keys()] == ["kb", "kc"]  # list_keys order
+    assert [i.identity for i in read.problem_identities()] == ["a.com", "c.com"]
+    store.append([ev.IdentityRemoved(at=at(44), identity="a.com", domain="a.com")], {})
+    # a removed identity's DNS problem stays in its row: the caller decides it is over
+    assert [i.identity for i in read.problem_identities()] == ["a.com", "c.com"]
+    assert read.overview_counts().identities == 2
+
+
+def test_identities_are_searched_by_name_domain_or_customer(store: EventStore) -> None:
+    three_identities(store)
+    store.append(
+        [ev.IdentityAdded(at=at(50), actor="alice", identity="d.org", domain="d.org",
+                          zone="d.org", policy="demo", signing_pattern="*@d.org",
+                          customer="Émile Ltd")],
+        {},
+    )  # fmt: skip
+    read: OverviewReader = store
+    found, total = read.search_identities(".com", 2)
+    assert ([i.identity for i in found], total) == (["a.com", "b.com"], 3)
+    found, total = read.search_identities("émile", 10)  # lower-cased as Python does
+    assert ([i.identity for i in found], total) == (["d.org"], 1)
+    assert read.search_identities("nowhere", 10) == ([], 0)

@@ -1,7 +1,9 @@
 """Webhooks from the real daemon over real HTTP: a receiver on loopback checks every
 signature with the Standard Webhooks library; deliveries are retried, arrive in log
 order, resume from the cursor after a SIGKILL (a redelivery carries the same webhook-id),
-and a receiver that never answers is parked without delaying any activation."""
+and a receiver that never answers is parked without delaying any activation; deliveries
+are counted in /metrics by subscription id, and a parked receiver is in `rotator status`
+and on the status page."""
 
 from __future__ import annotations
 
@@ -20,9 +22,11 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from rotator.demo.localdns import BindPair
+from tests.support.http import Client
 
 from .conftest import POLICIES
 from .rotatorenv import RotatorEnv
+from .test_metrics import Samples, free_port, get, scrape, value
 
 pytestmark = pytest.mark.integration
 
@@ -181,3 +185,53 @@ def test_webhooks_signed_retried_ordered_and_resumed_after_sigkill(
     env.cli("webhook", "resume", dead)
     assert next(w for w in listed() if w["id"] == dead)["parked"] is None
     env.stop()
+
+
+@pytest.mark.timeout(180)
+def test_deliveries_are_counted_and_a_parked_receiver_is_shown(
+    env: RotatorEnv, receiver: Receiver, black_hole: str
+) -> None:
+    metrics_port, api_port = free_port(), free_port()
+    with env.config.open("a") as f:
+        f.write(f'\n[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n')
+        f.write(f'\n[api]\nlisten = "127.0.0.1:{api_port}"\n')
+    token = env.cli("token", "create", "ops", "--scope", "read").stdout.strip()
+    sub, receiver.secret = subscribe(env, receiver.url, "identity.active")
+    dead, _ = subscribe(env, black_hole, "identity.active")
+    receiver.failures = 1
+    env.cli("domain", "add", DOMAINS[0], "--policy", "demo")
+    env.start()
+    base = f"http://127.0.0.1:{metrics_port}"
+
+    def parked() -> Samples | None:
+        status, _ = get(base + "/metrics")
+        s = scrape(base) if status == 200 else {}
+        return s if s.get(("rotator_webhooks_parked", frozenset())) == 1 else None
+
+    s = env.wait_for("the dead receiver parked, in the metrics", parked, 90)
+    counts = {
+        who: [value(s, f"rotator_webhook_deliveries_{w}_total", subscription=who)
+              for w in ("attempted", "succeeded", "failed")]
+        for who in (sub, dead)
+    }  # fmt: skip
+    assert counts == {sub: [2, 1, 1], dead: [4, 0, 4]}  # the dead one: 1 try, 3 retries
+    lag = "rotator_webhook_lag_events"
+    assert value(s, lag, subscription=dead) > 0
+    env.wait_for("the live one caught up", lambda: value(scrape(base), lag, subscription=sub) == 0)
+    text = get(base + "/metrics")[1]
+    assert black_hole not in text and receiver.url not in text and receiver.secret not in text
+
+    out = env.cli("status", "--json").stdout
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    (row,) = [r for r in rows if r.get("webhook")]
+    assert row["webhook"] == dead and row["state"] == "webhook parked" and row["since"]
+    assert "timed out" in row["last_error"]
+    page = Client(f"http://127.0.0.1:{api_port}").get(
+        "/", headers={"authorization": f"Bearer {token}"}
+    )
+    assert page.status_code == 200 and "webhook parked" in page.text and dead in page.text
+    assert black_hole not in page.text
+    env.cli("webhook", "resume", dead)
+    out = env.cli("status", "--json").stdout
+    assert '"webhook"' not in out
+    assert env.stop() == 0

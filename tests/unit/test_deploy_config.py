@@ -15,6 +15,7 @@ from rotator.config.targets import TargetConfig, parse_targets
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SOCKET = "/run/rotator-install/opendkim.sock"
+LAUNCHER = "/usr/lib/rotator/install-opendkim"
 OPENDKIM_DIR = Path("/var/lib/opendkim/rotator")
 RSPAMD_DIR = Path("/var/lib/rotator-targets/rspamd")
 EXIM_DIR = Path("/var/lib/rotator-targets/exim")
@@ -147,6 +148,16 @@ def test_the_installer_socket_only_lets_rotator_in() -> None:
     assert one(sock, "Install", "WantedBy") == "sockets.target"
 
 
+def test_the_installer_socket_template_serves_a_second_opendkim_instance() -> None:
+    sock = unit("rotator-install-opendkim@.socket")
+    assert one(sock, "Socket", "ListenStream") == "/run/rotator-install/opendkim-%i.sock"
+    assert one(sock, "Socket", "SocketUser") == "rotator"
+    assert one(sock, "Socket", "SocketMode") == "0600"
+    # Accept=yes: each connection runs rotator-install-opendkim@<connection>.service
+    assert one(sock, "Socket", "Accept") == "yes"
+    assert one(sock, "Install", "WantedBy") == "sockets.target"
+
+
 def test_the_installer_runs_as_opendkim_confined_to_its_directory(
     targets: dict[str, TargetConfig],
 ) -> None:
@@ -155,13 +166,14 @@ def test_the_installer_runs_as_opendkim_confined_to_its_directory(
     assert one(svc, "Service", "Group") == "opendkim"
     assert one(svc, "Service", "StandardInput") == "socket"
     assert one(svc, "Service", "StandardOutput") == "socket"
+    # the launcher (deploy/rotator-install-opendkim, packaged as /usr/lib/rotator/...) picks
+    # the directory from the socket the connection came in on: tests/unit/test_packaging.py
     exec_start = one(svc, "Service", "ExecStart").split()
-    assert exec_start[0] == "/usr/bin/python3"
-    script = exec_start[-2]
-    assert script.endswith("/site-packages/rotator/adapters/signers/installer")
-    assert (ROOT / script.partition("/site-packages/")[2] / "__main__.py").is_file()
-    assert Path(exec_start[-1]) == targets["mx1-opendkim-rsa"].directory == OPENDKIM_DIR
-    assert words(svc, "Service", "ReadWritePaths") == [str(OPENDKIM_DIR)]
+    assert exec_start == ["/usr/bin/python3", "-I", LAUNCHER]
+    assert (DEPLOY / "rotator-install-opendkim").is_file()
+    assert targets["mx1-opendkim-rsa"].directory == OPENDKIM_DIR
+    # every instance's directory, /var/lib/opendkim/rotator[-NAME], and nothing else of /var
+    assert words(svc, "Service", "ReadWritePaths") == [str(OPENDKIM_DIR.parent)]
     hardening = {
         "NoNewPrivileges": "yes",
         "ProtectSystem": "strict",

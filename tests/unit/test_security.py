@@ -638,10 +638,14 @@ def test_a_schema_upgrade_reseals_the_projection(tmp_path: Path) -> None:
     # what an older rotator left: without m008's columns, rows sealed as they were then
     conn = sqlite3.connect(tmp_path / "r.db")
     conn.execute("DROP INDEX identities_companion")
+    for index in ("keys_problem", "identities_problem"):  # m010's, made after m008
+        conn.execute(f"DROP INDEX {index}")
     for col in ("retired_at", "takes_over", "dns_problem", "companion_of"):
         conn.execute(f"ALTER TABLE identities DROP COLUMN {col}")
     conn.execute("ALTER TABLE keys DROP COLUMN drift")
-    conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm008_lifecycle'")
+    conn.execute(
+        "DELETE FROM _sqlite_migrations WHERE name IN ('m008_lifecycle', 'm010_problem_indexes')"
+    )
     conn.row_factory = sqlite3.Row
     row = dict(conn.execute("SELECT * FROM identities").fetchone())
     conn.execute("UPDATE identities SET mac = ?", [sealer.row("identities", row)])

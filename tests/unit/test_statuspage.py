@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from rotator.app.onboarding import CustomerRow
 from rotator.app.queries import Queries
+from rotator.app.webhooks import Webhooks
 from rotator.domain import events as ev
 from rotator.ports.store import EventStore
 from rotator.statuspage import (
@@ -137,17 +138,45 @@ class Reader:
     store: EventStore
     queries: Queries
     safety: Held
+    webhooks: Webhooks
 
 
 def test_the_safety_valve_is_a_problem_of_the_whole_fleet(env: UnitEnv) -> None:
     paced = "paced: 3 scheduled replacements and revocations wait their turn"
-    reader = Reader(env.store, env.app.queries, Held(paced))
+    reader = Reader(env.store, env.app.queries, Held(paced), env.app.webhooks)
     (problem,) = build_overview(reader, env.clock.now()).problems
     assert (problem.kind, problem.name, problem.reason) == ("paced", "", paced)
     assert (
-        build_overview(Reader(env.store, env.app.queries, Held(None)), env.clock.now()).problems
+        build_overview(
+            Reader(env.store, env.app.queries, Held(None), env.app.webhooks), env.clock.now()
+        ).problems
         == ()
     )
+
+
+def test_a_parked_webhook_is_a_problem_of_the_whole_fleet(env: UnitEnv) -> None:
+    sub = "whk_0123456789abcdef"
+    env.app.onboarding.add_identity("example.com", "demo")
+    env.ctx.recorder.append(
+        [ev.WebhookSubscribed(at=env.clock.now(), actor="alice", subscription=sub,
+                              url="https://hooks.example/r?token=hush", types=("key.rotated",))]
+    )  # fmt: skip
+    env.clock.advance(30)
+    (parked,) = env.ctx.recorder.append(
+        [ev.WebhookParked(at=env.clock.now(), subscription=sub, position=2,
+                          error="hooks.example: timed out", attempts=7)]
+    )  # fmt: skip
+    env.clock.advance(600)
+    (problem,) = build_overview(env.app, env.clock.now()).problems
+    assert (problem.kind, problem.name, problem.since) == ("webhook parked", "", parked.event.at)
+    assert sub in problem.reason and "timed out" in problem.reason
+    page = render_overview(build_overview(env.app, env.clock.now()))
+    assert "webhook parked" in page and "2026-11-24 12:00:30 UTC" in page
+    assert "hush" not in page and "hooks.example/r" not in page  # the URL may hold a token
+    identity = build_identity(env.app, "example.com", env.clock.now())
+    assert identity is not None and identity.problems == ()  # the fleet's, not the identity's
+    env.app.webhooks.resume(sub, "alice", "receiver fixed")
+    assert build_overview(env.app, env.clock.now()).problems == ()
 
 
 def test_customer_names_and_queries_stay_text(env: UnitEnv) -> None:

@@ -9,20 +9,28 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks.webhooks import Webhook
 
 from rotator.adapters.webhooks.sender import HttpSender
 from rotator.adapters.webhooks.vault import FileVault
 from rotator.app.webhook_delivery import Courier, DeliverySettings
 from rotator.app.webhooks import Webhooks, body, message_id, public_type
+from rotator.bootstrap import build
+from rotator.config.settings import load_config
 from rotator.domain import events as ev
 from rotator.domain.errors import ExternalError, InputError
+from rotator.metrics.daemon import StoreCollector
+from rotator.metrics.webhooks import WebhookCollector
 from rotator.ports import DeliveryError, LogFilter
+from rotator.timeutil import iso
 
 from .clirun import db_path, ok, refused
 from .conftest import UnitEnv
@@ -139,6 +147,105 @@ def test_retried_on_the_schedule_then_parked_then_resumed(env: UnitEnv, hooks: W
     )
 
 
+@pytest.mark.parametrize("damage", ["missing", "unreadable", "empty", "garbled"])
+def test_a_secret_that_cannot_be_read_parks_at_once_and_resumes(
+    env: UnitEnv, hooks: Webhooks, damage: str
+) -> None:
+    sub, secret = hooks.add("http://127.0.0.1:9/hook", ["identity.active"], "a", "")
+    env.app.onboarding.add_identity("a.example", "demo")
+    env.app.lifecycle.tick()
+    path = env.tmp / "rotator.db.webhooks" / f"{sub.id}.secret"
+    if damage == "missing":
+        path.unlink()
+    elif damage == "unreadable":
+        path.unlink()
+        path.mkdir()  # read as a file: EISDIR, as root would get for a 0000 file too
+    else:
+        path.write_text("" if damage == "empty" else "whsec_not base64!\n")
+    waits: list[float] = []
+    sender = FakeSender()
+    c = courier(env, hooks, sender, waits)
+    assert c.step() is False
+    assert sender.got == [] and waits == []  # no POST, no retry schedule: parked at once
+    assert c.parked
+    (parked,) = [s.event for s in env.store.events(LogFilter(types=("WebhookParked",)))]
+    assert isinstance(parked, ev.WebhookParked) and parked.attempts == 0
+    assert str(path) in parked.error and f"rotator webhook resume {sub.id}" in parked.error
+    (listed,) = hooks.list()
+    assert listed.parked == parked.error and listed.parked_since == env.clock.now()
+    if path.is_dir():
+        path.rmdir()
+    path.write_text(secret + "\n")  # restored from a backup
+    hooks.resume(sub.id, "alice", "secret restored")
+    (listed,) = hooks.list()
+    c.update(listed, hooks.book.seen)
+    c.step()
+    ((msg_id, data),) = sender.got
+    assert msg_id == message_id(sub.id, parked.position) and data["position"] == parked.position
+
+
+class DeadEnds(FakeSender):
+    """Never acknowledges a URL with /dead in it."""
+
+    def send(self, url: str, secret: str, msg_id: str, body: bytes, timeout: float) -> int:
+        if "/dead" in url:
+            raise DeliveryError("127.0.0.1: timed out")
+        return super().send(url, secret, msg_id, body, timeout)
+
+
+def test_delivery_metrics_by_subscription_never_its_url_or_secret(
+    env: UnitEnv, hooks: Webhooks
+) -> None:
+    good, good_secret = hooks.add("http://127.0.0.1:9/ok?token=hush", ["identity.active"], "a", "")
+    dead, _ = hooks.add("http://127.0.0.1:9/dead", ["identity.active"], "a", "")
+    for name in ("a.example", "b.example"):
+        env.app.onboarding.add_identity(name, "demo")
+    env.app.lifecycle.tick()
+    sender = DeadEnds(failures=1)  # the first POST to the good receiver fails once
+    assert hooks.vault is not None
+    couriers = []
+    for sub in hooks.list():
+        c = Courier(sub, env.store, sender, hooks.vault, DeliverySettings(retry=(1.0, 2.0)),
+                    env.ctx.recorder.append, env.clock, lambda s: False)  # fmt: skip
+        c.update(sub, hooks.book.seen)
+        c.step()
+        couriers.append(c)
+    assert couriers[0].sub.id == good.id
+    couriers[0].step()  # its next poll: past the WebhookParked appended after its first
+    metrics = StoreCollector(env.store, env.clock.now)
+    webhooks = WebhookCollector(lambda: [c.stats() for c in couriers], metrics.head)
+    registry = CollectorRegistry()
+    registry.register(webhooks)
+    text = generate_latest(registry).decode()
+    assert "hush" not in text and "/ok" not in text and good_secret not in text
+    got = {
+        (s.name, s.labels.get("subscription", "")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    head = env.store.head()
+    assert head is not None
+    assert [got[(f"rotator_webhook_deliveries_{w}_total", good.id)] for w in
+            ("attempted", "succeeded", "failed")] == [3, 2, 1]  # fmt: skip
+    assert [got[(f"rotator_webhook_deliveries_{w}_total", dead.id)] for w in
+            ("attempted", "succeeded", "failed")] == [3, 0, 3]  # fmt: skip
+    assert got[("rotator_webhooks_parked", "")] == 1
+    assert got[("rotator_webhook_lag_events", good.id)] == 0  # caught up with the log
+    (parked,) = env.store.events(LogFilter(types=("WebhookParked",)))
+    # the dead one reached the position it was added at: everything since is behind
+    assert got[("rotator_webhook_lag_events", dead.id)] == head[0] - dead.since
+    assert parked.position == head[0]
+    env.app.onboarding.add_identity("c.example", "demo")  # events not delivered yet
+    lag = {
+        sample.labels["subscription"]: sample.value
+        for family in webhooks.collect()
+        if family.name == "rotator_webhook_lag_events"
+        for sample in family.samples
+    }
+    grown = env.store.head()
+    assert grown is not None and lag[good.id] == grown[0] - head[0] > 0
+
+
 def test_vault_cursor_is_atomic_and_ids_are_checked(tmp_path: Path) -> None:
     vault = FileVault(tmp_path / "r.db")
     sub = "whk_0123456789abcdef"
@@ -222,3 +329,39 @@ def test_cli_add_list_remove(cfg: Path) -> None:
     assert "no webhooks" in ok(cfg, "webhook", "list").output
     assert "no webhook" in refused(cfg, "webhook", "remove", sub_id)
     assert db_path(cfg).with_name("rotator.db.webhooks").stat().st_mode & 0o777 == 0o700
+
+
+def park(cfg: Path, subscription: str, error: str) -> datetime:
+    """Record the WebhookParked a daemon's courier records (the same recording path)."""
+    app = build(load_config(cfg))
+    try:
+        appended = app.ctx.recorder.append(
+            [ev.WebhookParked(at=app.ctx.clock.now(), subscription=subscription, position=3,
+                              error=error, attempts=7)]
+        )  # fmt: skip
+    finally:
+        app.close()
+    return list(appended)[-1].event.at
+
+
+def test_a_parked_webhook_shows_in_status(cfg: Path) -> None:
+    ok(cfg, "init")
+    out = ok(cfg, "webhook", "add", "https://hooks.example/r?token=hush").output
+    found = re.search(r"^webhook (whk_[0-9a-f]{16}) -> ", out, re.M)
+    assert found is not None
+    sub_id = found[1]
+    assert "webhook" not in ok(cfg, "status").output
+    at = park(cfg, sub_id, "hooks.example: HTTP 503")
+    table = ok(cfg, "status").output
+    assert f"webhook {sub_id}" in table and "webhook parked" in table
+    assert "HTTP 503" in table and iso(at)[:19] in table
+    assert f"rotator webhook resume {sub_id}" in table and "hush" not in table
+    rows = [json.loads(line) for line in ok(cfg, "status", "--json").output.splitlines()]
+    (row,) = [r for r in rows if r.get("webhook")]
+    assert (row["webhook"], row["state"], row["since"], row["position"]) == (
+        sub_id, "webhook parked", iso(at), 3
+    )  # fmt: skip
+    assert row["last_error"] == "hooks.example: HTTP 503" and row["domain"] is None
+    assert "webhook" not in ok(cfg, "status", "--domain", "a.example").output  # not a domain's
+    ok(cfg, "webhook", "resume", sub_id)
+    assert "webhook" not in ok(cfg, "status").output

@@ -11,8 +11,11 @@ from ...config.backends.rfc2136 import Rfc2136Config
 from ...config.dns import DnsConfig, load_tsig_secret
 from ...domain.errors import ConfigError
 from ...ports import Publisher
+from . import lexicon, powerdns, route53
 from .rfc2136 import Rfc2136Publisher
 from .router import Route, ZoneRouter
+from .tinydns import from_config as tinydns
+from .zonefile import from_config as zonefile
 
 
 def _rfc2136(cfg: BackendConfig) -> Publisher:
@@ -29,6 +32,11 @@ def _rfc2136(cfg: BackendConfig) -> Publisher:
 
 BUILDERS: dict[str, Callable[[BackendConfig], Publisher]] = {
     "rfc2136": _rfc2136,
+    "powerdns": powerdns.from_config,
+    "lexicon": lexicon.from_config,
+    "route53": route53.from_config,
+    "tinydns": tinydns,
+    "zonefile": zonefile,
 }
 
 

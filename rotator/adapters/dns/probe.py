@@ -174,8 +174,9 @@ class AuthoritativeProbe:
         q.flags &= ~dns.flags.RD
         try:
             wait = self._left(deadline, "ask")
-            r = dns.query.udp(q, ip, port=port, timeout=wait)
-            if r.flags & dns.flags.TC:
+            try:  # tinydns truncates to the question but leaves the counts: no FormError
+                r = dns.query.udp(q, ip, port=port, timeout=wait, raise_on_truncation=True)
+            except dns.message.Truncated:
                 r = dns.query.tcp(q, ip, port=port, timeout=self._left(deadline, "ask"))
         except ProbeError:
             return Observation(ns, address, error="timeout: no time left")

@@ -16,13 +16,14 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Collection
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from ...domain.errors import ExternalError, InputError
-from ...ports import GeneratedKey
+from ...ports import GeneratedKey, Materialized
 
 _KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SUFFIX = ".pem"
@@ -175,6 +176,19 @@ class FsKeyStore:
             raise ExternalError(f"cannot write private key {path}: {exc.strerror}") from exc
         return path
 
+    def read(self, key_id: str) -> bytes:
+        """A key file's PEM: opened O_NOFOLLOW, a regular file of this user's, capped."""
+        path = self.path(key_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise ExternalError(f"cannot read private key {path}: {exc.strerror}") from None
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                raise ExternalError(f"refusing to read {path}: not a regular file of this user")
+            return fh.read(MAX_PEM + 1)
+
     def destroy(self, key_id: str) -> bool:
         """Overwrite with zeros, fsync, unlink: the key and any temp file of it."""
         path = self.path(key_id)
@@ -228,6 +242,10 @@ class FsKeyStore:
         if found:
             fsync_dir(self.dir)
         return len(found)
+
+    def materialize(self, ids: Collection[str]) -> Materialized:
+        """Nothing to do: this directory is the store itself."""
+        return Materialized()
 
 
 def write_key_file(path: Path, key_id: str, pem: bytes) -> None:

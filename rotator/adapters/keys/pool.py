@@ -2,7 +2,11 @@
 as the key store): `<algorithm>-<bits>-<key_id>.pem`, each written like any key (temp file,
 fsync, rename). Taking one renames it into the key store under its own key id, so a key is
 always in exactly one place; a crash between the rename and the KeyGenerated event leaves
-an orphan in the key store, which start-up wipes as it wipes any unrecorded key."""
+an orphan in the key store, which start-up wipes as it wipes any unrecorded key.
+
+With keys sealed in a database (sealed.py), pooled keys stay local until taken: taking one
+seals it first (`seal`), then renames it, so that the key the event then names is one
+every node can read."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import base64
 import hashlib
 import os
 import re
+from collections.abc import Callable
 
 from ...domain.errors import ExternalError
 from ...ports import GeneratedKey
@@ -27,9 +32,12 @@ _NAME = re.compile(r"^(rsa|ed25519)-(\d{3,4})-([A-Za-z0-9_-]{1,64})\.pem$")
 
 
 class FsKeyPool:
-    def __init__(self, keystore: FsKeyStore) -> None:
+    def __init__(
+        self, keystore: FsKeyStore, seal: Callable[[str, bytes], None] | None = None
+    ) -> None:
         self.keystore = keystore
         self.dir = keystore.dir / "pool"
+        self.seal = seal
 
     def _prepare(self) -> None:
         self.keystore.prepare()
@@ -81,8 +89,17 @@ class FsKeyPool:
             key_id = m.group(3)
             dest = self.keystore.path(key_id)
             try:
+                if self.seal is not None:
+                    pem = (self.dir / name).read_bytes()
+                    try:
+                        self.seal(key_id, pem)
+                    except ExternalError:
+                        # the database is out of reach: keep the rest pooled; generating
+                        # a key instead fails the same way, and says why
+                        break
                 os.rename(self.dir / name, dest)
-                pem = dest.read_bytes()
+                if self.seal is None:
+                    pem = dest.read_bytes()
             except FileNotFoundError:  # another process took it first
                 continue
             except OSError as exc:

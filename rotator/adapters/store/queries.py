@@ -23,6 +23,7 @@ from ...ports import (
 from ...ports.monitoring import IdentityCount, IdentityTimes, KeyCount, StoreCounts
 from ...timeutil import iso, parse_iso
 from .connection import Sql, columns
+from .overview import key_order
 from .rows import event_from_row
 from .seal import Sealer
 from .signing import ordered_rows, sealed_rows, start_check
@@ -63,7 +64,7 @@ class StoreReads:
         sql = "SELECT * FROM keys"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        rows = self.sql.query(sql + " ORDER BY domain, created_at", params)
+        rows = self.sql.query(sql + f" ORDER BY {key_order(self.sql)}", params)
         return [self._key(r) for r in rows]
 
     def due_keys(self, now: datetime, limit: int = DUE_BATCH) -> list[KeyState]:

@@ -222,3 +222,28 @@ def m009_reason_codes(db: sqlite_utils.Database) -> None:
             WHERE notice_code IS NOT NULL;
         """
     )
+
+
+@migrations()
+def m010_problem_indexes(db: sqlite_utils.Database) -> None:
+    # The status page lists the keys and identities with a problem: these indexes hold
+    # only those rows, so the list costs O(problems) at any number of keys. Their WHERE
+    # is the queries' (adapters/store/overview.py), which is how SQLite picks them.
+    db.executescript(
+        """
+        CREATE INDEX IF NOT EXISTS keys_problem ON keys (domain, created_at)
+            WHERE last_error != '' OR drift != '';
+        CREATE INDEX IF NOT EXISTS identities_problem ON identities (identity)
+            WHERE notice != '' OR dns_problem != '';
+        """
+    )
+
+
+# Migrations that add indexes and nothing else: no row a MAC covers changes, so opening
+# with the audit key needs no re-seal (a replay of the whole log) for them.
+INDEXES_ONLY = frozenset({"m007_scale_indexes", "m010_problem_indexes"})
+
+
+def changes_rows(db: sqlite_utils.Database) -> bool:
+    """Whether a pending migration changes what the projection's rows hold."""
+    return any(m.name not in INDEXES_ONLY for m in migrations.pending(db))

@@ -26,9 +26,10 @@ from .audit import SEALED_SQL, StoreAudit
 from .connection import Params, Sql
 from .errors import db_hint
 from .insert import Inserter, upsert
+from .overview import OverviewReads
 from .queries import StoreReads
 from .rows import GENESIS, Appended, event_hash
-from .schema import migrations
+from .schema import changes_rows, migrations
 from .seal import Sealer
 
 __all__ = ["GENESIS", "Appended", "SqliteEventStore", "db_hint", "event_hash", "open_store"]
@@ -36,7 +37,7 @@ __all__ = ["GENESIS", "Appended", "SqliteEventStore", "db_hint", "event_hash", "
 BUSY_TIMEOUT_MS = 10_000
 
 
-class SqliteEventStore(StoreWrites, StoreReads, StoreAudit):
+class SqliteEventStore(StoreWrites, StoreReads, OverviewReads, StoreAudit):
     def __init__(
         self,
         path: Path | str,
@@ -84,7 +85,7 @@ class SqliteEventStore(StoreWrites, StoreReads, StoreAudit):
         if self.db.journal_mode != "wal":
             self.db.enable_wal()
         self.db.execute("PRAGMA synchronous = FULL")
-        upgraded = bool(migrations.pending(self.db)) and self.db["events"].exists()
+        upgraded = changes_rows(self.db) and self.db["events"].exists()
         migrations.apply(self.db)
         try:
             self._seal_at_open(upgraded)

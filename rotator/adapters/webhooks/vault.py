@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import os
 import re
@@ -12,6 +13,7 @@ import secrets
 from pathlib import Path
 
 from ...domain.errors import ExternalError, InputError
+from ...ports import SecretUnreadable
 
 SECRET_BYTES = 32
 _ID = re.compile(r"whk_[0-9a-f]{16}")
@@ -40,9 +42,14 @@ class FileVault:
     def secret(self, subscription: str) -> str:
         path = self._file(subscription, ".secret")
         try:
-            return path.read_text().strip()
+            text = path.read_text().strip()
         except OSError as exc:
-            raise ExternalError(f"webhook secret {path}: {exc.strerror}") from None
+            raise SecretUnreadable(f"webhook secret {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            text = ""
+        if not _is_secret(text):  # signing with it would fail, or sign with an empty key
+            raise SecretUnreadable(f"webhook secret {path}: holds no whsec_ secret")
+        return text
 
     def cursor(self, subscription: str) -> int | None:
         path = self._file(subscription, ".cursor")
@@ -75,3 +82,12 @@ class FileVault:
         for suffix in (".secret", ".cursor"):
             with contextlib.suppress(FileNotFoundError):
                 self._file(subscription, suffix).unlink()
+
+
+def _is_secret(text: str) -> bool:
+    if not text.startswith("whsec_"):
+        return False
+    try:
+        return bool(base64.b64decode(text.removeprefix("whsec_"), validate=True))
+    except (binascii.Error, ValueError):
+        return False

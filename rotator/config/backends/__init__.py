@@ -10,12 +10,22 @@ from pydantic import ValidationError
 
 from ...domain.declared import first_refusal, refuse
 from .common import BackendConfig, BackendSettings
+from .lexicon import LexiconSettings
+from .powerdns import PowerDnsSettings
 from .rfc2136 import Rfc2136Settings
+from .route53 import Route53Settings
+from .tinydns import TinydnsSettings
+from .zonefile import ZoneFileSettings
 
 __all__ = ["KINDS", "BackendConfig", "BackendSettings", "parse_backends"]
 
 KINDS: dict[str, type[BackendSettings]] = {
     "rfc2136": Rfc2136Settings,
+    "powerdns": PowerDnsSettings,
+    "lexicon": LexiconSettings,
+    "route53": Route53Settings,
+    "tinydns": TinydnsSettings,
+    "zonefile": ZoneFileSettings,
 }
 
 

@@ -94,7 +94,7 @@ class BackendSettings(Settings):
 def read_secret(path: Path, what: str) -> str:
     """A credential from its file, read when it is about to be used: the file must not be
     readable by others (as the TSIG secret file). ConfigError saying what to fix."""
-    refuse_loose(path, what, readable_secret=True)
+    refuse_loose(path, what, readable_secret=True, move="")
     try:
         text = path.read_text().strip()
     except OSError as exc:

@@ -9,10 +9,19 @@ from pathlib import Path
 import pytest
 
 from .bind_servers import start_bind
+from .nsd_servers import start_nsd
+from .pdns_servers import start_lexicon_pdns, start_pdns
+from .route53_servers import start_route53
 from .servers import BackendServers, Start
+from .tinydns_servers import start_tinydns
 
 STARTERS: dict[str, Start] = {
     "rfc2136": start_bind,
+    "powerdns": start_pdns,
+    "lexicon": start_lexicon_pdns,
+    "route53": start_route53,
+    "tinydns": start_tinydns,
+    "zonefile": start_nsd,
 }
 
 

@@ -25,6 +25,7 @@ from ..anchor import Anchor
 from ..append import Feed, Row, StoreWrites
 from ..audit import SEALED_SQL, StoreAudit
 from ..insert import upsert
+from ..overview import OverviewReads
 from ..queries import StoreReads
 from ..rows import Appended
 from ..seal import Sealer
@@ -36,7 +37,7 @@ log = structlog.get_logger("rotator")
 ANALYZE_FROM = 1000  # events in one batch: below this, plans hardly move
 
 
-class PostgresEventStore(StoreWrites, StoreReads, StoreAudit):
+class PostgresEventStore(StoreWrites, StoreReads, OverviewReads, StoreAudit):
     sql: PgSql
 
     def __init__(
