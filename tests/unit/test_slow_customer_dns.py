@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -16,6 +16,7 @@ from rotator.app.customer_lanes import CustomerLanes
 from rotator.app.recording import TickReport
 from rotator.app.watch_checks import DnsVerdict
 from rotator.domain import events as ev
+from rotator.domain.errors import ProbeError
 from rotator.domain.model import KeyState
 from rotator.domain.states import State
 from rotator.ports import DelegationView, Observation
@@ -40,6 +41,11 @@ class LoopbackCustomers:
 
     def observe(self, zone: str, name: str, deadline: float | None = None) -> list[Observation]:
         return self.esp.observe(zone, name)
+
+    def observe_many(
+        self, queries: Sequence[tuple[str, str]], deadline: float | None = None
+    ) -> list[list[Observation] | ProbeError]:
+        return self.esp.observe_many(queries)
 
     def cname(self, name: str, deadline: float | None = None) -> str | None:
         return self.customers.cname(name, deadline)
