@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+from ..domain.errors import ExternalError
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,10 @@ class KeyStore(Protocol):
 
     def destroy(self, key_id: str) -> bool:
         """Overwrite with zeros, fsync, unlink. Idempotent; True if a file was wiped."""
+        ...
+
+    def destroy_many(self, key_ids: Sequence[str]) -> list[bool | ExternalError]:
+        """destroy() of each key, at once; its ExternalError in its place."""
         ...
 
     def stored_ids(self) -> list[str]: ...
