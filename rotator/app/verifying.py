@@ -67,25 +67,30 @@ class Verifying:
         within its deadline, so that one customer's dead nameservers stall nobody."""
         ours: list[KeyState] = []
         theirs: list[KeyState] = []
-        for key in self._due(keys, now):
-            ident = self.ctx.store.identity(key.identity)
+        due = self._due(keys, now)
+        # Each identity read once, here, on this thread: the customer checks' workers only
+        # ask DNS (one SQLite connection is not for concurrent use, and a slow check may
+        # outlive its deadline into the writes below).
+        idents = {name: self.ctx.store.identity(name) for name in {k.identity for k in due}}
+        for key in due:
+            ident = idents[key.identity]
             needs_customer = key.lookup_name or (
                 ident is not None and ident.mode == Mode.NS_DELEGATION
             )
             (theirs if needs_customer else ours).append(key)
-        self._verify_ready(ours, now, report)
-        self._verify_ready(self._customer_checked(theirs, now, report), now, report)
+        self._verify_ready(ours, idents, now, report)
+        ready = self._customer_checked(theirs, idents, now, report)
+        self._verify_ready(ready, idents, now, report)
 
     def _customer_checked(
-        self, keys: list[KeyState], now: datetime, report: TickReport
+        self,
+        keys: list[KeyState],
+        idents: dict[str, IdentityState | None],
+        now: datetime,
+        report: TickReport,
     ) -> list[KeyState]:
         if not keys:
             return []
-        # The store is read here, on this thread: the workers only ask DNS (one SQLite
-        # connection is not for concurrent use, and a slow check may outlive its deadline
-        # into the writes below).
-        store = self.ctx.store
-        idents = {k.identity: store.identity(k.identity) for k in keys}
         outcomes = self.lanes.run(
             keys,
             lambda k: customer_of(idents[k.identity], k.domain),
@@ -123,7 +128,13 @@ class Verifying:
                 return problem
         return self.customer_dns.cname_problem(key, deadline) if key.lookup_name else None
 
-    def _verify_ready(self, ready: list[KeyState], now: datetime, report: TickReport) -> None:
+    def _verify_ready(
+        self,
+        ready: list[KeyState],
+        idents: dict[str, IdentityState | None],
+        now: datetime,
+        report: TickReport,
+    ) -> None:
         recorder = self.ctx.recorder
         verified = self._observe_all(ready, Action.VERIFY, now, report)
         events: list[ev.KeyEvent] = []
@@ -132,7 +143,7 @@ class Verifying:
             if key.key_id not in verified:
                 continue
             try:
-                activate_at = self._activate_at(key, now)
+                activate_at = self._activate_at(key, idents[key.identity], now)
             except RotatorError as exc:  # e.g. its policy file is gone
                 code = Reason.POLICY_UNAVAILABLE
                 recorder.failed([key], Action.VERIFY, str(exc), report, now, code=code)
@@ -156,7 +167,7 @@ class Verifying:
             return 0.0, ()
         return round((now - wait.first).total_seconds(), 3), wait.lagged
 
-    def _activate_at(self, key: KeyState, now: datetime) -> datetime:
+    def _activate_at(self, key: KeyState, ident: IdentityState | None, now: datetime) -> datetime:
         store = self.ctx.store
         # A reused record name (ping-pong slot) may still be cached with the old key's data:
         # activate only once that record's TTL has passed.
@@ -166,7 +177,6 @@ class Verifying:
             if k.record_name == key.record_name and k.key_id != key.key_id
         ]
         activate_at = now + timedelta(seconds=max((k.ttl for k in previous), default=0))
-        ident = store.identity(key.identity)
         if (
             ident is not None
             and ident.active_key
