@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
+from rotator.adapters.dns import probe as probe_module
 from rotator.adapters.dns.probe import AuthoritativeProbe
 from rotator.app import CustomerRow
 from rotator.app.customer_lanes import CustomerLanes
@@ -112,6 +113,25 @@ def test_a_call_without_a_deadline_still_has_one(server: SlowDns) -> None:
     view = probe(server).delegation(f"myesp._domainkey.{SLOW[0]}")
     assert time.monotonic() - start < 3 * TIMEOUT + 0.3
     assert view.error
+
+
+def test_zones_looked_up_in_turn_each_get_their_own_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Many records at once, no deadline given: the zones whose nameservers must be looked
+    up go MAX_LOOKUPS at a time, each with the bound of one call, so the last ones are not
+    failed for the time the first ones took (five rounds of 0.7 s, more than 3 timeouts)."""
+    monkeypatch.setattr(probe_module, "MAX_LOOKUPS", 2)
+    slow = [f"turn{n}.example" for n in range(10)]
+    with SlowDns(("ns.esp.test",), slow, delay=0.7) as dns_server:
+        queries = [(f"myesp._domainkey.{d}", f"s1.myesp._domainkey.{d}.") for d in slow]
+        start = time.monotonic()
+        results = probe(dns_server).observe_many(queries)
+        assert time.monotonic() - start > 3 * TIMEOUT
+    for result in results:
+        assert not isinstance(result, ProbeError), result
+        ((obs),) = result
+        assert (obs.nameserver, obs.error, obs.texts) == ("ns.esp.test", None, ())
 
 
 def published(env: UnitEnv, domains: list[str]) -> list[KeyState]:

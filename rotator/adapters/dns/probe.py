@@ -39,7 +39,7 @@ MAX_NS = 8
 MAX_ADDRESSES = 16
 OVERALL = 3  # timeouts one call may take in all when its caller gives no deadline
 BATCH = 2048  # queries of an observe_many() without a deadline given one call's bound
-MAX_LOOKUPS = 8  # zones whose nameservers are looked up at once
+MAX_LOOKUPS = 16  # zones whose nameservers are looked up at once
 
 
 def _fmt(ip: str, port: int) -> str:
@@ -178,18 +178,20 @@ class AuthoritativeProbe:
         self, queries: Sequence[tuple[str, str]], deadline: float | None = None
     ) -> list[list[Observation] | ProbeError]:
         """Every (zone, name) on every address of the zone's servers, all pipelined (see
-        pipeline.py). Without a deadline, each BATCH of queries has the bound of one call."""
+        pipeline.py). Without a deadline, each zone's nameserver lookup and then each BATCH
+        of queries have the bound of one call: a zone whose DNS is slow fails alone."""
         if deadline is not None or len(queries) <= BATCH:
-            return self._observe_batch(queries, self._deadline(deadline))
+            return self._observe_batch(queries, deadline)
         out: list[list[Observation] | ProbeError] = []
         for start in range(0, len(queries), BATCH):
-            out += self._observe_batch(queries[start : start + BATCH], self._deadline(None))
+            out += self._observe_batch(queries[start : start + BATCH], None)
         return out
 
     def _observe_batch(
-        self, queries: Sequence[tuple[str, str]], until: float
+        self, queries: Sequence[tuple[str, str]], deadline: float | None
     ) -> list[list[Observation] | ProbeError]:
-        found = self._targets_of({zone for zone, _ in queries}, until)
+        found = self._targets_of({zone for zone, _ in queries}, deadline)
+        until = self._deadline(deadline)
         out: list[list[Observation] | ProbeError] = []
         counts: list[int] = []  # the answers each result takes
         asks: list[Ask] = []
@@ -213,10 +215,10 @@ class AuthoritativeProbe:
         return out
 
     def _targets_of(
-        self, zones: set[str], until: float
+        self, zones: set[str], deadline: float | None
     ) -> dict[str, list[tuple[str, str, int]] | ProbeError]:
         """Each zone's targets: configured or cached ones at once, the others looked up
-        MAX_LOOKUPS zones at a time."""
+        MAX_LOOKUPS zones at a time, each by `deadline` (None: its own bound)."""
         found: dict[str, list[tuple[str, str, int]] | ProbeError] = {}
         unknown = []
         for zone in sorted(zones):
@@ -230,7 +232,7 @@ class AuthoritativeProbe:
 
         def look_up(zone: str) -> list[tuple[str, str, int]] | ProbeError:
             try:
-                return self.targets(zone, until)
+                return self.targets(zone, deadline)
             except ProbeError as exc:
                 return exc
 
