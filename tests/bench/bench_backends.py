@@ -139,7 +139,9 @@ def main() -> None:
     ap.add_argument("--domains", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument(
-        "--emergency-kind", action="append", default=None, help="default: rfc2136 (none: -)"
+        "--emergency-kind",
+        action="append",
+        help="kinds whose emergency is measured too (default: rfc2136; `-`: none)",
     )
     args = ap.parse_args()
     n = args.domains
