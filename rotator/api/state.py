@@ -17,6 +17,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
 from ..bootstrap import App, Token
+from .models.base import Answer, dumped
 from .problems import ApiProblem
 
 IDEMPOTENCY_TTL_S = 24 * 3600.0
@@ -31,7 +32,9 @@ class ApiState:
         self.lock = threading.Lock()
         # asks the daemon for a tick now (True: rewrite the signer from the log first)
         self.wake: Callable[[bool], None] = wake or (lambda resync: None)
-        self.remembered: OrderedDict[tuple[str, str], tuple[float, str, int, Any]] = OrderedDict()
+        self.remembered: OrderedDict[tuple[str, str], tuple[float, str, int, dict[str, Any]]] = (
+            OrderedDict()
+        )
 
     @contextlib.contextmanager
     def use(self) -> Iterator[App]:
@@ -39,8 +42,12 @@ class ApiState:
             yield self.app
 
     def once(
-        self, token: Token, key: str | None, request: Any, run: Callable[[App], tuple[int, Any]]
-    ) -> tuple[int, Any]:
+        self,
+        token: Token,
+        key: str | None,
+        request: Any,
+        run: Callable[[App], tuple[int, Answer]],
+    ) -> tuple[int, dict[str, Any]]:
         """Run a write under the lock, unless the same token already ran it with this
         Idempotency-Key: then its first response again, and nothing recorded twice."""
         digest = hashlib.sha256(
@@ -63,7 +70,8 @@ class ApiState:
                             "use a new key for a new request",
                         )
                     return seen[2], seen[3]
-            status, body = run(app)
+            status, answer = run(app)
+            body = dumped(answer)
             if key is not None:  # errors are not remembered: a retry may succeed
                 self.remembered[(token.name, key)] = (now, digest, status, body)
             return status, body

@@ -26,7 +26,9 @@ def reason_text(value: str) -> str:
     return printable("reason", value, 1000)
 
 
-def answer(status: int, body: Any) -> JSONResponse:
+def answer(status: int, body: dict[str, Any]) -> JSONResponse:
+    """A write's answer, as run (or replayed) by ApiState.once: already JSON, so sent as
+    it is; the route's response_model documents it."""
     return JSONResponse(body, status_code=status)
 
 
@@ -37,3 +39,11 @@ def identity_of(app: App, domain: str) -> IdentityState:
     if ident is None:
         raise NotFound(f"domain {name} is not managed; see `rotator status`")
     return ident
+
+
+def zone_warnings(app: App, ident: IdentityState) -> list[str]:
+    """The zones a new identity's records go into that the primary does not serve yet."""
+    return [
+        f"{p}: add the zone to the primary before its first key is published"
+        for p in app.onboarding.zone_problems([ident])
+    ]

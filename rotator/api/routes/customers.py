@@ -3,7 +3,7 @@ records the customer must add, structured and as zone-file lines."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
@@ -11,9 +11,10 @@ from pydantic import BaseModel, Field
 
 from ...bootstrap import App, CustomerRow, Token
 from ...domain.states import Mode
+from ..models.changes import Onboarded
 from ..state import ApiState, api_state, scoped
-from ..views import identity_view
-from .common import IdempotencyKey, answer, reason_text
+from ..views import identity_fields
+from .common import IdempotencyKey, answer, reason_text, zone_warnings
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
@@ -29,7 +30,12 @@ class CustomerRequest(BaseModel):
     reason: str = Field("", max_length=1000)
 
 
-@router.post("", status_code=201, summary="Onboard a customer domain (`rotator customer add`)")
+@router.post(
+    "",
+    status_code=201,
+    response_model=Onboarded,
+    summary="Onboard a customer domain (`rotator customer add`)",
+)
 def add_customer(
     body: CustomerRequest,
     state: Annotated[ApiState, Depends(api_state)],
@@ -38,18 +44,13 @@ def add_customer(
 ) -> JSONResponse:
     reason = reason_text(body.reason)
 
-    def run(app: App) -> tuple[int, Any]:
+    def run(app: App) -> tuple[int, Onboarded]:
         row = CustomerRow(
             body.customer, body.domain, body.mode.value, body.policy,
             body.signing_domain, body.esp_signature, body.zone,
         )  # fmt: skip
         (ident,) = app.onboarding.add_customers([row], token.name, reason)
-        view = identity_view(app, ident)
-        view["warnings"] = [
-            f"{p}: add the zone to the primary before its first key is published"
-            for p in app.onboarding.zone_problems([ident])
-        ]
-        return 201, view
+        return 201, Onboarded(**identity_fields(app, ident), warnings=zone_warnings(app, ident))
 
     status, result = state.once(token, key, body.model_dump(mode="json"), run)
     state.wake(False)
