@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .adapters.dns.probe import AuthoritativeProbe
 from .adapters.dns.rfc2136 import Rfc2136Publisher
+from .adapters.idempotency.sqlite import SqliteIdempotencyKeys, replies_path
 from .adapters.keys.files import MAX_PEM, FsKeyStore
 from .adapters.keys.pool import FsKeyPool
 from .adapters.runtime.lock import FlockDaemonLock
@@ -44,7 +45,7 @@ from .config.policies import PolicySet
 from .config.settings import Config
 from .domain import events as ev
 from .domain.errors import ConfigError, PublishError
-from .ports import Appended, EventStore, Publisher, RecordChange
+from .ports import Appended, EventStore, IdempotencyKeys, Publisher, RecordChange
 from .timeutil import SystemClock
 
 # The CLI reaches the app and the adapters only through this module: besides the App, it
@@ -89,6 +90,14 @@ class App(Application):
         self.open_reader = open_reader
         # another writing connection, for a thread beside the tick's (webhooks parking)
         self.open_writer = open_writer
+        self._idempotency: IdempotencyKeys | None = None
+
+    def idempotency_keys(self) -> IdempotencyKeys:
+        """The API's Idempotency-Key replies, beside the database (opened on first use:
+        only the API needs them)."""
+        if self._idempotency is None:
+            self._idempotency = SqliteIdempotencyKeys(replies_path(self.config.database))
+        return self._idempotency
 
     def deliveries(self) -> Deliveries:
         """The webhook couriers, reading on connections of their own (not started)."""
@@ -118,6 +127,8 @@ class App(Application):
         """Stop the worker processes and close the database."""
         if self.ctx.pool is not None:
             self.ctx.pool.shutdown()
+        if self._idempotency is not None:
+            self._idempotency.close()
         self.store.close()
 
 

@@ -1,27 +1,22 @@
 """What every handler shares: the API's own App (its own database connection, its events
-stamped with origin "api"), one lock around it, the idempotency table, and how to wake
-the daemon for work that should not wait for the next tick."""
+stamped with origin "api"), one lock around it, the Idempotency-Key replies, and how to
+wake the daemon for work that should not wait for the next tick."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from pydantic import BaseModel
 
 from ..bootstrap import App, Token
+from .idempotency import Attempt, once
 from .models.base import Answer, dumped
 from .problems import ApiProblem
-
-IDEMPOTENCY_TTL_S = 24 * 3600.0
-IDEMPOTENCY_MAX = 10_000  # remembered responses; the oldest go first
 
 
 class ApiState:
@@ -32,9 +27,7 @@ class ApiState:
         self.lock = threading.Lock()
         # asks the daemon for a tick now (True: rewrite the signer from the log first)
         self.wake: Callable[[bool], None] = wake or (lambda resync: None)
-        self.remembered: OrderedDict[tuple[str, str], tuple[float, str, int, dict[str, Any]]] = (
-            OrderedDict()
-        )
+        self.keys = app.idempotency_keys()
 
     @contextlib.contextmanager
     def use(self) -> Iterator[App]:
@@ -44,37 +37,22 @@ class ApiState:
     def once(
         self,
         token: Token,
-        key: str | None,
-        request: Any,
+        write: Attempt,
+        body: BaseModel | None,
         run: Callable[[App], tuple[int, Answer]],
     ) -> tuple[int, dict[str, Any]]:
-        """Run a write under the lock, unless the same token already ran it with this
-        Idempotency-Key: then its first response again, and nothing recorded twice."""
-        digest = hashlib.sha256(
-            json.dumps(request, sort_keys=True, default=str).encode()
-        ).hexdigest()
-        with self.use() as app:
-            now = time.monotonic()
-            while self.remembered:
-                first = next(iter(self.remembered.values()))
-                if now - first[0] < IDEMPOTENCY_TTL_S and len(self.remembered) < IDEMPOTENCY_MAX:
-                    break
-                self.remembered.popitem(last=False)
-            if key is not None:
-                seen = self.remembered.get((token.name, key))
-                if seen is not None:
-                    if seen[1] != digest:
-                        raise ApiProblem(
-                            422,
-                            f"Idempotency-Key {key!r} was used for a different request; "
-                            "use a new key for a new request",
-                        )
-                    return seen[2], seen[3]
-            status, answer = run(app)
-            body = dumped(answer)
-            if key is not None:  # errors are not remembered: a retry may succeed
-                self.remembered[(token.name, key)] = (now, digest, status, body)
-            return status, body
+        """Run a write under the lock, unless the same token already sent it with this
+        Idempotency-Key: then its first response again, and nothing recorded twice. The
+        key is claimed outside the lock, so that a retry of a write still running is
+        told so (409) rather than queued behind it."""
+
+        def locked() -> tuple[int, dict[str, Any]]:
+            with self.use() as app:
+                status, answer = run(app)
+            return status, dumped(answer)
+
+        now = self.app.ctx.clock.now()
+        return once(self.keys, token.name, write, body, now, locked)
 
 
 bearer = HTTPBearer(auto_error=False, description="a token from `rotator token create`")

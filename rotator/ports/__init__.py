@@ -8,6 +8,9 @@ from ..domain.verification import Observation as Observation  # re-exported for 
 from .dns import NameserverProbe as NameserverProbe
 from .dns import Publisher as Publisher
 from .dns import RecordChange as RecordChange
+from .idempotency import IdempotencyKeys as IdempotencyKeys
+from .idempotency import Reply as Reply
+from .idempotency import Seen as Seen
 from .keys import GeneratedKey as GeneratedKey
 from .keys import KeyPool as KeyPool
 from .keys import KeyStore as KeyStore

@@ -4,7 +4,6 @@ so the same checks and the same one-line errors."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -13,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from ...bootstrap import MAX_PEM, App, Token, txt_line
 from ...domain.states import Mode
+from ..idempotency import Attempt, IdempotencyKey
 from ..models.changes import (
     KeyImported,
     ModeChanged,
@@ -24,7 +24,7 @@ from ..models.changes import (
 )
 from ..state import ApiState, api_state, scoped
 from ..views import identity_fields, key_brief, signer_results
-from .common import IdempotencyKey, answer, reason_text, zone_warnings
+from .common import answer, reason_text, zone_warnings
 
 router = APIRouter(prefix="/v1", tags=["changes"])
 State = Annotated[ApiState, Depends(api_state)]
@@ -72,7 +72,7 @@ def set_policy(
     body: PolicyChange,
     state: State,
     token: Annotated[Token, scoped("provision")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
 
@@ -81,7 +81,7 @@ def set_policy(
         view = identity_fields(app, changed.identity)
         return 200, PolicyChanged(**view, rotating=changed.rotating)
 
-    result = state.once(token, key, {"set_policy": domain, **body.model_dump()}, run)
+    result = state.once(token, key, body, run)
     state.wake(False)  # with rotate_now the next key is made on this tick
     return answer(*result)
 
@@ -96,7 +96,7 @@ def set_mode(
     body: ModeChange,
     state: State,
     token: Annotated[Token, scoped("provision")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
 
@@ -113,7 +113,7 @@ def set_mode(
             records_to_add=list(changed.records),
         )
 
-    result = state.once(token, key, {"set_mode": domain, **body.model_dump(mode="json")}, run)
+    result = state.once(token, key, body, run)
     state.wake(False)
     return answer(*result)
 
@@ -129,14 +129,11 @@ def import_key(
     body: KeyImport,
     state: State,
     token: Annotated[Token, scoped("provision")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
     # as the CLI reads the file: no more than a key can be, the key store words the refusal
     pem = body.pem.encode()[: MAX_PEM + 1]
-    # the idempotency table keeps a digest of the request; the key goes in only as one too
-    request = {"import": domain, "selector": body.selector, "reason": body.reason,
-               "pem_sha256": hashlib.sha256(pem).hexdigest()}  # fmt: skip
 
     def run(app: App) -> tuple[int, KeyImported]:
         k = app.keyimport.import_key(domain, body.selector, pem, token.name, reason)
@@ -148,13 +145,13 @@ def import_key(
             record=txt_line(k, k.ttl),  # what the customer must publish
         )
 
-    result = state.once(token, key, request, run)
+    result = state.once(token, key, body, run)
     state.wake(False)  # the daemon verifies the customer's record on every nameserver
     return answer(*result)
 
 
 def remove(
-    state: ApiState, token: Token, key: str | None, body: Removal, what: tuple[str, str]
+    state: ApiState, token: Token, key: Attempt, body: Removal, what: tuple[str, str]
 ) -> JSONResponse:
     """`domain remove` or `customer remove`: plan, the safety valve, then the removal."""
     reason = reason_text(body.reason)
@@ -185,7 +182,7 @@ def remove(
             signer_error=done.outcome.signer_error,
         )
 
-    result = state.once(token, key, {"remove": list(what), **body.model_dump()}, run)
+    result = state.once(token, key, body, run)
     if not body.dry_run:
         state.wake(False)  # the daemon revokes and destroys the keys
     return answer(*result)
@@ -205,7 +202,7 @@ def remove_identity(
     body: Removal,
     state: State,
     token: Annotated[Token, scoped("provision")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     return remove(state, token, key, body, ("domain", domain))
 
@@ -220,7 +217,7 @@ def remove_customer(
     body: Removal,
     state: State,
     token: Annotated[Token, scoped("provision")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     return remove(state, token, key, body, ("customer", name))
 
@@ -235,7 +232,7 @@ def resume(
     body: Resume,
     state: State,
     token: Annotated[Token, scoped("rotate")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
 
@@ -244,6 +241,6 @@ def resume(
         return 200, Resumed(resumed=[ResumedStep(domain=k.domain, selector=k.selector,
                                                  step=k.next_action) for k in keys])  # fmt: skip
 
-    result = state.once(token, key, {"resume": domain, **body.model_dump()}, run)
+    result = state.once(token, key, body, run)
     state.wake(False)
     return answer(*result)

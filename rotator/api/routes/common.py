@@ -1,25 +1,15 @@
-"""What the routers share: the Idempotency-Key header, the reason field, the JSON answer."""
+"""What the routers share: the reason field, the JSON answer, an identity by name."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Header
 from fastapi.responses import JSONResponse
 
 from ...bootstrap import App
 from ...domain.errors import NotFound
 from ...domain.model import IdentityState
 from ...domain.names import printable
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=200,
-        description="The same key and request again: the first response, nothing recorded twice",
-    ),
-]
 
 
 def reason_text(value: str) -> str:

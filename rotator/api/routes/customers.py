@@ -11,10 +11,11 @@ from pydantic import BaseModel, Field
 
 from ...bootstrap import App, CustomerRow, Token
 from ...domain.states import Mode
+from ..idempotency import IdempotencyKey
 from ..models.changes import Onboarded
 from ..state import ApiState, api_state, scoped
 from ..views import identity_fields
-from .common import IdempotencyKey, answer, reason_text, zone_warnings
+from .common import answer, reason_text, zone_warnings
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
@@ -40,7 +41,7 @@ def add_customer(
     body: CustomerRequest,
     state: Annotated[ApiState, Depends(api_state)],
     token: Annotated[Token, scoped("provision")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
 
@@ -52,6 +53,6 @@ def add_customer(
         (ident,) = app.onboarding.add_customers([row], token.name, reason)
         return 201, Onboarded(**identity_fields(app, ident), warnings=zone_warnings(app, ident))
 
-    status, result = state.once(token, key, body.model_dump(mode="json"), run)
+    status, result = state.once(token, key, body, run)
     state.wake(False)
     return answer(status, result)

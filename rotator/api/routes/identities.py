@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from ...bootstrap import App, Requested, Token
+from ..idempotency import IdempotencyKey
 from ..models.identities import (
     DnsCheck,
     IdentityPage,
@@ -20,7 +21,7 @@ from ..models.identities import (
 )
 from ..state import ApiState, api_state, scoped
 from ..views import customer_dns, identity_brief, identity_view, when
-from .common import IdempotencyKey, answer, identity_of, reason_text
+from .common import answer, identity_of, reason_text
 
 router = APIRouter(prefix="/v1/identities", tags=["identities"])
 State = Annotated[ApiState, Depends(api_state)]
@@ -76,7 +77,7 @@ def request_rotation(
     body: RotationRequest,
     state: State,
     token: Annotated[Token, scoped("rotate")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
 
@@ -92,6 +93,6 @@ def request_rotation(
                 out.append(requested_view(more))
         return 202, Rotations(requested=out)
 
-    status, result = state.once(token, key, {"rotate": domain, **body.model_dump()}, run)
+    status, result = state.once(token, key, body, run)
     state.wake(False)
     return answer(status, result)

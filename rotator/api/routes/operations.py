@@ -14,6 +14,7 @@ from ...bootstrap import App, Scope, Token
 from ...domain.errors import InputError
 from ...domain.events import EVENT_TYPES
 from ...ports import LogFilter
+from ..idempotency import IdempotencyKey
 from ..models.operations import (
     Compromised,
     EmergencyDeclared,
@@ -27,7 +28,7 @@ from ..models.operations import (
 )
 from ..state import ApiState, api_state, scoped
 from ..views import event_view, signer_results
-from .common import IdempotencyKey, answer, reason_text
+from .common import answer, reason_text
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 State = Annotated[ApiState, Depends(api_state)]
@@ -77,7 +78,7 @@ def declare_emergency(
     body: EmergencyRequest,
     state: State,
     token: Annotated[Token, scoped("emergency")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
     scope = scope_of(body)
@@ -100,7 +101,7 @@ def declare_emergency(
         return 202, EmergencyDeclared(**dict(out), signers=signer_results(declared.targets),
                                       signer_error=declared.signer_error)  # fmt: skip
 
-    status, result = state.once(token, key, body.model_dump(), run)
+    status, result = state.once(token, key, body, run)
     if not body.dry_run:
         state.wake(True)  # revoke and replace now, signer rewritten from the log first
     return answer(status, result)
@@ -126,7 +127,7 @@ def release_safety(
     body: Release,
     state: State,
     token: Annotated[Token, scoped("admin")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
 
@@ -134,7 +135,7 @@ def release_safety(
         app.safety.release(token.name, reason)
         return 200, Released(released=True)
 
-    status, result = state.once(token, key, {"release": body.model_dump()}, run)
+    status, result = state.once(token, key, body, run)
     state.wake(False)
     return answer(status, result)
 

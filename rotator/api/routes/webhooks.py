@@ -10,9 +10,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from ...bootstrap import WEBHOOK_TYPES, App, Subscription, Token
+from ..idempotency import IdempotencyKey
 from ..models.webhooks import Webhook, WebhookCreated, WebhookRemoved, Webhooks
 from ..state import ApiState, api_state, scoped
-from .common import IdempotencyKey, answer, reason_text
+from .common import answer, reason_text
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 State = Annotated[ApiState, Depends(api_state)]
@@ -60,7 +61,7 @@ def add_webhook(
     body: NewWebhook,
     state: State,
     token: Annotated[Token, scoped("admin")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
 
@@ -68,7 +69,7 @@ def add_webhook(
         sub, secret = app.webhooks.add(body.url, body.events, token.name, reason)
         return 201, WebhookCreated(**dict(view(app, sub)), secret=secret)
 
-    return answer(*state.once(token, key, body.model_dump(), run))
+    return answer(*state.once(token, key, body, run))
 
 
 @router.delete(
@@ -81,7 +82,7 @@ def remove_webhook(
     body: WebhookReason,
     state: State,
     token: Annotated[Token, scoped("admin")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
 
@@ -89,7 +90,7 @@ def remove_webhook(
         app.webhooks.remove(subscription, token.name, reason)
         return 200, WebhookRemoved(removed=subscription)
 
-    return answer(*state.once(token, key, {"remove": subscription}, run))
+    return answer(*state.once(token, key, body, run))
 
 
 @router.post(
@@ -102,11 +103,11 @@ def resume_webhook(
     body: WebhookReason,
     state: State,
     token: Annotated[Token, scoped("admin")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
 
     def run(app: App) -> tuple[int, Webhook]:
         return 200, view(app, app.webhooks.resume(subscription, token.name, reason))
 
-    return answer(*state.once(token, key, {"resume": subscription}, run))
+    return answer(*state.once(token, key, body, run))
