@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -31,9 +32,15 @@ def identity_of(app: App, domain: str) -> IdentityState:
     return ident
 
 
+# how old the primary's answer about a zone may be in a warning: the API onboards many
+# customers into the same few zones
+ZONE_CHECK_AGE = timedelta(minutes=1)
+
+
 def zone_warnings(app: App, ident: IdentityState) -> list[str]:
-    """The zones a new identity's records go into that the primary does not serve yet."""
+    """The zones a new identity's records go into that the primary does not serve yet.
+    Needs no lock: it asks the primary, not the App's database."""
     return [
         f"{p}: add the zone to the primary before its first key is published"
-        for p in app.onboarding.zone_problems([ident])
+        for p in app.onboarding.zone_problems([ident], max_age=ZONE_CHECK_AGE)
     ]
