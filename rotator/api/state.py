@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityS
 from pydantic import BaseModel
 
 from ..bootstrap import App, Token
+from .group_commit import GroupCommit
 from .idempotency import Attempt, once
 from .models.base import Answer, dumped
 from .problems import ApiProblem
@@ -28,6 +29,7 @@ class ApiState:
         # asks the daemon for a tick now (True: rewrite the signer from the log first)
         self.wake: Callable[[bool], None] = wake or (lambda resync: None)
         self.keys = app.idempotency_keys()
+        self.onboarding = GroupCommit(app, self.lock)  # POST /v1/customers
 
     @contextlib.contextmanager
     def use(self) -> Iterator[App]:
@@ -42,17 +44,31 @@ class ApiState:
         run: Callable[[App], tuple[int, Answer]],
     ) -> tuple[int, dict[str, Any]]:
         """Run a write under the lock, unless the same token already sent it with this
-        Idempotency-Key: then its first response again, and nothing recorded twice. The
-        key is claimed outside the lock, so that a retry of a write still running is
+        Idempotency-Key: then its first response again, and nothing recorded twice."""
+
+        def locked() -> tuple[int, Answer]:
+            with self.use() as app:
+                return run(app)
+
+        return self.replay(token, write, body, locked)
+
+    def replay(
+        self,
+        token: Token,
+        write: Attempt,
+        body: BaseModel | None,
+        perform: Callable[[], tuple[int, Answer]],
+    ) -> tuple[int, dict[str, Any]]:
+        """As once(), for a write that takes the lock itself, for the part that needs it.
+        The key is claimed outside the lock, so that a retry of a write still running is
         told so (409) rather than queued behind it."""
 
-        def locked() -> tuple[int, dict[str, Any]]:
-            with self.use() as app:
-                status, answer = run(app)
+        def answered() -> tuple[int, dict[str, Any]]:
+            status, answer = perform()
             return status, dumped(answer)
 
         now = self.app.ctx.clock.now()
-        return once(self.keys, token.name, write, body, now, locked)
+        return once(self.keys, token.name, write, body, now, answered)
 
 
 bearer = HTTPBearer(auto_error=False, description="a token from `rotator token create`")

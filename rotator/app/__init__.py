@@ -3,6 +3,8 @@ appends events goes through recording.Recorder."""
 
 from __future__ import annotations
 
+from .batched_onboarding import BatchedOnboarding
+from .batched_onboarding import Request as OnboardingRequest
 from .changes import Changes
 from .context import Context
 from .customer_dns import CustomerDns
@@ -37,6 +39,7 @@ __all__ = [
     "DeliverySettings",
     "EmergencyPlan",
     "FollowUp",
+    "OnboardingRequest",
     "Scope",
     "Subscription",
     "TickReport",
@@ -54,6 +57,7 @@ class Application:
         self.store = ctx.store
         self.customer_dns = CustomerDns(ctx)
         self.onboarding = Onboarding(ctx, self.customer_dns)
+        self.batched_onboarding = BatchedOnboarding(self.onboarding)
         self.keyimport = KeyImport(ctx)
         self.rotation = Rotation(ctx)
         self.generation = Generation(ctx)

@@ -9,12 +9,11 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ...bootstrap import App, CustomerRow, Token
+from ...bootstrap import CustomerRow, Token
 from ...domain.states import Mode
 from ..idempotency import IdempotencyKey
 from ..models.changes import Onboarded
 from ..state import ApiState, api_state, scoped
-from ..views import identity_fields
 from .common import answer, reason_text, zone_warnings
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
@@ -44,15 +43,17 @@ def add_customer(
     key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
+    row = CustomerRow(
+        body.customer, body.domain, body.mode.value, body.policy,
+        body.signing_domain, body.esp_signature, body.zone,
+    )  # fmt: skip
 
-    def run(app: App) -> tuple[int, Onboarded]:
-        row = CustomerRow(
-            body.customer, body.domain, body.mode.value, body.policy,
-            body.signing_domain, body.esp_signature, body.zone,
-        )  # fmt: skip
-        (ident,) = app.onboarding.add_customers([row], token.name, reason)
-        return 201, Onboarded(**identity_fields(app, ident), warnings=zone_warnings(app, ident))
+    def perform() -> tuple[int, Onboarded]:
+        # recorded with the other requests waiting for the App (one commit for all)
+        ident, fields = state.onboarding.add(row, token.name, reason)
+        # a SOA query to the primary: outside the App's lock, which reads go on under
+        return 201, Onboarded(**fields, warnings=zone_warnings(state.app, ident))
 
-    status, result = state.once(token, key, body, run)
+    status, result = state.replay(token, key, body, perform)
     state.wake(False)
     return answer(status, result)
