@@ -36,7 +36,7 @@ class Attempt:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def attempt(
+async def attempt(  # async: no I/O, so no hop to the thread pool (see state.api_state)
     request: Request,
     key: Annotated[
         str | None,

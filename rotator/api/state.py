@@ -74,7 +74,9 @@ class ApiState:
 bearer = HTTPBearer(auto_error=False, description="a token from `rotator token create`")
 
 
-def api_state(request: Request) -> ApiState:
+# async, as it does no I/O: FastAPI runs a plain def dependency in its thread pool, a
+# hop per request that costs more than the lookup
+async def api_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.api
     return state
 
