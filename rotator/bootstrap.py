@@ -3,6 +3,7 @@ and the daemon both use."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ from .app import (
     Scope,
     Subscription,
     Token,
+    Tokens,
 )
 from .app.customer_dns import txt_line
 from .app.onboarding import CSV_COLUMNS, CSV_REQUIRED
@@ -64,6 +66,7 @@ __all__ = [
     "Scope",
     "Subscription",
     "Token",
+    "Tokens",
     "build",
     "db_hint",
     "txt_line",
@@ -93,6 +96,7 @@ class App(Application):
         # another writing connection, for a thread beside the tick's (webhooks parking)
         self.open_writer = open_writer
         self._idempotency: IdempotencyKeys | None = None
+        self._readers: list[EventStore] = []
 
     def idempotency_keys(self) -> IdempotencyKeys:
         """The API's Idempotency-Key replies, beside the database (opened on first use:
@@ -100,6 +104,14 @@ class App(Application):
         if self._idempotency is None:
             self._idempotency = SqliteIdempotencyKeys(replies_path(self.config.database))
         return self._idempotency
+
+    def tokens_apart(self) -> Tokens:
+        """Tokens checked on a read-only connection of their own (the API's): a request's
+        token check then never waits behind a write on this App's connection, whose
+        commit waits on fsync."""
+        reader = self.open_reader()
+        self._readers.append(reader)
+        return Tokens(dataclasses.replace(self.ctx, store=reader))
 
     def deliveries(self) -> Deliveries:
         """The webhook couriers, reading on connections of their own (not started)."""
@@ -131,6 +143,8 @@ class App(Application):
             self.ctx.pool.shutdown()
         if self._idempotency is not None:
             self._idempotency.close()
+        for reader in self._readers:
+            reader.close()
         self.store.close()
 
 
