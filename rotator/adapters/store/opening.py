@@ -1,6 +1,6 @@
 """The store the config names: SQLite for a path, PostgreSQL for a `postgresql://` URL;
-whether its log was ever sealed (which decides how the audit key is loaded); and its
-errors told in one line."""
+whether its log was ever sealed (which decides how the audit key is loaded); the leader's
+lease on it; and its errors told in one line."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import sqlite3
 import psycopg
 
 from ...config.database import Database
-from ...ports import EventStore
+from ...ports import EventStore, Leadership
+from ..runtime.leadership import SoleLeadership
 from . import sqlite
 from .anchor import Anchor
 from .errors import db_hint as sqlite_hint
 from .postgres import store as postgres
 from .postgres.connection import pg_hint
+from .postgres.leadership import PgLeadership
 from .seal import Sealer
 
 # what a database raises that is not one of rotator's own errors
@@ -28,6 +30,14 @@ def open_store(
         return postgres.open_postgres(db.url, readonly=readonly, sealer=sealer, anchor=anchor)
     assert db.path is not None
     return sqlite.open_store(db.path, readonly=readonly, sealer=sealer, anchor=anchor)
+
+
+def open_leadership(db: Database, lease: float, renew: float) -> Leadership:
+    """The lease in a PostgreSQL database (its connection opened when first used); with
+    SQLite the one daemon always leads."""
+    if db.url is None:
+        return SoleLeadership()
+    return PgLeadership(db.url, str(db), lease, renew)
 
 
 def has_sealed_events(db: Database) -> bool:
