@@ -61,24 +61,28 @@ def test_a_writer_that_waits_too_long_is_told_so(
         store.close()
 
 
-def test_one_daemon_per_database(postgres_url: str) -> None:
+def test_one_daemon_per_node_name(postgres_url: str) -> None:
     PostgresEventStore(postgres_url).close()  # the schema
-    first = AdvisoryDaemonLock(postgres_url, "the-db")
+    first = AdvisoryDaemonLock(postgres_url, "the-db", "mx1")
     first.acquire()
     try:
         assert first.holder() == (os.getpid(), socket.gethostname())
-        second = AdvisoryDaemonLock(postgres_url, "the-db")
+        second = AdvisoryDaemonLock(postgres_url, "the-db", "mx1")
         with pytest.raises(AlreadyRunning) as refused:
             second.acquire()
         host = socket.gethostname()
         assert str(refused.value) == (
             f"another rotator daemon (rotator daemon {os.getpid()}@{host}) is already running "
-            "on the-db; stop it first (or use a different database)"
+            "as node mx1 on the-db; stop it first, or give this one a [leadership] node name "
+            "of its own"
         )
+        other = AdvisoryDaemonLock(postgres_url, "the-db", "mx2")  # another node: its own
+        other.acquire()
+        other.release()
     finally:
         first.release()
     assert first.holder() is None
-    again = AdvisoryDaemonLock(postgres_url, "the-db")
+    again = AdvisoryDaemonLock(postgres_url, "the-db", "mx1")
     again.acquire()  # the server let go with the connection
     again.release()
 
