@@ -15,7 +15,6 @@ from .adapters.keys.files import MAX_PEM, FsKeyStore
 from .adapters.keys.pool import FsKeyPool
 from .adapters.keys.sealed import Rewrapped, SealedKeyStore, open_sealed_keys, rewrap
 from .adapters.runtime.leadership import SoleLeadership
-from .adapters.runtime.lock import FlockDaemonLock
 from .adapters.runtime.workers import WorkerPool
 from .adapters.signers.fleet import SignerFleet
 from .adapters.signers.probing.prober import Prober
@@ -25,10 +24,11 @@ from .adapters.store.opening import (
     DATABASE_ERRORS,
     db_hint,
     has_sealed_events,
+    node_lock,
     open_leadership,
     open_store,
+    shared_signer_lock,
 )
-from .adapters.store.postgres.locks import AdvisoryDaemonLock
 from .adapters.store.postgres.migrate import Migrated
 from .adapters.store.postgres.migrate import migrate as copy_log
 from .adapters.store.row_spool import FileRows
@@ -321,6 +321,7 @@ def build(
     signer = SignerFleet(
         [SignerTarget(t, read_key, Prober(t.probe, probe.observe)) for t in config.targets],
         db.side(".signer-lock"),
+        shared=shared_signer_lock(db),
     )
     ctx = Context(
         store=store,
@@ -358,16 +359,13 @@ def build(
 def runtime_lock(
     config: Config, leadership: Leadership, store: EventStore, command: bool
 ) -> DaemonLock:
-    """What keeps the lifecycle's work to one process. SQLite: the one-daemon flock, for
-    the daemon and commands alike. PostgreSQL: the daemon's lock of its node name (which
-    node leads is the lease's business), and for a command the lease itself, taken only
-    while no daemon leads."""
-    db, lead = config.database, config.leadership
-    if db.url is None:
-        return FlockDaemonLock(db.files)
-    if not command:
-        return AdvisoryDaemonLock(db.url, str(db), lead.node)
-    return LeaderLock(leadership, f"{lead.node}:{os.getpid()}", lead.retry, store.fence)
+    """What keeps the lifecycle's work to one process: the daemon's lock (of its node, on
+    a shared database), and a command's: the same flock on SQLite, the lease itself on a
+    shared database (taken only while no daemon leads)."""
+    lead = config.leadership
+    if leadership.shared and command:
+        return LeaderLock(leadership, f"{lead.node}:{os.getpid()}", lead.retry, store.fence)
+    return node_lock(config.database, lead.node)
 
 
 def migrate(config: Config, url: str) -> tuple[Migrated, list[tuple[Path, Path]]]:
@@ -388,7 +386,7 @@ def migrate(config: Config, url: str) -> tuple[Migrated, list[tuple[Path, Path]]
             raise
         sealer = None
     anchor = Anchor(config.audit.anchor) if config.audit.anchor.exists() else None
-    lock = FlockDaemonLock(db.files)
+    lock = node_lock(db, "")  # the SQLite file's flock
     lock.acquire()
     try:
         source = open_sqlite(db.path, readonly=True, sealer=sealer, anchor=anchor)
