@@ -1,7 +1,8 @@
 """This process's part in leadership (app/leading.py) against a lease the test moves by
 hand: a standby takes a free lease, the leader keeps it by renewals and steps down (leader
 work refused from then on) when a renewal says it is gone or none lands before the
-deadline; a command's lock leads only while no daemon does; signer writes need the lease."""
+deadline; a command's lock leads only while no daemon does; signer writes need the lease;
+`rotator status` says who leads."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import cast
 
 import pytest
 from structlog.testing import capture_logs
 
 from rotator.app.leading import LeaderLock, LeaderSigner, LeaseKeeper
+from rotator.bootstrap import App
+from rotator.cli.operations import leader_line
 from rotator.domain.errors import AlreadyRunning, FencedOut, StoreError
 from rotator.ports import Leader, Lease
 
@@ -185,3 +189,31 @@ def test_a_command_leads_only_while_no_daemon_does() -> None:
 def test_a_lease_without_deadline_never_runs_out() -> None:
     lease = Lease("solo", 1, T, T)
     assert lease.deadline == math.inf and lease.left() == math.inf
+
+
+class StatusApp:
+    """What `rotator status` asks the App about leadership."""
+
+    def __init__(self, lead: Lease1) -> None:
+        self.leadership = lead
+
+    def leader(self) -> Leader | None:
+        return self.leadership.current()
+
+
+def test_status_says_which_node_leads_since_when_and_with_which_epoch() -> None:
+    now = datetime(2026, 12, 7, 12, 5, tzinfo=UTC)
+    lead = Lease1()
+    app = cast(App, StatusApp(lead))
+    assert leader_line(app, now) == "leader: none yet (no daemon has taken the lease)"
+    lead.take_over("mx2")
+    assert leader_line(app, now) == "leader mx2 since 2026-12-07T12:00:00Z (5m ago) (epoch 1)"
+    assert lead.holder is not None
+    lead.holder = replace(lead.holder, live=False)
+    assert leader_line(app, now) == (
+        "leader: none: node mx2's lease (epoch 1) ran out 2026-12-07T12:00:00Z (5m ago)"
+    )
+    lead.down = True
+    assert leader_line(app, now).startswith("leader unknown: database db: connection refused")
+    lead.shared = False  # one node: nothing to say
+    assert leader_line(app, now) == ""
