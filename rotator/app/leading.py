@@ -34,6 +34,7 @@ class LeaseKeeper:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.changed = threading.Event()  # set when this node takes or loses the lease
+        self.on_change: Callable[[], None] = lambda: None  # wakes whoever acts on it
         self.seen: Leader | None = None  # who leads, as last read (a standby shows it)
         self.reason = ""  # why this node last stepped down
         self._unavailable = ""  # the last error of a standby's tries, logged once
@@ -73,7 +74,7 @@ class LeaseKeeper:
         with self._lock:
             self._lease, self.reason = got, ""
         log.info("leadership_taken", node=self.node, epoch=got.epoch, since=got.since.isoformat())
-        self.changed.set()
+        self._changed()
         return got
 
     def lost(self, reason: str) -> None:
@@ -87,7 +88,11 @@ class LeaseKeeper:
         log.warning("leadership_lost", node=self.node, epoch=lease.epoch, reason=reason)
         with contextlib.suppress(StoreError):
             self.leadership.release(lease)  # appends fenced by it are refused from now on
+        self._changed()
+
+    def _changed(self) -> None:
         self.changed.set()
+        self.on_change()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="rotator-lease", daemon=True)

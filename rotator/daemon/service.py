@@ -112,6 +112,7 @@ class Daemon:
                     f"{who} leads on {self.app.config.database}: `run --once` runs only "
                     "while no daemon leads"
                 )
+            self.keeper.start()  # renewed while it works
             try:
                 self.converge()
                 return self.app.lifecycle.tick()
@@ -123,8 +124,10 @@ class Daemon:
             self.ticker.scheduler.start()
             try:
                 # the first try here, so that a node that leads says it has started once
-                # it converged (and the one daemon on SQLite always does)
+                # it converged (and the one daemon on SQLite always does); renewed meanwhile
                 self.keeper.take()
+                self.keeper.on_change = signals.poke  # acted on at once, not at the next poll
+                self.keeper.start()
                 wiped = self._follow()
                 if self.leading is None:
                     self.metrics.standby()
@@ -139,11 +142,11 @@ class Daemon:
                     orphans_wiped=len(wiped),
                     pid=os.getpid(),
                 )
-                self.keeper.start()
                 self._serve_signals(signals, duration)
             finally:
                 self.ticker.shutdown()  # lets a running tick finish its step
                 self._stop_deliveries()
+                self.keeper.on_change = lambda: None  # the pipe closes with this block
                 self.keeper.stop()  # the lease let go: a standby takes over at its next try
                 log.info("daemon_stopped", node=self.node)
 
@@ -217,6 +220,8 @@ class Daemon:
             if left is not None and left <= 0:
                 return
             for signum in signals.wait(POLL_S if left is None else min(left, POLL_S)):
+                if signum == 0:  # the lease keeper's poke: looked at below
+                    continue
                 if signum == signal.SIGUSR1:
                     # `rotator rotate --emergency` asks for a tick now instead of at the
                     # next interval, the signer rewritten from the log first in case the

@@ -3,6 +3,7 @@ inside a handler."""
 
 from __future__ import annotations
 
+import contextlib
 import select
 import signal
 import socket
@@ -27,6 +28,11 @@ class SignalPipe:
         self.old_fd = signal.set_wakeup_fd(self.writer.fileno(), warn_on_full_buffer=False)
         self.old = {s: signal.signal(s, _note) for s in _SIGNALS}
         return self
+
+    def poke(self) -> None:
+        """Wake the main loop from another thread (a byte 0: no signal's number)."""
+        with contextlib.suppress(OSError):  # full or closed: the loop wakes on its own
+            self.writer.send(b"\0")
 
     def wait(self, timeout: float) -> list[int]:
         """The signals that arrived, in order, waiting at most `timeout` seconds for one."""
