@@ -49,7 +49,16 @@ retention = "5s"
 """
 
 
-def write_node(base: Path, name: str, bind: BindPair, url: str, shared: Path) -> RotatorEnv:
+def write_node(
+    base: Path,
+    name: str,
+    bind: BindPair,
+    url: str,
+    shared: Path,
+    lease: tuple[float, float, float] = (LEASE, RENEW, RETRY),
+    extra: str = "",
+) -> RotatorEnv:
+    """Node `name`'s config: `lease` is (lease, renew, retry) seconds, `extra` more TOML."""
     work = base / name
     work.mkdir(parents=True)
     policies = base / "policies"
@@ -88,10 +97,10 @@ kek_file = "{work / "kek"}"
 
 [leadership]
 node = "{name}"
-lease_seconds = {LEASE}
-renew_seconds = {RENEW}
-retry_seconds = {RETRY}
-{targets}"""
+lease_seconds = {lease[0]}
+renew_seconds = {lease[1]}
+retry_seconds = {lease[2]}
+{targets}{extra}"""
     )
     config.chmod(0o600)
     env = RotatorEnv(work, bind, policies, config)
@@ -99,13 +108,15 @@ retry_seconds = {RETRY}
     return env
 
 
-def two_nodes(base: Path, bind: BindPair, url: str) -> tuple[RotatorEnv, RotatorEnv]:
+def two_nodes(base: Path, bind: BindPair, url: str, **kw: Any) -> tuple[RotatorEnv, RotatorEnv]:
     """Nodes a and b, the database made by a's `init`; b gets a's KEK and audit key (what
-    an operator copies to every node) and nothing else."""
+    an operator copies to every node) and nothing else. `kw`: write_node's, `extra` a
+    function of the node's name."""
     shared = base / "mta"
     for t in TARGETS:
         (shared / t).mkdir(parents=True)
-    a, b = (write_node(base, n, bind, url, shared) for n in ("a", "b"))
+    extra = kw.pop("extra", lambda name: "")
+    a, b = (write_node(base, n, bind, url, shared, extra=extra(n), **kw) for n in ("a", "b"))
     a.cli("keys", "kek-create", str(a.workdir / "kek"))
     a.cli("init")
     for name in ("kek", "state/audit.key"):
