@@ -16,14 +16,21 @@ from .adapters.keys.envelope import Envelope, create_kek, read_kek
 from .adapters.keys.files import MAX_PEM, FsKeyStore
 from .adapters.keys.pool import FsKeyPool
 from .adapters.keys.sealed import Rewrapped, SealedKeyStore, open_sealed_keys, rewrap
-from .adapters.runtime.lock import FlockDaemonLock
+from .adapters.runtime.leadership import SoleLeadership
 from .adapters.runtime.workers import WorkerPool
 from .adapters.signers.fleet import SignerFleet
 from .adapters.signers.probing.prober import Prober
 from .adapters.signers.target import SignerTarget, key_reader
 from .adapters.store.anchor import Anchor
-from .adapters.store.opening import DATABASE_ERRORS, db_hint, has_sealed_events, open_store
-from .adapters.store.postgres.locks import AdvisoryDaemonLock
+from .adapters.store.opening import (
+    DATABASE_ERRORS,
+    db_hint,
+    has_sealed_events,
+    node_lock,
+    open_leadership,
+    open_store,
+    shared_signer_lock,
+)
 from .adapters.store.postgres.migrate import Migrated
 from .adapters.store.postgres.migrate import migrate as copy_log
 from .adapters.store.row_spool import FileRows
@@ -45,6 +52,7 @@ from .app import (
     Tokens,
 )
 from .app.customer_dns import txt_line
+from .app.leading import LeaderLock
 from .app.onboarding import CSV_COLUMNS, CSV_REQUIRED
 from .app.recording import Recorder
 from .app.rotation import Requested
@@ -61,6 +69,9 @@ from .ports import (
     EventStore,
     IdempotencyKeys,
     KeyStore,
+    Leader,
+    Leadership,
+    Lease,
     Publisher,
     ZoneChanges,
 )
@@ -107,9 +118,13 @@ class App(Application):
         ctx: Context,
         open_reader: Callable[[], EventStore],
         open_writer: Callable[[], EventStore] | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         super().__init__(ctx)
         self.config = config
+        # who leads among the daemons on this database (a connection of its own, opened
+        # when first asked)
+        self.leadership: Leadership = leadership or SoleLeadership()
         self.policies = policies
         self.store: EventStore = store
         # a second, read-only connection to the same log (the metrics scrapes read on it)
@@ -134,8 +149,9 @@ class App(Application):
         self._readers.append(reader)
         return Tokens(dataclasses.replace(self.ctx, store=reader))
 
-    def deliveries(self) -> Deliveries:
-        """The webhook couriers, reading on connections of their own (not started)."""
+    def deliveries(self, lease: Lease | None = None) -> Deliveries:
+        """The webhook couriers, reading on connections of their own (not started); what
+        they record is leader work under `lease`."""
         vault = self.ctx.webhook_vault
         assert vault is not None and self.open_writer is not None
         open_writer = self.open_writer
@@ -143,6 +159,7 @@ class App(Application):
         def record(events: Sequence[ev.Event]) -> Appended:
             # parking is rare: a connection for it alone, never the tick's
             store = open_writer()
+            store.fence(lease)
             try:
                 return Recorder(store, self.ctx.policy, self.ctx.clock).append(events)
             finally:
@@ -168,8 +185,14 @@ class App(Application):
         kek = keystore.envelope.kek.id
         return f"sealed in {self.config.keys.shown} under KEK {kek} ({count} keys)"
 
+    def leader(self) -> Leader | None:
+        """Who leads the daemons sharing the database (None: one node only, or none ever
+        led). StoreError when the database cannot be read."""
+        return self.leadership.current() if self.leadership.shared else None
+
     def close(self) -> None:
         """Stop the worker processes and close the database."""
+        self.leadership.close()
         if self.ctx.pool is not None:
             self.ctx.pool.shutdown()
         if isinstance(self.ctx.keystore, SealedKeyStore):
@@ -299,6 +322,7 @@ def build(
             owned.append(config.keys.database)
         check_owner(owned)
     sealer = sealer_for(config, readonly)
+    leadership = open_leadership(db, config.leadership.lease, config.leadership.renew)
     store = open_store(
         db,
         readonly=readonly,
@@ -325,6 +349,7 @@ def build(
     signer = SignerFleet(
         [SignerTarget(t, read_key, Prober(t.probe, probe.observe)) for t in config.targets],
         db.side(".signer-lock"),
+        shared=shared_signer_lock(db),
     )
     ctx = Context(
         store=store,
@@ -334,7 +359,7 @@ def build(
         keystore=keystore,
         signer=signer,
         clock=SystemClock(),
-        lock=daemon_lock(db),
+        lock=runtime_lock(config, leadership, store, command),
         esp_nameservers=frozenset(dns.esp_nameservers),
         pool=None if readonly else WorkerPool(),
         origin=via if via is not None else origin() if command else "",
@@ -355,15 +380,20 @@ def build(
         None
         if readonly
         else lambda: open_store(db, sealer=sealer, anchor=Anchor(config.audit.anchor)),
+        leadership,
     )
 
 
-def daemon_lock(db: Database) -> DaemonLock:
-    """One daemon per database: a flock beside an SQLite file, a session advisory lock on
-    PostgreSQL (where a leader lease would go, for several hosts)."""
-    if db.url is not None:
-        return AdvisoryDaemonLock(db.url, str(db))
-    return FlockDaemonLock(db.files)
+def runtime_lock(
+    config: Config, leadership: Leadership, store: EventStore, command: bool
+) -> DaemonLock:
+    """What keeps the lifecycle's work to one process: the daemon's lock (of its node, on
+    a shared database), and a command's: the same flock on SQLite, the lease itself on a
+    shared database (taken only while no daemon leads)."""
+    lead = config.leadership
+    if leadership.shared and command:
+        return LeaderLock(leadership, f"{lead.node}:{os.getpid()}", lead.retry, store.fence)
+    return node_lock(config.database, lead.node)
 
 
 def migrate(config: Config, url: str) -> tuple[Migrated, list[tuple[Path, Path]]]:
@@ -384,7 +414,7 @@ def migrate(config: Config, url: str) -> tuple[Migrated, list[tuple[Path, Path]]
             raise
         sealer = None
     anchor = Anchor(config.audit.anchor) if config.audit.anchor.exists() else None
-    lock = daemon_lock(db)
+    lock = node_lock(db, "")  # the SQLite file's flock
     lock.acquire()
     try:
         source = open_sqlite(db.path, readonly=True, sealer=sealer, anchor=anchor)

@@ -12,6 +12,7 @@ from ..ports import (
     EventAppender,
     KeyPool,
     KeyStore,
+    LeaderWork,
     ListRows,
     NameserverProbe,
     OverviewReader,
@@ -23,6 +24,7 @@ from ..ports import (
     SigningSetSource,
     StoreCounter,
     StreamReader,
+    Unfenced,
     WebhookVault,
     Workers,
 )
@@ -70,6 +72,9 @@ class Context:
     row_buffer: Callable[[], RowBuffer] = ListRows
     # webhook subscriptions' secrets and delivery cursors (None: no webhooks here)
     webhook_vault: WebhookVault | None = None
+    # whether this process may still do leader work (the daemon's lease keeper); checked
+    # before each pass of a tick and each signer write
+    leader: LeaderWork = field(default_factory=Unfenced)
     recorder: Recorder = field(init=False)
 
     def __post_init__(self) -> None:

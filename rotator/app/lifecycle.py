@@ -16,7 +16,7 @@ import structlog
 
 from .. import faults
 from ..domain import events as ev
-from ..domain.errors import ExternalError, RotatorError
+from ..domain.errors import ExternalError, FencedOut, RotatorError
 from ..domain.model import IdentityState, KeyState
 from ..domain.reasons import Reason
 from ..domain.states import Action, State
@@ -97,6 +97,7 @@ class Lifecycle:
         # key files the signers kept for workers on their old configuration, grace run out
         self.ctx.signer.sweep()
         for _ in range(MAX_PASSES):
+            self.ctx.leader.check()  # a node that stopped leading stops here
             before = report.progressed
             at = now or self.ctx.clock.now()
             # Keys first: a revocation due now frees a ping-pong slot for the generation
@@ -196,6 +197,8 @@ class Lifecycle:
         keys go one by one, so that the one that crashes it fails alone and the rest go on."""
         try:
             self.handlers[action](keys, now, report)
+        except FencedOut:  # this node no longer leads: no step of it is a failure to record
+            raise
         except Exception as exc:
             if len(keys) > 1:
                 for key in keys:

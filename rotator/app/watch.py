@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from ..domain import events as ev
-from ..domain.errors import ExternalError, RotatorError
+from ..domain.errors import ExternalError, FencedOut, RotatorError, StoreError
 from ..domain.model import IdentityState, KeyState
 from ..domain.policy import DEFAULT_WATCH_INTERVAL
 from ..domain.reasons import Reason
@@ -103,6 +103,10 @@ class Watch:
             keys = [k for k in self.due(last, now) if watched(k, now)]
             if keys:
                 self.watch(keys, now)
+        except FencedOut:  # this node no longer leads: the tick stops
+            raise
+        except StoreError as exc:  # the database out of reach: the next tick looks again
+            log.warning("watch_failed", error=str(exc))
         except Exception:
             log.exception("watch_crashed")
 

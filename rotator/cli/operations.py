@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import click
 from rich.table import Table
 
-from ..bootstrap import Requested, Scope
+from ..bootstrap import App, Requested, Scope
 from ..daemon import Daemon
+from ..domain.errors import RotatorError
 from ..timeutil import iso, utcnow
 from .base import get_app
 from .emergency import run_emergency
@@ -96,6 +98,9 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
                 f"`rotator webhook resume {h.id}`", "-",
                 f"at log position {h.parked_at}: {h.parked}")  # fmt: skip
     console.print(table)
+    leader = leader_line(app, now)
+    if leader:
+        say(leader)
     held = app.safety.held()
     if held:
         say(held)
@@ -109,6 +114,24 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
         say(
             "key pool: " + ", ".join(f"{a}-{b} {have.get((a, b), 0)} of {n}" for (a, b), n in kinds)
         )
+
+
+def leader_line(app: App, now: datetime) -> str:
+    """Which daemon leads, when several share the database ("" with one node only)."""
+    if not app.leadership.shared:
+        return ""
+    try:
+        leader = app.leader()
+    except RotatorError as exc:
+        return f"leader unknown: {exc}"
+    if leader is None:
+        return "leader: none yet (no daemon has taken the lease)"
+    if not leader.live:
+        return (
+            f"leader: none: node {leader.node}'s lease (epoch {leader.epoch}) ran out "
+            f"{when(leader.expires, now)}"
+        )
+    return f"leader {leader.node} since {when(leader.since, now)} (epoch {leader.epoch})"
 
 
 @click.command()

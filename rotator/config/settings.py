@@ -34,6 +34,7 @@ from .api import ApiConfig, ApiSettings
 from .database import Database, check_database, database, redact
 from .dns import DnsConfig, DnsSettings
 from .keys import KeysConfig, KeysSettings
+from .leadership import LeadershipConfig, LeadershipSettings
 from .targets import (
     TARGETS_MEANING,
     LegacySigner,
@@ -90,6 +91,7 @@ class Config:
     safety: SafetyConfig = field(default_factory=lambda: SafetyConfig())
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
+    leadership: LeadershipConfig = field(default_factory=lambda: LeadershipSettings().config())
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -233,6 +235,9 @@ class RotatorToml(Settings):
     metrics: MetricsSettings = setting(MetricsSettings(), "metrics and health endpoints")
     api: ApiSettings = setting(ApiSettings(), "the HTTP API")
     webhooks: WebhooksSettings = setting(WebhooksSettings(), "webhook deliveries")
+    leadership: LeadershipSettings = setting(
+        LeadershipSettings(), "which daemon leads when several share a database"
+    )
 
     _beside = model_validator(mode="before")(signer_beside_targets)
 
@@ -306,6 +311,7 @@ def load_config(path: Path | str | None = None) -> Config:
         safety=toml.safety.config(),
         webhooks=toml.webhooks.config(),
         keys=toml.keys.config(base, cfg_path),
+        leadership=toml.leadership.config(),
     )
 
 

@@ -81,3 +81,8 @@ class SignerLockBusy(SignerError):
 
 class AlreadyRunning(RotatorError):
     """A second daemon was started on the same database."""
+
+
+class FencedOut(StoreError):
+    """Leader work was refused: the lease it ran under was taken over or ran out (another
+    node may lead now). Nothing was recorded; the daemon steps down at once."""

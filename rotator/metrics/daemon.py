@@ -7,6 +7,7 @@ Two sources, one private registry:
 - TickMetrics (metrics_ticks.py) counts what the tick thread reports: tick outcomes and
   durations, and the failure events appended since the last tick.
 - WebhookCollector (webhooks.py) reads the webhook couriers' numbers at scrape time.
+- LeaderCollector (leadership.py) says whether this node leads, and since when.
 
 Label values come from fixed sets (states, actions, modes), from the configuration
 (policies, signer targets, nameservers) or are capped (LABEL_VALUES_MAX): the number of
@@ -30,6 +31,7 @@ from ..bootstrap import App
 from ..domain.states import State
 from ..ports import EventStore, KeyPool, StoreCounter, StoreCounts
 from .http import Health, MetricsServer, wsgi_app
+from .leadership import Keeper, LeaderCollector
 from .ticks import ACTIONS, TickMetrics
 from .webhooks import WebhookCollector
 
@@ -244,12 +246,14 @@ class DaemonMetrics:
     """What the daemon feeds (start-up, tick outcomes) and, with [metrics] listen, serves.
     Without it only a few counters are kept in memory: nothing is read or served."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, keeper: Keeper | None = None) -> None:
         self.app = app
         self.config = app.config.metrics
         self.registry = CollectorRegistry()
         self.health = Health(app.config.tick_seconds)
         self.ticks = TickMetrics(self.registry)
+        if keeper is not None:
+            self.registry.register(LeaderCollector(keeper))
         self.reader: EventStore | None = None
         self.collector: StoreCollector | None = None
         self.webhooks: WebhookCollector | None = None
@@ -290,8 +294,17 @@ class DaemonMetrics:
         self.webhooks = WebhookCollector(stats, self.collector.head)
         self.registry.register(self.webhooks)
 
+    def leading(self) -> None:
+        """This node took the lease: not ready until it converged and ticked."""
+        self.health.converging()
+
     def started(self) -> None:
+        """This node leads and converged: ready once its first tick finished."""
         self.health.startup_done()
+
+    def standby(self) -> None:
+        """This node stepped down (or never led): ready, with nothing to tick."""
+        self.health.standby()
 
     def tick_done(self, report: TickReport, seconds: float) -> None:
         self.ticks.tick_done(report, seconds)

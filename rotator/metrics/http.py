@@ -26,7 +26,8 @@ MIN_STALE_S = 60.0
 
 class Health:
     """What /readyz answers: start-up convergence done, and the last tick ran to its end,
-    recently. The tick thread reports; request threads read."""
+    recently; or this node is a standby (another leads), ready to take over. The tick
+    thread reports; request threads read."""
 
     def __init__(self, tick_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.tick_seconds = tick_seconds
@@ -36,10 +37,20 @@ class Health:
         self._started = False
         self._finished: float | None = None
         self._error = ""
+        self._standby = False
+
+    def converging(self) -> None:
+        """This node took the lease: not ready until it converged and ticked."""
+        with self._lock:
+            self._started, self._finished, self._error, self._standby = False, None, "", False
 
     def startup_done(self) -> None:
         with self._lock:
             self._started = True
+
+    def standby(self) -> None:
+        with self._lock:
+            self._started, self._finished, self._error, self._standby = False, None, "", True
 
     def tick_finished(self, error: str = "") -> None:
         """A tick ended: ran to its end (no error), or stopped on `error`."""
@@ -52,6 +63,8 @@ class Health:
         """(ready, the reason in one line)."""
         with self._lock:
             started, finished, error = self._started, self._finished, self._error
+            if self._standby:
+                return True, "standby: another node leads; this one takes over if it stops"
         if not started:
             return False, "starting: start-up convergence is not done yet"
         if finished is None:

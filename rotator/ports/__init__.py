@@ -19,6 +19,12 @@ from .keys import KeyPool as KeyPool
 from .keys import KeyStore as KeyStore
 from .keys import Materialized as Materialized
 from .keys import SealedKeys as SealedKeys
+from .leadership import Fencing as Fencing
+from .leadership import Leader as Leader
+from .leadership import Leadership as Leadership
+from .leadership import LeaderWork as LeaderWork
+from .leadership import Lease as Lease
+from .leadership import Unfenced as Unfenced
 from .monitoring import StoreCounts as StoreCounts
 from .runtime import Clock as Clock
 from .runtime import DaemonLock as DaemonLock

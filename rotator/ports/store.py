@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from ..domain.events import Event
 from ..domain.model import IdentityState, KeyState
 from ..domain.states import State
+from .leadership import Fencing
 from .monitoring import StoreCounts
 from .signing import SigningRow
 
@@ -281,6 +282,7 @@ class AuditLog(Protocol):
 
 class EventStore(
     EventAppender,
+    Fencing,
     StreamReader,
     ProjectionReader,
     OverviewReader,

@@ -73,6 +73,7 @@ class Cluster:
         )
         if not self.fsync:
             options += " -c synchronous_commit=off -c full_page_writes=off"
+        self.options = options  # a start after a stop (restart) takes them again
         started = self._run(
             str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.base / "server.log"),
             "-w", "-t", "60", "-o", options, "start",
@@ -82,6 +83,25 @@ class Cluster:
             raise RuntimeError(f"pg_ctl start failed: {started.stdout}{started.stderr}{log}")
         self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
         return self
+
+    def restart(self, down: float = 0.0) -> None:
+        """Stop the server (fast: every session cut) and start it again `down` seconds
+        later, as an operator's `pg_ctl restart` or a primary failing over; the same
+        options, a new postmaster."""
+        pg_ctl = (str(BIN / "pg_ctl"), "-D", str(self.data), "-w", "-t", "60")
+        log = ("-l", str(self.base / "server.log"))
+        steps = (
+            [("-m", "fast", "stop"), (*log, "-o", self.options, "start")]
+            if down
+            else [(*log, "-m", "fast", "restart")]
+        )
+        for i, step in enumerate(steps):
+            if i:
+                time.sleep(down)
+            done = self._run(*pg_ctl, *step)
+            if done.returncode != 0:
+                raise RuntimeError(f"pg_ctl {step[-1]} failed: {done.stdout}{done.stderr}")
+        self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@/{database}?host={self.base}&port={PORT}"

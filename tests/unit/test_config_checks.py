@@ -218,3 +218,28 @@ def test_a_database_password_in_a_config_others_can_read_is_refused(tmp_path: Pa
     line = refused(cfg, "init")
     assert "holds a secret but is readable by others" in line
     assert "move the database password to a passfile" in line and "s3cret" not in line
+
+
+def test_leadership_defaults_to_cert_managers_times_and_the_host_name(tmp_path: Path) -> None:
+    lead = load_config(config(tmp_path)).leadership
+    assert (lead.lease, lead.renew, lead.retry) == (60.0, 40.0, 15.0)
+    assert lead.node and lead.node == __import__("socket").gethostname()
+    short = '[leadership]\nnode = "mx1"\nlease_seconds = 4\nrenew_seconds = 2\nretry_seconds = 1\n'
+    lead = load_config(config(tmp_path, add=short)).leadership
+    assert (lead.node, lead.lease, lead.renew, lead.retry) == ("mx1", 4.0, 2.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        ("renew_seconds = 60", "retry_seconds 15 < renew_seconds 60 < lease_seconds 60 must hold"),
+        ("retry_seconds = 45", "retry_seconds 45 < renew_seconds 40 < lease_seconds 60 must hold"),
+        ('node = "mx 1"', "'mx 1': a node name is letters, digits, dots, hyphens and underscores"),
+        ("lease_seconds = 0", "lease_seconds: 0: give a number above 0, up to 3600"),
+    ],
+)
+def test_a_lease_that_could_not_work_is_refused_at_load(
+    tmp_path: Path, table: str, problem: str
+) -> None:
+    line = refused(config(tmp_path, add=f"[leadership]\n{table}\n"), "init")
+    assert problem in line, line

@@ -28,8 +28,9 @@ from rotator.domain.errors import ConfigError
 from rotator.domain.states import State
 from rotator.metrics.daemon import StoreCollector
 from rotator.metrics.http import Health, MetricsServer, wsgi_app
+from rotator.metrics.leadership import LeaderCollector
 from rotator.metrics.ticks import LABEL_VALUES_MAX, TickMetrics
-from rotator.ports import Observation
+from rotator.ports import Leader, Lease, Observation
 
 from .clirun import write_config
 from .conftest import MakeEnv, UnitEnv
@@ -392,6 +393,52 @@ def test_readiness_follows_startup_and_ticks() -> None:
     health.tick_finished()
     assert health.readiness()[0]
     assert Health(tick_seconds=0.5).window == 60  # a floor for short test intervals
+
+
+def test_a_standby_is_ready_and_a_node_that_takes_over_is_not_until_it_ticked() -> None:
+    health = Health(tick_seconds=30, clock=Ticking())
+    health.standby()
+    assert health.readiness() == (
+        True,
+        "standby: another node leads; this one takes over if it stops",
+    )
+    health.converging()  # took the lease: start-up convergence first
+    assert health.readiness() == (False, "starting: start-up convergence is not done yet")
+    health.startup_done()
+    health.tick_finished()
+    assert health.readiness()[0]
+    health.standby()  # stepped down: no ticks to wait for
+    assert health.readiness()[0]
+
+
+class Keeper:
+    node = "mx1"
+
+    def __init__(self, lease: Lease | None, seen: Leader | None) -> None:
+        self.lease, self.seen = lease, seen
+
+
+def samples(keeper: Keeper) -> dict[str, tuple[dict[str, str], float]]:
+    registry = CollectorRegistry()
+    registry.register(LeaderCollector(keeper))
+    return {s.name: (s.labels, s.value) for family in registry.collect() for s in family.samples}
+
+
+def test_which_node_leads_and_since_when() -> None:
+    since = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    mine = Lease("mx1", 7, since, since)
+    assert samples(Keeper(mine, mine)) == {
+        "rotator_leader": ({"node": "mx1"}, 1),
+        "rotator_leader_epoch": ({"leader": "mx1"}, 7),
+        "rotator_leader_since_timestamp_seconds": ({"leader": "mx1"}, since.timestamp()),
+    }
+    theirs = Leader("mx2", 8, since, since)  # a standby says whom it saw leading
+    assert samples(Keeper(None, theirs)) == {
+        "rotator_leader": ({"node": "mx1"}, 0),
+        "rotator_leader_epoch": ({"leader": "mx2"}, 8),
+        "rotator_leader_since_timestamp_seconds": ({"leader": "mx2"}, since.timestamp()),
+    }
+    assert samples(Keeper(None, None)) == {"rotator_leader": ({"node": "mx1"}, 0)}
 
 
 def get(url: str, method: str = "GET") -> tuple[int, str]:

@@ -1,7 +1,8 @@
 """What only the PostgreSQL store has: the `?` dialect turned into psycopg's, a connection
 the server dropped opened again, a writer that waits too long for the writers' lock told
-in one line, the one-daemon advisory lock, and writes refused by the server itself on a
-read-only connection. Runs against the tests' private PostgreSQL."""
+in one line, the one-daemon-per-node advisory lock, the signer lock across nodes, and
+writes refused by the server itself on a read-only connection. Runs against the tests'
+private PostgreSQL."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from rotator.adapters.store.postgres.locks import (
     NAMESPACE,
     WRITERS,
     AdvisoryDaemonLock,
+    AdvisorySignerLock,
 )
 from rotator.adapters.store.postgres.store import PostgresEventStore
-from rotator.domain.errors import AlreadyRunning, StoreError
+from rotator.domain.errors import AlreadyRunning, SignerLockBusy, StoreError
 
 from ..contract.builders import added, five_events
 
@@ -61,26 +63,48 @@ def test_a_writer_that_waits_too_long_is_told_so(
         store.close()
 
 
-def test_one_daemon_per_database(postgres_url: str) -> None:
+def test_one_daemon_per_node_name(postgres_url: str) -> None:
     PostgresEventStore(postgres_url).close()  # the schema
-    first = AdvisoryDaemonLock(postgres_url, "the-db")
+    first = AdvisoryDaemonLock(postgres_url, "the-db", "mx1")
     first.acquire()
     try:
         assert first.holder() == (os.getpid(), socket.gethostname())
-        second = AdvisoryDaemonLock(postgres_url, "the-db")
+        second = AdvisoryDaemonLock(postgres_url, "the-db", "mx1")
         with pytest.raises(AlreadyRunning) as refused:
             second.acquire()
         host = socket.gethostname()
         assert str(refused.value) == (
             f"another rotator daemon (rotator daemon {os.getpid()}@{host}) is already running "
-            "on the-db; stop it first (or use a different database)"
+            "as node mx1 on the-db; stop it first, or give this one a [leadership] node name "
+            "of its own"
         )
+        other = AdvisoryDaemonLock(postgres_url, "the-db", "mx2")  # another node: its own
+        other.acquire()
+        other.release()
     finally:
         first.release()
     assert first.holder() is None
-    again = AdvisoryDaemonLock(postgres_url, "the-db")
+    again = AdvisoryDaemonLock(postgres_url, "the-db", "mx1")
     again.acquire()  # the server let go with the connection
     again.release()
+
+
+def test_the_signer_lock_holds_across_nodes(postgres_url: str) -> None:
+    """What an operator's emergency on one node and the leader's activation on another
+    take before they write the signer targets: one at a time, a waiter told who holds it."""
+    one, other = (
+        AdvisorySignerLock(postgres_url, "the-db"),
+        AdvisorySignerLock(postgres_url, "the-db"),
+    )
+    with one.hold(1.0):
+        with pytest.raises(SignerLockBusy) as busy, other.hold(0.3):
+            pass
+        assert str(busy.value).startswith(
+            f"the signer lock in the-db is held by rotator signer {os.getpid()}@"
+        )
+        assert str(busy.value).endswith("waited 0.3s: run the command again once it is done")
+    with other.hold(1.0):  # let go with its connection
+        pass
 
 
 def test_a_read_only_connection_is_refused_writes_by_the_server(postgres_url: str) -> None:

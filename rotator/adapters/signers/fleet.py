@@ -1,15 +1,17 @@
 """Every signer target at once: written, reloaded and probed concurrently (they are other
-processes, often other hosts), under one lock shared by the daemon and operator commands,
-each with its own outcome: one target failing never hides how the others did."""
+processes, often other hosts), under one lock shared by the daemon and operator commands
+(and, on a database several nodes share, by every node), each with its own outcome: one
+target failing never hides how the others did."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -23,6 +25,12 @@ from .target import SignerTarget, TableSource, left_out_text
 log = structlog.get_logger("rotator")
 
 
+class SharedLock(Protocol):
+    """The signer lock across the nodes that share a database (taken after the host's)."""
+
+    def hold(self, wait: float) -> contextlib.AbstractContextManager[None]: ...
+
+
 class SignerFleet:
     def __init__(
         self,
@@ -30,8 +38,10 @@ class SignerFleet:
         lock_path: Path,
         now: Callable[[], float] = time.time,
         lock_wait: float | None = None,
+        shared: SharedLock | None = None,
     ) -> None:
         self.targets = list(targets)
+        self.shared = shared
         self.lock_path = lock_path
         if lock_wait is None:  # outlast what a healthy holder may take: deliver, reload, probe
             holds = (2 * t.config.timeout + t.config.probe.timeout for t in targets)
@@ -45,9 +55,16 @@ class SignerFleet:
                 held = lock_path.with_name(f"{lock_path.name}.held-{t.name}.json")
                 t.departed = Departed(held, t.config.key_grace, now)
 
-    def locked(self) -> contextlib.AbstractContextManager[None]:
-        """SignerLockBusy naming the holder once the lock stayed taken for the wait."""
-        return self.lock.hold()
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """SignerLockBusy naming the holder once the lock stayed taken for the wait: this
+        host's, then (several nodes) the one in the database."""
+        with self.lock.hold():
+            if self.shared is None:
+                yield
+                return
+            with self.shared.hold(self.lock.wait):
+                yield
 
     def apply(
         self,

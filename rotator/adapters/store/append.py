@@ -20,7 +20,7 @@ from ...domain import events as ev
 from ...domain.errors import ConcurrencyError, IllegalTransition
 from ...domain.events.base import not_before
 from ...domain.model import IdentityState, KeyState, apply_identity, apply_key
-from ...ports import StoredEvent
+from ...ports import Lease, StoredEvent
 from ...timeutil import iso, parse_iso
 from .anchor import Anchor, Writer
 from .connection import Sql
@@ -58,6 +58,12 @@ class StoreWrites:
     sealer: Sealer | None
     anchor: Anchor | None
     rebuild: Callable[..., list[str]]  # the audit's (declared only: no stub to shadow it)
+    # the lease this store's appends are leader work under (None: an operator's command);
+    # checked by a database that several nodes share (PostgresEventStore._write)
+    fenced_by: Lease | None = None
+
+    def fence(self, lease: Lease | None) -> None:
+        self.fenced_by = lease
 
     def _write(self, lock: bool = True) -> contextlib.AbstractContextManager[None]:
         """A write transaction, writers one after another (lock=False: one read snapshot)."""

@@ -1,6 +1,7 @@
 """The store the config names: SQLite for a path, PostgreSQL for a `postgresql://` URL;
-whether its log was ever sealed (which decides how the audit key is loaded); and its
-errors told in one line."""
+whether its log was ever sealed (which decides how the audit key is loaded); the leader's
+lease, the daemon's lock and the signer lock that go with it; and its errors told in one
+line."""
 
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ import sqlite3
 import psycopg
 
 from ...config.database import Database
-from ...ports import EventStore
+from ...ports import DaemonLock, EventStore, Leadership
+from ..runtime.leadership import SoleLeadership
+from ..runtime.lock import FlockDaemonLock
 from . import sqlite
 from .anchor import Anchor
 from .errors import db_hint as sqlite_hint
 from .postgres import store as postgres
 from .postgres.connection import pg_hint
+from .postgres.leadership import PgLeadership
+from .postgres.locks import AdvisoryDaemonLock, AdvisorySignerLock
 from .seal import Sealer
 
 # what a database raises that is not one of rotator's own errors
@@ -28,6 +33,27 @@ def open_store(
         return postgres.open_postgres(db.url, readonly=readonly, sealer=sealer, anchor=anchor)
     assert db.path is not None
     return sqlite.open_store(db.path, readonly=readonly, sealer=sealer, anchor=anchor)
+
+
+def open_leadership(db: Database, lease: float, renew: float) -> Leadership:
+    """The lease in a PostgreSQL database (its connection opened when first used); with
+    SQLite the one daemon always leads."""
+    if db.url is None:
+        return SoleLeadership()
+    return PgLeadership(db.url, str(db), lease, renew)
+
+
+def node_lock(db: Database, node: str) -> DaemonLock:
+    """One daemon per database (SQLite: a flock beside the file), or per node name
+    (PostgreSQL: which node works is the lease's business)."""
+    if db.url is None:
+        return FlockDaemonLock(db.files)
+    return AdvisoryDaemonLock(db.url, str(db), node)
+
+
+def shared_signer_lock(db: Database) -> AdvisorySignerLock | None:
+    """The signer lock across the nodes sharing a PostgreSQL database (None: one node)."""
+    return None if db.url is None else AdvisorySignerLock(db.url, str(db))
 
 
 def has_sealed_events(db: Database) -> bool:

@@ -1,13 +1,14 @@
 """rotator's advisory locks on a PostgreSQL database (each database has its own): the
 writers' lock, taken by every write transaction until it commits, so that log positions
-and the hash chain are one total order; and the one-daemon lock, a session lock held on a
-connection of its own for as long as the daemon runs (the server lets go of it with the
-connection: a daemon killed by SIGKILL leaves nothing behind to clean up).
+and the hash chain are one total order; the one-daemon-per-node lock, a session lock held
+on a connection of its own for as long as the daemon runs (the server lets go of it with
+the connection: a daemon killed by SIGKILL leaves nothing behind to clean up); and the
+signer lock across nodes, held while the signer targets are written (an operator's
+emergency on one node and the leader's activation on another write one after the other).
 
-The seam for what replaces the daemon lock when several hosts may run the daemon: a leader
-lease with epochs. It is a DaemonLock too (acquire, release, wake_holder), and its epoch
-would be checked inside every write transaction, right after the writers' lock is taken
-(PostgresEventStore._write), so that a deposed leader's late write is refused."""
+Several nodes each run a daemon on one database: which one works is the leader's lease
+(leadership.py). The node lock keeps two daemons from running under one node name, which
+would take the lease from each other in turn."""
 
 from __future__ import annotations
 
@@ -15,16 +16,21 @@ import contextlib
 import os
 import signal
 import socket
+import time
+import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 
-from ....domain.errors import AlreadyRunning
-from .connection import connect, open_error
+from ....domain.errors import AlreadyRunning, SignerError, SignerLockBusy
+from ...signers.signer_lock import command_name
+from .connection import connect, open_error, pg_hint
 
 NAMESPACE = 0x524F54  # "ROT": the first key of every rotator advisory lock
 WRITERS = 1
-DAEMON = 2
+SIGNERS = 3  # the signer lock across nodes (2 was the one-daemon lock)
+NODES = 0x524F55  # the first key of a node's lock; the second is its name's hash
 _NAME = "rotator daemon"  # application_name prefix: `rotator daemon <pid>@<host>`
 
 
@@ -33,26 +39,31 @@ def xact_lock(conn: psycopg.Connection[Any], what: int) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", [NAMESPACE, what])
 
 
+def node_key(node: str) -> int:
+    """A node name as the second key of its lock (an int4; the same in every process)."""
+    return zlib.crc32(node.encode()) & 0x7FFFFFFF
+
+
 class AdvisoryDaemonLock:
-    def __init__(self, url: str, where: str) -> None:
-        self.url, self.where = url, where
+    def __init__(self, url: str, where: str, node: str) -> None:
+        self.url, self.where, self.node = url, where, node
+        self.key = node_key(node)
         self.conn: psycopg.Connection[Any] | None = None
 
     def acquire(self) -> None:
         name = f"{_NAME} {os.getpid()}@{socket.gethostname()}"
         try:
             conn = connect(self.url, name=name[:63])
-            row = conn.execute(
-                "SELECT pg_try_advisory_lock(%s, %s)", [NAMESPACE, DAEMON]
-            ).fetchone()
+            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", [NODES, self.key]).fetchone()
         except psycopg.Error as exc:
             raise open_error(self.where, exc) from None
         if not row or not row[0]:
-            holder = _holder(conn) or "unknown"
+            holder = self._holder(conn) or "unknown"
             conn.close()
             raise AlreadyRunning(
-                f"another rotator daemon ({holder}) is already running on {self.where}; stop "
-                "it first (or use a different database)"
+                f"another rotator daemon ({holder}) is already running as node {self.node} "
+                f"on {self.where}; stop it first, or give this one a [leadership] node name "
+                "of its own"
             )
         self.conn = conn
 
@@ -60,7 +71,7 @@ class AdvisoryDaemonLock:
         """(pid, host) of the daemon holding the lock, if any."""
         try:
             with connect(self.url, readonly=True) as conn:
-                name = _holder(conn)
+                name = self._holder(conn)
         except psycopg.Error:
             return None
         if name is None:
@@ -85,12 +96,59 @@ class AdvisoryDaemonLock:
                 self.conn.close()
             self.conn = None
 
+    def _holder(self, conn: psycopg.Connection[Any]) -> str | None:
+        return holder(conn, NODES, self.key)
 
-def _holder(conn: psycopg.Connection[Any]) -> str | None:
+
+def holder(conn: psycopg.Connection[Any], first: int, second: int) -> str | None:
+    """The application name of the session that holds the advisory lock (first, second)."""
     row = conn.execute(
         "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
         "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s "
         "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        [NAMESPACE, DAEMON],
+        [first, second],
     ).fetchone()
     return str(row[0]) if row and row[0] else None
+
+
+class AdvisorySignerLock:
+    """A session advisory lock on a connection of its own, taken after the host's own
+    signer lock (its flock) and let go with the connection; waited for `wait` seconds at
+    most, then SignerLockBusy naming the process that holds it."""
+
+    def __init__(self, url: str, where: str) -> None:
+        self.url, self.where = url, where
+
+    @contextlib.contextmanager
+    def hold(self, wait: float) -> Iterator[None]:
+        me = f"rotator signer {os.getpid()}@{socket.gethostname()} {command_name()}"
+        try:
+            conn = connect(self.url, name=me[:63])
+        except psycopg.Error as exc:
+            raise SignerError(f"the signer lock in {self.where}: {pg_hint(exc)}") from None
+        try:
+            self._take(conn, wait)
+            yield
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+
+    def _take(self, conn: psycopg.Connection[Any], wait: float) -> None:
+        deadline, pause = time.monotonic() + wait, 0.02
+        try:
+            while True:
+                row = conn.execute(
+                    "SELECT pg_try_advisory_lock(%s, %s)", [NAMESPACE, SIGNERS]
+                ).fetchone()
+                if row and row[0]:
+                    return
+                if time.monotonic() >= deadline:
+                    who = holder(conn, NAMESPACE, SIGNERS) or "another process"
+                    raise SignerLockBusy(
+                        f"the signer lock in {self.where} is held by {who}; waited {wait:g}s: "
+                        "run the command again once it is done"
+                    )
+                time.sleep(pause)
+                pause = min(pause * 2, 0.25)
+        except psycopg.Error as exc:
+            raise SignerError(f"the signer lock in {self.where}: {pg_hint(exc)}") from None

@@ -166,11 +166,26 @@ CREATE INDEX identities_problem ON identities (identity)
     WHERE notice != '' OR dns_problem != '';
 """
 
+# The leader's lease (adapters/store/postgres/leadership.py): one row, its epoch one more
+# each time a node takes it, its times on the server's clock. Never part of the log: who
+# leads is not a fact about keys, and a write that checks it must not be one more event.
+V3 = f"""
+CREATE TABLE leader (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    node {T} NOT NULL,
+    epoch BIGINT NOT NULL,
+    since TIMESTAMPTZ NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL,
+    holder {T} NOT NULL
+);
+INSERT INTO leader VALUES (1, '', 0, 'epoch', 'epoch', '');
+"""
+
 # one DDL script per schema version, applied in order; never edit one that was released
-VERSIONS = (V1, V2)
+VERSIONS = (V1, V2, V3)
 # versions that add indexes or tables outside the projection: no row a MAC covers changes,
 # so an upgrade through them alone needs no re-seal (a replay of the whole log)
-INDEXES_ONLY = frozenset({2})
+INDEXES_ONLY = frozenset({2, 3})
 
 
 def version(conn: psycopg.Connection[tuple[object, ...]]) -> int:

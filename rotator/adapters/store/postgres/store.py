@@ -2,13 +2,14 @@
 (the code is shared: append.py, queries.py, audit.py), on one connection per store object.
 
 Writers run one at a time: each write transaction (READ COMMITTED) first takes the writers'
-advisory lock, then reads the log's head, so that positions and the hash chain are one
-total order and a stream version checked is still that version when the transaction
-commits; UNIQUE (stream_id, version) is the guard behind it (ConcurrencyError either way).
-A rebuild's comparison reads one REPEATABLE READ snapshot. An event's row goes to the
-server by COPY as soon as it is hashed and sealed, while the rest of the batch is folded;
-the projection rows a batch changed are copied into a staging table and upserted from it
-in one statement per table."""
+advisory lock (then, for leader work, checks its lease: leadership.check_fence), then
+reads the log's head, so that positions and the hash chain are one total order and a
+stream version checked is still that version when the transaction commits; UNIQUE
+(stream_id, version) is the guard behind it (ConcurrencyError either way). A rebuild's
+comparison reads one REPEATABLE READ snapshot. An event's row goes to the server by COPY
+as soon as it is hashed and sealed, while the rest of the batch is folded; the projection
+rows a batch changed are copied into a staging table and upserted from it in one
+statement per table."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import structlog
 
 from ....config.database import redact
 from ....domain import events as ev
-from ....domain.errors import RotatorError, StoreError
+from ....domain.errors import FencedOut, RotatorError, StoreError
 from ..anchor import Anchor
 from ..append import Feed, Row, StoreWrites
 from ..audit import SEALED_SQL, StoreAudit
@@ -31,6 +32,7 @@ from ..rows import Appended
 from ..seal import Sealer
 from . import schema
 from .connection import PgSql, connect, open_error, pg_hint
+from .leadership import check_fence
 from .locks import WRITERS, xact_lock
 
 log = structlog.get_logger("rotator")
@@ -119,12 +121,16 @@ class PostgresEventStore(StoreWrites, StoreReads, OverviewReads, StoreAudit):
             if lock:
                 sql.conn.execute("BEGIN")
                 xact_lock(sql.conn, WRITERS)
-                # (a leader lease's epoch would be checked here, under the writers' lock)
+                if self.fenced_by is not None:  # leader work: the lease, held till commit
+                    check_fence(sql.conn, self.fenced_by)
             else:
                 sql.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         except psycopg.Error as exc:
             self._abort()
             raise StoreError(f"database {self.where}: {pg_hint(exc)}") from None
+        except FencedOut:
+            self._abort()
+            raise
         try:
             yield
         except BaseException as exc:
