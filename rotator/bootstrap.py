@@ -9,7 +9,7 @@ import pwd
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .adapters.dns.factory import build_publisher, zone_nameservers
+from .adapters.dns.factory import NoPublisher, build_publisher, zone_nameservers
 from .adapters.dns.probe import AuthoritativeProbe
 from .adapters.idempotency.sqlite import SqliteIdempotencyKeys
 from .adapters.keys.envelope import Envelope, create_kek, read_kek
@@ -62,7 +62,7 @@ from .config.keys import KeysConfig
 from .config.policies import PolicySet
 from .config.settings import Config
 from .domain import events as ev
-from .domain.errors import ConfigError, InputError, PublishError
+from .domain.errors import ConfigError, InputError
 from .ports import (
     Appended,
     DaemonLock,
@@ -73,7 +73,6 @@ from .ports import (
     Leadership,
     Lease,
     Publisher,
-    ZoneChanges,
 )
 from .timeutil import SystemClock
 
@@ -202,19 +201,6 @@ class App(Application):
         for reader in self._readers:
             reader.close()
         self.store.close()
-
-
-class NoPublisher:
-    """The publisher of a read-only command: it holds no TSIG secret and sends nothing."""
-
-    def publish(self, batch: Sequence[ZoneChanges]) -> list[str | PublishError]:
-        return [PublishError("this command is read-only: it sends no DNS updates") for _ in batch]
-
-    def zone_problem(self, zone: str) -> str | None:
-        return None
-
-    def serves(self, zone: str) -> bool:
-        return True
 
 
 def user_name(uid: int) -> str:

@@ -3,14 +3,14 @@ backend per `[[dns.backends]]` entry, behind one router."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ...config.backends import BackendConfig
 from ...config.backends.common import read_secret
 from ...config.backends.rfc2136 import Rfc2136Config
 from ...config.dns import DnsConfig, load_tsig_secret
-from ...domain.errors import ConfigError
-from ...ports import Publisher
+from ...domain.errors import ConfigError, PublishError
+from ...ports import Publisher, ZoneChanges
 from . import lexicon, powerdns, route53
 from .rfc2136 import Rfc2136Publisher
 from .router import Route, ZoneRouter
@@ -63,3 +63,16 @@ def build_publisher(dns: DnsConfig) -> ZoneRouter:
 def zone_nameservers(dns: DnsConfig) -> list[tuple[str, tuple[str, ...]]]:
     """(zone suffix, addresses) of every backend that names where its zones are verified."""
     return [(zone, b.nameservers) for b in dns.backends if b.nameservers for zone in b.zones]
+
+
+class NoPublisher:
+    """The publisher of a read-only command: it holds no TSIG secret and sends nothing."""
+
+    def publish(self, batch: Sequence[ZoneChanges]) -> list[str | PublishError]:
+        return [PublishError("this command is read-only: it sends no DNS updates") for _ in batch]
+
+    def zone_problem(self, zone: str) -> str | None:
+        return None
+
+    def serves(self, zone: str) -> bool:
+        return True
