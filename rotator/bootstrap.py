@@ -321,7 +321,8 @@ def build(
     signer = SignerFleet(
         [SignerTarget(t, read_key, Prober(t.probe, probe.observe)) for t in config.targets],
         db.side(".signer-lock"),
-        shared=shared_signer_lock(db),
+        # names the daemon's lease while it leads (ctx, made below, holds the keeper then)
+        shared=shared_signer_lock(db, lambda: ctx.leader.epoch()),
     )
     ctx = Context(
         store=store,

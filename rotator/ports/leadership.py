@@ -83,9 +83,16 @@ class LeaderWork(Protocol):
         the log will not see otherwise, such as a signer write)."""
         ...
 
+    def epoch(self) -> int | None:
+        """The epoch of the lease this process leads under; None when it does not lead."""
+        ...
+
 
 class Unfenced:
     """Leader work needs no lease here: operator commands and tests."""
 
     def check(self) -> None:
+        return None
+
+    def epoch(self) -> int | None:
         return None
