@@ -3,6 +3,7 @@ and the daemon both use."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 from collections.abc import Callable, Sequence
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from .adapters.dns.factory import build_publisher, zone_nameservers
 from .adapters.dns.probe import AuthoritativeProbe
+from .adapters.idempotency.sqlite import SqliteIdempotencyKeys
 from .adapters.keys.envelope import Envelope, create_kek, read_kek
 from .adapters.keys.files import MAX_PEM, FsKeyStore
 from .adapters.keys.pool import FsKeyPool
@@ -43,9 +45,11 @@ from .app import (
     CustomerRow,
     Deliveries,
     DeliverySettings,
+    OnboardingRequest,
     Scope,
     Subscription,
     Token,
+    Tokens,
 )
 from .app.customer_dns import txt_line
 from .app.leading import LeaderLock
@@ -63,6 +67,7 @@ from .ports import (
     Appended,
     DaemonLock,
     EventStore,
+    IdempotencyKeys,
     KeyStore,
     Leader,
     Leadership,
@@ -83,11 +88,13 @@ __all__ = [
     "WEBHOOK_TYPES",
     "App",
     "CustomerRow",
+    "OnboardingRequest",
     "Requested",
     "Rewrapped",
     "Scope",
     "Subscription",
     "Token",
+    "Tokens",
     "build",
     "db_hint",
     "make_kek",
@@ -124,6 +131,23 @@ class App(Application):
         self.open_reader = open_reader
         # another writing connection, for a thread beside the tick's (webhooks parking)
         self.open_writer = open_writer
+        self._idempotency: IdempotencyKeys | None = None
+        self._readers: list[EventStore] = []
+
+    def idempotency_keys(self) -> IdempotencyKeys:
+        """The API's Idempotency-Key replies, beside the database (opened on first use:
+        only the API needs them)."""
+        if self._idempotency is None:
+            self._idempotency = SqliteIdempotencyKeys(self.config.database.side(".api-idempotency"))
+        return self._idempotency
+
+    def tokens_apart(self) -> Tokens:
+        """Tokens checked on a read-only connection of their own (the API's): a request's
+        token check then never waits behind a write on this App's connection, whose
+        commit waits on fsync."""
+        reader = self.open_reader()
+        self._readers.append(reader)
+        return Tokens(dataclasses.replace(self.ctx, store=reader))
 
     def deliveries(self, lease: Lease | None = None) -> Deliveries:
         """The webhook couriers, reading on connections of their own (not started); what
@@ -173,6 +197,10 @@ class App(Application):
             self.ctx.pool.shutdown()
         if isinstance(self.ctx.keystore, SealedKeyStore):
             self.ctx.keystore.close()
+        if self._idempotency is not None:
+            self._idempotency.close()
+        for reader in self._readers:
+            reader.close()
         self.store.close()
 
 

@@ -1,26 +1,23 @@
 """What every handler shares: the API's own App (its own database connection, its events
-stamped with origin "api"), one lock around it, the idempotency table, and how to wake
-the daemon for work that should not wait for the next tick."""
+stamped with origin "api"), one lock around it, the Idempotency-Key replies, and how to
+wake the daemon for work that should not wait for the next tick."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from pydantic import BaseModel
 
 from ..bootstrap import App, Token
+from .group_commit import GroupCommit
+from .idempotency import Attempt, once
+from .models.base import Answer, dumped
 from .problems import ApiProblem
-
-IDEMPOTENCY_TTL_S = 24 * 3600.0
-IDEMPOTENCY_MAX = 10_000  # remembered responses; the oldest go first
 
 
 class ApiState:
@@ -31,7 +28,11 @@ class ApiState:
         self.lock = threading.Lock()
         # asks the daemon for a tick now (True: rewrite the signer from the log first)
         self.wake: Callable[[bool], None] = wake or (lambda resync: None)
-        self.remembered: OrderedDict[tuple[str, str], tuple[float, str, int, Any]] = OrderedDict()
+        self.keys = app.idempotency_keys()
+        # a token check needs no lock: its own connection (a write's commit holds the lock
+        # for an fsync or two, and every request checks a token)
+        self.tokens = app.tokens_apart()
+        self.onboarding = GroupCommit(app, self.lock)  # POST /v1/customers
 
     @contextlib.contextmanager
     def use(self) -> Iterator[App]:
@@ -39,40 +40,46 @@ class ApiState:
             yield self.app
 
     def once(
-        self, token: Token, key: str | None, request: Any, run: Callable[[App], tuple[int, Any]]
-    ) -> tuple[int, Any]:
-        """Run a write under the lock, unless the same token already ran it with this
+        self,
+        token: Token,
+        write: Attempt,
+        body: BaseModel | None,
+        run: Callable[[App], tuple[int, Answer]],
+    ) -> tuple[int, dict[str, Any]]:
+        """Run a write under the lock, unless the same token already sent it with this
         Idempotency-Key: then its first response again, and nothing recorded twice."""
-        digest = hashlib.sha256(
-            json.dumps(request, sort_keys=True, default=str).encode()
-        ).hexdigest()
-        with self.use() as app:
-            now = time.monotonic()
-            while self.remembered:
-                first = next(iter(self.remembered.values()))
-                if now - first[0] < IDEMPOTENCY_TTL_S and len(self.remembered) < IDEMPOTENCY_MAX:
-                    break
-                self.remembered.popitem(last=False)
-            if key is not None:
-                seen = self.remembered.get((token.name, key))
-                if seen is not None:
-                    if seen[1] != digest:
-                        raise ApiProblem(
-                            422,
-                            f"Idempotency-Key {key!r} was used for a different request; "
-                            "use a new key for a new request",
-                        )
-                    return seen[2], seen[3]
-            status, body = run(app)
-            if key is not None:  # errors are not remembered: a retry may succeed
-                self.remembered[(token.name, key)] = (now, digest, status, body)
-            return status, body
+
+        def locked() -> tuple[int, Answer]:
+            with self.use() as app:
+                return run(app)
+
+        return self.replay(token, write, body, locked)
+
+    def replay(
+        self,
+        token: Token,
+        write: Attempt,
+        body: BaseModel | None,
+        perform: Callable[[], tuple[int, Answer]],
+    ) -> tuple[int, dict[str, Any]]:
+        """As once(), for a write that takes the lock itself, for the part that needs it.
+        The key is claimed outside the lock, so that a retry of a write still running is
+        told so (409) rather than queued behind it."""
+
+        def answered() -> tuple[int, dict[str, Any]]:
+            status, answer = perform()
+            return status, dumped(answer)
+
+        now = self.app.ctx.clock.now()
+        return once(self.keys, token.name, write, body, now, answered)
 
 
 bearer = HTTPBearer(auto_error=False, description="a token from `rotator token create`")
 
 
-def api_state(request: Request) -> ApiState:
+# async, as it does no I/O: FastAPI runs a plain def dependency in its thread pool, a
+# hop per request that costs more than the lookup
+async def api_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.api
     return state
 
@@ -88,8 +95,7 @@ def caller(
         raise ApiProblem(
             401, "no token: send Authorization: Bearer <token> (`rotator token create`)", challenge
         )
-    with state.use() as app:
-        token = app.tokens.verify(credentials.credentials)
+    token = state.tokens.verify(credentials.credentials)
     if token is None:
         raise ApiProblem(401, "the token is unknown or revoked; `rotator token list`", challenge)
     for scope in scopes.scopes:

@@ -3,6 +3,8 @@ appends events goes through recording.Recorder."""
 
 from __future__ import annotations
 
+from .batched_onboarding import BatchedOnboarding
+from .batched_onboarding import Request as OnboardingRequest
 from .changes import Changes
 from .context import Context
 from .customer_dns import CustomerDns
@@ -38,6 +40,7 @@ __all__ = [
     "DeliverySettings",
     "EmergencyPlan",
     "FollowUp",
+    "OnboardingRequest",
     "Scope",
     "Subscription",
     "TickReport",
@@ -55,6 +58,7 @@ class Application:
         self.store = ctx.store
         self.customer_dns = CustomerDns(ctx)
         self.onboarding = Onboarding(ctx, self.customer_dns)
+        self.batched_onboarding = BatchedOnboarding(self.onboarding)
         self.keyimport = KeyImport(ctx)
         self.rotation = Rotation(ctx)
         self.generation = Generation(ctx)

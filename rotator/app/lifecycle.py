@@ -213,12 +213,11 @@ class Lifecycle:
     def destroy(self, keys: list[KeyState], now: datetime, report: TickReport) -> None:
         recorder = self.ctx.recorder
         wiped = []
-        for key in keys:
-            try:
-                self.ctx.keystore.destroy(key.key_id)
-            except ExternalError as exc:
+        results = self.ctx.keystore.destroy_many([k.key_id for k in keys])
+        for key, result in zip(keys, results, strict=True):
+            if isinstance(result, ExternalError):
                 code = Reason.KEYSTORE
-                recorder.failed([key], Action.DESTROY, exc.reason, report, now, code=code)
+                recorder.failed([key], Action.DESTROY, result.reason, report, now, code=code)
                 continue
             wiped.append(key)
         if not wiped:

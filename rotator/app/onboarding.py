@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from ..domain import events as ev
@@ -69,6 +70,7 @@ class Onboarding:
     def __init__(self, ctx: Context, customer_dns: CustomerDns) -> None:
         self.ctx = ctx
         self.customer_dns = customer_dns
+        self._zone_checks: dict[str, tuple[datetime, str | None]] = {}  # zone -> (when, what)
 
     def add_identity(
         self,
@@ -345,11 +347,21 @@ class Onboarding:
         result = self.ctx.recorder.append(events, back)
         return [result.identities[e.identity] for e in events if not e.companion_of]
 
-    def zone_problems(self, idents: Sequence[IdentityState]) -> list[str]:
+    def zone_problems(
+        self, idents: Sequence[IdentityState], max_age: timedelta | None = None
+    ) -> list[str]:
         """Zones rotator must publish in that the primary does not serve (each once): a
-        warning now instead of NOTAUTH on every attempt later."""
+        warning now instead of NOTAUTH on every attempt later. `max_age`: how old the
+        primary's answer for a zone may be (the API onboards many customers into the same
+        few zones: a SOA query a minute, not one per customer)."""
         zones = sorted({i.zone for i in idents if i.mode != Mode.CUSTOMER_KEY})
-        problems = [self.ctx.publisher.zone_problem(zone) for zone in zones[:50]]
+        now = self.ctx.clock.now()
+        problems = []
+        for zone in zones[:50]:
+            seen = self._zone_checks.get(zone)
+            if seen is None or max_age is None or now - seen[0] > max_age:
+                seen = self._zone_checks[zone] = (now, self.ctx.publisher.zone_problem(zone))
+            problems.append(seen[1])
         return [p for p in problems if p]
 
     def instructions(self, ident: IdentityState) -> tuple[str, list[str]]:

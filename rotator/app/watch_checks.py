@@ -4,11 +4,9 @@ something else" (drift) or "could not be asked" (no verdict: a timeout proves no
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
 
 import structlog
 
@@ -24,8 +22,6 @@ from .customer_dns import CustomerDns, customer_of
 from .customer_lanes import CustomerLanes
 
 log = structlog.get_logger("rotator")
-T = TypeVar("T")
-V = TypeVar("V")
 
 AWAITING = "awaiting customer DNS: "
 CUSTOMER_MODES = (Mode.NS_DELEGATION, Mode.CNAME, Mode.PING_PONG)
@@ -130,22 +126,20 @@ class Checks:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.customer_dns = CustomerDns(ctx)
-        # waiting on nameservers, not CPU; every probe call is bounded by its own deadline
-        self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="watch")
         self.lanes = CustomerLanes("watch-customer-dns")
 
     def keys(self, keys: Sequence[KeyState]) -> dict[str, KeyVerdict]:
-        probe = self.ctx.probe
-
-        def one(key: KeyState) -> KeyVerdict:
-            try:
-                return key_verdict(key, probe.observe(key.zone, key.record_name))
-            except ExternalError as exc:
-                return key_verdict(key, exc)
-
-        # every observe ends by the probe's own bound: no deadline needed here
-        verdicts = self._map(one, keys, lambda k, why: KeyVerdict(unasked=(why,)))
-        return {k.key_id: v for k, v in zip(keys, verdicts, strict=True)}
+        """Every key's record on every address at once (the probe pipelines the queries,
+        each within the probe's own bound)."""
+        if not keys:
+            return {}
+        try:
+            observed = self.ctx.probe.observe_many([(k.zone, k.record_name) for k in keys])
+        except Exception as exc:  # a bug or data no check foresaw: no verdict, logged
+            log.exception("watch_check_crashed")
+            why = f"the check failed: {type(exc).__name__}: {exc}"
+            return {k.key_id: KeyVerdict(unasked=(why,)) for k in keys}
+        return {k.key_id: key_verdict(k, o) for k, o in zip(keys, observed, strict=True)}
 
     def identities(self, idents: Sequence[IdentityState], now: datetime) -> dict[str, DnsVerdict]:
         """Each within the customer-check deadline, one customer's checks on a bounded
@@ -193,21 +187,3 @@ class Checks:
                 return DnsVerdict()
             return DnsVerdict(AWAITING + "; ".join(p.removeprefix(AWAITING) for p in problems))
         return DnsVerdict()
-
-    def _map(
-        self,
-        fn: Callable[[T], V],
-        items: Sequence[T],
-        unasked: Callable[[T, str], V],
-    ) -> list[V]:
-        futures = [self.pool.submit(fn, item) for item in items]
-        out = []
-        for item, future in zip(items, futures, strict=True):
-            try:
-                out.append(future.result())
-            except ExternalError as exc:  # DNS did not answer: no verdict either way
-                out.append(unasked(item, exc.reason))
-            except Exception as exc:  # a bug or data no check foresaw: no verdict, logged
-                log.exception("watch_check_crashed")
-                out.append(unasked(item, f"the check failed: {type(exc).__name__}: {exc}"))
-        return out

@@ -10,6 +10,10 @@ from .dns import Publisher as Publisher
 from .dns import RecordChange as RecordChange
 from .dns import ZoneChanges as ZoneChanges
 from .dns import apply_zone as apply_zone
+from .dns import observe_each as observe_each
+from .idempotency import IdempotencyKeys as IdempotencyKeys
+from .idempotency import Reply as Reply
+from .idempotency import Seen as Seen
 from .keys import GeneratedKey as GeneratedKey
 from .keys import KeyPool as KeyPool
 from .keys import KeyStore as KeyStore

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..domain.errors import PublishError
+from ..domain.errors import ProbeError, PublishError
 from ..domain.verification import DelegationView, Observation
 
 
@@ -43,6 +43,19 @@ class Publisher(Protocol):
         ...
 
 
+def observe_each(
+    probe: NameserverProbe, queries: Sequence[tuple[str, str]], deadline: float | None = None
+) -> list[list[Observation] | ProbeError]:
+    """observe_many() as one observe() after another (for probes that query nothing)."""
+    out: list[list[Observation] | ProbeError] = []
+    for zone, name in queries:
+        try:
+            out.append(probe.observe(zone, name, deadline))
+        except ProbeError as exc:
+            out.append(exc)
+    return out
+
+
 def apply_zone(publisher: Publisher, zone: str, changes: Sequence[RecordChange]) -> str:
     """One zone's changes through `publisher.publish`: what accepted them, or PublishError."""
     (result,) = publisher.publish([(zone, changes)])
@@ -59,6 +72,15 @@ class NameserverProbe(Protocol):
     def observe(self, zone: str, name: str, deadline: float | None = None) -> list[Observation]:
         """Query every address of every authoritative nameserver of `zone` directly (RD=0)
         for the TXT at `name`. Raises ProbeError if the nameserver set cannot be found."""
+        ...
+
+    def observe_many(
+        self, queries: Sequence[tuple[str, str]], deadline: float | None = None
+    ) -> list[list[Observation] | ProbeError]:
+        """observe() for every (zone, name) of `queries`, concurrently, each ending by
+        `deadline` (None: a bound of the probe's own, as for one observe() per batch it
+        sends): one result per query, in order, the ProbeError instead of raising it.
+        `observe_each` is the plain implementation."""
         ...
 
     def cname(self, name: str, deadline: float | None = None) -> str | None:

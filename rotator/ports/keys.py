@@ -3,10 +3,12 @@ copies a key store kept in a database holds (so that any node can take over)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from ..domain.errors import ExternalError
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,10 @@ class KeyStore(Protocol):
 
     def destroy(self, key_id: str) -> bool:
         """Overwrite with zeros, fsync, unlink. Idempotent; True if a file was wiped."""
+        ...
+
+    def destroy_many(self, key_ids: Sequence[str]) -> list[bool | ExternalError]:
+        """destroy() of each key, at once; its ExternalError in its place."""
         ...
 
     def stored_ids(self) -> list[str]: ...

@@ -28,12 +28,13 @@ from rotator.adapters.store.sqlite import SqliteEventStore
 from rotator.app import Application, Context
 from rotator.domain import events as ev
 from rotator.logging import configure
+from rotator.ports import EventStore
 from tests.unit.fakes import FakeDns, FakeSigner, ManualClock, demo_policy
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
-def fill(store: SqliteEventStore, n: int, due: int, t0: datetime = T0) -> None:
+def fill(store: EventStore, n: int, due: int, t0: datetime = T0) -> None:
     """n identities with an active key whose rotation is a day away; `due` of them due now."""
     T0 = t0
     batch: list[ev.Event] = []
@@ -84,63 +85,76 @@ def main() -> None:
     configure("json", level=logging.WARNING, stream=io.StringIO())  # numbers only
     with tempfile.TemporaryDirectory() as tmp:
         store = SqliteEventStore(Path(tmp) / "bench.db")
-        t = time.perf_counter()
-        fill(store, args.keys, args.due)
-        fill_s = time.perf_counter() - t
-        print(
-            f"filled {args.keys} identities ({5 * args.keys} events) in {fill_s:.1f}s "
-            f"({5 * args.keys / fill_s:.0f} events/s)"
-        )
+        try:
+            measure(store, Path(tmp), args.keys, args.due, args.trace)
+        finally:
+            store.close()
 
-        reps = 50
-        t = time.perf_counter()
-        for _ in range(reps):
-            store.due_keys(T0)
-            ids = store.due_identities(T0)
-        q_ms = (time.perf_counter() - t) / reps * 1000
-        print(f"due query (keys + identities, {len(ids)} due of {args.keys}): {q_ms:.2f} ms")
 
-        clock = ManualClock(T0)
-        dns = FakeDns()
-        policy = demo_policy()
-        keystore = FsKeyStore(Path(tmp) / "keys")
-        app = Application(
-            Context(store, lambda _n: policy, dns, dns, keystore, FakeSigner(), clock)
-        )
-        t = time.perf_counter()
-        app.signing.sync()  # as the daemon's start-up: from then on the signer takes changes
-        print(f"start-up signer sync of {args.keys} identities: {time.perf_counter() - t:.2f}s")
-        # the fill's gigabyte is still being written back by the kernel: let it land, so
-        # that the tick's fsyncs (commits, key files) do not queue behind it
-        os.sync()
-        if args.trace:
-            tracemalloc.start()
-        t = time.perf_counter()
-        report = app.lifecycle.tick()
-        tick_s = time.perf_counter() - t
-        traced = ""
-        if args.trace:
-            traced = f", peak traced memory {tracemalloc.get_traced_memory()[1] / 1e6:.1f} MB"
-            tracemalloc.stop()
-        per_step = tick_s / max(report.succeeded, 1) * 1000
-        print(
-            f"tick rotating {args.due} of {args.keys} identities (ed25519, in-memory DNS): "
-            f"{tick_s:.2f}s, {report.generated} generated, {report.succeeded} steps "
-            f"({per_step:.2f} ms per step, {tick_s / max(args.due, 1) * 1000:.1f} ms per "
-            f"rotation){traced}"
-        )
-        t = time.perf_counter()
-        idle = app.lifecycle.tick()
-        print(
-            f"idle tick with nothing due: {(time.perf_counter() - t) * 1000:.2f} ms "
-            f"({idle.progressed} steps)"
-        )
-        t = time.perf_counter()
-        diffs = store.rebuild(check_only=True)
-        print(
-            f"rebuild --check over {store.info()['events']} events: "
-            f"{time.perf_counter() - t:.1f}s, {len(diffs)} differences"
-        )
+def measure(
+    store: EventStore, tmp: Path, keys: int, due: int, trace: bool = False
+) -> dict[str, float]:
+    """Fill `store`, then time the due query, the start-up sync, a tick, an idle tick and a
+    rebuild check, printing each line; the figures in seconds (fill: events per second)."""
+    t = time.perf_counter()
+    fill(store, keys, due)
+    fill_s = time.perf_counter() - t
+    print(
+        f"filled {keys} identities ({5 * keys} events) in {fill_s:.1f}s "
+        f"({5 * keys / fill_s:.0f} events/s)"
+    )
+
+    reps = 50
+    t = time.perf_counter()
+    for _ in range(reps):
+        store.due_keys(T0)
+        ids = store.due_identities(T0)
+    q_ms = (time.perf_counter() - t) / reps * 1000
+    print(f"due query (keys + identities, {len(ids)} due of {keys}): {q_ms:.2f} ms")
+
+    clock = ManualClock(T0)
+    dns = FakeDns()
+    policy = demo_policy()
+    keystore = FsKeyStore(tmp / "keys")
+    app = Application(Context(store, lambda _n: policy, dns, dns, keystore, FakeSigner(), clock))
+    t = time.perf_counter()
+    app.signing.sync()  # as the daemon's start-up: from then on the signer takes changes
+    sync_s = time.perf_counter() - t
+    print(f"start-up signer sync of {keys} identities: {sync_s:.2f}s")
+    # the fill's gigabyte is still being written back by the kernel: let it land, so
+    # that the tick's fsyncs (commits, key files) do not queue behind it
+    os.sync()
+    if trace:
+        tracemalloc.start()
+    t = time.perf_counter()
+    report = app.lifecycle.tick()
+    tick_s = time.perf_counter() - t
+    traced = ""
+    if trace:
+        traced = f", peak traced memory {tracemalloc.get_traced_memory()[1] / 1e6:.1f} MB"
+        tracemalloc.stop()
+    per_step = tick_s / max(report.succeeded, 1) * 1000
+    print(
+        f"tick rotating {due} of {keys} identities (ed25519, in-memory DNS): "
+        f"{tick_s:.2f}s, {report.generated} generated, {report.succeeded} steps "
+        f"({per_step:.2f} ms per step, {tick_s / max(due, 1) * 1000:.1f} ms per "
+        f"rotation){traced}"
+    )
+    t = time.perf_counter()
+    idle = app.lifecycle.tick()
+    idle_s = time.perf_counter() - t
+    print(f"idle tick with nothing due: {idle_s * 1000:.2f} ms ({idle.progressed} steps)")
+    t = time.perf_counter()
+    diffs = store.rebuild(check_only=True)
+    rebuild_s = time.perf_counter() - t
+    print(
+        f"rebuild --check over {store.info()['events']} events: "
+        f"{rebuild_s:.1f}s, {len(diffs)} differences"
+    )
+    return {
+        "fill": 5 * keys / fill_s, "due_query": q_ms / 1000, "sync": sync_s, "tick": tick_s,
+        "idle": idle_s, "rebuild": rebuild_s,
+    }  # fmt: skip
 
 
 if __name__ == "__main__":

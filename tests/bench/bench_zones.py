@@ -104,6 +104,7 @@ class Meter:
             (ver, "_customer_checked", "verify: customer DNS checks"),
             (ver, "_verify_ready", "verify: ESP servers"),
             (probe, "observe", "probe.observe *"),
+            (probe, "observe_many", "probe.observe_many *"),
             (probe, "delegation", "probe.delegation *"),
             (probe, "_discover", "probe: NS + address discovery *"),
             (probe.resolver, "resolve", "resolver lookups *"),

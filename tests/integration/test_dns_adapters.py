@@ -11,14 +11,23 @@ from typing import Any
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.query
+import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.TXT
+import dns.tsigkeyring
+import dns.update
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from rotator.adapters.dns.pipeline import Pipeline
 from rotator.adapters.dns.probe import AuthoritativeProbe
 from rotator.adapters.dns.rfc2136 import Rfc2136Publisher
 from rotator.demo.localdns import BindPair, free_port
 from rotator.domain.errors import ProbeError, PublishError
+from rotator.domain.record import split_strings
 from rotator.ports import RecordChange
 
 pytestmark = pytest.mark.integration
@@ -27,6 +36,7 @@ ZONE = "example.test"
 NAME = "s1.myesp._domainkey.example.test."
 # An RSA-2048 record is ~410 octets: it needs two character-strings.
 TEXT = "v=DKIM1; k=rsa; p=" + base64.b64encode(secrets.token_bytes(294)).decode()
+IN, TXT = dns.rdataclass.IN, dns.rdatatype.TXT
 
 
 def publisher(bind: BindPair, **kw: object) -> Rfc2136Publisher:
@@ -159,6 +169,82 @@ def test_probe_unknown_zone_is_a_probe_error(bind_pair: BindPair) -> None:
         pytest.skip("NS discovery needs the 127.0.0.2 loopback alias (root)")
     with pytest.raises(ProbeError, match=r"no NS records for zone other\.test"):
         probe_for(bind_pair).observe("other.test", "s1._domainkey.other.test.")
+
+
+def rsa2048_record() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return "v=DKIM1; k=rsa; p=" + base64.b64encode(spki).decode()
+
+
+def counting_tcp(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The names (wire form) the probe asks again over TCP."""
+    asked: list[bytes] = []
+    over_tcp = Pipeline._tcp
+
+    def counted(self: Pipeline, q: Any) -> Any:
+        asked.append(q.ask.qname)
+        return over_tcp(self, q)
+
+    monkeypatch.setattr(Pipeline, "_tcp", counted)
+    return asked
+
+
+def test_an_rsa_2048_answer_comes_over_udp_untruncated(
+    bind_pair: BindPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = rsa2048_record()
+    publisher(bind_pair).apply(ZONE, [RecordChange(NAME, 60, record)])
+    bind_pair.wait_for_txt("secondary", NAME, lambda t: t == [record])
+    plain = dns.message.make_query(NAME, dns.rdatatype.TXT)  # no EDNS: 512 octets at most
+    plain.flags &= ~dns.flags.RD
+    for ip, port in bind_pair.addresses:
+        assert dns.query.udp(plain, ip, port=port, timeout=2).flags & dns.flags.TC
+    over_tcp = counting_tcp(monkeypatch)
+    obs = probe_for(bind_pair).observe(ZONE, NAME)
+    assert [(o.texts, o.error) for o in obs] == [((record,), None)] * 2
+    assert over_tcp == []
+
+
+def test_many_records_are_checked_at_once_over_udp(
+    bind_pair: BindPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = [f"m{i}.myesp._domainkey.{ZONE}." for i in range(300)]
+    publisher(bind_pair).apply(ZONE, [RecordChange(n, 60, TEXT) for n in names])
+    bind_pair.wait_for_txt("secondary", names[-1], lambda t: t == [TEXT], 15)
+    over_tcp = counting_tcp(monkeypatch)
+    queries = [(ZONE, n) for n in names] + [("other.test", "s1._domainkey.other.test.")]
+    results = probe_for(bind_pair).observe_many(queries)
+    for result in results[:-1]:
+        assert not isinstance(result, ProbeError)
+        assert [(o.rcode, o.authoritative, o.texts) for o in result] == [
+            ("NOERROR", True, (TEXT,))
+        ] * 2
+    assert over_tcp == []
+    if bind_pair.two_addresses:  # a zone no server knows: its own error, in its place
+        assert isinstance(results[-1], ProbeError)
+
+
+def test_a_truly_truncated_answer_is_asked_again_over_tcp(
+    bind_pair: BindPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # four RSA-2048 records at one name (~1,700 octets) do not fit EDNS0's 1,232
+    texts = [rsa2048_record() for _ in range(4)]
+    update = dns.update.UpdateMessage(
+        ZONE,
+        keyring=dns.tsigkeyring.from_text({bind_pair.tsig_name: bind_pair.tsig_secret}),
+        keyname=dns.name.from_text(bind_pair.tsig_name),
+    )
+    for text in texts:
+        update.add(NAME, 60, dns.rdtypes.ANY.TXT.TXT(IN, TXT, split_strings(text)))
+    assert dns.query.tcp(update, bind_pair.primary, port=bind_pair.port, timeout=5).rcode() == 0
+    bind_pair.wait_for_txt("secondary", NAME, lambda t: len(t) == 4)
+    over_tcp = counting_tcp(monkeypatch)
+    obs = probe_for(bind_pair).observe(ZONE, NAME)
+    assert [sorted(o.texts) for o in obs] == [sorted(texts)] * 2
+    assert len(over_tcp) == 2  # once per server
 
 
 def test_cname_lookup_tells_no_cname_from_no_answer(bind_pair: BindPair) -> None:

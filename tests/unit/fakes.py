@@ -16,6 +16,7 @@ from rotator.ports import (
     SigningEntry,
     TargetResult,
     ZoneChanges,
+    observe_each,
 )
 
 
@@ -55,6 +56,7 @@ class FakeDns:
         self.unreachable: set[str] = set()
         self.cname_failing: set[str] = set()  # names whose CNAME lookup gets no answer
         self.observed: list[str] = []  # every name asked by observe(), in order
+        self.batches: list[int] = []  # the size of every observe_many()
 
     def apply(self, zone: str, changes: Sequence[RecordChange]) -> str:
         if self.fail_publish:
@@ -105,6 +107,12 @@ class FakeDns:
                 )
             )
         return out
+
+    def observe_many(
+        self, queries: Sequence[tuple[str, str]], deadline: float | None = None
+    ) -> list[list[Observation] | ProbeError]:
+        self.batches.append(len(queries))
+        return observe_each(self, queries, deadline)
 
     def cname(self, name: str, deadline: float | None = None) -> str | None:
         if name in self.cname_failing:

@@ -319,3 +319,12 @@ def test_identity_pages_hold_each_identity_once(cfg: Path, client: Client) -> No
             break
         after = body["next"]
     assert seen == ["a.example", "c.example", "e.example", "f.example", "g.example", "i.example"]
+
+
+def test_a_token_revoked_by_the_cli_is_refused_at_the_next_request(
+    cfg: Path, client: Client
+) -> None:
+    reader = token(cfg, "viewer", "read")
+    assert client.get("/v1/safety", headers=reader).status_code == 200
+    ok(cfg, "token", "revoke", "viewer")  # another process, while the API serves
+    assert "unknown or revoked" in is_problem(client.get("/v1/safety", headers=reader), 401)

@@ -1,6 +1,6 @@
-"""The README's reference tables are printed from the configuration models: every setting
-rotator.toml, a signer target or a policy takes has its row, with its default and meaning,
-and the README holds exactly what the models print."""
+"""The reference tables of the docs are printed from the configuration models: every setting
+rotator.toml, a DNS backend, a signer target or a policy takes has its row, with its default
+and meaning, and the pages hold exactly what the models print."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ from rotator.config.settings import RotatorToml
 from rotator.config.targets import TargetSettings
 from rotator.domain.policy_file import PolicyFile
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+PAGES = {
+    "rotator.toml": DOCS / "reference" / "configuration.md",
+    "dns-backends": DOCS / "dns" / "index.md",
+    "targets": DOCS / "signers" / "index.md",
+    "policies": DOCS / "reference" / "policies.md",
+}
 
 
 def settings(model: type[BaseModel], prefix: str = "") -> set[str]:
@@ -29,14 +35,16 @@ def settings(model: type[BaseModel], prefix: str = "") -> set[str]:
     return out
 
 
-def test_the_readme_holds_the_tables_the_models_print() -> None:
-    text = README.read_text()
-    assert [m["name"] for m in BLOCK.finditer(text)] == list(blocks())
-    assert update(text) == text, "run: python -m rotator.config.reference --write README.md"
+def test_the_docs_hold_the_tables_the_models_print() -> None:
+    for name, page in PAGES.items():
+        text = page.read_text()
+        assert [m["name"] for m in BLOCK.finditer(text)] == [name]
+        assert update(text) == text, "run: python -m rotator.docsite"
+    assert set(PAGES) == set(blocks())
 
 
-def test_every_setting_has_a_documented_row_in_the_readme() -> None:
-    text = README.read_text()
+def test_every_setting_has_a_documented_row_in_the_docs() -> None:
+    text = "".join(page.read_text() for page in PAGES.values())
     wanted = {
         "rotator.toml": {f"`{k}`" for k in settings(RotatorToml)},
         "targets": {f"`{k}`" for k in settings(TargetSettings)},
@@ -62,7 +70,7 @@ def test_every_setting_has_a_documented_row_in_the_readme() -> None:
 
 
 def test_the_settings_the_readme_used_to_omit_are_documented() -> None:
-    text = README.read_text()
+    text = PAGES["policies"].read_text()
     for row in ("[key] companion", "[key] pool", "[retry] park_after", "[standby] enabled"):
         assert f"| `{row}` |" in text
     assert "| `[watch] interval` |" in text

@@ -1,4 +1,4 @@
-"""README's "Design in one screen" against the tree: every package and top-level module of
+"""The design page (docs/design.md) against the tree: every package and top-level module of
 rotator is named there, and every path named there exists."""
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ PACKAGE = ROOT / "rotator"
 def named_paths() -> list[str]:
     """The paths the section's code block begins its lines with; an indented line goes on
     with the description of the path above it."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## Design in one screen\n", 1)[1]
+    section = (ROOT / "docs" / "design.md").read_text()
     block = re.search(r"^```[^\n]*\n(.*?)^```", section, re.S | re.M)
     assert block is not None, "the section has no code block"
     lines = block.group(1).splitlines()

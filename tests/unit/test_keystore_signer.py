@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from rotator.adapters.keys.files import FsKeyStore, describe_private_key
 from rotator.adapters.signers.base import HEADER
-from rotator.domain.errors import InputError, SignerError
+from rotator.domain.errors import ExternalError, InputError, SignerError
 from rotator.domain.record import build_record, revoked_record
 from rotator.ports import GeneratedKey, SigningEntry
 from tests.support.legacy_signer import OpenDkimSigner
@@ -177,6 +177,30 @@ def test_destroy_also_wipes_a_leftover_temp_file(tmp_path: Path) -> None:
     assert ks.destroy("half") is True
     assert not tmp.exists()
     assert set(witness.read_bytes()) == {0}
+
+
+def test_destroy_many_wipes_each_key_and_its_temp_files_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    ks = FsKeyStore(tmp_path / "keys")
+    for key_id in ("a1", "a2", "a3", "keep"):
+        ks.generate(key_id, "ed25519", 256)
+    temps = [ks.dir / ".a1.0123abcd.tmp", ks.dir / "a2.tmp", ks.dir / ".keep.0123abcd.tmp"]
+    for t in temps:
+        t.write_bytes(b"-----BEGIN PRIVATE KEY-----\nhalf written\n")
+    witnesses = []
+    for i, path in enumerate([ks.path("a1"), temps[0], temps[1]]):
+        witnesses.append(tmp_path / f"witness{i}")
+        os.link(path, witnesses[-1])
+    root = os.geteuid() == 0
+    if root:  # another user's file: refused, in its place, and the others go on
+        os.chown(ks.path("a3"), 65534, 65534)
+    results = ks.destroy_many(["a1", "a2", "a3", "gone"])
+    assert results[:2] == [True, True] and results[3] is False
+    assert isinstance(results[2], ExternalError) if root else results[2] is True
+    assert all(set(w.read_bytes()) == {0} for w in witnesses)
+    left = {".keep.0123abcd.tmp", "keep.pem"} | ({"a3.pem"} if root else set())
+    assert {p.name for p in ks.dir.iterdir()} == left
 
 
 def test_stored_ids(tmp_path: Path) -> None:

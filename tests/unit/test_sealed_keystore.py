@@ -82,6 +82,23 @@ def test_destroy_removes_the_row_and_the_file_and_is_idempotent(tmp_path: Path) 
     assert a.stored_ids() == []
 
 
+def test_destroy_many_removes_every_row_and_file(tmp_path: Path) -> None:
+    a, b = node(tmp_path, "a"), node(tmp_path, "b")
+    paths = [a.generate(f"k{i}", "ed25519", 256).path for i in range(5)]
+    b.generate("other", "ed25519", 256)
+    assert a.destroy_many(["k0", "k1", "k2", "k3", "k4", "gone", "other"]) == [
+        True,
+        True,
+        True,
+        True,
+        True,
+        False,
+        True,
+    ]
+    assert not any(p.exists() for p in paths)
+    assert a.sealed.ids() == [] and a.stored_ids() == []
+
+
 def test_destroy_of_a_key_this_node_never_copied(tmp_path: Path) -> None:
     a, b = node(tmp_path, "a"), node(tmp_path, "b")
     a.generate("k1", "ed25519", 256)

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 
+from rotator.adapters.dns import probe as probe_module
 from rotator.adapters.dns.probe import AuthoritativeProbe
 from rotator.app import CustomerRow
 from rotator.app.customer_lanes import CustomerLanes
 from rotator.app.recording import TickReport
 from rotator.app.watch_checks import DnsVerdict
 from rotator.domain import events as ev
+from rotator.domain.errors import ProbeError
 from rotator.domain.model import KeyState
 from rotator.domain.states import State
 from rotator.ports import DelegationView, Observation
@@ -40,6 +42,11 @@ class LoopbackCustomers:
 
     def observe(self, zone: str, name: str, deadline: float | None = None) -> list[Observation]:
         return self.esp.observe(zone, name)
+
+    def observe_many(
+        self, queries: Sequence[tuple[str, str]], deadline: float | None = None
+    ) -> list[list[Observation] | ProbeError]:
+        return self.esp.observe_many(queries)
 
     def cname(self, name: str, deadline: float | None = None) -> str | None:
         return self.customers.cname(name, deadline)
@@ -106,6 +113,25 @@ def test_a_call_without_a_deadline_still_has_one(server: SlowDns) -> None:
     view = probe(server).delegation(f"myesp._domainkey.{SLOW[0]}")
     assert time.monotonic() - start < 3 * TIMEOUT + 0.3
     assert view.error
+
+
+def test_zones_looked_up_in_turn_each_get_their_own_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Many records at once, no deadline given: the zones whose nameservers must be looked
+    up go MAX_LOOKUPS at a time, each with the bound of one call, so the last ones are not
+    failed for the time the first ones took (five rounds of 0.7 s, more than 3 timeouts)."""
+    monkeypatch.setattr(probe_module, "MAX_LOOKUPS", 2)
+    slow = [f"turn{n}.example" for n in range(10)]
+    with SlowDns(("ns.esp.test",), slow, delay=0.7) as dns_server:
+        queries = [(f"myesp._domainkey.{d}", f"s1.myesp._domainkey.{d}.") for d in slow]
+        start = time.monotonic()
+        results = probe(dns_server).observe_many(queries)
+        assert time.monotonic() - start > 3 * TIMEOUT
+    for result in results:
+        assert not isinstance(result, ProbeError), result
+        ((obs),) = result
+        assert (obs.nameserver, obs.error, obs.texts) == ("ns.esp.test", None, ())
 
 
 def published(env: UnitEnv, domains: list[str]) -> list[KeyState]:

@@ -213,7 +213,7 @@ def test_one_odd_answer_is_looked_at_twice_before_it_is_drift(
     real = env.dns.observe
     asked: list[str] = []
 
-    def glitch_once(zone: str, name: str) -> list[Observation]:
+    def glitch_once(zone: str, name: str, deadline: float | None = None) -> list[Observation]:
         asked.append(name)
         answers = real(zone, name)
         if len(asked) == 1:  # a lost answer's retry landing on a server mid-reload

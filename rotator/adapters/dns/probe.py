@@ -1,5 +1,6 @@
 """Direct queries to every address of every authoritative nameserver of a zone (the
-skeleton of octoDNS's report command): RD=0, UDP with TCP fallback on truncation.
+skeleton of octoDNS's report command): RD=0, UDP with EDNS0, TCP only for an answer that
+is truly truncated; many records at once through one pipeline (pipeline.py).
 
 Every call has an overall deadline (the caller's, or OVERALL timeouts from its start), and
 each query is given only the time left before it: a customer's slow DNS (answers just
@@ -7,6 +8,7 @@ under the timeout, to each of a dozen lookups) cannot make one call last for min
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +27,7 @@ import dns.resolver
 from ...config.values import hostport
 from ...domain.errors import ProbeError
 from ...ports import DelegationView, Observation
+from .pipeline import Ask, ask_all
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -35,19 +38,21 @@ TARGET_CACHE_S = 5.0  # NS lists, NS host addresses and targets are reused this 
 MAX_NS = 8
 MAX_ADDRESSES = 16
 OVERALL = 3  # timeouts one call may take in all when its caller gives no deadline
+BATCH = 2048  # queries of an observe_many() without a deadline given one call's bound
+MAX_LOOKUPS = 16  # zones whose nameservers are looked up at once
 
 
 def _fmt(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def _at_once(fn: Callable[[T], V], items: Sequence[T]) -> list[V]:
-    """fn over every item at once, on threads of this call's own: dead servers cost one
-    timeout together, and a zone with many of them holds no thread another call waits for
-    (every fn here is bounded by the call's deadline)."""
+def _at_once(fn: Callable[[T], V], items: Sequence[T], most: int = MAX_ADDRESSES) -> list[V]:
+    """fn over the items, `most` at once, on threads of this call's own: dead servers cost
+    one timeout together, and a zone with many of them holds no thread another call waits
+    for (every fn here is bounded by the call's deadline)."""
     if len(items) < 2:
         return [fn(item) for item in items]
-    with ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="probe") as pool:
+    with ThreadPoolExecutor(max_workers=min(most, len(items)), thread_name_prefix="probe") as pool:
         return list(pool.map(fn, items))
 
 
@@ -91,13 +96,17 @@ class AuthoritativeProbe:
             raise ProbeError(f"no time left to {what}")
         return min(self.timeout, left)
 
-    def _cached(self, kind: str, name: str, find: Callable[[str], list[T]]) -> list[T]:
-        """find(name), reused for TARGET_CACHE_S (failures and empty answers are not)."""
-        now = time.monotonic()
+    def _hit(self, kind: str, name: str) -> list[Any] | None:
         with self._lock:
             hit = self._cache.get((kind, name))
-            if hit is not None and hit[0] > now:
-                return hit[1]
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def _cached(self, kind: str, name: str, find: Callable[[str], list[T]]) -> list[T]:
+        """find(name), reused for TARGET_CACHE_S (failures and empty answers are not)."""
+        hit = self._hit(kind, name)
+        if hit is not None:
+            return hit
+        now = time.monotonic()
         found = find(name)
         if found:
             with self._lock:
@@ -160,44 +169,75 @@ class AuthoritativeProbe:
         return sorted(out)[:MAX_ADDRESSES]
 
     def observe(self, zone: str, name: str, deadline: float | None = None) -> list[Observation]:
-        try:  # fail once here, not as a raw dnspython error out of every worker thread
-            dns.name.from_text(name)
-        except dns.exception.DNSException as exc:
-            raise ProbeError(f"invalid name {name!r}: {exc}") from None
-        until = self._deadline(deadline)
-        targets = self.targets(zone, until)
-        return _at_once(lambda t: self._query(t[0], t[1], t[2], name, until), targets)
+        (result,) = self.observe_many([(zone, name)], deadline)
+        if isinstance(result, ProbeError):
+            raise result
+        return result
 
-    def _query(self, ns: str, ip: str, port: int, name: str, deadline: float) -> Observation:
-        address = _fmt(ip, port)
-        q = dns.message.make_query(name, dns.rdatatype.TXT)
-        q.flags &= ~dns.flags.RD
-        try:
-            wait = self._left(deadline, "ask")
-            try:  # tinydns truncates to the question but leaves the counts: no FormError
-                r = dns.query.udp(q, ip, port=port, timeout=wait, raise_on_truncation=True)
-            except dns.message.Truncated:
-                r = dns.query.tcp(q, ip, port=port, timeout=self._left(deadline, "ask"))
-        except ProbeError:
-            return Observation(ns, address, error="timeout: no time left")
-        except dns.exception.Timeout:
-            return Observation(ns, address, error=f"timeout after {wait:g}s")
-        except (OSError, dns.exception.DNSException) as exc:
-            return Observation(ns, address, error=f"query failed: {exc}")
-        qname = dns.name.from_text(name)
-        texts = tuple(
-            b"".join(rd.strings).decode("ascii", "replace")
-            for rrset in r.answer
-            if rrset.name == qname and rrset.rdtype == dns.rdatatype.TXT
-            for rd in rrset
-        )
-        return Observation(
-            nameserver=ns,
-            address=address,
-            rcode=dns.rcode.to_text(r.rcode()),
-            authoritative=bool(r.flags & dns.flags.AA),
-            texts=texts,
-        )
+    def observe_many(
+        self, queries: Sequence[tuple[str, str]], deadline: float | None = None
+    ) -> list[list[Observation] | ProbeError]:
+        """Every (zone, name) on every address of the zone's servers, all pipelined (see
+        pipeline.py). Without a deadline, each zone's nameserver lookup and then each BATCH
+        of queries have the bound of one call: a zone whose DNS is slow fails alone."""
+        if deadline is not None or len(queries) <= BATCH:
+            return self._observe_batch(queries, deadline)
+        out: list[list[Observation] | ProbeError] = []
+        for start in range(0, len(queries), BATCH):
+            out += self._observe_batch(queries[start : start + BATCH], None)
+        return out
+
+    def _observe_batch(
+        self, queries: Sequence[tuple[str, str]], deadline: float | None
+    ) -> list[list[Observation] | ProbeError]:
+        found = self._targets_of({zone for zone, _ in queries}, deadline)
+        until = self._deadline(deadline)
+        out: list[list[Observation] | ProbeError] = []
+        counts: list[int] = []  # the answers each result takes
+        asks: list[Ask] = []
+        for zone, name in queries:
+            targets = found[zone]
+            try:  # fail once here, not as a raw dnspython error out of the pipeline
+                qname = dns.name.from_text(name).to_wire() or b""  # (bytes: no file given)
+            except dns.exception.DNSException as exc:
+                targets = ProbeError(f"invalid name {name!r}: {exc}")
+            if isinstance(targets, ProbeError):
+                out.append(targets)
+                counts.append(0)
+                continue
+            out.append([])
+            counts.append(len(targets))
+            asks += [Ask(ns, ip, port, qname) for ns, ip, port in targets]
+        answers = iter(ask_all(asks, self.timeout, until))
+        for result, count in zip(out, counts, strict=True):
+            if isinstance(result, list):
+                result += itertools.islice(answers, count)
+        return out
+
+    def _targets_of(
+        self, zones: set[str], deadline: float | None
+    ) -> dict[str, list[tuple[str, str, int]] | ProbeError]:
+        """Each zone's targets: configured or cached ones at once, the others looked up
+        MAX_LOOKUPS zones at a time, each by `deadline` (None: its own bound)."""
+        found: dict[str, list[tuple[str, str, int]] | ProbeError] = {}
+        unknown = []
+        for zone in sorted(zones):
+            known = self._fixed(zone)
+            if known:
+                found[zone] = [(_fmt(h, p), h, p) for h, p in known]
+            elif (hit := self._hit("targets", zone)) is not None:
+                found[zone] = hit
+            else:
+                unknown.append(zone)
+
+        def look_up(zone: str) -> list[tuple[str, str, int]] | ProbeError:
+            try:
+                return self.targets(zone, deadline)
+            except ProbeError as exc:
+                return exc
+
+        found.update(zip(unknown, _at_once(look_up, unknown, MAX_LOOKUPS), strict=True))
+        return found
 
     def cname(self, name: str, deadline: float | None = None) -> str | None:
         lifetime = self._left(self._deadline(deadline), f"look up the CNAME {name}")

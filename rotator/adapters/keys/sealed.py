@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +96,26 @@ class SealedKeyStore:
         """The sealed row, then the local file and its temp files. Idempotent."""
         row = self.sealed.delete(key_id)
         return self.files.destroy(key_id) or row
+
+    def destroy_many(self, key_ids: Sequence[str]) -> list[bool | ExternalError]:
+        """The sealed rows one by one (a row is a few hundred bytes: cheap), then the local
+        files all at once as the key directory wipes them."""
+        rows: list[bool | ExternalError] = []
+        for key_id in key_ids:
+            try:
+                rows.append(self.sealed.delete(key_id))
+            except ExternalError as exc:
+                rows.append(exc)
+        kept = [k for k, r in zip(key_ids, rows, strict=True) if not isinstance(r, ExternalError)]
+        files = iter(self.files.destroy_many(kept))
+        out: list[bool | ExternalError] = []
+        for row in rows:
+            if isinstance(row, ExternalError):
+                out.append(row)  # the row is still there: the local copy stays too
+                continue
+            wiped = next(files)
+            out.append(wiped if isinstance(wiped, ExternalError) else wiped or row)
+        return out
 
     def stored_ids(self) -> list[str]:
         """Every key held here: sealed, or in a local file (one without a row is a key

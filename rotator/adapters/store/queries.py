@@ -97,10 +97,13 @@ class StoreReads:
 
     def identity_sending(self, domain: str) -> IdentityState | None:
         """The identity that signs `domain`'s mail, if any."""
+        # `!= ''` lets SQLite use the partial index identities_sending (it cannot tell
+        # that a bound value is not ''); without it, ORDER BY identity walked every
+        # identity in name order: a full scan per onboarded domain
         rows = list(
             self.sql.query(
-                "SELECT * FROM identities WHERE sending_domain = ? AND retired_at IS NULL "
-                "ORDER BY identity LIMIT 1",
+                "SELECT * FROM identities WHERE sending_domain = ? AND sending_domain != '' "
+                "AND retired_at IS NULL ORDER BY identity LIMIT 1",
                 [domain],
             )
         )
@@ -114,7 +117,8 @@ class StoreReads:
         rows = list(
             self.sql.query(
                 f"SELECT * FROM identities WHERE sending_domain IN ({marks}) "
-                "AND signing_pattern LIKE '*@*.%' AND retired_at IS NULL "
+                "AND sending_domain != '' AND signing_pattern LIKE '*@*.%' "
+                "AND retired_at IS NULL "
                 "ORDER BY identity LIMIT 1",
                 parents,
             )
@@ -159,8 +163,9 @@ class StoreReads:
 
     def esp_customers(self, esp_identity: str) -> list[IdentityState]:
         rows = self.sql.query(
-            "SELECT * FROM identities WHERE esp_identity = ? AND retired_at IS NULL "
-            "ORDER BY identity",
+            # `!= ''`: the partial index identities_esp, as in identity_sending
+            "SELECT * FROM identities WHERE esp_identity = ? AND esp_identity != '' "
+            "AND retired_at IS NULL ORDER BY identity",
             [esp_identity],
         )
         return [self._ident(r) for r in rows]

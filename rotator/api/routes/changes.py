@@ -4,19 +4,27 @@ so the same checks and the same one-line errors."""
 
 from __future__ import annotations
 
-import hashlib
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from ...bootstrap import MAX_PEM, App, Token, txt_line
-from ...domain.model import IdentityState
 from ...domain.states import Mode
+from ..idempotency import Attempt, IdempotencyKey
+from ..models.changes import (
+    KeyImported,
+    ModeChanged,
+    PolicyChanged,
+    RemovalPlan,
+    Removed,
+    Resumed,
+    ResumedStep,
+)
 from ..state import ApiState, api_state, scoped
-from ..views import identity_view, key_brief, signer_results
-from .common import IdempotencyKey, answer, reason_text
+from ..views import identity_fields, key_brief, signer_results
+from .common import answer, reason_text, zone_warnings
 
 router = APIRouter(prefix="/v1", tags=["changes"])
 State = Annotated[ApiState, Depends(api_state)]
@@ -54,54 +62,58 @@ class Resume(BaseModel):
     reason: str = Field("", max_length=1000)
 
 
-def changed_view(app: App, ident: IdentityState) -> dict[str, Any]:
-    view = identity_view(app, ident)
-    view["warnings"] = [
-        f"{p}: add the zone to the primary before its first key is published"
-        for p in app.onboarding.zone_problems([ident])
-    ]
-    return view
-
-
-@router.put("/identities/{domain}/policy", summary="Move to another policy (`domain set-policy`)")
+@router.put(
+    "/identities/{domain}/policy",
+    response_model=PolicyChanged,
+    summary="Move to another policy (`domain set-policy`)",
+)
 def set_policy(
     domain: str,
     body: PolicyChange,
     state: State,
     token: Annotated[Token, scoped("provision")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
 
-    def run(app: App) -> tuple[int, Any]:
+    def run(app: App) -> tuple[int, PolicyChanged]:
         changed = app.changes.set_policy(domain, body.policy, body.rotate_now, token.name, reason)
-        return 200, {**identity_view(app, changed.identity), "rotating": changed.rotating}
+        view = identity_fields(app, changed.identity)
+        return 200, PolicyChanged(**view, rotating=changed.rotating)
 
-    result = state.once(token, key, {"set_policy": domain, **body.model_dump()}, run)
+    result = state.once(token, key, body, run)
     state.wake(False)  # with rotate_now the next key is made on this tick
     return answer(*result)
 
 
-@router.put("/identities/{domain}/mode", summary="Move to another delegation mode (`set-mode`)")
+@router.put(
+    "/identities/{domain}/mode",
+    response_model=ModeChanged,
+    summary="Move to another delegation mode (`set-mode`)",
+)
 def set_mode(
     domain: str,
     body: ModeChange,
     state: State,
     token: Annotated[Token, scoped("provision")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
 
-    def run(app: App) -> tuple[int, Any]:
+    def run(app: App) -> tuple[int, ModeChanged]:
         changed = app.changes.set_mode(
             domain, body.mode, body.zone, body.rotate_now, token.name, reason, body.signing_domain
         )
-        view = changed_view(app, changed.identity)
-        view.update(rotating=changed.rotating, explanation=changed.explanation or None)
-        view["records_to_add"] = list(changed.records)
-        return 200, view
+        ident = changed.identity
+        return 200, ModeChanged(
+            **identity_fields(app, ident),
+            warnings=zone_warnings(app, ident),
+            rotating=changed.rotating,
+            explanation=changed.explanation or None,
+            records_to_add=list(changed.records),
+        )
 
-    result = state.once(token, key, {"set_mode": domain, **body.model_dump(mode="json")}, run)
+    result = state.once(token, key, body, run)
     state.wake(False)
     return answer(*result)
 
@@ -109,6 +121,7 @@ def set_mode(
 @router.post(
     "/identities/{domain}/keys",
     status_code=201,
+    response_model=KeyImported,
     summary="Take a customer-generated key (`customer import-key`); never echoed",
 )
 def import_key(
@@ -116,37 +129,34 @@ def import_key(
     body: KeyImport,
     state: State,
     token: Annotated[Token, scoped("provision")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
     # as the CLI reads the file: no more than a key can be, the key store words the refusal
     pem = body.pem.encode()[: MAX_PEM + 1]
-    # the idempotency table keeps a digest of the request; the key goes in only as one too
-    request = {"import": domain, "selector": body.selector, "reason": body.reason,
-               "pem_sha256": hashlib.sha256(pem).hexdigest()}  # fmt: skip
 
-    def run(app: App) -> tuple[int, Any]:
+    def run(app: App) -> tuple[int, KeyImported]:
         k = app.keyimport.import_key(domain, body.selector, pem, token.name, reason)
-        return 201, {
-            "identity": k.identity,
-            "domain": k.domain,
-            "selector": k.selector,
-            "fingerprint": k.fingerprint,
-            "record": txt_line(k, k.ttl),  # what the customer must publish
-        }
+        return 201, KeyImported(
+            identity=k.identity,
+            domain=k.domain,
+            selector=k.selector,
+            fingerprint=k.fingerprint,
+            record=txt_line(k, k.ttl),  # what the customer must publish
+        )
 
-    result = state.once(token, key, request, run)
+    result = state.once(token, key, body, run)
     state.wake(False)  # the daemon verifies the customer's record on every nameserver
     return answer(*result)
 
 
 def remove(
-    state: ApiState, token: Token, key: str | None, body: Removal, what: tuple[str, str]
+    state: ApiState, token: Token, key: Attempt, body: Removal, what: tuple[str, str]
 ) -> JSONResponse:
     """`domain remove` or `customer remove`: plan, the safety valve, then the removal."""
     reason = reason_text(body.reason)
 
-    def run(app: App) -> tuple[int, Any]:
+    def run(app: App) -> tuple[int, RemovalPlan | Removed]:
         kind, name = what
         idents = (
             app.offboarding.domain(name) if kind == "domain" else app.offboarding.customer(name)
@@ -156,64 +166,81 @@ def remove(
             names = ", ".join(i.domain for i in idents[:3]) + (" ..." if len(idents) > 3 else "")
             count = len(removal.draining) + len(removal.withdrawn)
             app.safety.check_command(count, f"removing {names}", body.confirm)
-        out: dict[str, Any] = {
-            "dry_run": body.dry_run,
-            "identities": [i.identity for i in removal.identities],
-            "draining": [key_brief(k) for k in removal.draining],
-            "withdrawn": [key_brief(k) for k in removal.withdrawn],
-        }
+        plan = RemovalPlan(
+            dry_run=body.dry_run,
+            identities=[i.identity for i in removal.identities],
+            draining=[key_brief(k) for k in removal.draining],
+            withdrawn=[key_brief(k) for k in removal.withdrawn],
+        )
         if body.dry_run:
-            return 200, out
+            return 200, plan
         done = app.offboarding.remove(removal, body.now, token.name, reason)
-        out["customer_dns_to_remove"] = done.customer_dns  # records the customer may remove
-        out["signers"] = signer_results(done.outcome.targets)
-        out["signer_error"] = done.outcome.signer_error
-        return 200, out
+        return 200, Removed(
+            **dict(plan),
+            customer_dns_to_remove=done.customer_dns,  # records the customer may remove
+            signers=signer_results(done.outcome.targets),
+            signer_error=done.outcome.signer_error,
+        )
 
-    result = state.once(token, key, {"remove": list(what), **body.model_dump()}, run)
+    result = state.once(token, key, body, run)
     if not body.dry_run:
         state.wake(False)  # the daemon revokes and destroys the keys
     return answer(*result)
 
 
-@router.delete("/identities/{domain}", summary="Stop signing for a domain (`domain remove`)")
+# a dry run answers the plan; a removal, what it did besides
+REMOVAL = RemovalPlan | Removed
+
+
+@router.delete(
+    "/identities/{domain}",
+    response_model=REMOVAL,
+    summary="Stop signing for a domain (`domain remove`)",
+)
 def remove_identity(
     domain: str,
     body: Removal,
     state: State,
     token: Annotated[Token, scoped("provision")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     return remove(state, token, key, body, ("domain", domain))
 
 
-@router.delete("/customers/{name}", summary="Offboard a customer (`customer remove`)")
+@router.delete(
+    "/customers/{name}",
+    response_model=REMOVAL,
+    summary="Offboard a customer (`customer remove`)",
+)
 def remove_customer(
     name: str,
     body: Removal,
     state: State,
     token: Annotated[Token, scoped("provision")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     return remove(state, token, key, body, ("customer", name))
 
 
-@router.post("/identities/{domain}/resume", summary="Try parked steps again now (`resume`)")
+@router.post(
+    "/identities/{domain}/resume",
+    response_model=Resumed,
+    summary="Try parked steps again now (`resume`)",
+)
 def resume(
     domain: str,
     body: Resume,
     state: State,
     token: Annotated[Token, scoped("rotate")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
 
-    def run(app: App) -> tuple[int, Any]:
+    def run(app: App) -> tuple[int, Resumed]:
         keys = app.rotation.resume(domain, token.name, reason)
-        return 200, {"resumed": [{"domain": k.domain, "selector": k.selector,
-                                  "step": k.next_action.value if k.next_action else None}
-                                 for k in keys]}  # fmt: skip
+        return 200, Resumed(resumed=[ResumedStep(domain=k.domain, selector=k.selector,
+                                                 step=k.next_action) for k in keys])  # fmt: skip
 
-    result = state.once(token, key, {"resume": domain, **body.model_dump()}, run)
+    result = state.once(token, key, body, run)
     state.wake(False)
     return answer(*result)

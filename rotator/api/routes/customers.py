@@ -3,17 +3,18 @@ records the customer must add, structured and as zone-file lines."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ...bootstrap import App, CustomerRow, Token
+from ...bootstrap import CustomerRow, Token
 from ...domain.states import Mode
+from ..idempotency import IdempotencyKey
+from ..models.changes import Onboarded
 from ..state import ApiState, api_state, scoped
-from ..views import identity_view
-from .common import IdempotencyKey, answer, reason_text
+from .common import answer, reason_text, zone_warnings
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
@@ -29,28 +30,30 @@ class CustomerRequest(BaseModel):
     reason: str = Field("", max_length=1000)
 
 
-@router.post("", status_code=201, summary="Onboard a customer domain (`rotator customer add`)")
+@router.post(
+    "",
+    status_code=201,
+    response_model=Onboarded,
+    summary="Onboard a customer domain (`rotator customer add`)",
+)
 def add_customer(
     body: CustomerRequest,
     state: Annotated[ApiState, Depends(api_state)],
     token: Annotated[Token, scoped("provision")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
+    row = CustomerRow(
+        body.customer, body.domain, body.mode.value, body.policy,
+        body.signing_domain, body.esp_signature, body.zone,
+    )  # fmt: skip
 
-    def run(app: App) -> tuple[int, Any]:
-        row = CustomerRow(
-            body.customer, body.domain, body.mode.value, body.policy,
-            body.signing_domain, body.esp_signature, body.zone,
-        )  # fmt: skip
-        (ident,) = app.onboarding.add_customers([row], token.name, reason)
-        view = identity_view(app, ident)
-        view["warnings"] = [
-            f"{p}: add the zone to the primary before its first key is published"
-            for p in app.onboarding.zone_problems([ident])
-        ]
-        return 201, view
+    def perform() -> tuple[int, Onboarded]:
+        # recorded with the other requests waiting for the App (one commit for all)
+        ident, fields = state.onboarding.add(row, token.name, reason)
+        # a SOA query to the primary: outside the App's lock, which reads go on under
+        return 201, Onboarded(**fields, warnings=zone_warnings(state.app, ident))
 
-    status, result = state.once(token, key, body.model_dump(mode="json"), run)
+    status, result = state.replay(token, key, body, perform)
     state.wake(False)
     return answer(status, result)

@@ -3,16 +3,25 @@ DNS now, request a rotation."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from ...bootstrap import App, Requested, Token
+from ..idempotency import IdempotencyKey
+from ..models.identities import (
+    DnsCheck,
+    IdentityPage,
+    IdentityView,
+    NotRotated,
+    RotationRequested,
+    Rotations,
+)
 from ..state import ApiState, api_state, scoped
-from ..views import customer_dns, identity_view, when
-from .common import IdempotencyKey, answer, identity_of, reason_text
+from ..views import customer_dns, identity_brief, identity_view, when
+from .common import answer, identity_of, reason_text
 
 router = APIRouter(prefix="/v1/identities", tags=["identities"])
 State = Annotated[ApiState, Depends(api_state)]
@@ -24,65 +33,66 @@ def list_identities(
     _: Annotated[Token, scoped("read")],
     after: Annotated[str, Query(description="the `next` of the previous page")] = "",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> dict[str, Any]:
+) -> IdentityPage:
     with state.use() as app:
         found = app.store.identity_page(after, limit + 1)  # one more: is there a next page
         page = found[:limit]
-        items = [identity_view(app, ident, instructions=False) for ident in page]
-    return {"items": items, "next": page[-1].identity if len(found) > limit else None}
+        items = [identity_brief(app, ident) for ident in page]
+    return IdentityPage(items=items, next=page[-1].identity if len(found) > limit else None)
 
 
 @router.get("/{domain}", summary="An identity: keys, what is awaited and why, problems")
-def get_identity(domain: str, state: State, _: Annotated[Token, scoped("read")]) -> dict[str, Any]:
+def get_identity(domain: str, state: State, _: Annotated[Token, scoped("read")]) -> IdentityView:
     with state.use() as app:
         return identity_view(app, identity_of(app, domain))
 
 
 @router.post("/{domain}/check", summary="Check the customer's DNS records now")
-def check_identity(
-    domain: str, state: State, _: Annotated[Token, scoped("read")]
-) -> dict[str, Any]:
+def check_identity(domain: str, state: State, _: Annotated[Token, scoped("read")]) -> DnsCheck:
     with state.use() as app:
         ident = identity_of(app, domain)
         dns = customer_dns(app, ident)
-        problem = app.customer_dns.check(ident) if dns["records"] else None
-    return {"identity": ident.identity, "ok": problem is None, "problem": problem, **dns}
+        problem = app.customer_dns.check(ident) if dns.records else None
+    return DnsCheck(identity=ident.identity, ok=problem is None, problem=problem,
+                    instructions=dns.instructions, records=dns.records)  # fmt: skip
 
 
 class RotationRequest(BaseModel):
     reason: str = Field("", max_length=1000)
 
 
-def requested_view(done: Requested) -> dict[str, Any]:
-    return {
-        "identity": done.identity.identity,
-        "recorded": done.recorded,
-        "switch": done.switch,
-        "waiting_since": when(done.since),
-    }
+def requested_view(done: Requested) -> RotationRequested:
+    return RotationRequested(identity=done.identity.identity, recorded=done.recorded,
+                             switch=done.switch, waiting_since=when(done.since))  # fmt: skip
 
 
-@router.post("/{domain}/rotations", status_code=202, summary="Rotate now (the daemon does it)")
+@router.post(
+    "/{domain}/rotations",
+    status_code=202,
+    response_model=Rotations,
+    summary="Rotate now (the daemon does it)",
+)
 def request_rotation(
     domain: str,
     body: RotationRequest,
     state: State,
     token: Annotated[Token, scoped("rotate")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
 
-    def run(app: App) -> tuple[int, Any]:
+    def run(app: App) -> tuple[int, Rotations]:
         done = app.rotation.request(domain, token.name, reason)  # its errors are the CLI's
         name = done.identity.identity
-        out = [requested_view(done)]
+        out: list[RotationRequested | NotRotated] = [requested_view(done)]
         for companion, more in app.rotation.request_companions(name, token.name, reason):
             if isinstance(more, str):
-                out.append({"identity": companion.identity, "recorded": False, "not_rotated": more})
+                skipped = NotRotated(identity=companion.identity, recorded=False, not_rotated=more)
+                out.append(skipped)
             else:
                 out.append(requested_view(more))
-        return 202, {"requested": out}
+        return 202, Rotations(requested=out)
 
-    status, result = state.once(token, key, {"rotate": domain, **body.model_dump()}, run)
+    status, result = state.once(token, key, body, run)
     state.wake(False)
     return answer(status, result)

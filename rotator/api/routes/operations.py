@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
@@ -14,9 +14,21 @@ from ...bootstrap import App, Scope, Token
 from ...domain.errors import InputError
 from ...domain.events import EVENT_TYPES
 from ...ports import LogFilter
+from ..idempotency import IdempotencyKey
+from ..models.operations import (
+    Compromised,
+    EmergencyDeclared,
+    EmergencyPlan,
+    LogPage,
+    PoolFill,
+    PoolKind,
+    Promoted,
+    Released,
+    SafetyState,
+)
 from ..state import ApiState, api_state, scoped
 from ..views import event_view, signer_results
-from .common import IdempotencyKey, answer, reason_text
+from .common import answer, reason_text
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 State = Annotated[ApiState, Depends(api_state)]
@@ -58,38 +70,38 @@ def scope_of(body: EmergencyRequest) -> Scope:
 @router.post(
     "/emergencies",
     status_code=202,
+    response_model=EmergencyDeclared,
     summary="Take compromised keys out of service",
-    responses={200: {"description": "dry_run: the plan; nothing was done"}},
+    responses={200: {"model": EmergencyPlan, "description": "dry_run: the plan; nothing was done"}},
 )
 def declare_emergency(
     body: EmergencyRequest,
     state: State,
     token: Annotated[Token, scoped("emergency")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
     scope = scope_of(body)
 
-    def run(app: App) -> tuple[int, Any]:
+    def run(app: App) -> tuple[int, EmergencyPlan | EmergencyDeclared]:
         plan = app.emergency.plan(scope)
-        out: dict[str, Any] = {
-            "scope": scope.describe(),
-            "dry_run": body.dry_run,
-            "compromise": [{"domain": k.domain, "selector": k.selector, "state": k.state.value,
-                            "customer_managed": k.customer_managed} for k in plan.compromise],
-            "promote": [{"domain": k.domain, "selector": k.selector} for k in plan.promote],
-        }  # fmt: skip
+        out = EmergencyPlan(
+            scope=scope.describe(),
+            dry_run=body.dry_run,
+            compromise=[Compromised(domain=k.domain, selector=k.selector, state=k.state,
+                                    customer_managed=k.customer_managed) for k in plan.compromise],
+            promote=[Promoted(domain=k.domain, selector=k.selector) for k in plan.promote],
+        )  # fmt: skip
         if body.dry_run:
             return 200, out
         if not scope.everything:
             what = f"the emergency over {scope.describe()}"
             app.safety.check_command(len(plan.compromise), what, body.confirm)
         declared = app.emergency.declare(plan, token.name, reason)
-        out["signers"] = signer_results(declared.targets)
-        out["signer_error"] = declared.signer_error
-        return 202, out
+        return 202, EmergencyDeclared(**dict(out), signers=signer_results(declared.targets),
+                                      signer_error=declared.signer_error)  # fmt: skip
 
-    status, result = state.once(token, key, body.model_dump(), run)
+    status, result = state.once(token, key, body, run)
     if not body.dry_run:
         state.wake(True)  # revoke and replace now, signer rewritten from the log first
     return answer(status, result)
@@ -100,36 +112,40 @@ class Release(BaseModel):
 
 
 @router.get("/safety", summary="What the safety valve holds or paces")
-def safety_state(state: State, _: Annotated[Token, scoped("read")]) -> dict[str, Any]:
+def safety_state(state: State, _: Annotated[Token, scoped("read")]) -> SafetyState:
     with state.use() as app:
         held = app.safety.held()
-    return {"held": held}
+    return SafetyState(held=held)
 
 
-@router.post("/safety/release", summary="Let held work go ahead (`rotator safety release`)")
+@router.post(
+    "/safety/release",
+    response_model=Released,
+    summary="Let held work go ahead (`rotator safety release`)",
+)
 def release_safety(
     body: Release,
     state: State,
     token: Annotated[Token, scoped("admin")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
 
-    def run(app: App) -> tuple[int, Any]:
+    def run(app: App) -> tuple[int, Released]:
         app.safety.release(token.name, reason)
-        return 200, {"released": True}
+        return 200, Released(released=True)
 
-    status, result = state.once(token, key, {"release": body.model_dump()}, run)
+    status, result = state.once(token, key, body, run)
     state.wake(False)
     return answer(status, result)
 
 
 @router.post("/pool/fill", summary="Top up the key pool now (the daemon generates)")
-def fill_pool(state: State, _: Annotated[Token, scoped("admin")]) -> dict[str, Any]:
+def fill_pool(state: State, _: Annotated[Token, scoped("admin")]) -> PoolFill:
     with state.use() as app:
         sizes = app.ctx.pool_sizes
     state.wake(False)  # an idle tick refills the pool
-    return {"kinds": [{"algorithm": a, "bits": b, "keep": n} for (a, b), n in sizes.items()]}
+    return PoolFill(kinds=[PoolKind(algorithm=a, bits=b, keep=n) for (a, b), n in sizes.items()])
 
 
 @router.get("/log", summary="The audit log, oldest first, a page at a time by log position")
@@ -149,7 +165,7 @@ def audit_log(
     actor: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> dict[str, Any]:
+) -> LogPage:
     for t in types or ():
         if t not in EVENT_TYPES:
             raise InputError(
@@ -168,4 +184,4 @@ def audit_log(
         events = list(app.store.events(flt))
     page = events[:limit]
     more = len(events) > limit
-    return {"items": [event_view(s) for s in page], "next": page[-1].position if more else None}
+    return LogPage(items=[event_view(s) for s in page], next=page[-1].position if more else None)

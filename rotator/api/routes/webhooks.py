@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from ...bootstrap import WEBHOOK_TYPES, App, Subscription, Token
+from ..idempotency import IdempotencyKey
+from ..models.webhooks import Webhook, WebhookCreated, WebhookRemoved, Webhooks
 from ..state import ApiState, api_state, scoped
-from .common import IdempotencyKey, answer, reason_text
+from .common import answer, reason_text
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 State = Annotated[ApiState, Depends(api_state)]
@@ -26,72 +28,86 @@ class NewWebhook(BaseModel):
     reason: str = Field("", max_length=1000)
 
 
-class Reason(BaseModel):
+# not "Reason": the document names the enum of problem codes so
+class WebhookReason(BaseModel):
     reason: str = Field("", max_length=1000)
 
 
-def view(app: App, sub: Subscription) -> dict[str, Any]:
-    return {
-        "id": sub.id,
-        "url": sub.url,
-        "events": list(sub.types),
-        "since_position": sub.since,
-        "delivered_position": app.webhooks.cursor(sub),
-        "parked": sub.parked,
-        "parked_at_position": sub.parked_at,
-    }
+def view(app: App, sub: Subscription) -> Webhook:
+    return Webhook(
+        id=sub.id,
+        url=sub.url,
+        events=list(sub.types),
+        since_position=sub.since,
+        delivered_position=app.webhooks.cursor(sub),
+        parked=sub.parked,
+        parked_at_position=sub.parked_at,
+    )
 
 
 @router.get("/webhooks", summary="The webhook subscriptions and how far delivery got")
-def list_webhooks(state: State, _: Annotated[Token, scoped("admin")]) -> dict[str, Any]:
+def list_webhooks(state: State, _: Annotated[Token, scoped("admin")]) -> Webhooks:
     with state.use() as app:
-        return {"webhooks": [view(app, s) for s in app.webhooks.list()]}
+        return Webhooks(webhooks=[view(app, s) for s in app.webhooks.list()])
 
 
-@router.post("/webhooks", status_code=201, summary="Subscribe a URL (the secret shown once)")
+@router.post(
+    "/webhooks",
+    status_code=201,
+    response_model=WebhookCreated,
+    summary="Subscribe a URL (the secret shown once)",
+)
 def add_webhook(
     body: NewWebhook,
     state: State,
     token: Annotated[Token, scoped("admin")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
 
-    def run(app: App) -> tuple[int, Any]:
+    def run(app: App) -> tuple[int, WebhookCreated]:
         sub, secret = app.webhooks.add(body.url, body.events, token.name, reason)
-        return 201, {**view(app, sub), "secret": secret}
+        return 201, WebhookCreated(**dict(view(app, sub)), secret=secret)
 
-    return answer(*state.once(token, key, body.model_dump(), run))
+    return answer(*state.once(token, key, body, run))
 
 
-@router.delete("/webhooks/{subscription}", summary="Stop delivering to a subscription")
+@router.delete(
+    "/webhooks/{subscription}",
+    response_model=WebhookRemoved,
+    summary="Stop delivering to a subscription",
+)
 def remove_webhook(
     subscription: str,
-    body: Reason,
+    body: WebhookReason,
     state: State,
     token: Annotated[Token, scoped("admin")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
 
-    def run(app: App) -> tuple[int, Any]:
+    def run(app: App) -> tuple[int, WebhookRemoved]:
         app.webhooks.remove(subscription, token.name, reason)
-        return 200, {"removed": subscription}
+        return 200, WebhookRemoved(removed=subscription)
 
-    return answer(*state.once(token, key, {"remove": subscription}, run))
+    return answer(*state.once(token, key, body, run))
 
 
-@router.post("/webhooks/{subscription}/resume", summary="Deliver again after a park")
+@router.post(
+    "/webhooks/{subscription}/resume",
+    response_model=Webhook,
+    summary="Deliver again after a park",
+)
 def resume_webhook(
     subscription: str,
-    body: Reason,
+    body: WebhookReason,
     state: State,
     token: Annotated[Token, scoped("admin")],
-    key: IdempotencyKey = None,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     reason = reason_text(body.reason)
 
-    def run(app: App) -> tuple[int, Any]:
+    def run(app: App) -> tuple[int, Webhook]:
         return 200, view(app, app.webhooks.resume(subscription, token.name, reason))
 
-    return answer(*state.once(token, key, {"resume": subscription}, run))
+    return answer(*state.once(token, key, body, run))

@@ -54,6 +54,7 @@ class PostgresEventStore(StoreWrites, StoreReads, OverviewReads, StoreAudit):
         self.url, self.readonly, self.sealer, self.anchor = url, readonly, sealer, anchor
         self.sql = PgSql(url, readonly)
         self.where = self.sql.where
+        self._analyzed = False
         try:
             if readonly:
                 if schema.pending(self.sql.conn):
@@ -74,8 +75,10 @@ class PostgresEventStore(StoreWrites, StoreReads, OverviewReads, StoreAudit):
 
     def append(self, events: Sequence[ev.Event], expected: dict[str, int]) -> Appended:
         appended = super().append(events, expected)
-        if len(appended) >= ANALYZE_FROM and len(appended) * 10 >= appended[-1].position:
-            self.analyze()
+        if len(appended) >= ANALYZE_FROM and not self._analyzed:
+            self._analyzed = True  # asked once per connection
+            if self._never_analyzed():
+                self.analyze()
         return appended
 
     def rebuild(self, check_only: bool = False) -> list[str]:
@@ -84,11 +87,21 @@ class PostgresEventStore(StoreWrites, StoreReads, OverviewReads, StoreAudit):
             self.analyze()
         return diffs
 
+    def _never_analyzed(self) -> bool:
+        row = self.sql.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_user_tables WHERE relname IN "
+            "('events', 'keys', 'identities') AND schemaname = current_schema() "
+            "AND last_analyze IS NULL AND last_autoanalyze IS NULL)"
+        ).fetchone()
+        return bool(row[0])
+
     def analyze(self) -> None:
-        """Fresh planner statistics after a batch that changed the tables by a tenth or
-        more (a fill, an import, a rebuild, a migration): the server's autovacuum would
-        gather them within its naptime, and until then a due query planned blind can walk
-        a whole table. A failure costs only the plans."""
+        """Planner statistics for tables that have none yet, after the first big batch
+        (a fill, an import), and after a rebuild or a migration: the server's autovacuum
+        would gather them within its naptime, and until then a due query planned without
+        any (a default guess of a third of the rows) can walk a whole table; once there
+        are some, the planner scales them by the tables' sizes and autovacuum keeps them
+        fresh. A failure costs only the plans."""
         try:
             with self.sql.told():
                 self.sql.live().execute("ANALYZE events, keys, identities")

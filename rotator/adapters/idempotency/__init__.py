@@ -1,0 +1,1 @@
+"""Where the API's Idempotency-Key replies are kept."""
