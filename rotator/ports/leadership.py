@@ -34,6 +34,7 @@ class Lease(Leader):
     out on the database's clock."""
 
     deadline: float = math.inf
+    seconds: float = math.inf  # how long the lease runs from a renewal
 
     def left(self) -> float:
         """Seconds of leader work left without a renewal (0 once past the deadline)."""
