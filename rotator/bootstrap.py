@@ -12,10 +12,9 @@ from pathlib import Path
 from .adapters.dns.factory import NoPublisher, build_publisher, zone_nameservers
 from .adapters.dns.probe import AuthoritativeProbe
 from .adapters.idempotency.sqlite import SqliteIdempotencyKeys
-from .adapters.keys.envelope import Envelope, create_kek, read_kek
-from .adapters.keys.files import MAX_PEM, FsKeyStore
-from .adapters.keys.pool import FsKeyPool
-from .adapters.keys.sealed import Rewrapped, SealedKeyStore, open_sealed_keys, rewrap
+from .adapters.keys.files import MAX_PEM
+from .adapters.keys.opening import key_stores, make_kek, rewrap_keys
+from .adapters.keys.sealed import Rewrapped, SealedKeyStore
 from .adapters.runtime.leadership import SoleLeadership
 from .adapters.runtime.workers import WorkerPool
 from .adapters.signers.fleet import SignerFleet
@@ -58,7 +57,6 @@ from .app.recording import Recorder
 from .app.rotation import Requested
 from .app.webhooks import PUBLIC_TYPES
 from .config.database import Database, is_url, redact
-from .config.keys import KeysConfig
 from .config.policies import PolicySet
 from .config.settings import Config
 from .domain import events as ev
@@ -68,7 +66,6 @@ from .ports import (
     DaemonLock,
     EventStore,
     IdempotencyKeys,
-    KeyStore,
     Leader,
     Leadership,
     Lease,
@@ -255,44 +252,6 @@ def sealer_for(config: Config, readonly: bool) -> Sealer | None:
     return Sealer(load_key(path, create=not sealed), new=made)
 
 
-def key_stores(config: Config, readonly: bool) -> tuple[KeyStore, FsKeyPool]:
-    """The key store and the pool: key_dir itself, or keys sealed in keys.database with
-    key_dir as the local copy (pooled keys stay local until taken, then are sealed)."""
-    files = FsKeyStore(config.key_dir)
-    if not config.keys.sealed or readonly:
-        # a read-only command reads no private key: it needs neither the KEK nor the database
-        return files, FsKeyPool(files)
-    store = SealedKeyStore(files, open_sealed_keys(config.keys.database), envelope(config.keys))
-    return store, FsKeyPool(files, seal=store.seal)
-
-
-def envelope(keys: KeysConfig) -> Envelope:
-    assert keys.kek_file is not None
-    kek = read_kek(keys.kek_file, keys.credentials)
-    previous = keys.previous_kek_file
-    return Envelope(kek, [] if previous is None else [read_kek(previous, keys.credentials)])
-
-
-def make_kek(path: Path) -> str:
-    """`rotator keys kek-create`: a new KEK in `path` (0400); its id."""
-    return create_kek(path).id
-
-
-def rewrap_keys(config: Config, new_kek: Path) -> Rewrapped:
-    """`rotator keys rewrap`: every sealed key's data key wrapped by the KEK in `new_kek`."""
-    keys = config.keys
-    if not keys.sealed:
-        raise ConfigError(
-            f'{config.path}: keys.store is "files": no key is sealed, there is nothing to re-wrap'
-        )
-    new = read_kek(new_kek, keys.credentials)
-    sealed = open_sealed_keys(keys.database)
-    try:
-        return rewrap(sealed, envelope(keys), new)
-    finally:
-        sealed.close()
-
-
 def build(
     config: Config, readonly: bool = False, command: bool = True, via: str | None = None
 ) -> App:
@@ -335,7 +294,8 @@ def build(
     signer = SignerFleet(
         [SignerTarget(t, read_key, Prober(t.probe, probe.observe)) for t in config.targets],
         db.side(".signer-lock"),
-        shared=shared_signer_lock(db),
+        # names the daemon's lease while it leads (ctx, made below, holds the keeper then)
+        shared=shared_signer_lock(db, lambda: ctx.leader.epoch()),
     )
     ctx = Context(
         store=store,

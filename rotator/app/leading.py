@@ -56,6 +56,10 @@ class LeaseKeeper:
             self.lost(why)
             raise FencedOut(f"node {self.node} stopped leading: {why}")
 
+    def epoch(self) -> int | None:
+        lease = self._lease
+        return None if lease is None else lease.epoch
+
     def take(self) -> Lease | None:
         """One try (a standby's, or a command's); the lease if this node leads now."""
         try:
@@ -88,6 +92,7 @@ class LeaseKeeper:
         log.warning("leadership_lost", node=self.node, epoch=lease.epoch, reason=reason)
         with contextlib.suppress(StoreError):
             self.leadership.release(lease)  # appends fenced by it are refused from now on
+            self.seen = self.leadership.current()  # who leads instead, if anyone
         self._changed()
 
     def _changed(self) -> None:

@@ -34,6 +34,7 @@ class Lease(Leader):
     out on the database's clock."""
 
     deadline: float = math.inf
+    seconds: float = math.inf  # how long the lease runs from a renewal
 
     def left(self) -> float:
         """Seconds of leader work left without a renewal (0 once past the deadline)."""
@@ -83,9 +84,16 @@ class LeaderWork(Protocol):
         the log will not see otherwise, such as a signer write)."""
         ...
 
+    def epoch(self) -> int | None:
+        """The epoch of the lease this process leads under; None when it does not lead."""
+        ...
+
 
 class Unfenced:
     """Leader work needs no lease here: operator commands and tests."""
 
     def check(self) -> None:
+        return None
+
+    def epoch(self) -> int | None:
         return None

@@ -15,7 +15,7 @@ import pytest
 
 from rotator.adapters.runtime.leadership import SoleLeadership
 from rotator.adapters.store.postgres.leadership import PgLeadership
-from rotator.domain.errors import FencedOut
+from rotator.domain.errors import FencedOut, StoreError
 from rotator.ports import EventStore, Leadership, Lease
 
 from .builders import added
@@ -142,19 +142,46 @@ def test_a_takeover_waits_for_the_leaders_write_to_commit(
     mine = first.acquire("mx1")
     assert mine is not None
     store = fenced_store(open_store, mine)
-    writing = store._write()  # type: ignore[attr-defined]
-    writing.__enter__()  # the lease checked, the row held
+
+    def write() -> None:
+        with store._write():  # type: ignore[attr-defined]
+            store.sql.execute("SELECT pg_sleep(2)")  # type: ignore[attr-defined]
+
+    writer = threading.Thread(target=write)
+    writer.start()  # the lease checked, the row held; the lease runs out meanwhile
     took: list[Lease | None] = []
     taker = threading.Thread(target=lambda: took.append(open_leadership().acquire("mx2")))
     try:
-        time.sleep(1.2)  # the lease runs out while the write is open
+        time.sleep(1.2)
         taker.start()
-        taker.join(1.0)
+        taker.join(0.5)
         assert taker.is_alive() and not took  # waiting for the writer
     finally:
-        writing.__exit__(None, None, None)
+        writer.join(10)
     taker.join(10)
     assert took and took[0] is not None and took[0].epoch == mine.epoch + 1
+
+
+def test_a_leader_paused_inside_its_write_holds_the_row_no_longer_than_the_lease(
+    open_store: OpenStore, open_leadership: OpenLeadership
+) -> None:
+    """A process stopped inside a fenced write (its connection open, its transaction
+    idle) would keep every node from taking over: the server ends that session once it
+    sat idle for as long as the lease runs, and the write never commits."""
+    shared(first := open_leadership(lease=1.0, renew=0.5))
+    mine = first.acquire("mx1")
+    assert mine is not None
+    store = fenced_store(open_store, mine)
+    writing = store._write()  # type: ignore[attr-defined]
+    writing.__enter__()  # and then nothing: paused
+    time.sleep(1.5)
+    theirs = open_leadership().acquire("mx2")
+    assert theirs is not None and theirs.epoch == mine.epoch + 1
+    with pytest.raises(StoreError):
+        writing.__exit__(None, None, None)  # its commit: the session is gone
+    store.fence(None)
+    store.append([added("a.com")], {})  # the next statement opens a connection again
+    assert store.info()["events"] == 1
 
 
 def test_the_lease_is_read_on_the_servers_clock(open_leadership: OpenLeadership) -> None:

@@ -107,6 +107,24 @@ def test_the_signer_lock_holds_across_nodes(postgres_url: str) -> None:
         pass
 
 
+def test_a_later_leader_ends_a_former_leaders_hold_but_never_a_commands(
+    postgres_url: str,
+) -> None:
+    """A leader paused while it holds the signer lock keeps it as long as it sleeps: the
+    next leader (a later epoch) ends that session; an operator's command is waited for."""
+    former, command = AdvisorySignerLock(postgres_url, "db"), AdvisorySignerLock(postgres_url, "db")
+    former.epoch = lambda: 1
+    later = AdvisorySignerLock(postgres_url, "db")
+    later.epoch = lambda: 2
+    with command.hold(1.0), pytest.raises(SignerLockBusy), later.hold(0.3):
+        pass  # a command's hold: waited for, never ended
+    same = AdvisorySignerLock(postgres_url, "db")
+    same.epoch = lambda: 2
+    # epoch 1 < 2: the former leader's session is ended; the same epoch is waited for
+    with former.hold(1.0), later.hold(5.0), pytest.raises(SignerLockBusy), same.hold(0.3):
+        pass
+
+
 def test_a_read_only_connection_is_refused_writes_by_the_server(postgres_url: str) -> None:
     PostgresEventStore(postgres_url).close()
     reader = PostgresEventStore(postgres_url, readonly=True)

@@ -6,6 +6,7 @@ line."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 import psycopg
 
@@ -51,9 +52,14 @@ def node_lock(db: Database, node: str) -> DaemonLock:
     return AdvisoryDaemonLock(db.url, str(db), node)
 
 
-def shared_signer_lock(db: Database) -> AdvisorySignerLock | None:
-    """The signer lock across the nodes sharing a PostgreSQL database (None: one node)."""
-    return None if db.url is None else AdvisorySignerLock(db.url, str(db))
+def shared_signer_lock(db: Database, epoch: Callable[[], int | None]) -> AdvisorySignerLock | None:
+    """The signer lock across the nodes sharing a PostgreSQL database (None: one node);
+    `epoch`: the lease this process's signer writes are leader work under, if any."""
+    if db.url is None:
+        return None
+    lock = AdvisorySignerLock(db.url, str(db))
+    lock.epoch = epoch
+    return lock
 
 
 def has_sealed_events(db: Database) -> bool:

@@ -13,6 +13,7 @@ the lease runs out on the server, so that nobody else can lead while it still wo
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import socket
@@ -110,7 +111,7 @@ class PgLeadership:
     def _lease(self, row: Any, sent: float) -> Lease:
         found = leader_of(row)
         assert found is not None
-        return Lease(**vars(found), deadline=sent + self.renew_s)
+        return Lease(**vars(found), deadline=sent + self.renew_s, seconds=self.lease_s)
 
     def _one(self, sql: str, params: list[Any], rows: bool = True) -> Any:
         """One statement's row (None when it matched none). A server that went away or a
@@ -127,7 +128,13 @@ class PgLeadership:
 
 
 def check_fence(conn: psycopg.Connection[Any], lease: Lease) -> None:
-    """Inside a write transaction: FencedOut unless `lease` is still the live one."""
+    """Inside a write transaction: FencedOut unless `lease` is still the live one. The
+    transaction holds the lease's row until it ends, so it may not sit idle longer than
+    the lease runs: a process paused inside it (SIGSTOP, a frozen VM) has its session
+    ended by the server, instead of keeping every node from taking over."""
+    if math.isfinite(lease.seconds):
+        idle = max(1, round(lease.seconds * 1000))
+        conn.execute(f"SET LOCAL idle_in_transaction_session_timeout = {idle}")
     row = conn.execute(FENCE).fetchone()
     now = None if row is None else leader_of(row)
     if now is not None and (now.node, now.epoch) == (lease.node, lease.epoch) and now.live:

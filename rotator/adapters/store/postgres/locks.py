@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
+import structlog
 
 from ....domain.errors import AlreadyRunning, SignerError, SignerLockBusy
 from ...signers.signer_lock import command_name
 from .connection import connect, open_error, pg_hint
+
+log = structlog.get_logger("rotator")
 
 NAMESPACE = 0x524F54  # "ROT": the first key of every rotator advisory lock
 WRITERS = 1
@@ -114,26 +118,35 @@ def holder(conn: psycopg.Connection[Any], first: int, second: int) -> str | None
 class AdvisorySignerLock:
     """A session advisory lock on a connection of its own, taken after the host's own
     signer lock (its flock) and let go with the connection; waited for `wait` seconds at
-    most, then SignerLockBusy naming the process that holds it."""
+    most, then SignerLockBusy naming the process that holds it.
+
+    A leader's hold names its lease's epoch. A process paused while it holds the lock
+    (SIGSTOP, a frozen VM) keeps its connection, and so the lock, however long it sleeps:
+    the node that leads after it, with a later epoch, ends that session (the former
+    leader's writes are refused by the store anyway) instead of waiting for it."""
 
     def __init__(self, url: str, where: str) -> None:
         self.url, self.where = url, where
+        # the epoch of the lease this process's signer writes are leader work under
+        self.epoch: Callable[[], int | None] = lambda: None
 
     @contextlib.contextmanager
     def hold(self, wait: float) -> Iterator[None]:
-        me = f"rotator signer {os.getpid()}@{socket.gethostname()} {command_name()}"
+        epoch = self.epoch()
+        mine = "" if epoch is None else f"e{epoch} "
+        me = f"rotator signer {mine}{os.getpid()}@{socket.gethostname()} {command_name()}"
         try:
             conn = connect(self.url, name=me[:63])
         except psycopg.Error as exc:
             raise SignerError(f"the signer lock in {self.where}: {pg_hint(exc)}") from None
         try:
-            self._take(conn, wait)
+            self._take(conn, wait, epoch)
             yield
         finally:
             with contextlib.suppress(psycopg.Error):
                 conn.close()
 
-    def _take(self, conn: psycopg.Connection[Any], wait: float) -> None:
+    def _take(self, conn: psycopg.Connection[Any], wait: float, epoch: int | None) -> None:
         deadline, pause = time.monotonic() + wait, 0.02
         try:
             while True:
@@ -142,6 +155,8 @@ class AdvisorySignerLock:
                 ).fetchone()
                 if row and row[0]:
                     return
+                if epoch is not None:
+                    self._end_former_leader(conn, epoch)
                 if time.monotonic() >= deadline:
                     who = holder(conn, NAMESPACE, SIGNERS) or "another process"
                     raise SignerLockBusy(
@@ -152,3 +167,22 @@ class AdvisorySignerLock:
                 pause = min(pause * 2, 0.25)
         except psycopg.Error as exc:
             raise SignerError(f"the signer lock in {self.where}: {pg_hint(exc)}") from None
+
+    def _end_former_leader(self, conn: psycopg.Connection[Any], epoch: int) -> None:
+        found = conn.execute(
+            "SELECT a.pid, a.application_name FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            [NAMESPACE, SIGNERS],
+        ).fetchone()
+        if found is None:
+            return
+        held = _EPOCH.match(str(found[1] or ""))
+        if held is None or int(held.group(1)) >= epoch:  # a command, or this lease's own
+            return
+        conn.execute("SELECT pg_terminate_backend(%s)", [found[0]])
+        log.warning("signer_lock_taken_over", holder=found[1], epoch=epoch)
+
+
+_EPOCH = re.compile(r"^rotator signer e(\d+) ")
