@@ -167,10 +167,6 @@ def test_the_leader_killed_mid_emergency(
     audited(a, b)
 
 
-@pytest.mark.skip(
-    reason="failed once under a loaded machine (the new leader did not activate the successor "
-    "within 60 s); open in issue 23 until it is understood"
-)
 @pytest.mark.timeout(300)
 def test_a_leader_paused_past_its_lease_records_nothing_and_steps_down(
     nodes: tuple[RotatorEnv, RotatorEnv, str], tmp_path: Path
