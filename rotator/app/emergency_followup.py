@@ -97,15 +97,15 @@ class EmergencyFollowUp:
     def progress(self, plan: EmergencyPlan) -> tuple[bool, bool]:
         """(every compromised key revoked, every affected identity replaced or noticed)."""
         store = self.ctx.store
+        keys = store.keys_by_id([c.key_id for c in plan.compromise])
         revoked = all(
-            (k := store.key(c.key_id)) is not None and k.state in (State.REVOKED, State.DESTROYED)
+            (k := keys.get(c.key_id)) is not None and k.state in (State.REVOKED, State.DESTROYED)
             for c in plan.compromise
         )
         # replaced: an active key again (a customer-managed key waits for the customer)
-        replaced = all(
-            (i := store.identity(name)) is not None and _replaced(i)
-            for name in {k.identity for k in plan.compromise}
-        )
+        names = {k.identity for k in plan.compromise}
+        idents = store.identities_named(names)
+        replaced = all((i := idents.get(name)) is not None and _replaced(i) for name in names)
         return revoked, replaced
 
     def left(self, plan: EmergencyPlan) -> list[str]:

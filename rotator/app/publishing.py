@@ -13,7 +13,7 @@ from datetime import datetime
 from .. import faults
 from ..domain import events as ev
 from ..domain.errors import ExternalError, InputError, RotatorError
-from ..domain.model import KeyState
+from ..domain.model import IdentityState, KeyState
 from ..domain.names import normalize_domain, record_location
 from ..domain.reasons import Reason
 from ..domain.record import revoked_record
@@ -30,11 +30,11 @@ class Publishing:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    def _name(self, key: KeyState) -> str:
+    def _name(self, key: KeyState, idents: dict[str, IdentityState]) -> str:
         """The record name, derived again from the identity's validated domain, zone and
         mode and the key's selector, and required to equal the stored one: a projection
         edited behind rotator's back can never point an UPDATE elsewhere."""
-        ident = self.ctx.store.identity(key.identity)
+        ident = idents.get(key.identity)
         if ident is None or ident.domain != key.domain or ident.zone != key.zone:
             raise InputError(f"key {key.key_id} does not match its identity's domain and zone")
         via_cname = ident.mode in (Mode.CNAME, Mode.PING_PONG)
@@ -49,7 +49,7 @@ class Publishing:
         self._batch(
             keys,
             Action.PUBLISH,
-            lambda k: RecordChange(self._name(k), k.ttl, k.record),
+            lambda k, i: RecordChange(self._name(k, i), k.ttl, k.record),
             lambda k, at, server: ev.KeyPublished(**key_ids(k, at), server=server),
             now,
             report,
@@ -60,7 +60,7 @@ class Publishing:
         self._batch(
             keys,
             Action.REVOKE,
-            lambda k: RecordChange(self._name(k), k.ttl, text),
+            lambda k, i: RecordChange(self._name(k, i), k.ttl, text),
             lambda k, at, server: ev.RevocationPublished(
                 **key_ids(k, at), server=server, record=text
             ),
@@ -90,7 +90,7 @@ class Publishing:
         self._batch(
             keys,
             Action.REMOVE_TOMBSTONE,
-            lambda k: RecordChange(self._name(k), k.ttl, None),
+            lambda k, i: RecordChange(self._name(k, i), k.ttl, None),
             lambda k, at, server: ev.TombstoneRemoved(**key_ids(k, at), server=server),
             now,
             report,
@@ -100,15 +100,16 @@ class Publishing:
         self,
         keys: list[KeyState],
         action: Action,
-        change: Callable[[KeyState], RecordChange],
+        change: Callable[[KeyState, dict[str, IdentityState]], RecordChange],
         success: Callable[[KeyState, datetime, str], ev.KeyEvent],
         now: datetime,
         report: TickReport,
     ) -> None:
         by_zone: dict[str, Pairs] = defaultdict(list)
+        idents = self.ctx.store.identities_named({k.identity for k in keys})
         for key in keys:
             try:
-                by_zone[key.zone].append((key, change(key)))
+                by_zone[key.zone].append((key, change(key, idents)))
             except RotatorError as exc:  # this key's data is wrong: it fails alone
                 why = f"refusing to publish: {exc}"
                 self.ctx.recorder.failed(

@@ -67,9 +67,11 @@ class Signing:
         # O(keys switched): only these keys, their identities and the keys they replace
         # are read; the complete signing set is read only if a target needs it.
         store, recorder = self.ctx.store, self.ctx.recorder
-        fresh = [store.key(k.key_id) for k in keys]
-        keys = [k for k in fresh if k is not None and k.state is State.VERIFIED]
+        fresh = store.keys_by_id([k.key_id for k in keys])
+        keys = [f for k in keys if (f := fresh.get(k.key_id)) and f.state is State.VERIFIED]
         idents = self._identities_for(keys)
+        actives = [i.active_key for k in keys if (i := idents.get(k.identity)) and i.active_key]
+        olds = store.keys_by_id(actives)
         plan: list[_Switch] = []
         for key in keys:
             ident = idents.get(key.identity)
@@ -81,7 +83,7 @@ class Signing:
                 code = ident.dns_problem_code or Reason.AWAITING_CUSTOMER_DNS
                 recorder.failed([key], Action.ACTIVATE, ident.dns_problem, report, now, code=code)
                 continue
-            old = store.key(ident.active_key) if ident.active_key else None
+            old = olds.get(ident.active_key) if ident.active_key else None
             try:
                 policy = self.ctx.policy(key.policy)
                 old_policy = self.ctx.policy(old.policy) if old else None
@@ -177,14 +179,8 @@ class Signing:
         """The identities these keys sign for: their own, and for an ESP key every
         customer that carries its signature."""
         store = self.ctx.store
-        out: dict[str, IdentityState] = {}
-        for key in keys:
-            if key.identity in out:
-                continue
-            ident = store.identity(key.identity)
-            if ident is None:
-                continue
-            out[ident.identity] = ident
+        out = store.identities_named({k.identity for k in keys})
+        for ident in list(out.values()):
             if ident.role == Role.ESP:
                 out.update((c.identity, c) for c in store.esp_customers(ident.identity))
         return out

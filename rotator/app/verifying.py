@@ -73,7 +73,8 @@ class Verifying:
         # Each identity read once, here, on this thread: the customer checks' workers only
         # ask DNS (one SQLite connection is not for concurrent use, and a slow check may
         # outlive its deadline into the writes below).
-        idents = {name: self.ctx.store.identity(name) for name in {k.identity for k in due}}
+        found = self.ctx.store.identities_named({k.identity for k in due})
+        idents: dict[str, IdentityState | None] = {k.identity: found.get(k.identity) for k in due}
         for key in due:
             ident = idents[key.identity]
             needs_customer = key.lookup_name or (
@@ -141,11 +142,14 @@ class Verifying:
         verified = self._observe_all(ready, Action.VERIFY, now, report)
         events: list[ev.KeyEvent] = []
         done = []
+        siblings = self.ctx.store.keys_of({k.identity for k in ready if k.key_id in verified})
         for key in ready:
             if key.key_id not in verified:
                 continue
             try:
-                activate_at = self._activate_at(key, idents[key.identity], now)
+                activate_at = self._activate_at(
+                    key, idents[key.identity], siblings[key.identity], now
+                )
             except RotatorError as exc:  # e.g. its policy file is gone
                 code = Reason.POLICY_UNAVAILABLE
                 recorder.failed([key], Action.VERIFY, str(exc), report, now, code=code)
@@ -169,14 +173,17 @@ class Verifying:
             return 0.0, ()
         return round((now - wait.first).total_seconds(), 3), wait.lagged
 
-    def _activate_at(self, key: KeyState, ident: IdentityState | None, now: datetime) -> datetime:
-        store = self.ctx.store
+    def _activate_at(
+        self,
+        key: KeyState,
+        ident: IdentityState | None,
+        siblings: list[KeyState],
+        now: datetime,
+    ) -> datetime:
         # A reused record name (ping-pong slot) may still be cached with the old key's data:
         # activate only once that record's TTL has passed.
         previous = [
-            k
-            for k in store.list_keys(key.identity)
-            if k.record_name == key.record_name and k.key_id != key.key_id
+            k for k in siblings if k.record_name == key.record_name and k.key_id != key.key_id
         ]
         activate_at = now + timedelta(seconds=max((k.ttl for k in previous), default=0))
         if (

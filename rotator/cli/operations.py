@@ -10,7 +10,6 @@ import click
 from rich.table import Table
 
 from ..bootstrap import App, Requested, Scope
-from ..daemon import Daemon
 from ..domain.errors import RotatorError
 from ..timeutil import iso, utcnow
 from .base import get_app
@@ -258,6 +257,8 @@ def run(ctx: click.Context, once: bool, duration: float | None) -> None:
     """Run the daemon: advance every key whose next action is due, until SIGTERM."""
     app = get_app(ctx, daemon=not once)
     ctx.call_on_close(app.close)
+    from ..daemon import Daemon  # the HTTP API and the scheduler: only the daemon needs them
+
     daemon = Daemon(app)
     if once:
         report = daemon.run_once()

@@ -103,6 +103,19 @@ class ProjectionReader(Protocol):
 
     def key(self, key_id: str) -> KeyState | None: ...
 
+    def keys_by_id(self, key_ids: Collection[str]) -> dict[str, KeyState]:
+        """The keys among `key_ids` that exist, read in a few statements (a step over a
+        thousand keys must not read them one by one)."""
+        ...
+
+    def keys_of(self, identities: Collection[str]) -> dict[str, list[KeyState]]:
+        """Every key of each of `identities` (destroyed ones too), oldest first."""
+        ...
+
+    def identities_named(self, names: Collection[str]) -> dict[str, IdentityState]:
+        """The identities among `names` that exist, read in a few statements."""
+        ...
+
     def list_keys(
         self, identity: str | None = None, state: State | None = None
     ) -> list[KeyState]: ...

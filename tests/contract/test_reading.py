@@ -172,3 +172,34 @@ def test_identities_are_searched_by_name_domain_or_customer(store: EventStore) -
     found, total = read.search_identities("émile", 10)  # lower-cased as Python does
     assert ([i.identity for i in found], total) == (["d.org"], 1)
     assert read.search_identities("nowhere", 10) == ([], 0)
+
+
+def test_batch_reads_give_what_reads_one_by_one_give(store: EventStore) -> None:
+    three_identities(store)
+    store.append([generated("ka2", "a.com", 40, selector="s2.myesp")], {})
+    reader: ProjectionReader = store
+    assert reader.keys_by_id(["kc", "ka", "nope", "ka"]) == {
+        "ka": reader.key("ka"),
+        "kc": reader.key("kc"),
+    }
+    assert reader.identities_named({"c.com", "a.com", "nobody.com"}) == {
+        "a.com": reader.identity("a.com"),
+        "c.com": reader.identity("c.com"),
+    }
+    of = reader.keys_of(["a.com", "b.com", "nobody.com"])
+    assert [k.key_id for k in of["a.com"]] == ["ka", "ka2"]  # oldest first
+    assert of["a.com"] == reader.list_keys("a.com")
+    assert of["b.com"] == reader.list_keys("b.com")
+    assert of["nobody.com"] == []
+    assert reader.keys_by_id([]) == {} and reader.identities_named([]) == {}
+
+
+def test_batch_reads_span_many_statements(store: EventStore) -> None:
+    # more names than one statement binds (SQLite: 500 parameters a statement)
+    names = [f"d{i:04d}.com" for i in range(1_100)]
+    store.append([added(n) for n in names], {})
+    store.append([generated(f"k{n}", n) for n in names], {})
+    reader: ProjectionReader = store
+    assert sorted(reader.identities_named(names)) == names
+    assert sorted(reader.keys_by_id([f"k{n}" for n in names])) == sorted(f"k{n}" for n in names)
+    assert all(len(keys) == 1 for keys in reader.keys_of(names).values())

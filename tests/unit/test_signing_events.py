@@ -3,7 +3,7 @@ machine; the store's SQL only asks for them."""
 
 from __future__ import annotations
 
-from rotator.adapters.store import queries
+from rotator.adapters.store import log_reads
 from rotator.domain import events as ev
 from rotator.domain import signing
 
@@ -34,5 +34,5 @@ def test_every_signing_event_is_an_event_type() -> None:
 
 
 def test_the_store_asks_for_the_domains_lists() -> None:
-    assert queries.SIGNING_EVENTS is signing.SIGNING_EVENTS
-    assert queries.SET_EVENTS is signing.SIGNING_SET_EVENTS
+    assert log_reads.SIGNING_EVENTS is signing.SIGNING_EVENTS
+    assert log_reads.SET_EVENTS is signing.SIGNING_SET_EVENTS

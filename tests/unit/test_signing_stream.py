@@ -406,7 +406,7 @@ def test_the_events_that_invalidate_a_kept_set_are_every_way_in_and_out_of_activ
     # a change patches the set the last write kept unless one of these was recorded since:
     # every transition into or out of "active" must be among them (and the identity
     # events that change the senders), or a patched table would miss it
-    from rotator.adapters.store.queries import SET_EVENTS, SIGNING_EVENTS
+    from rotator.adapters.store.log_reads import SET_EVENTS, SIGNING_EVENTS
     from rotator.domain.machine import TRANSITIONS
 
     def sources(t: dict[str, Any]) -> list[str]:

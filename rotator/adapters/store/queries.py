@@ -1,14 +1,13 @@
-"""The event store's reads: projections by key, identity and due time, and the log with
-its filters (every one served by an index)."""
+"""The event store's reads of the projections: keys and identities by name (one at a time or
+a batch in a few statements), by due time, and the aggregates monitoring needs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Executor
 from datetime import datetime
 from typing import Any
 
-from ...domain import signing as signing_events
 from ...domain.model import IdentityState, KeyState
 from ...domain.names import covered_by
 from ...domain.reasons import CUSTOMER_DNS, Reason
@@ -16,21 +15,14 @@ from ...domain.states import State
 from ...ports import (
     DUE_BATCH,
     SIGNING_KEY_COLUMNS,
-    LogFilter,
     SigningRow,
-    StoredEvent,
 )
 from ...ports.monitoring import IdentityCount, IdentityTimes, KeyCount, StoreCounts
 from ...timeutil import iso, parse_iso
 from .connection import Sql, columns
 from .overview import key_order
-from .rows import event_from_row
 from .seal import Sealer
 from .signing import ordered_rows, sealed_rows, start_check
-
-# the names the domain defines (signing_changed_since, signing_set_changed_since ask for them)
-SIGNING_EVENTS = signing_events.SIGNING_EVENTS
-SET_EVENTS = signing_events.SIGNING_SET_EVENTS
 
 
 class StoreReads:
@@ -43,15 +35,33 @@ class StoreReads:
     def _ident(self, row: dict[str, Any], check: bool = True) -> IdentityState:
         raise NotImplementedError
 
-    def stream_version(self, stream_id: str) -> int:
-        row = self.sql.execute(
-            "SELECT MAX(version) FROM events WHERE stream_id = ?", [stream_id]
-        ).fetchone()
-        return int(row[0] or 0)
-
     def key(self, key_id: str) -> KeyState | None:
         rows = list(self.sql.query("SELECT * FROM keys WHERE key_id = ?", [key_id]))
         return self._key(rows[0]) if rows else None
+
+    def keys_by_id(self, key_ids: Collection[str]) -> dict[str, KeyState]:
+        return {k.key_id: k for k in map(self._key, self._among("keys", "key_id", key_ids))}
+
+    def identities_named(self, names: Collection[str]) -> dict[str, IdentityState]:
+        rows = self._among("identities", "identity", names)
+        return {i.identity: i for i in map(self._ident, rows)}
+
+    def keys_of(self, identities: Collection[str]) -> dict[str, list[KeyState]]:
+        found: dict[str, list[KeyState]] = {name: [] for name in identities}
+        for key in sorted(
+            map(self._key, self._among("keys", "identity", identities)),
+            key=lambda k: (k.created_at, k.key_id),
+        ):
+            found[key.identity].append(key)
+        return found
+
+    def _among(self, table: str, column: str, values: Collection[str]) -> Iterator[dict[str, Any]]:
+        """The rows whose `column` is one of `values`: a statement per few hundred."""
+        names = sorted(set(values))
+        size = self.sql.names_per_query
+        for i in range(0, len(names), size):
+            among, params = self.sql.among(column, names[i : i + size])
+            yield from self.sql.query(f"SELECT * FROM {table} WHERE {among}", params)
 
     def list_keys(self, identity: str | None = None, state: State | None = None) -> list[KeyState]:
         where, params = [], []
@@ -201,10 +211,6 @@ class StoreReads:
             return lambda: None
         return start_check(self.sql, self.sealer, executor, workers)
 
-    def data_version(self) -> int:
-        """Changes whenever a write to the projection commits."""
-        return self.sql.data_version()
-
     def companions(self, identity: str) -> list[IdentityState]:
         """The dual-algorithm companions of an identity (retired ones too)."""
         rows = self.sql.query(
@@ -213,24 +219,6 @@ class StoreReads:
             [identity],
         )
         return [self._ident(r) for r in rows]
-
-    def signing_changed_since(self, position: int) -> bool:
-        return self._recorded_since(position, SIGNING_EVENTS)
-
-    def signing_set_changed_since(self, position: int) -> bool:
-        return self._recorded_since(position, SET_EVENTS)
-
-    def _recorded_since(self, position: int, types: Sequence[str]) -> bool:
-        # walk the log after `position` by position (not through the type index, which
-        # would visit every such event ever recorded)
-        marks = ",".join("?" * len(types))
-        kind = self.sql.unindexed("type")
-        row = self.sql.execute(
-            f"SELECT 1 FROM events WHERE position > ? AND {kind} IN ({marks}) "
-            "ORDER BY position LIMIT 1",
-            [position, *types],
-        ).fetchone()
-        return row is not None
 
     def count_keys(self, state: str, up_to: int | None = None) -> int:
         # up_to: a tick weighing 200 replacements needs to know there are at least 800
@@ -298,44 +286,6 @@ class StoreReads:
             r["selector"]
             for r in self.sql.query("SELECT selector FROM keys WHERE domain = ?", [domain])
         }
-
-    def events(self, flt: LogFilter | None = None) -> Iterator[StoredEvent]:
-        flt = flt or LogFilter()
-        where, params = ["position > ?"], []
-        for col in ("identity", "domain", "selector", "key_id", "actor"):
-            value = getattr(flt, col)
-            if value is not None:
-                where.append(f"{col} = ?")
-                params.append(value)
-        for col, values in (("identity", flt.identities), ("type", flt.types)):
-            if values:
-                where.append(f"{col} IN ({', '.join('?' * len(values))})")
-                params += values
-        if flt.since is not None:
-            where.append("at >= ?")
-            params.append(iso(flt.since))
-        if flt.until is not None:
-            where.append("at <= ?")
-            params.append(iso(flt.until))
-        select = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY position"
-        # one statement, or page after page from the last position read (the log only
-        # grows at its end: a page never misses an event the one before could see)
-        after, left, page = flt.after_position, flt.limit, self.sql.page
-        while left is None or left > 0:
-            take = left if page is None else page if left is None else min(page, left)
-            got = 0
-            sql = select if take is None else f"{select} LIMIT {int(take)}"
-            for row in self.sql.query(sql, [after, *params]):
-                got, after = got + 1, row["position"]
-                yield event_from_row(row)
-            if take is None or got < take:
-                return
-            if left is not None:
-                left -= got
-
-    def info(self) -> dict[str, Any]:
-        count = self.sql.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-        return {"path": self.sql.where, "events": count}
 
     def monitoring_counts(self, per_identity: bool = False) -> StoreCounts:
         """Aggregates for the metrics endpoint, from one read snapshot. Live keys are read

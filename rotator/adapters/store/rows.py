@@ -73,8 +73,20 @@ def _converters(cls: type) -> dict[str, Callable[[Any], Any] | None]:
         elif hint in (str, int, "str", "int") or _optional(hint) in (str, int):
             out[name] = None
         else:
-            out[name] = functools.partial(ev.decode, hint)
+            out[name] = _decoder(hint)
     return out
+
+
+def _decoder(hint: Any) -> Callable[[Any], Any]:
+    """The column's decoder: enums and flags directly (most of a row's columns), the rest
+    through the events' codec."""
+    inner = _optional(hint) or hint
+    if isinstance(inner, type) and issubclass(inner, Enum):
+        members = inner._value2member_map_
+        return lambda value: members[value] if value in members else inner(value)
+    if inner is bool:
+        return bool
+    return functools.partial(ev.decode, hint)
 
 
 def _optional(hint: Any) -> Any:

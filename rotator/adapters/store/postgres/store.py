@@ -26,6 +26,7 @@ from ..anchor import Anchor
 from ..append import Feed, Row, StoreWrites
 from ..audit import SEALED_SQL, StoreAudit
 from ..insert import upsert
+from ..log_reads import LogReads
 from ..overview import OverviewReads
 from ..queries import StoreReads
 from ..rows import Appended
@@ -39,7 +40,7 @@ log = structlog.get_logger("rotator")
 ANALYZE_FROM = 1000  # events in one batch: below this, plans hardly move
 
 
-class PostgresEventStore(StoreWrites, StoreReads, OverviewReads, StoreAudit):
+class PostgresEventStore(StoreWrites, StoreReads, LogReads, OverviewReads, StoreAudit):
     sql: PgSql
 
     def __init__(
