@@ -125,6 +125,7 @@ class StoreWrites:
             idents: dict[str, IdentityState | None] = self._prefetch(
                 "identities", "identity", names
             )
+            read = dict(idents)
             feed = self._feed("events", EVENT_COLUMNS, len(events), None)
             try:
                 try:
@@ -150,7 +151,9 @@ class StoreWrites:
                     raise
             except self.sql.integrity_error as exc:
                 raise ConcurrencyError(f"{exc}; retry") from exc
-            self._save(keys, idents)
+            # most key events leave their identity as it was (the fold returns the same
+            # state): its row is not written again
+            self._save(keys, {n: s for n, s in idents.items() if s is not read[n]})
             self._set_head(stored[-1].position, stored[-1].hash)
         return Appended(
             stored,

@@ -9,6 +9,7 @@ that differs in anything is decoded and checked afresh, so an edit is caught as 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import operator
 import threading
@@ -49,11 +50,14 @@ class Decoded(Generic[S]):
         found = self._row(row)
         if found is None:
             return
-        with self._lock:
-            states = self._states
-            states[found] = state
-            while len(states) > self.limit:
-                del states[next(iter(states))]
+        states = self._states
+        states[found] = state
+        if len(states) > self.limit:
+            # one thread evicts at a time; another one's insert meanwhile may end this
+            # round early (RuntimeError), the next put evicts the rest
+            with self._lock, contextlib.suppress(RuntimeError, KeyError):
+                while len(states) > self.limit:
+                    del states[next(iter(states))]
 
     def __len__(self) -> int:
         return len(self._states)
