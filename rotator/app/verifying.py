@@ -28,9 +28,13 @@ from .customer_dns import CustomerDns, customer_of
 from .customer_lanes import CustomerLanes
 from .recording import TickReport, key_ids
 
-# seconds: lagging secondaries are re-checked within the same tick, every 50 ms for 0.2 s
-# (asking again only for the laggards, pipelined, costs milliseconds)
-SETTLE_PAUSES = (0.05, 0.05, 0.05, 0.05)
+# seconds: lagging secondaries are re-checked within the same tick every 50 ms for 0.2 s,
+# and on while each look finds more records served (a secondary taking a big change in
+# several transfers), up to 1 s; asking again only for the laggards, pipelined, costs
+# milliseconds. A server that makes no progress is looked at again later instead.
+SETTLE_PAUSE = 0.05
+SETTLE_GRACE = 0.2
+SETTLE_MAX = 1.0
 FIRST_RECHECK = timedelta(seconds=0.5)  # then the pause doubles, up to the retry base
 
 log = structlog.get_logger("rotator")
@@ -221,11 +225,14 @@ class Verifying:
         good: dict[str, Results] = {}
         why: dict[str, tuple[str, Reason, Results]] = {}
         pending = list(keys)
-        for pause in (0.0, *SETTLE_PAUSES):
-            if not pending:
-                break
-            if pause:
-                time.sleep(pause)
+        started, progressed, looks = time.monotonic(), True, 0
+        while pending:
+            looks += 1
+            if looks > 1:
+                spent = time.monotonic() - started
+                if spent >= SETTLE_MAX or (spent >= SETTLE_GRACE and not progressed):
+                    break
+                time.sleep(SETTLE_PAUSE)
             still = []
             for key, observed in zip(pending, self._observe_many(pending), strict=True):
                 if isinstance(observed, ExternalError):
@@ -238,6 +245,7 @@ class Verifying:
                 else:
                     why[key.key_id] = (summarize(results), Reason.NAMESERVERS_DISAGREE, results)
                     still.append(key)
+            progressed = len(still) < len(pending)
             pending = still
         for key in pending:
             reason, code, details = why[key.key_id]
