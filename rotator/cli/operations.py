@@ -21,10 +21,16 @@ from .render import add_row, console, say, when
 @click.command()
 @click.option("--domain", "domain_name", default=None)
 @click.option("--all", "show_all", is_flag=True, help="Include destroyed keys")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="JSON lines instead of a table; on a shared database the last line is the leader's",
+)
 @click.pass_context
 def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json: bool) -> None:
-    """Every key: domain, selector, state, since, next action and when; parked webhooks."""
+    """Every key: domain, selector, state, since, next action and when; parked webhooks;
+    which daemon leads when several share the database."""
     app = get_app(ctx, readonly=True)
     now = utcnow()
     rows = app.queries.status(domain_name, show_all)
@@ -65,6 +71,9 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
                 "attempts": None, "last_error": h.parked, "code": None, "key_id": None,
                 "drift": "", "webhook": h.id, "position": h.parked_at,
             }))  # fmt: skip
+        lead = leader_json(app)
+        if lead is not None:
+            click.echo(json.dumps(lead))
         return
     table = Table("domain", "selector", "state", "since", "next action", "at", "problem")
     for r in rows:
@@ -131,6 +140,38 @@ def leader_line(app: App, now: datetime) -> str:
             f"{when(leader.expires, now)}"
         )
     return f"leader {leader.node} since {when(leader.since, now)} (epoch {leader.epoch})"
+
+
+def leader_json(app: App) -> dict[str, object] | None:
+    """The leader_line as the last line of `status --json`: a key's row fields (so that a
+    reader of the rows need not tell it apart), state `leader`, `no leader` or `leader
+    unknown`, and `leader` ({node, epoch, since, expires}, or null when no node leads);
+    `last_leader` the same for a lease that ran out. None with one node only (no line, as
+    the table has none)."""
+    if not app.leadership.shared:
+        return None
+    row: dict[str, object] = {
+        "domain": None, "identity": None, "selector": "-", "state": "no leader",
+        "since": None, "next_action": "", "next_action_at": None, "attempts": None,
+        "last_error": None, "code": None, "key_id": None, "drift": "",
+        "leader": None, "last_leader": None,
+    }  # fmt: skip
+    try:
+        leader = app.leader()
+    except RotatorError as exc:
+        return {**row, "state": "leader unknown", "last_error": str(exc)}
+    if leader is None:
+        return {**row, "last_error": "no daemon has taken the lease"}
+    lease = {
+        "node": leader.node,
+        "epoch": leader.epoch,
+        "since": iso(leader.since),
+        "expires": iso(leader.expires),
+    }
+    if not leader.live:
+        why = f"node {leader.node}'s lease (epoch {leader.epoch}) ran out"
+        return {**row, "since": lease["expires"], "last_error": why, "last_leader": lease}
+    return {**row, "state": "leader", "since": lease["since"], "leader": lease}
 
 
 @click.command()

@@ -10,6 +10,7 @@ again and the work goes on, with nobody's help."""
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -125,6 +126,8 @@ def test_the_leader_killed_mid_rotation(
     in_step(tmp_path / "mta", active(b))
     status = b.cli("status").stdout
     assert "leader: none: node b's lease" in status  # let go at its clean stop
+    *_, lead = [json.loads(x) for x in b.cli("status", "--json").stdout.splitlines()]
+    assert (lead["state"], lead["leader"], lead["last_leader"]["node"]) == ("no leader", None, "b")
     audited(a, b)
 
 
