@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ...bootstrap import MAX_PEM, App, Token, txt_line
+from ...bootstrap import MAX_PEM, App, txt_line
 from ...domain.states import Mode
-from ..idempotency import Attempt, IdempotencyKey
 from ..models.changes import (
     KeyImported,
     ModeChanged,
@@ -22,12 +21,11 @@ from ..models.changes import (
     Resumed,
     ResumedStep,
 )
-from ..state import ApiState, api_state, scoped
 from ..views import identity_fields, key_brief, signer_results
-from .common import answer, reason_text, zone_warnings
+from .common import Write, writes, zone_warnings
 
 router = APIRouter(prefix="/v1", tags=["changes"])
-State = Annotated[ApiState, Depends(api_state)]
+Provision = Annotated[Write, writes("provision")]
 
 
 class PolicyChange(BaseModel):
@@ -67,23 +65,13 @@ class Resume(BaseModel):
     response_model=PolicyChanged,
     summary="Move to another policy (`domain set-policy`)",
 )
-def set_policy(
-    domain: str,
-    body: PolicyChange,
-    state: State,
-    token: Annotated[Token, scoped("provision")],
-    key: IdempotencyKey,
-) -> JSONResponse:
-    reason = reason_text(body.reason)
-
-    def run(app: App) -> tuple[int, PolicyChanged]:
-        changed = app.changes.set_policy(domain, body.policy, body.rotate_now, token.name, reason)
+def set_policy(domain: str, body: PolicyChange, write: Provision) -> JSONResponse:
+    def run(app: App, reason: str) -> tuple[int, PolicyChanged]:
+        changed = app.changes.set_policy(domain, body.policy, body.rotate_now, write.actor, reason)
         view = identity_fields(app, changed.identity)
         return 200, PolicyChanged(**view, rotating=changed.rotating)
 
-    result = state.once(token, key, body, run)
-    state.wake(False)  # with rotate_now the next key is made on this tick
-    return answer(*result)
+    return write(body, run, wake=True)  # with rotate_now the next key is made on this tick
 
 
 @router.put(
@@ -91,18 +79,10 @@ def set_policy(
     response_model=ModeChanged,
     summary="Move to another delegation mode (`set-mode`)",
 )
-def set_mode(
-    domain: str,
-    body: ModeChange,
-    state: State,
-    token: Annotated[Token, scoped("provision")],
-    key: IdempotencyKey,
-) -> JSONResponse:
-    reason = reason_text(body.reason)
-
-    def run(app: App) -> tuple[int, ModeChanged]:
+def set_mode(domain: str, body: ModeChange, write: Provision) -> JSONResponse:
+    def run(app: App, reason: str) -> tuple[int, ModeChanged]:
         changed = app.changes.set_mode(
-            domain, body.mode, body.zone, body.rotate_now, token.name, reason, body.signing_domain
+            domain, body.mode, body.zone, body.rotate_now, write.actor, reason, body.signing_domain
         )
         ident = changed.identity
         return 200, ModeChanged(
@@ -113,9 +93,7 @@ def set_mode(
             records_to_add=list(changed.records),
         )
 
-    result = state.once(token, key, body, run)
-    state.wake(False)
-    return answer(*result)
+    return write(body, run, wake=True)
 
 
 @router.post(
@@ -124,19 +102,12 @@ def set_mode(
     response_model=KeyImported,
     summary="Take a customer-generated key (`customer import-key`); never echoed",
 )
-def import_key(
-    domain: str,
-    body: KeyImport,
-    state: State,
-    token: Annotated[Token, scoped("provision")],
-    key: IdempotencyKey,
-) -> JSONResponse:
-    reason = reason_text(body.reason)
+def import_key(domain: str, body: KeyImport, write: Provision) -> JSONResponse:
     # as the CLI reads the file: no more than a key can be, the key store words the refusal
     pem = body.pem.encode()[: MAX_PEM + 1]
 
-    def run(app: App) -> tuple[int, KeyImported]:
-        k = app.keyimport.import_key(domain, body.selector, pem, token.name, reason)
+    def run(app: App, reason: str) -> tuple[int, KeyImported]:
+        k = app.keyimport.import_key(domain, body.selector, pem, write.actor, reason)
         return 201, KeyImported(
             identity=k.identity,
             domain=k.domain,
@@ -145,18 +116,14 @@ def import_key(
             record=txt_line(k, k.ttl),  # what the customer must publish
         )
 
-    result = state.once(token, key, body, run)
-    state.wake(False)  # the daemon verifies the customer's record on every nameserver
-    return answer(*result)
+    # the daemon verifies the customer's record on every nameserver
+    return write(body, run, wake=True)
 
 
-def remove(
-    state: ApiState, token: Token, key: Attempt, body: Removal, what: tuple[str, str]
-) -> JSONResponse:
+def remove(write: Write, body: Removal, what: tuple[str, str]) -> JSONResponse:
     """`domain remove` or `customer remove`: plan, the safety valve, then the removal."""
-    reason = reason_text(body.reason)
 
-    def run(app: App) -> tuple[int, RemovalPlan | Removed]:
+    def run(app: App, reason: str) -> tuple[int, RemovalPlan | Removed]:
         kind, name = what
         idents = (
             app.offboarding.domain(name) if kind == "domain" else app.offboarding.customer(name)
@@ -174,7 +141,7 @@ def remove(
         )
         if body.dry_run:
             return 200, plan
-        done = app.offboarding.remove(removal, body.now, token.name, reason)
+        done = app.offboarding.remove(removal, body.now, write.actor, reason)
         return 200, Removed(
             **dict(plan),
             customer_dns_to_remove=done.customer_dns,  # records the customer may remove
@@ -182,10 +149,8 @@ def remove(
             signer_error=done.outcome.signer_error,
         )
 
-    result = state.once(token, key, body, run)
-    if not body.dry_run:
-        state.wake(False)  # the daemon revokes and destroys the keys
-    return answer(*result)
+    # the daemon revokes and destroys the keys
+    return write(body, run, wake=not body.dry_run)
 
 
 # a dry run answers the plan; a removal, what it did besides
@@ -197,14 +162,8 @@ REMOVAL = RemovalPlan | Removed
     response_model=REMOVAL,
     summary="Stop signing for a domain (`domain remove`)",
 )
-def remove_identity(
-    domain: str,
-    body: Removal,
-    state: State,
-    token: Annotated[Token, scoped("provision")],
-    key: IdempotencyKey,
-) -> JSONResponse:
-    return remove(state, token, key, body, ("domain", domain))
+def remove_identity(domain: str, body: Removal, write: Provision) -> JSONResponse:
+    return remove(write, body, ("domain", domain))
 
 
 @router.delete(
@@ -212,14 +171,8 @@ def remove_identity(
     response_model=REMOVAL,
     summary="Offboard a customer (`customer remove`)",
 )
-def remove_customer(
-    name: str,
-    body: Removal,
-    state: State,
-    token: Annotated[Token, scoped("provision")],
-    key: IdempotencyKey,
-) -> JSONResponse:
-    return remove(state, token, key, body, ("customer", name))
+def remove_customer(name: str, body: Removal, write: Provision) -> JSONResponse:
+    return remove(write, body, ("customer", name))
 
 
 @router.post(
@@ -227,20 +180,10 @@ def remove_customer(
     response_model=Resumed,
     summary="Try parked steps again now (`resume`)",
 )
-def resume(
-    domain: str,
-    body: Resume,
-    state: State,
-    token: Annotated[Token, scoped("rotate")],
-    key: IdempotencyKey,
-) -> JSONResponse:
-    reason = reason_text(body.reason)
-
-    def run(app: App) -> tuple[int, Resumed]:
-        keys = app.rotation.resume(domain, token.name, reason)
+def resume(domain: str, body: Resume, write: Annotated[Write, writes("rotate")]) -> JSONResponse:
+    def run(app: App, reason: str) -> tuple[int, Resumed]:
+        keys = app.rotation.resume(domain, write.actor, reason)
         return 200, Resumed(resumed=[ResumedStep(domain=k.domain, selector=k.selector,
                                                  step=k.next_action) for k in keys])  # fmt: skip
 
-    result = state.once(token, key, body, run)
-    state.wake(False)
-    return answer(*result)
+    return write(body, run, wake=True)

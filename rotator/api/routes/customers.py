@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ...bootstrap import CustomerRow, Token
+from ...bootstrap import CustomerRow
 from ...domain.states import Mode
-from ..idempotency import IdempotencyKey
 from ..models.changes import Onboarded
-from ..state import ApiState, api_state, scoped
-from .common import answer, reason_text, zone_warnings
+from .common import Write, writes, zone_warnings
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
@@ -37,23 +35,18 @@ class CustomerRequest(BaseModel):
     summary="Onboard a customer domain (`rotator customer add`)",
 )
 def add_customer(
-    body: CustomerRequest,
-    state: Annotated[ApiState, Depends(api_state)],
-    token: Annotated[Token, scoped("provision")],
-    key: IdempotencyKey,
+    body: CustomerRequest, write: Annotated[Write, writes("provision")]
 ) -> JSONResponse:
-    reason = reason_text(body.reason)
     row = CustomerRow(
         body.customer, body.domain, body.mode.value, body.policy,
         body.signing_domain, body.esp_signature, body.zone,
     )  # fmt: skip
+    state = write.state
 
-    def perform() -> tuple[int, Onboarded]:
+    def perform(reason: str) -> tuple[int, Onboarded]:
         # recorded with the other requests waiting for the App (one commit for all)
-        ident, fields = state.onboarding.add(row, token.name, reason)
+        ident, fields = state.onboarding.add(row, write.actor, reason)
         # a SOA query to the primary: outside the App's lock, which reads go on under
         return 201, Onboarded(**fields, warnings=zone_warnings(state.app, ident))
 
-    status, result = state.replay(token, key, body, perform)
-    state.wake(False)
-    return answer(status, result)
+    return write.taking_lock(body, perform, wake=True)

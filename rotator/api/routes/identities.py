@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from ...bootstrap import App, Requested, Token
-from ..idempotency import IdempotencyKey
 from ..models.identities import (
     DnsCheck,
     IdentityPage,
@@ -21,7 +20,7 @@ from ..models.identities import (
 )
 from ..state import ApiState, api_state, scoped
 from ..views import customer_dns, identity_brief, identity_view, when
-from .common import answer, identity_of, reason_text
+from .common import Write, identity_of, writes
 
 router = APIRouter(prefix="/v1/identities", tags=["identities"])
 State = Annotated[ApiState, Depends(api_state)]
@@ -73,19 +72,13 @@ def requested_view(done: Requested) -> RotationRequested:
     summary="Rotate now (the daemon does it)",
 )
 def request_rotation(
-    domain: str,
-    body: RotationRequest,
-    state: State,
-    token: Annotated[Token, scoped("rotate")],
-    key: IdempotencyKey,
+    domain: str, body: RotationRequest, write: Annotated[Write, writes("rotate")]
 ) -> JSONResponse:
-    reason = reason_text(body.reason)
-
-    def run(app: App) -> tuple[int, Rotations]:
-        done = app.rotation.request(domain, token.name, reason)  # its errors are the CLI's
+    def run(app: App, reason: str) -> tuple[int, Rotations]:
+        done = app.rotation.request(domain, write.actor, reason)  # its errors are the CLI's
         name = done.identity.identity
         out: list[RotationRequested | NotRotated] = [requested_view(done)]
-        for companion, more in app.rotation.request_companions(name, token.name, reason):
+        for companion, more in app.rotation.request_companions(name, write.actor, reason):
             if isinstance(more, str):
                 skipped = NotRotated(identity=companion.identity, recorded=False, not_rotated=more)
                 out.append(skipped)
@@ -93,6 +86,4 @@ def request_rotation(
                 out.append(requested_view(more))
         return 202, Rotations(requested=out)
 
-    status, result = state.once(token, key, body, run)
-    state.wake(False)
-    return answer(status, result)
+    return write(body, run, wake=True)

@@ -14,7 +14,6 @@ from ...bootstrap import App, Scope, Token
 from ...domain.errors import InputError
 from ...domain.events import EVENT_TYPES
 from ...ports import LogFilter
-from ..idempotency import IdempotencyKey
 from ..models.operations import (
     Compromised,
     EmergencyDeclared,
@@ -28,7 +27,7 @@ from ..models.operations import (
 )
 from ..state import ApiState, api_state, scoped
 from ..views import event_view, signer_results
-from .common import answer, reason_text
+from .common import Write, reason_text, writes
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 State = Annotated[ApiState, Depends(api_state)]
@@ -48,6 +47,7 @@ class EmergencyRequest(BaseModel):
 
 def scope_of(body: EmergencyRequest) -> Scope:
     """The CLI's checks of an emergency's options, worded for the request's fields."""
+    reason_text(body.reason)  # a bad reason is refused first, as in every write
     scoped_by = [bool(body.domain), bool(body.customer), bool(body.policy), body.all]
     if sum(scoped_by) != 1:
         raise InputError(
@@ -75,15 +75,11 @@ def scope_of(body: EmergencyRequest) -> Scope:
     responses={200: {"model": EmergencyPlan, "description": "dry_run: the plan; nothing was done"}},
 )
 def declare_emergency(
-    body: EmergencyRequest,
-    state: State,
-    token: Annotated[Token, scoped("emergency")],
-    key: IdempotencyKey,
+    body: EmergencyRequest, write: Annotated[Write, writes("emergency")]
 ) -> JSONResponse:
-    reason = reason_text(body.reason)
     scope = scope_of(body)
 
-    def run(app: App) -> tuple[int, EmergencyPlan | EmergencyDeclared]:
+    def run(app: App, reason: str) -> tuple[int, EmergencyPlan | EmergencyDeclared]:
         plan = app.emergency.plan(scope)
         out = EmergencyPlan(
             scope=scope.describe(),
@@ -97,14 +93,12 @@ def declare_emergency(
         if not scope.everything:
             what = f"the emergency over {scope.describe()}"
             app.safety.check_command(len(plan.compromise), what, body.confirm)
-        declared = app.emergency.declare(plan, token.name, reason)
+        declared = app.emergency.declare(plan, write.actor, reason)
         return 202, EmergencyDeclared(**dict(out), signers=signer_results(declared.targets),
                                       signer_error=declared.signer_error)  # fmt: skip
 
-    status, result = state.once(token, key, body, run)
-    if not body.dry_run:
-        state.wake(True)  # revoke and replace now, signer rewritten from the log first
-    return answer(status, result)
+    # revoke and replace now, signer rewritten from the log first
+    return write(body, run, wake=not body.dry_run, resync=True)
 
 
 class Release(BaseModel):
@@ -123,21 +117,12 @@ def safety_state(state: State, _: Annotated[Token, scoped("read")]) -> SafetySta
     response_model=Released,
     summary="Let held work go ahead (`rotator safety release`)",
 )
-def release_safety(
-    body: Release,
-    state: State,
-    token: Annotated[Token, scoped("admin")],
-    key: IdempotencyKey,
-) -> JSONResponse:
-    reason = reason_text(body.reason)
-
-    def run(app: App) -> tuple[int, Released]:
-        app.safety.release(token.name, reason)
+def release_safety(body: Release, write: Annotated[Write, writes("admin")]) -> JSONResponse:
+    def run(app: App, reason: str) -> tuple[int, Released]:
+        app.safety.release(write.actor, reason)
         return 200, Released(released=True)
 
-    status, result = state.once(token, key, body, run)
-    state.wake(False)
-    return answer(status, result)
+    return write(body, run, wake=True)
 
 
 @router.post("/pool/fill", summary="Top up the key pool now (the daemon generates)")

@@ -10,10 +10,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from ...bootstrap import WEBHOOK_TYPES, App, Subscription, Token
-from ..idempotency import IdempotencyKey
 from ..models.webhooks import Webhook, WebhookCreated, WebhookRemoved, Webhooks
 from ..state import ApiState, api_state, scoped
-from .common import answer, reason_text
+from .common import Write, writes
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 State = Annotated[ApiState, Depends(api_state)]
@@ -57,19 +56,12 @@ def list_webhooks(state: State, _: Annotated[Token, scoped("admin")]) -> Webhook
     response_model=WebhookCreated,
     summary="Subscribe a URL (the secret shown once)",
 )
-def add_webhook(
-    body: NewWebhook,
-    state: State,
-    token: Annotated[Token, scoped("admin")],
-    key: IdempotencyKey,
-) -> JSONResponse:
-    reason = reason_text(body.reason)
-
-    def run(app: App) -> tuple[int, WebhookCreated]:
-        sub, secret = app.webhooks.add(body.url, body.events, token.name, reason)
+def add_webhook(body: NewWebhook, write: Annotated[Write, writes("admin")]) -> JSONResponse:
+    def run(app: App, reason: str) -> tuple[int, WebhookCreated]:
+        sub, secret = app.webhooks.add(body.url, body.events, write.actor, reason)
         return 201, WebhookCreated(**dict(view(app, sub)), secret=secret)
 
-    return answer(*state.once(token, key, body, run))
+    return write(body, run)
 
 
 @router.delete(
@@ -78,19 +70,13 @@ def add_webhook(
     summary="Stop delivering to a subscription",
 )
 def remove_webhook(
-    subscription: str,
-    body: WebhookReason,
-    state: State,
-    token: Annotated[Token, scoped("admin")],
-    key: IdempotencyKey,
+    subscription: str, body: WebhookReason, write: Annotated[Write, writes("admin")]
 ) -> JSONResponse:
-    reason = reason_text(body.reason)
-
-    def run(app: App) -> tuple[int, WebhookRemoved]:
-        app.webhooks.remove(subscription, token.name, reason)
+    def run(app: App, reason: str) -> tuple[int, WebhookRemoved]:
+        app.webhooks.remove(subscription, write.actor, reason)
         return 200, WebhookRemoved(removed=subscription)
 
-    return answer(*state.once(token, key, body, run))
+    return write(body, run)
 
 
 @router.post(
@@ -99,15 +85,9 @@ def remove_webhook(
     summary="Deliver again after a park",
 )
 def resume_webhook(
-    subscription: str,
-    body: WebhookReason,
-    state: State,
-    token: Annotated[Token, scoped("admin")],
-    key: IdempotencyKey,
+    subscription: str, body: WebhookReason, write: Annotated[Write, writes("admin")]
 ) -> JSONResponse:
-    reason = reason_text(body.reason)
+    def run(app: App, reason: str) -> tuple[int, Webhook]:
+        return 200, view(app, app.webhooks.resume(subscription, write.actor, reason))
 
-    def run(app: App) -> tuple[int, Webhook]:
-        return 200, view(app, app.webhooks.resume(subscription, token.name, reason))
-
-    return answer(*state.once(token, key, body, run))
+    return write(body, run)
