@@ -1,6 +1,7 @@
 """kind = "tinydns" without its servers: the lines it writes (255-octet strings, escapes,
-the 512-octet UDP answer), the SOA zones of base_data, data built and installed everywhere,
-and the probe asking over TCP when tinydns truncates. tests/integration/backends runs it
+the 512-octet UDP answer), the SOA zones and names of base_data (a name rotator publishes there
+is refused), data built and installed everywhere, and the probe asking over TCP when tinydns
+truncates. tests/integration/backends runs it
 against two tinydns processes."""
 
 from __future__ import annotations
@@ -18,9 +19,16 @@ import dns.rrset
 import pytest
 
 from rotator.adapters.dns.probe import AuthoritativeProbe
-from rotator.adapters.dns.tinydns import TinydnsPublisher, data_line, soa_zones
+from rotator.adapters.dns.tinydns import (
+    TinydnsPublisher,
+    data_line,
+    data_name,
+    read_base,
+    soa_zones,
+)
 from rotator.config.backends.tinydns import TinydnsConfig
 from rotator.domain.errors import PublishError
+from rotator.domain.reasons import Reason
 
 from .test_file_backends import RSA, ZONE, rec
 
@@ -93,6 +101,105 @@ def test_tinydns_data_is_base_data_then_rotator_s_lines_installed_everywhere(
         "data.cdb not installed on 1 of 2 servers: sh -c: deliver: 'sh -c echo nope >&2; exit 4' "
         "exited 4: nope"
     )
+
+
+def test_base_data_names_are_read_as_tinydns_data_reads_them(tmp_path: Path) -> None:
+    assert data_name("S1.\\115yEsp..\\137domainkey.Dkim.ESP.test.") == f"s1.myesp._domainkey.{ZONE}"
+    assert data_name("a\\1b.\\Test") == "a\x01b.test"  # 1 to 3 octal digits, \c is c
+    assert data_name("x\\056y.test") == data_name("x\\.y.test") == "x\\056y.test"  # one label
+    assert data_name("x\\056y.test") != data_name("x.y.test") == "x.y.test"
+    base = tmp_path / "data"
+    lines = [
+        "Zdkim.esp.test:ns1.esp.test.:hostmaster.esp.test.::2:1:600:2:60",  # 1
+        "&dkim.esp.test::ns1.esp.test.:60",
+        "# 'comment.dkim.esp.test:not a record",
+        "-minus.dkim.esp.test:192.0.2.9:60",  # a line tinydns-data skips
+        "%lo:192.0.2",  # 5
+        "+plus.dkim.esp.test:192.0.2.1",
+        "=Equal.Dkim.Esp.Test.:192.0.2.2",
+        "'quote.dkim.esp.test:caf\xe9 \x85 and more:60",  # \x85 ends no line
+        "Ccname.dkim.esp.test:target.esp.test.",
+        "@mx.dkim.esp.test::mail.esp.test.:10",  # 10
+        "^2.2.0.192.in-addr.arpa:equal.dkim.esp.test",
+        ":gen\\145ric.dkim.esp.test:16:\\003abc:60",
+        ".dot.test:192.0.2.3:a",
+        "S_sip._tcp.dkim.esp.test::sip.esp.test.:5060",
+        "+bare.dkim.esp.test  \t",  # 15: no ':' at all, trailing blanks
+        "'quote.dkim.esp.test:again:60",
+        "*wild:not a record type",
+    ]
+    base.write_bytes("\n".join(lines).encode("latin-1"))
+    read = read_base(base)
+    assert read.names == {
+        "dkim.esp.test": 1,
+        "plus.dkim.esp.test": 6,
+        "equal.dkim.esp.test": 7,
+        "quote.dkim.esp.test": 8,
+        "cname.dkim.esp.test": 9,
+        "mx.dkim.esp.test": 10,
+        "2.2.0.192.in-addr.arpa": 11,
+        "generic.dkim.esp.test": 12,
+        "dot.test": 13,
+        "_sip._tcp.dkim.esp.test": 14,
+        "bare.dkim.esp.test": 15,
+    }
+    assert read.zones == {"dkim.esp.test", "dot.test"}
+
+
+def tinydns(tmp_path: Path, base: str, *zones: str) -> TinydnsPublisher:
+    """base_data holding `base`, tinydns-data a copy, one root."""
+    (tmp_path / "base.data").write_text(base)
+    for d in ("root", "build"):
+        (tmp_path / d).mkdir(exist_ok=True)
+    cfg = TinydnsConfig(
+        name="tiny",
+        kind="tinydns",
+        zones=zones,
+        nameservers=(),
+        timeout=5.0,
+        directory=tmp_path / "build",
+        base_data=tmp_path / "base.data",
+        tinydns_data=_copy_script(tmp_path),
+        roots=(tmp_path / "root",),
+    )
+    return TinydnsPublisher(cfg)
+
+
+def test_a_name_base_data_holds_is_refused_and_nothing_built(tmp_path: Path) -> None:
+    other = "other.test"
+    soas = f"Z{ZONE}:ns1.{ZONE}.:h.{ZONE}.\nZ{other}:ns1.{other}.:h.{other}.\n"
+    pub = tinydns(tmp_path, soas, ZONE, other)
+    base, where = tmp_path / "base.data", f"tinydns data.cdb on {tmp_path / 'root'}"
+    assert pub.publish([(ZONE, [rec("s1")])]) == [where]
+    files = [tmp_path / "build" / f for f in ("rotator.data", "data", "data.cdb")]
+    files.append(tmp_path / "root" / "data.cdb")
+    before = [f.read_bytes() for f in files]
+    s1 = f"s1.myesp._domainkey.{ZONE}"
+
+    # the operator wrote a name rotator owns, in its own spelling: every batch is refused
+    base.write_text(soas + f"# by hand\n'S1.MyEsp.\\137domainkey.{ZONE.upper()}.:old:60\n")
+    for refused in pub.publish([(ZONE, [rec("s2")]), (other, [rec("s1", zone=other)])]):
+        assert isinstance(refused, PublishError) and refused.code == Reason.DNS_UPDATE_FAILED
+        assert refused.reason == (
+            f"{s1} is in base_data {base} (line 4): rotator owns that name; remove its lines "
+            "from base_data"
+        )
+    assert [f.read_bytes() for f in files] == before
+
+    # a name the batch publishes or deletes: that zone is refused, the others go out
+    base.write_text(soas + f"+s3.myesp._domainkey.{ZONE}:192.0.2.1\n")
+    for text in (RSA, None):
+        mine, theirs = pub.publish([(ZONE, [rec("s3", text)]), (other, [rec("s4", zone=other)])])
+        assert isinstance(mine, PublishError) and mine.code == Reason.DNS_UPDATE_FAILED
+        assert mine.reason.startswith(f"s3.myesp._domainkey.{ZONE} is in base_data {base} (line 3)")
+        assert theirs == where
+    assert "s3.myesp" not in (tmp_path / "build" / "rotator.data").read_text()
+    assert "s4.myesp" in (tmp_path / "root" / "data.cdb").read_text()
+
+    # other names are the operator's: a record beside rotator's, one in an escaped label
+    base.write_text(soas + f"'note.{ZONE}:hi\n's5\\056myesp._domainkey.{ZONE}:one label\n")
+    assert pub.publish([(ZONE, [rec("s2"), rec("s5")])]) == [where]
+    assert (tmp_path / "root" / "data.cdb").read_text().count(":16:") == 4  # s1 s2 s4 s5
 
 
 def _copy_script(tmp_path: Path) -> Path:
