@@ -120,6 +120,19 @@ def test_a_name_the_header_holds_is_refused(tmp_path: Path) -> None:
     assert isinstance(result, PublishError) and "remove it from the header" in result.reason
 
 
+def test_a_name_rotator_owns_that_the_header_takes_later_is_refused(tmp_path: Path) -> None:
+    pub = zonefile(tmp_path)
+    path = tmp_path / "zones" / f"{ZONE}.zone"
+    pub.publish([(ZONE, [rec("s1")])])
+    before = path.read_text()
+    header = tmp_path / "headers" / f"{ZONE}.zone"
+    header.write_text(HEADER + 's1.myesp._domainkey IN TXT "operator"\n')
+    # a batch about another name would otherwise write both s1 records
+    (result,) = pub.publish([(ZONE, [rec("s2")])])
+    assert isinstance(result, PublishError) and "remove it from the header" in result.reason
+    assert f"s1.myesp._domainkey.{ZONE}" in result.reason and path.read_text() == before
+
+
 def test_reload_once_per_zone_or_once_per_batch(tmp_path: Path) -> None:
     log = tmp_path / "reloads"
     other = "b.esp.test"

@@ -173,6 +173,14 @@ class ZoneFilePublisher(FileBackend):
                 owned.pop(name, None)
             else:
                 owned[name] = zone_line(change)
+        # a name rotator wrote before that the header has taken since: the server would
+        # serve both records
+        taken = sorted(set(owned) & header.names)
+        if taken:
+            raise PublishError(
+                f"{taken[0]} is in the header {self.header(zone)}: rotator owns that name; "
+                "remove it from the header"
+            )
         serial = next_serial(written_serial(path), header.serial, time.time())
         parts = [
             f"; written by rotator from {self.header(zone)}: edit that, not this file\n",
