@@ -11,13 +11,11 @@ started here is stopped by stop() / the context manager / atexit.
 
 from __future__ import annotations
 
-import atexit
 import base64
 import contextlib
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -32,28 +30,10 @@ import dns.rcode
 import dns.rdatatype
 
 from ..domain.errors import RotatorError
+from .processes import stop_process, track
 
 PRIMARY = "127.0.0.1"
 SECONDARY = "127.0.0.2"
-_LIVE: set[subprocess.Popen[bytes]] = set()
-
-
-def track(proc: subprocess.Popen[bytes]) -> None:
-    """Remember a started server so that it is killed at exit if nobody stopped it."""
-    _LIVE.add(proc)
-
-
-def untrack(proc: subprocess.Popen[bytes]) -> None:
-    _LIVE.discard(proc)
-
-
-def _kill_all() -> None:  # last resort if a caller forgot stop()
-    for proc in list(_LIVE):
-        if proc.poll() is None:
-            proc.kill()
-
-
-atexit.register(_kill_all)
 
 
 def named_binary(workdir: Path | None = None) -> str:
@@ -284,7 +264,7 @@ class BindPair:
         proc = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
         out.close()
         self.procs[role] = proc
-        _LIVE.add(proc)
+        track(proc)
         started = time.monotonic()
         deadline = started + self.start_timeout
         pending = list(self.zones)
@@ -311,16 +291,8 @@ class BindPair:
 
     def _stop(self, role: str) -> None:
         proc = self.procs.pop(role, None)
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        _LIVE.discard(proc)
+        if proc is not None:
+            stop_process(proc)
 
     def stop(self) -> None:
         for role in ("secondary", "primary"):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -18,7 +17,8 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
-from rotator.demo.localdns import named_binary, track, untrack
+from rotator.demo.localdns import named_binary
+from rotator.demo.processes import stop_process, track
 from rotator.domain.errors import RotatorError
 
 
@@ -107,13 +107,5 @@ class BindSecondary:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        untrack(proc)
+        if proc is not None:
+            stop_process(proc)

@@ -9,7 +9,6 @@ import http.client
 import json
 import secrets
 import shutil
-import signal
 import sqlite3
 import subprocess
 import time
@@ -21,14 +20,8 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
-from rotator.demo.localdns import (
-    PRIMARY,
-    SECONDARY,
-    ensure_loopback_alias,
-    free_port,
-    track,
-    untrack,
-)
+from rotator.demo.localdns import PRIMARY, SECONDARY, ensure_loopback_alias, free_port
+from rotator.demo.processes import stop_process, track
 from rotator.domain.errors import RotatorError
 
 from .bind_secondary import BindSecondary
@@ -99,16 +92,8 @@ class PdnsServers:
     def stop(self) -> None:
         self.secondary.stop()
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        untrack(proc)
+        if proc is not None:
+            stop_process(proc)
 
     # --- helpers ------------------------------------------------------------------------
 
