@@ -21,10 +21,9 @@ import dns.query
 import dns.rdatatype
 
 from rotator.demo.localdns import PRIMARY, SECONDARY, ensure_loopback_alias, free_port
+from rotator.demo.named import bind_secondary
 from rotator.demo.processes import stop_process, track
 from rotator.domain.errors import RotatorError
-
-from .bind_secondary import BindSecondary
 
 ZONE = "dkim.pdns.test"
 UNSERVED = "elsewhere.pdns.test"
@@ -61,7 +60,7 @@ class PdnsServers:
         self.url = f"http://{PRIMARY}:{self.web_port}"
         self.api_key = secrets.token_urlsafe(24)
         self.proc: subprocess.Popen[bytes] | None = None
-        self.secondary = BindSecondary(
+        self.secondary = bind_secondary(
             self.base / "secondary", [ZONE], (PRIMARY, self.port), secondary
         )
         try:
