@@ -11,13 +11,10 @@ started here is stopped by stop() / the context manager / atexit.
 
 from __future__ import annotations
 
-import atexit
 import base64
-import contextlib
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -32,51 +29,10 @@ import dns.rcode
 import dns.rdatatype
 
 from ..domain.errors import RotatorError
+from .named import Named, bind_secondary, named_conf, soa_serial
 
 PRIMARY = "127.0.0.1"
 SECONDARY = "127.0.0.2"
-_LIVE: set[subprocess.Popen[bytes]] = set()
-
-
-def track(proc: subprocess.Popen[bytes]) -> None:
-    """Remember a started server so that it is killed at exit if nobody stopped it."""
-    _LIVE.add(proc)
-
-
-def untrack(proc: subprocess.Popen[bytes]) -> None:
-    _LIVE.discard(proc)
-
-
-def _kill_all() -> None:  # last resort if a caller forgot stop()
-    for proc in list(_LIVE):
-        if proc.poll() is None:
-            proc.kill()
-
-
-atexit.register(_kill_all)
-
-
-def named_binary(workdir: Path | None = None) -> str:
-    found = shutil.which("named") or (
-        "/usr/sbin/named" if os.path.exists("/usr/sbin/named") else None
-    )
-    if found is None:
-        raise RotatorError("BIND's named is not installed: apt-get install bind9")
-    if workdir is not None and apparmor_enabled():
-        # Debian's AppArmor profile for /usr/sbin/named only lets it read /etc/bind and
-        # /var/cache/bind; a private copy of the binary runs unconfined in our own directory.
-        copy = workdir / "named"
-        if not copy.exists():
-            shutil.copy2(found, copy)
-        return str(copy)
-    return found
-
-
-def apparmor_enabled() -> bool:
-    try:
-        return Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y"
-    except OSError:
-        return False
 
 
 def has_address(addr: str) -> bool:
@@ -173,7 +129,7 @@ class BindPair:
             self.primary = self.secondary = PRIMARY
             self.port = free_port((PRIMARY,))
             self.secondary_port = free_port((PRIMARY,), avoid=self.port)
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.named: dict[str, Named] = {}  # role -> its server, once start() wrote them
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -193,59 +149,49 @@ class BindPair:
     # --- configuration ----------------------------------------------------------------
 
     def _write(self) -> None:
-        for role in ("primary", "secondary"):
-            (self.base / role).mkdir(parents=True, exist_ok=True)
+        d = self.base / "primary"
+        d.mkdir(parents=True, exist_ok=True)
         key = (
             f'key "{self.tsig_name}" {{ algorithm {self.tsig_algorithm}; '
             f'secret "{self.tsig_secret}"; }};\n'
         )
-        for role, (addr, port) in zip(("primary", "secondary"), self.addresses, strict=True):
-            d = self.base / role
-            conf = [
-                key,
-                "options {",
-                f'  directory "{d}";',
-                f'  pid-file "{d}/named.pid";',
-                f"  listen-on port {port} {{ {addr}; }};",
-                "  listen-on-v6 { none; };",
-                "  recursion no;",
-                "  dnssec-validation no;",
-                # NS hosts inside an NS-delegated "myesp._domainkey.<domain>" zone carry an
-                # underscore; real deployments use hosts like dkim1.myesp.net instead.
-                "  check-names primary ignore;",
-                "  check-names secondary ignore;",
-                "  notify yes;",
-                "  notify-delay 0;",
-                "  ixfr-from-differences yes;",
-                f"  notify-source {addr};",
-                f"  transfer-source {addr};",
-                "  min-refresh-time 1;",
-                "  min-retry-time 1;",
-                *(f"  {line}" for line in self.options),
-                "};",
-                "controls { };",
-                f'logging {{ channel main {{ file "{d}/named.log"; severity info; '
-                "print-time yes; }; category default { main; }; };",
-            ]
-            for zone in self.zones:
-                if role == "primary":
-                    (d / f"{zone}.db").write_text(self._zone_file(zone))
-                    updates = f'allow-update {{ key "{self.tsig_name}"; }};'
-                    if self.update_policy:
-                        rule = self.update_policy.format(key=self.tsig_name, zone=zone)
-                        updates = f"update-policy {{ {rule} }};"
-                    conf.append(
-                        f'zone "{zone}" {{ type primary; file "{d}/{zone}.db"; {updates} '
-                        f"also-notify {{ {self._notify_list()} }}; "
-                        f"allow-transfer {{ {self._transfer_list()} }}; }};"
-                    )
-                else:
-                    conf.append(
-                        f'zone "{zone}" {{ type secondary; file "{d}/{zone}.db"; '
-                        f"primaries {{ {self.primary} port {self.port}; }}; "
-                        f"allow-notify {{ {self.primary}; }}; }};"
-                    )
-            (d / "named.conf").write_text("\n".join(conf) + "\n")
+        zones: list[str] = []
+        for zone in self.zones:
+            (d / f"{zone}.db").write_text(self._zone_file(zone))
+            updates = f'allow-update {{ key "{self.tsig_name}"; }};'
+            if self.update_policy:
+                rule = self.update_policy.format(key=self.tsig_name, zone=zone)
+                updates = f"update-policy {{ {rule} }};"
+            zones.append(
+                f'zone "{zone}" {{ type primary; file "{d}/{zone}.db"; {updates} '
+                f"also-notify {{ {self._notify_list()} }}; "
+                f"allow-transfer {{ {self._transfer_list()} }}; }};"
+            )
+        primary, secondary = self.addresses
+        conf = named_conf(d, primary, self._options(self.primary), zones, key)
+        self.named = {
+            "primary": Named("primary", d, primary, self.zones, conf, self.base),
+            "secondary": bind_secondary(
+                self.base / "secondary",
+                self.zones,
+                primary,
+                secondary,
+                options=self._options(self.secondary),
+                preamble=key,
+                binary_dir=self.base,
+            ),
+        }
+
+    def _options(self, addr: str) -> list[str]:
+        """The option lines both servers share, `options` last."""
+        return [
+            "check-names primary ignore;",  # underscored NS hosts: see bind_secondary
+            "notify yes;",
+            "notify-delay 0;",
+            "ixfr-from-differences yes;",
+            f"notify-source {addr};",
+            *self.options,
+        ]
 
     def _notify_list(self) -> str:
         targets = [(self.secondary, self.secondary_port), *self.extra_secondaries]
@@ -276,51 +222,14 @@ class BindPair:
         return self
 
     def _start(self, role: str) -> None:
-        d = self.base / role
-        cmd = [named_binary(self.base), "-g", "-n", "1", "-c", str(d / "named.conf")]
-        if os.geteuid() == 0:
-            cmd[1:1] = ["-u", "root"]
-        out = open(d / "stderr.log", "ab")  # noqa: SIM115 - owned by the process
-        proc = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
-        out.close()
-        self.procs[role] = proc
-        _LIVE.add(proc)
-        started = time.monotonic()
-        deadline = started + self.start_timeout
-        pending = list(self.zones)
-        while pending and time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RotatorError(f"named ({role}) exited {proc.returncode}: {self.tail(role)}")
-            while pending and self.serial(role, pending[-1]) is not None:
-                pending.pop()  # a round stops at the first zone not served yet
-            if pending:
-                time.sleep(0.05)
-        if pending:
-            raise RotatorError(
-                f"named ({role}) did not serve {sorted(pending)[:5]} within "
-                f"{self.start_timeout:g}s: {self.tail(role)}"
-            )
-        self.started_in[role] = time.monotonic() - started
+        self.started_in[role] = self.named[role].start(self.start_timeout)
 
     def tail(self, role: str, n: int = 8) -> str:
-        lines: list[str] = []
-        for name in ("stderr.log", "named.log"):
-            with contextlib.suppress(FileNotFoundError):
-                lines += (self.base / role / name).read_text(errors="replace").splitlines()
-        return " | ".join(lines[-n:])
+        return self.named[role].tail(n)
 
     def _stop(self, role: str) -> None:
-        proc = self.procs.pop(role, None)
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        _LIVE.discard(proc)
+        if role in self.named:
+            self.named[role].stop()
 
     def stop(self) -> None:
         for role in ("secondary", "primary"):
@@ -350,17 +259,7 @@ class BindPair:
         return self.addresses[0 if which == "primary" else 1]
 
     def serial(self, which: str, zone: str) -> int | None:
-        addr, port = self.server(which)
-        q = dns.message.make_query(zone, dns.rdatatype.SOA)
-        q.flags &= ~dns.flags.RD
-        try:
-            r = dns.query.udp(q, addr, port=port, timeout=0.5)
-        except (OSError, dns.exception.DNSException):
-            return None
-        for rrset in r.answer:
-            if rrset.rdtype == dns.rdatatype.SOA:
-                return int(rrset[0].serial)
-        return None
+        return soa_serial(self.server(which), zone)
 
     def txt(self, which: str, name: str) -> list[str]:
         addr, port = self.server(which)

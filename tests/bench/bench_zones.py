@@ -302,7 +302,13 @@ def run(
         idents = app.onboarding.add_customers(rows_for(n, ns_mode))
         problems = app.onboarding.zone_problems(idents)
         onboard = time.perf_counter() - t
-        pids = [p.pid for pair in (esp, customer) if pair for p in pair.procs.values()]
+        pids = [
+            named.proc.pid
+            for pair in (esp, customer)
+            if pair
+            for named in pair.named.values()
+            if named.proc
+        ]
         meter = Meter(app, pids)
         if batch:
             hold_until_generated(app, n, limit)

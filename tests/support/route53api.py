@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from rotator.config.backends.route53 import AwsKeys
-from rotator.demo.localdns import PRIMARY, free_port, track, untrack
+from rotator.demo.localdns import PRIMARY, free_port
+from rotator.demo.processes import stop_process, track
 from rotator.domain.errors import RotatorError
 
 ROOT = str(Path(__file__).resolve().parents[2])
@@ -163,16 +163,8 @@ class Route53Api:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        untrack(proc)
+        if proc is not None:
+            stop_process(proc)
 
 
 def _fix_signature_check() -> None:

@@ -22,7 +22,8 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
-from rotator.demo.localdns import PRIMARY, free_port, track, untrack
+from rotator.demo.localdns import PRIMARY, free_port
+from rotator.demo.processes import track, untrack
 
 ZONE = "dkim.zonefile.test"
 UNSERVED = "elsewhere.zonefile.test"

@@ -9,7 +9,6 @@ import http.client
 import json
 import secrets
 import shutil
-import signal
 import sqlite3
 import subprocess
 import time
@@ -21,17 +20,10 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
-from rotator.demo.localdns import (
-    PRIMARY,
-    SECONDARY,
-    ensure_loopback_alias,
-    free_port,
-    track,
-    untrack,
-)
+from rotator.demo.localdns import PRIMARY, SECONDARY, ensure_loopback_alias, free_port
+from rotator.demo.named import bind_secondary
+from rotator.demo.processes import stop_process, track
 from rotator.domain.errors import RotatorError
-
-from .bind_secondary import BindSecondary
 
 ZONE = "dkim.pdns.test"
 UNSERVED = "elsewhere.pdns.test"
@@ -68,7 +60,7 @@ class PdnsServers:
         self.url = f"http://{PRIMARY}:{self.web_port}"
         self.api_key = secrets.token_urlsafe(24)
         self.proc: subprocess.Popen[bytes] | None = None
-        self.secondary = BindSecondary(
+        self.secondary = bind_secondary(
             self.base / "secondary", [ZONE], (PRIMARY, self.port), secondary
         )
         try:
@@ -99,16 +91,8 @@ class PdnsServers:
     def stop(self) -> None:
         self.secondary.stop()
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        untrack(proc)
+        if proc is not None:
+            stop_process(proc)
 
     # --- helpers ------------------------------------------------------------------------
 

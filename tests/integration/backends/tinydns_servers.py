@@ -23,7 +23,7 @@ import dns.query
 import dns.rdatatype
 import pytest
 
-from rotator.demo.localdns import track, untrack
+from rotator.demo.processes import track, untrack
 
 ZONE = "dkim.tinydns.test"
 UNSERVED = "elsewhere.tinydns.test"
