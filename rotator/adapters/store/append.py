@@ -12,7 +12,7 @@ import contextlib
 import functools
 import hashlib
 import operator
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -24,7 +24,7 @@ from ...domain.model import IdentityState, KeyState, apply_identity, apply_key
 from ...ports import Lease, StoredEvent
 from ...timeutil import iso, parse_iso
 from .anchor import Anchor, Writer
-from .connection import Sql
+from .connection import Sql, amongs, rows_among
 from .decoded import Decoded
 from .json_text import payload_json, row_json
 from .rows import GENESIS, Appended, identity_from_row, key_from_row, to_row
@@ -163,8 +163,7 @@ class StoreWrites:
 
     def _stream_versions(self, streams: set[str]) -> dict[str, int]:
         versions = dict.fromkeys(streams, 0)
-        for chunk in self._chunks(sorted(streams)):
-            among, params = self.sql.among("stream_id", chunk)
+        for among, params in amongs(self.sql, "stream_id", streams):
             for stream, version in self.sql.execute(
                 f"SELECT stream_id, MAX(version) FROM events WHERE {among} GROUP BY stream_id",
                 params,
@@ -174,10 +173,8 @@ class StoreWrites:
 
     def _prefetch(self, table: str, pk: str, names: set[str]) -> dict[str, Any]:
         found: dict[str, Any] = dict.fromkeys(names)
-        for chunk in self._chunks(sorted(names)):
-            among, params = self.sql.among(pk, chunk)
-            for row in self.sql.query(f"SELECT * FROM {table} WHERE {among}", params):
-                found[row[pk]] = self._key(row) if table == "keys" else self._ident(row)
+        for row in rows_among(self.sql, table, pk, names):
+            found[row[pk]] = self._key(row) if table == "keys" else self._ident(row)
         return found
 
     def _row(self, event: ev.Event, stream: str, version: int, prev_hash: str) -> dict[str, Any]:
@@ -300,8 +297,3 @@ class StoreWrites:
             state = decode({k: v for k, v in row.items() if k != "mac"})
             cache.put(row, state)
         return state
-
-    def _chunks(self, items: list[str]) -> Iterator[list[str]]:
-        size = self.sql.names_per_query
-        for i in range(0, len(items), size):
-            yield items[i : i + size]

@@ -6,7 +6,7 @@ are written once against this; each adapter keeps its own SQL dialect behind it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -84,3 +84,20 @@ def columns(sql: Sql, table: str) -> list[str]:
     """A table's columns, in the order `SELECT *` gives them."""
     cursor = sql.execute(f"SELECT * FROM {table} LIMIT 0")
     return [str(d[0]) for d in cursor.description]
+
+
+def amongs(sql: Sql, column: str, values: Collection[str]) -> Iterator[tuple[str, list[Any]]]:
+    """`column` is one of `values`: the conditions and their parameters, each for as many
+    names as one statement takes (sql.names_per_query)."""
+    names = sorted(set(values))
+    size = sql.names_per_query
+    for i in range(0, len(names), size):
+        yield sql.among(column, names[i : i + size])
+
+
+def rows_among(
+    sql: Sql, table: str, column: str, values: Collection[str]
+) -> Iterator[dict[str, Any]]:
+    """The rows of `table` whose `column` is one of `values`, a statement per chunk."""
+    for among, params in amongs(sql, column, values):
+        yield from sql.query(f"SELECT * FROM {table} WHERE {among}", params)

@@ -19,7 +19,7 @@ from ...ports import (
 )
 from ...ports.monitoring import IdentityCount, IdentityTimes, KeyCount, StoreCounts
 from ...timeutil import iso, parse_iso
-from .connection import Sql, columns
+from .connection import Sql, columns, rows_among
 from .overview import key_order
 from .seal import Sealer
 from .signing import ordered_rows, sealed_rows, start_check
@@ -40,28 +40,22 @@ class StoreReads:
         return self._key(rows[0]) if rows else None
 
     def keys_by_id(self, key_ids: Collection[str]) -> dict[str, KeyState]:
-        return {k.key_id: k for k in map(self._key, self._among("keys", "key_id", key_ids))}
+        return {
+            k.key_id: k for k in map(self._key, rows_among(self.sql, "keys", "key_id", key_ids))
+        }
 
     def identities_named(self, names: Collection[str]) -> dict[str, IdentityState]:
-        rows = self._among("identities", "identity", names)
+        rows = rows_among(self.sql, "identities", "identity", names)
         return {i.identity: i for i in map(self._ident, rows)}
 
     def keys_of(self, identities: Collection[str]) -> dict[str, list[KeyState]]:
         found: dict[str, list[KeyState]] = {name: [] for name in identities}
         for key in sorted(
-            map(self._key, self._among("keys", "identity", identities)),
+            map(self._key, rows_among(self.sql, "keys", "identity", identities)),
             key=lambda k: (k.created_at, k.key_id),
         ):
             found[key.identity].append(key)
         return found
-
-    def _among(self, table: str, column: str, values: Collection[str]) -> Iterator[dict[str, Any]]:
-        """The rows whose `column` is one of `values`: a statement per few hundred."""
-        names = sorted(set(values))
-        size = self.sql.names_per_query
-        for i in range(0, len(names), size):
-            among, params = self.sql.among(column, names[i : i + size])
-            yield from self.sql.query(f"SELECT * FROM {table} WHERE {among}", params)
 
     def list_keys(self, identity: str | None = None, state: State | None = None) -> list[KeyState]:
         where, params = [], []
