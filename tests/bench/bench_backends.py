@@ -34,30 +34,12 @@ from rotator.bootstrap import App, build
 from rotator.config.settings import load_config
 from rotator.logging import configure
 from tests.bench import nameserver_limit
-from tests.bench.bench_emergency import emergency
+from tests.bench.bench_emergency import POLICY, emergency
 from tests.bench.bench_onboard import until_active
 from tests.integration.backends.bind_servers import start_bind
 from tests.integration.backends.conftest import STARTERS
 from tests.integration.backends.servers import BackendServers
 from tests.integration.backends.test_contract import POLICIES, backend_config
-
-POLICY = """
-[key]
-algorithm = "rsa"
-bits = 2048
-pool = {n}
-[rotation]
-interval = "1h"
-[drain]
-max_queue_time = "3s"
-[dns]
-ttl = 2
-[selector]
-template = "s{{hh}}{{mi}}{{ss}}.{{esp}}"
-[retry]
-base = "0.2s"
-max = "2s"
-"""
 
 
 def application(work: Path, servers: BackendServers, n: int) -> App:
@@ -65,7 +47,9 @@ def application(work: Path, servers: BackendServers, n: int) -> App:
     contract tests' config) and whose one policy keeps a pool of n RSA-2048 keys."""
     policies = work / "policies"
     policies.mkdir(parents=True)
-    (policies / "bench.toml").write_text(POLICY.format(n=n))
+    # bench_emergency's policy, RSA-2048 with a pool of n, no standby
+    text = POLICY.format(alg="rsa", bits=f"bits = 2048\npool = {n}", standby="false")
+    (policies / "bench.toml").write_text(text)
     cfg = backend_config(work, servers)
     text = cfg.read_text()
     theirs = f'policy_dir = "{POLICIES}"'
