@@ -19,12 +19,13 @@ def untrack(proc: subprocess.Popen[bytes]) -> None:
     _LIVE.discard(proc)
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to its pid, SIGKILL if it is still there 5 s later; then forgotten."""
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 5) -> None:
+    """SIGTERM to its pid, SIGKILL if it is still there `grace` seconds later; then
+    forgotten."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ import dns.query
 import dns.rdatatype
 
 from rotator.demo.localdns import PRIMARY, free_port
-from rotator.demo.processes import track, untrack
+from rotator.demo.processes import stop_process, track
 from rotator.domain.errors import RotatorError
 
 
@@ -102,12 +101,5 @@ zone:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        untrack(self.proc)
+        stop_process(self.proc)
         self.proc = None

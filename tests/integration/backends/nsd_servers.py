@@ -6,11 +6,9 @@ ports, each with its own nsd.conf in a temp directory."""
 from __future__ import annotations
 
 import atexit
-import contextlib
 import functools
 import json
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -23,7 +21,7 @@ import dns.query
 import dns.rdatatype
 
 from rotator.demo.localdns import PRIMARY, free_port
-from rotator.demo.processes import track, untrack
+from rotator.demo.processes import stop_process, track
 
 ZONE = "dkim.zonefile.test"
 UNSERVED = "elsewhere.zonefile.test"
@@ -198,14 +196,7 @@ class NsdServers:
             proc = self.procs.pop(role, None)
             if proc is None:
                 continue
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=10)
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait(timeout=5)
-            untrack(proc)
+            stop_process(proc, grace=10)
 
 
 def start_nsd(base: Path) -> NsdServers:

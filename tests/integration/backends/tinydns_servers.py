@@ -6,11 +6,9 @@ as root, which it needs anyway to chroot; it then runs as nobody."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import time
@@ -23,7 +21,7 @@ import dns.query
 import dns.rdatatype
 import pytest
 
-from rotator.demo.processes import track, untrack
+from rotator.demo.processes import stop_process, track
 
 ZONE = "dkim.tinydns.test"
 UNSERVED = "elsewhere.tinydns.test"
@@ -139,14 +137,7 @@ class TinydnsServers:
 
     def stop(self) -> None:
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=5)
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait(timeout=5)
-            untrack(proc)
+            stop_process(proc)
         self.procs = []
 
 
