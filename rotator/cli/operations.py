@@ -65,11 +65,10 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
             )
         for h in hooks:  # the same fields, and the subscription's id
             click.echo(json.dumps({
-                "domain": None, "identity": None, "selector": "-", "state": "webhook parked",
+                **NO_KEY, "state": "webhook parked",
                 "since": iso(h.parked_since) if h.parked_since else None,
-                "next_action": f"rotator webhook resume {h.id}", "next_action_at": None,
-                "attempts": None, "last_error": h.parked, "code": None, "key_id": None,
-                "drift": "", "webhook": h.id, "position": h.parked_at,
+                "next_action": f"rotator webhook resume {h.id}", "last_error": h.parked,
+                "webhook": h.id, "position": h.parked_at,
             }))  # fmt: skip
         lead = leader_json(app)
         if lead is not None:
@@ -124,6 +123,15 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
         )
 
 
+# a line of `status --json` about no key (a parked webhook, the leader): a key row's fields,
+# empty, so that a reader of the rows need not tell it apart
+NO_KEY: dict[str, object] = {
+    "domain": None, "identity": None, "selector": "-", "state": "", "since": None,
+    "next_action": "", "next_action_at": None, "attempts": None, "last_error": None,
+    "code": None, "key_id": None, "drift": "",
+}  # fmt: skip
+
+
 def leader_line(app: App, now: datetime) -> str:
     """Which daemon leads, when several share the database ("" with one node only)."""
     if not app.leadership.shared:
@@ -150,12 +158,7 @@ def leader_json(app: App) -> dict[str, object] | None:
     the table has none)."""
     if not app.leadership.shared:
         return None
-    row: dict[str, object] = {
-        "domain": None, "identity": None, "selector": "-", "state": "no leader",
-        "since": None, "next_action": "", "next_action_at": None, "attempts": None,
-        "last_error": None, "code": None, "key_id": None, "drift": "",
-        "leader": None, "last_leader": None,
-    }  # fmt: skip
+    row = {**NO_KEY, "state": "no leader", "leader": None, "last_leader": None}
     try:
         leader = app.leader()
     except RotatorError as exc:
