@@ -47,12 +47,7 @@ policy_dir = "{policy_dir}"
 tick_seconds = 0.5
 
 [dns]
-primary = "{bind.primary}:{bind.port}"
-tsig_name = "{bind.tsig_name}"
-tsig_secret = "{bind.tsig_secret}"
-tsig_algorithm = "{bind.tsig_algorithm}"
-timeout = 2.0
-{bind.verifier_config()}
+{bind.dns_config()}
 [signer]
 key_table = "opendkim/KeyTable"
 signing_table = "opendkim/SigningTable"

@@ -136,6 +136,17 @@ class BindPair:
         """(ip, port) of the primary and the secondary."""
         return [(self.primary, self.port), (self.secondary, self.secondary_port)]
 
+    def dns_config(self) -> str:
+        """rotator.toml's [dns] lines for this pair: UPDATEs to the primary with the
+        TSIG secret inline (a demo's; a real one names a secret file), checks on both."""
+        return (
+            f'primary = "{self.primary}:{self.port}"\n'
+            f'tsig_name = "{self.tsig_name}"\n'
+            f'tsig_secret = "{self.tsig_secret}"\n'
+            f'tsig_algorithm = "{self.tsig_algorithm}"\n'
+            "timeout = 2.0\n" + self.verifier_config()
+        )
+
     def verifier_config(self) -> str:
         """rotator.toml [dns] lines that lead the verifier to both servers."""
         if self.two_addresses:

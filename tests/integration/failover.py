@@ -84,12 +84,7 @@ policy_dir = "{policies}"
 tick_seconds = 0.5
 
 [dns]
-primary = "{bind.primary}:{bind.port}"
-tsig_name = "{bind.tsig_name}"
-tsig_secret = "{bind.tsig_secret}"
-tsig_algorithm = "{bind.tsig_algorithm}"
-timeout = 2.0
-{bind.verifier_config()}
+{bind.dns_config()}
 [keys]
 store = "database"
 database = "{url}"
