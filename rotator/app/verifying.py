@@ -29,12 +29,14 @@ from .customer_lanes import CustomerLanes
 from .recording import TickReport, key_ids
 
 # seconds: lagging secondaries are re-checked within the same tick every 50 ms for 0.2 s,
-# and on while each look finds more records served (a secondary taking a big change in
-# several transfers), up to 1 s; asking again only for the laggards, pipelined, costs
+# and on, up to 1 s, while each look finds more records served (a secondary taking a big
+# change in several transfers) or a server of their zone is at an older SOA serial than
+# another (a transfer still to come); asking again only for the laggards, pipelined, costs
 # milliseconds. A server that makes no progress is looked at again later instead.
 SETTLE_PAUSE = 0.05
 SETTLE_GRACE = 0.2
 SETTLE_MAX = 1.0
+SERIAL_ZONES = 256  # zones whose serials one look asks at most
 FIRST_RECHECK = timedelta(seconds=0.5)  # then the pause doubles, up to the retry base
 
 log = structlog.get_logger("rotator")
@@ -230,7 +232,11 @@ class Verifying:
             looks += 1
             if looks > 1:
                 spent = time.monotonic() - started
-                if spent >= SETTLE_MAX or (spent >= SETTLE_GRACE and not progressed):
+                if spent >= SETTLE_MAX or (
+                    spent >= SETTLE_GRACE
+                    and not progressed
+                    and not self._transferring(pending, why, started + SETTLE_MAX)
+                ):
                     break
                 time.sleep(SETTLE_PAUSE)
             still = []
@@ -254,6 +260,25 @@ class Verifying:
                     [key], action, reason, report, now, details=details, code=code
                 )
         return good
+
+    def _transferring(
+        self, pending: list[KeyState], why: dict[str, tuple[str, Reason, Results]], by: float
+    ) -> bool:
+        """Whether a zone of the keys whose servers look only behind has its servers at
+        different SOA serials: one of them has a change still to take (the primary's
+        NOTIFY, then a transfer), which may be all of it at once after seconds of nothing.
+        Zones whose servers agree on the serial (or have none that moves, as some
+        providers) only get the no-progress grace."""
+        zones = sorted(
+            {k.zone for k in pending if not k.customer_managed and propagating(why[k.key_id][2])}
+        )
+        if not zones:
+            return False
+        try:
+            serials = self.ctx.probe.serials(zones[:SERIAL_ZONES], by)
+        except ExternalError:
+            return False
+        return any(len({s for s in found if s is not None}) > 1 for found in serials.values())
 
     def _wait(self, key: KeyState, action: Action, now: datetime, results: Results) -> bool:
         """True if `key`'s servers may still be propagating (look again later, record

@@ -10,7 +10,8 @@ from .record import keys_match, records_match
 
 @dataclass(frozen=True)
 class Observation:
-    """What one address of one authoritative nameserver answered for one name (TXT)."""
+    """What one address of one authoritative nameserver answered for one name (TXT; or
+    SOA, for the zone's serial)."""
 
     nameserver: str  # NS host name, or the configured label
     address: str  # "ip:port" as queried
@@ -18,6 +19,7 @@ class Observation:
     authoritative: bool = False
     texts: tuple[str, ...] = ()  # one entry per TXT RR, its strings concatenated
     error: str | None = None  # timeout, network error, malformed answer
+    serial: int | None = None  # the SOA's, when asked for SOA
 
 
 NODATA = "no TXT record at the name (NODATA)"

@@ -83,6 +83,13 @@ class NameserverProbe(Protocol):
         `observe_each` is the plain implementation."""
         ...
 
+    def serials(
+        self, zones: Sequence[str], deadline: float | None = None
+    ) -> dict[str, list[int | None]]:
+        """Each zone's SOA serial on every address of every authoritative nameserver of the
+        zone (None where none came back), ending by `deadline` as observe_many() does."""
+        ...
+
     def cname(self, name: str, deadline: float | None = None) -> str | None:
         """The CNAME target of `name` as a resolver sees it (absolute, lower case), or None
         if the answer is that there is none (NXDOMAIN, NODATA). ProbeError when no answer

@@ -157,6 +157,29 @@ def test_probe_reports_a_dead_secondary_without_hanging(bind_pair: BindPair) -> 
     assert by_addr[f"{bind_pair.primary}:{bind_pair.port}"].texts == (TEXT,)
 
 
+def test_probe_reads_each_servers_soa_serial(bind_pair: BindPair) -> None:
+    """What the verifier asks to tell a secondary still taking a change from one that will
+    not: the zone's serial on each address, None where no answer came."""
+    probe = probe_for(bind_pair, timeout=1.0)
+    publisher(bind_pair).apply(ZONE, [RecordChange(NAME, 60, TEXT)])
+    bind_pair.wait_for_txt("secondary", NAME, bool)
+    serial = bind_pair.serial("primary", ZONE)
+    assert serial is not None
+    assert probe.serials([ZONE, ZONE]) == {ZONE: [serial, serial]}
+    bind_pair.stop_secondary()
+    publisher(bind_pair).apply(ZONE, [RecordChange(NAME, 60, "v=DKIM1; p=")])
+    newer = bind_pair.serial("primary", ZONE)
+    assert newer is not None and newer != serial
+    start = time.monotonic()
+    found = probe.serials([ZONE], deadline=time.monotonic() + 1.5)[ZONE]
+    assert time.monotonic() - start < 2.5
+    primary = f"{bind_pair.primary}:{bind_pair.port}"
+    order = sorted(f"{ip}:{port}" for ip, port in bind_pair.addresses)
+    assert dict(zip(order, found, strict=True)) == {
+        a: (newer if a == primary else None) for a in order
+    }
+
+
 def test_probe_explicit_nameservers_override_discovery(bind_pair: BindPair) -> None:
     publisher(bind_pair).apply(ZONE, [RecordChange(NAME, 60, TEXT)])
     probe = AuthoritativeProbe(timeout=1.0, nameservers=[f"{bind_pair.primary}:{bind_pair.port}"])

@@ -38,6 +38,9 @@ class FakeDns:
         self.records: dict[str, str] = {}
         self.fail_publish: str | None = None
         self.lagging: set[str] = set()  # names the "secondary" has not caught up on
+        # whether a zone with lagging names shows the "secondary" at an older SOA serial
+        # (a transfer to come); off: both at one serial, as a secondary that will not catch up
+        self.serial_lag = False
         self.updates = 0
         # NS delegation: zone -> NS names the parent zone's servers refer to (absent: none)
         self.delegations: dict[str, set[str]] = {}
@@ -113,6 +116,19 @@ class FakeDns:
     ) -> list[list[Observation] | ProbeError]:
         self.batches.append(len(queries))
         return observe_each(self, queries, deadline)
+
+    def serials(
+        self, zones: Sequence[str], deadline: float | None = None
+    ) -> dict[str, list[int | None]]:
+        out: dict[str, list[int | None]] = {}
+        for zone in zones:
+            suffix = "." + zone.rstrip(".")
+            behind = self.serial_lag and any(n.rstrip(".").endswith(suffix) for n in self.lagging)
+            out[zone] = [
+                None if ns in self.unreachable else self.updates - (ns == "ns2" and behind)
+                for ns in ("ns1", "ns2")
+            ]
+        return out
 
     def cname(self, name: str, deadline: float | None = None) -> str | None:
         if name in self.cname_failing:

@@ -153,3 +153,61 @@ def test_malformed_answers_raise() -> None:
     with pytest.raises(wire.Malformed):  # a TXT character-string longer than its RR
         rr = b"\xc0\x0c" + struct.pack("!HHIH", wire.TXT, wire.IN, 60, 3) + b"\x05abc"
         wire.read(looping + rr, 4321, QNAME)
+
+
+ZONE_WIRE = dns.name.from_text("example.test.").to_wire() or b""
+
+
+def soa_response(serial: int, answer: bool = True, qid: int = 4321) -> bytes:
+    query = dns.message.make_query("example.test.", dns.rdatatype.SOA, use_edns=0)
+    query.id = qid
+    r = dns.message.make_response(query)
+    r.flags |= dns.flags.AA
+    rrset = dns.rrset.from_text(
+        "example.test.",
+        60,
+        "IN",
+        "SOA",
+        f"ns1.example.test. hostmaster.example.test. {serial} 2 3 4 5",
+    )
+    if answer:
+        r.answer = [rrset]
+    else:
+        r.authority = [rrset]
+    return r.to_wire()  # dnspython compresses the SOA's names against the question
+
+
+def test_an_soa_query_asks_for_the_zone_soa() -> None:
+    q = dns.message.from_wire(wire.query(ZONE_WIRE, 9, wire.SOA))
+    assert q.question[0].name == dns.name.from_text("example.test.")
+    assert q.question[0].rdtype == dns.rdatatype.SOA and not q.flags & dns.flags.RD
+
+
+@pytest.mark.parametrize("serial", [0, 1, 2026120701, 2**32 - 1])
+def test_the_serial_of_an_soa_answer_is_read(serial: int) -> None:
+    data = soa_response(serial)
+    assert dns.message.from_wire(data).answer[0][0].serial == serial  # the reference
+    assert wire.read(data, 4321, ZONE_WIRE, wire.SOA) == wire.Answer(0, True, False, (), serial)
+
+
+def test_an_soa_only_in_the_authority_section_or_of_a_txt_answer_is_no_serial() -> None:
+    only_authority = wire.read(soa_response(7, answer=False), 4321, ZONE_WIRE, wire.SOA)
+    assert only_authority == wire.Answer(0, True, False, (), None)
+    # a TXT query's negative answer carries the SOA in its authority section: not read
+    nx = response(rcode=dns.rcode.NXDOMAIN, authority=[SOA]).to_wire()
+    assert wire.read(nx, 4321, QNAME) == wire.Answer(3, True, False, ())
+    # the answer to an SOA query is not the answer to a TXT query of the same name
+    assert wire.read(soa_response(7), 4321, ZONE_WIRE) is None
+
+
+def test_an_soa_of_the_wrong_length_is_malformed() -> None:
+    question = wire.query(ZONE_WIRE, 4321, wire.SOA)[12 : 12 + len(ZONE_WIRE) + 4]
+    head = struct.pack("!HHHHHH", 4321, 0x8400, 1, 1, 0, 0) + question
+    for numbers in (16, 24):  # an SOA holds two names and five 32-bit numbers: 20 octets
+        rdata = b"\x00\x00" + bytes(numbers)
+        rr = b"\xc0\x0c" + struct.pack("!HHIH", wire.SOA, wire.IN, 60, len(rdata)) + rdata
+        with pytest.raises(wire.Malformed, match="SOA"):
+            wire.read(head + rr, 4321, ZONE_WIRE, wire.SOA)
+    rdata = b"\x00\x00" + bytes(20)
+    rr = b"\xc0\x0c" + struct.pack("!HHIH", wire.SOA, wire.IN, 60, len(rdata)) + rdata
+    assert wire.read(head + rr, 4321, ZONE_WIRE, wire.SOA) == wire.Answer(0, True, False, (), 0)

@@ -48,6 +48,11 @@ class LoopbackCustomers:
     ) -> list[list[Observation] | ProbeError]:
         return self.esp.observe_many(queries)
 
+    def serials(
+        self, zones: Sequence[str], deadline: float | None = None
+    ) -> dict[str, list[int | None]]:
+        return self.esp.serials(zones)
+
     def cname(self, name: str, deadline: float | None = None) -> str | None:
         return self.customers.cname(name, deadline)
 

@@ -1,6 +1,7 @@
 """Verification within a tick: a secondary that is catching up (each look finds more
-records served) is looked at again past the first 0.2 s, up to 1 s, so the keys are
-verified in that tick; one that makes no progress is left for a later look after 0.2 s."""
+records served, or its SOA serial is behind another server's: a transfer still to come) is
+looked at again past the first 0.2 s, up to 1 s, so the keys are verified in that tick; one
+that makes no progress at the same serial is left for a later look after 0.2 s."""
 
 from __future__ import annotations
 
@@ -49,3 +50,35 @@ def test_a_secondary_making_no_progress_is_looked_at_later(env: UnitEnv) -> None
     assert {k.state for k in env.store.list_keys()} == {State.PUBLISHED}
     assert len(env.app.lifecycle.verifying.next_checks()) == len(DOMAINS)
     assert took < 0.8  # the 0.2 s grace, not the 1 s bound
+
+
+def test_a_secondary_behind_on_the_serial_is_waited_for_until_its_transfer(env: UnitEnv) -> None:
+    """Nothing reaches the secondary for 0.5 s, then everything at once (one IXFR): its
+    older serial says a transfer is to come, so the tick waits for it."""
+    onboard_lagging(env)
+    env.dns.serial_lag = True
+    real = env.dns.observe_many
+    started = time.monotonic()
+
+    def one_transfer(queries: Sequence[tuple[str, str]], deadline: Any = None) -> Any:
+        if time.monotonic() - started > 0.5:
+            env.dns.lagging.clear()
+        return real(queries, deadline)
+
+    env.dns.observe_many = one_transfer  # type: ignore[method-assign]
+    env.app.lifecycle.tick()
+    took = time.monotonic() - started
+    assert {k.state for k in env.store.list_keys()} == {State.ACTIVE}
+    assert env.app.lifecycle.verifying.next_checks() == {}
+    assert 0.5 < took < 1.5
+
+
+def test_a_secondary_behind_on_the_serial_is_waited_for_at_most_the_bound(env: UnitEnv) -> None:
+    onboard_lagging(env)
+    env.dns.serial_lag = True
+    started = time.monotonic()
+    env.app.lifecycle.tick()
+    took = time.monotonic() - started
+    assert {k.state for k in env.store.list_keys()} == {State.PUBLISHED}
+    assert len(env.app.lifecycle.verifying.next_checks()) == len(DOMAINS)
+    assert 1.0 <= took < 2.0  # the 1 s bound, then a later look

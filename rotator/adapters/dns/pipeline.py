@@ -45,6 +45,7 @@ class Ask:
     ip: str
     port: int
     qname: bytes  # wire form, absolute
+    qtype: int = wire.TXT  # or wire.SOA
 
     @property
     def address(self) -> str:
@@ -190,7 +191,9 @@ class Pipeline:
     def _sendto(self, server: _Server, q: _Query) -> None:
         assert server.sock is not None
         try:
-            server.sock.sendto(wire.query(q.ask.qname, q.qid), (server.ip, server.port))
+            server.sock.sendto(
+                wire.query(q.ask.qname, q.qid, q.ask.qtype), (server.ip, server.port)
+            )
         except (BlockingIOError, InterruptedError):
             pass  # a full send buffer: the resend timer sends it again
         except OSError as exc:
@@ -215,7 +218,7 @@ class Pipeline:
             if q is None:
                 continue  # a late answer to a query already answered or given up
             try:
-                answer = wire.read(data, q.qid, q.ask.qname)
+                answer = wire.read(data, q.qid, q.ask.qname, q.ask.qtype)
             except wire.Malformed as exc:
                 self._land(server, q)
                 self._finish(q, error=f"query failed: malformed answer: {exc}")
@@ -232,6 +235,7 @@ class Pipeline:
                 rcode=dns.rcode.Rcode.to_text(answer.rcode),
                 authoritative=answer.authoritative,
                 texts=answer.texts,
+                serial=answer.serial,
             )
             self._finish(q, obs)
 
@@ -249,7 +253,7 @@ class Pipeline:
             return Observation(ask.nameserver, ask.address, error="timeout: no time left")
         wait = min(self.timeout, left)
         name = dns.name.from_wire(ask.qname, 0)[0]
-        query = dns.message.make_query(name, dns.rdatatype.TXT)
+        query = dns.message.make_query(name, dns.rdatatype.RdataType(ask.qtype))
         query.flags &= ~dns.flags.RD
         try:
             r = dns.query.tcp(query, ask.ip, port=ask.port, timeout=wait)
@@ -257,18 +261,18 @@ class Pipeline:
             return Observation(ask.nameserver, ask.address, error=f"timeout after {wait:g}s")
         except (OSError, EOFError, dns.exception.DNSException) as exc:
             return Observation(ask.nameserver, ask.address, error=f"query failed: {exc}")
-        texts = tuple(
-            b"".join(rd.strings).decode("ascii", "replace")
-            for rrset in r.answer
-            if rrset.name == name and rrset.rdtype == dns.rdatatype.TXT
-            for rd in rrset
-        )
+        rdatas = [rd for rs in r.answer if rs.name == name and rs.rdtype == ask.qtype for rd in rs]
         return Observation(
             ask.nameserver,
             ask.address,
             rcode=dns.rcode.to_text(r.rcode()),
             authoritative=bool(r.flags & dns.flags.AA),
-            texts=texts,
+            texts=tuple(
+                b"".join(rd.strings).decode("ascii", "replace")
+                for rd in rdatas
+                if rd.rdtype == dns.rdatatype.TXT
+            ),
+            serial=next((rd.serial for rd in rdatas if rd.rdtype == dns.rdatatype.SOA), None),
         )
 
 

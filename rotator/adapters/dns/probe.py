@@ -27,6 +27,7 @@ import dns.resolver
 from ...config.values import hostport
 from ...domain.errors import ProbeError
 from ...ports import DelegationView, Observation
+from . import wire
 from .pipeline import Ask, ask_all
 
 T = TypeVar("T")
@@ -213,6 +214,35 @@ class AuthoritativeProbe:
             if isinstance(result, list):
                 result += itertools.islice(answers, count)
         return out
+
+    def serials(
+        self, zones: Sequence[str], deadline: float | None = None
+    ) -> dict[str, list[int | None]]:
+        """Each zone's SOA serial on every address of its nameservers, pipelined (None: no
+        serial came back). Servers of one zone at different serials are still passing a
+        change on (NOTIFY, then a transfer)."""
+        zones = sorted(set(zones))
+        found = self._targets_of(set(zones), deadline)
+        asks: list[Ask] = []
+        counts: dict[str, int] = {}
+        for zone in zones:
+            targets = found[zone]
+            try:
+                apex = dns.name.from_text(zone).to_wire() or b""
+            except dns.exception.DNSException:
+                targets = []
+            if isinstance(targets, ProbeError):
+                targets = []
+            counts[zone] = len(targets)
+            asks += [Ask(ns, ip, port, apex, wire.SOA) for ns, ip, port in targets]
+        answers = iter(ask_all(asks, self.timeout, self._deadline(deadline)))
+        return {
+            zone: [
+                obs.serial if obs.authoritative and obs.rcode == "NOERROR" else None
+                for obs in itertools.islice(answers, count)
+            ]
+            for zone, count in counts.items()
+        }
 
     def _targets_of(
         self, zones: set[str], deadline: float | None

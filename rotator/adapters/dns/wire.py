@@ -1,8 +1,10 @@
-"""A TXT query with EDNS0 and its answer on the wire, for the probe's pipelined queries.
+"""A TXT (or SOA) query with EDNS0 and its answer on the wire, for the probe's pipelined
+queries.
 
 dnspython's general message parser costs 0.3-1 ms per answer here, and verifying 1,000 keys
 on two servers reads 2,000 answers: this reads only what a verifier needs (the rcode, AA,
-TC and the TXT RRs at the asked name) in tens of microseconds. A datagram that is not the
+TC, the TXT RRs at the asked name, an SOA's serial) in tens of microseconds. A datagram
+that is not the
 answer to the query (another id, not a response, another question) is None: the caller
 keeps waiting for the real one. A malformed answer raises Malformed."""
 
@@ -12,6 +14,7 @@ import struct
 from dataclasses import dataclass
 
 TXT = 16
+SOA = 6
 IN = 1
 OPT = 41
 # EDNS0 payload of DNS Flag Day 2020: fits an RSA-2048 answer (~500 octets; 498 with BIND's
@@ -34,14 +37,15 @@ class Answer:
     authoritative: bool
     truncated: bool
     texts: tuple[str, ...]  # one per TXT RR at the name, its strings concatenated
+    serial: int | None = None  # of the SOA RR at the name, asked for SOA
 
 
-def query(qname: bytes, qid: int) -> bytes:
-    """A TXT query for `qname` (wire form, absolute), RD=0, with an OPT RR (DO off)."""
+def query(qname: bytes, qid: int, qtype: int = TXT) -> bytes:
+    """A query for `qname` (wire form, absolute), RD=0, with an OPT RR (DO off)."""
     return (
         _HEADER.pack(qid, 0, 1, 0, 0, 1)
         + qname
-        + struct.pack("!HH", TXT, IN)
+        + struct.pack("!HH", qtype, IN)
         + b"\x00"  # OPT: the root name
         + _RR.pack(OPT, PAYLOAD, 0, 0)
     )
@@ -89,8 +93,18 @@ def _strings(rdata: bytes) -> str:
     return b"".join(parts).decode("ascii", "replace")
 
 
-def read(wire: bytes, qid: int, qname: bytes) -> Answer | None:
-    """The answer to query(qname, qid) in `wire`, or None if `wire` is not that answer."""
+def _serial(wire: bytes, offset: int, end: int) -> int:
+    """The serial of the SOA RDATA at `offset` (MNAME and RNAME, then five numbers)."""
+    _, offset = _name(wire, offset)
+    _, offset = _name(wire, offset)
+    if offset + 20 != end:
+        raise Malformed("an SOA RR of the wrong length")
+    return int.from_bytes(wire[offset : offset + 4], "big")
+
+
+def read(wire: bytes, qid: int, qname: bytes, qtype: int = TXT) -> Answer | None:
+    """The answer to query(qname, qid, qtype) in `wire`, or None if `wire` is not that
+    answer."""
     if len(wire) < _HEADER.size:
         return None
     rid, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(wire)
@@ -102,12 +116,13 @@ def read(wire: bytes, qid: int, qname: bytes) -> Answer | None:
         return None
     if qdcount == 1:
         name, offset = _name(wire, offset)
-        if name != qname.lower() or wire[offset : offset + 4] != struct.pack("!HH", TXT, IN):
+        if name != qname.lower() or wire[offset : offset + 4] != struct.pack("!HH", qtype, IN):
             return None
         offset += 4
     if flags & _TC:  # asked again over TCP: what a truncated answer holds is not read
         return Answer(rcode, bool(flags & _AA), True, ())
     texts: list[str] = []
+    serial = None
     for index in range(ancount + nscount + arcount):
         owner, offset = _name(wire, offset)
         if offset + _RR.size > len(wire):
@@ -117,10 +132,12 @@ def read(wire: bytes, qid: int, qname: bytes) -> Answer | None:
         rdata = wire[offset : offset + rdlength]
         if len(rdata) != rdlength:
             raise Malformed("an RR's data runs past the end")
-        offset += rdlength
-        if index < ancount:
-            if rtype == TXT and rclass == IN and owner == qname.lower():
+        start, offset = offset, offset + rdlength
+        if index < ancount and rclass == IN and owner == qname.lower() and rtype == qtype:
+            if rtype == TXT:
                 texts.append(_strings(rdata))
+            elif rtype == SOA:  # its names may point anywhere in the message
+                serial = _serial(wire, start, offset)
         elif index >= ancount + nscount and rtype == OPT:
             rcode |= (ttl >> 24) << 4  # the extended rcode's upper 8 bits
-    return Answer(rcode, bool(flags & _AA), bool(flags & _TC), tuple(texts))
+    return Answer(rcode, bool(flags & _AA), bool(flags & _TC), tuple(texts), serial)
