@@ -36,11 +36,14 @@ MAX_PASSES = 8  # per tick: lets a key chain publish -> verify -> activate witho
 Handler = Callable[[list[KeyState], datetime, TickReport], None]
 
 # Revocations (an emergency's first) and the ESP's own DNS work never wait behind
-# verification, the one step that may depend on a customer's DNS.
+# verification, the one step that may depend on a customer's DNS. Publishing goes before
+# verifying revocations: an emergency's replacements then reach the secondaries while the
+# revocations are checked, instead of after (a ping-pong slot is only reused once its
+# revocation is verified, so the two never meet at one name).
 ORDER = (
     Action.REVOKE,
-    Action.VERIFY_REVOCATION,
     Action.PUBLISH,
+    Action.VERIFY_REVOCATION,
     Action.ACTIVATE,
     Action.DESTROY,
     Action.REMOVE_TOMBSTONE,
