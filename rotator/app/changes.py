@@ -183,6 +183,7 @@ class Changes:
         new_zone = normalize_domain(zone) if zone else self._zone_for(ident, mode)
         if (mode, new_zone) == (ident.mode, ident.zone):
             raise InputError(f"{ident.domain} is already in mode {mode} (zone {new_zone})")
+        self.onboarding.check_zones([(ident.domain, new_zone)])
         now = self.ctx.clock.now()
         moved = ev.ModeChanged(
             at=now,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import TypeVar
 
 from ..domain import events as ev
@@ -30,6 +29,7 @@ from ..domain.states import Mode, Role
 from .context import Context
 from .customer_dns import CustomerDns
 from .signer_limits import check_signable
+from .zone_checks import ZONE_UNASKED, ZoneChecks
 
 T = TypeVar("T")
 
@@ -70,7 +70,7 @@ class Onboarding:
     def __init__(self, ctx: Context, customer_dns: CustomerDns) -> None:
         self.ctx = ctx
         self.customer_dns = customer_dns
-        self._zone_checks: dict[str, tuple[datetime, str | None]] = {}  # zone -> (when, what)
+        self.zones = ZoneChecks(ctx)
 
     def add_identity(
         self,
@@ -335,34 +335,33 @@ class Onboarding:
         # every identity whose policy wants a second algorithm gets its companion with it
         events = [*events, *(c for e in events if (c := self.companion_event(e)) is not None)]
         check_signable(self.ctx, events)
-        for e in events:  # a zone nothing can publish in is refused before anything is recorded
-            if e.mode != Mode.CUSTOMER_KEY and not self.ctx.publisher.serves(e.zone):
-                raise InputError(
-                    f"domain {e.domain}: no DNS backend serves zone {e.zone}; add it to the "
-                    "zones of a [[dns.backends]] entry, or set [dns] primary"
-                )
+        self.check_zones([(e.domain, e.zone) for e in events if e.mode != Mode.CUSTOMER_KEY])
         # a removed domain coming back continues its identity's stream
         store = self.ctx.store
         back = [i for e in events if (i := store.identity(e.identity)) is not None]
         result = self.ctx.recorder.append(events, back)
         return [result.identities[e.identity] for e in events if not e.companion_of]
 
-    def zone_problems(
-        self, idents: Sequence[IdentityState], max_age: timedelta | None = None
-    ) -> list[str]:
-        """Zones rotator must publish in that the primary does not serve (each once): a
-        warning now instead of NOTAUTH on every attempt later. `max_age`: how old the
-        primary's answer for a zone may be (the API onboards many customers into the same
-        few zones: a SOA query a minute, not one per customer)."""
-        zones = sorted({i.zone for i in idents if i.mode != Mode.CUSTOMER_KEY})
-        now = self.ctx.clock.now()
-        problems = []
-        for zone in zones[:50]:
-            seen = self._zone_checks.get(zone)
-            if seen is None or max_age is None or now - seen[0] > max_age:
-                seen = self._zone_checks[zone] = (now, self.ctx.publisher.zone_problem(zone))
-            problems.append(seen[1])
-        return [p for p in problems if p]
+    def check_zones(self, placed: Sequence[tuple[str, str]]) -> None:
+        """InputError, before anything is recorded, for the first (domain, zone) whose
+        zone no DNS backend is configured for, or whose backend says it does not serve."""
+        for domain, zone in placed:
+            if not self.ctx.publisher.serves(zone):
+                raise InputError(
+                    f"domain {domain}: no DNS backend serves zone {zone}; add it to the "
+                    "zones of a [[dns.backends]] entry, or set [dns] primary"
+                )
+        refused = self.zones.refused(zone for _, zone in placed)
+        for domain, zone in placed:
+            if zone in refused:
+                raise InputError(f"domain {domain}: {refused[zone]}")
+
+    def zone_problems(self, idents: Sequence[IdentityState]) -> list[str]:
+        """Why the backend of each zone these identities publish in could not be asked
+        whether it serves the zone, when they were added (each zone once): a warning, as
+        their keys wait until it answers."""
+        unasked = self.zones.unasked(i.zone for i in idents if i.mode != Mode.CUSTOMER_KEY)
+        return [f"{why}: {ZONE_UNASKED}" for why in unasked]
 
     def instructions(self, ident: IdentityState) -> tuple[str, list[str]]:
         """(explanation, zone-file lines) the customer's IT must add for this identity."""

@@ -60,7 +60,7 @@ def customer_add(
 
 def warn_zones(app: App, idents: list[IdentityState]) -> None:
     for problem in app.onboarding.zone_problems(idents):
-        warn(f"{problem}: add the zone to the primary before its first key is published")
+        warn(problem)
 
 
 def print_onboarding(app: App, ident: IdentityState) -> None:

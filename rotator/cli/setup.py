@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from ..config.policies import PolicySet, load_policy_file
-from ..domain.errors import ConfigError
+from ..domain.errors import ConfigError, PublishError
 from ..domain.policy import format_duration
 from .base import RotatorGroup, config_of, get_app
 from .render import add_row, console, say
@@ -36,7 +36,10 @@ def init(ctx: click.Context) -> None:
         say(f"dns backend {backend.name} ({backend.kind}) for {', '.join(backend.zones)}")
     # every zone a backend is given must be one it serves: say so now, not at the first key
     for zone in [z for b in dns.backends for z in b.zones]:
-        problem = app.ctx.publisher.zone_problem(zone)
+        try:
+            problem = app.ctx.publisher.zone_problem(zone)
+        except PublishError as exc:  # not answering is no better here
+            problem = exc.reason
         if problem is not None:
             raise ConfigError(f"{cfg.path}: dns.backends: {problem}")
 

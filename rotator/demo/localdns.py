@@ -246,6 +246,9 @@ class BindPair:
         for role in ("secondary", "primary"):
             self._stop(role)
 
+    def stop_primary(self) -> None:
+        self._stop("primary")
+
     def stop_secondary(self) -> None:
         self._stop("secondary")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..domain.verification import DelegationView as DelegationView
 from ..domain.verification import Observation as Observation  # re-exported for adapters
+from .dns import SAID_NO as SAID_NO
 from .dns import NameserverProbe as NameserverProbe
 from .dns import Publisher as Publisher
 from .dns import RecordChange as RecordChange

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..domain.errors import ProbeError, PublishError
+from ..domain.reasons import Reason
 from ..domain.verification import DelegationView, Observation
 
 
@@ -20,6 +21,12 @@ class RecordChange:
 
 
 ZoneChanges = tuple[str, Sequence[RecordChange]]  # a zone and the changes to make in it
+
+# what a backend says when it answered that it will not take a zone's changes (as opposed
+# to not answering at all): zone_problem() gives these as its text
+SAID_NO = frozenset(
+    {Reason.DNS_NOTAUTH, Reason.DNS_REFUSED, Reason.DNS_CREDENTIAL, Reason.DNS_TSIG}
+)
 
 
 class Publisher(Protocol):
@@ -35,7 +42,9 @@ class Publisher(Protocol):
 
     def zone_problem(self, zone: str) -> str | None:
         """None if this backend serves `zone`, else what is wrong (one line), to say before
-        any change is refused."""
+        any change is refused. Raises PublishError when the backend could not be asked (no
+        answer in time, a network error, a failure of its own): that proves nothing either
+        way."""
         ...
 
     def serves(self, zone: str) -> bool:

@@ -83,6 +83,13 @@ def test_a_customer_made_over_http_goes_active(env: RotatorEnv) -> None:
                    "--zone", DOMAIN, check=False).stderr.strip()  # fmt: skip
     twice = client.post("/v1/customers", json=body, headers=auth)
     assert line == "Error: " + twice.json()["detail"]
+    # a zone the primary says it does not serve: refused before anything is recorded
+    elsewhere = {**body, "domain": "delta.example", "signing_domain": "delta.elsewhere.example",
+                 "zone": "elsewhere.example"}  # fmt: skip
+    unserved = client.post("/v1/customers", json=elsewhere, headers=auth)
+    assert unserved.status_code == 400, unserved.text
+    assert unserved.headers["content-type"] == "application/problem+json"
+    assert "answers REFUSED for zone elsewhere.example" in unserved.json()["detail"]
     added = [ln for ln in env.cli("log", "--type", "IdentityAdded").stdout.splitlines()]
     assert len(added) == 1 and " by panel [api]" in added[0]
     assert env.stop() == 0

@@ -27,6 +27,7 @@ from rotator.adapters.dns.probe import AuthoritativeProbe
 from rotator.adapters.dns.rfc2136 import Rfc2136Publisher
 from rotator.demo.localdns import BindPair, free_port
 from rotator.domain.errors import ProbeError, PublishError
+from rotator.domain.reasons import Reason
 from rotator.domain.record import split_strings
 from rotator.ports import RecordChange
 
@@ -109,6 +110,17 @@ def test_zone_not_on_server_is_refused(bind_pair: BindPair) -> None:
     with pytest.raises(PublishError, match=r"REFUSED|NOTAUTH") as err:
         publisher(bind_pair).apply("other.test", [RecordChange(name, 60, TEXT)])
     assert "other.test" in err.value.reason
+
+
+def test_the_primary_says_which_zones_it_serves(bind_pair: BindPair) -> None:
+    pub = publisher(bind_pair)
+    assert pub.zone_problem(ZONE) is None
+    problem = pub.zone_problem("other.test")
+    assert problem is not None and "answers REFUSED for zone other.test" in problem
+    bind_pair.stop_primary()  # no answer says nothing about the zone: it raises instead
+    with pytest.raises(PublishError, match="did not answer a SOA query") as err:
+        pub.zone_problem(ZONE)
+    assert err.value.code is Reason.DNS_TIMEOUT
 
 
 def test_nothing_listening_fails_fast() -> None:

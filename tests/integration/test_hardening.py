@@ -225,14 +225,29 @@ def test_a_killed_daemon_leaves_no_workers_and_keeps_its_progress(env: RotatorEn
 
 
 @pytest.mark.timeout(60)
-def test_domain_add_warns_when_the_primary_does_not_serve_the_zone(env: RotatorEnv) -> None:
-    proc = env.cli("domain", "add", "elsewhere.example", "--policy", "demo")
+def test_domain_add_refuses_a_zone_the_primary_does_not_serve(env: RotatorEnv) -> None:
+    proc = env.cli("domain", "add", "elsewhere.example", "--policy", "demo", check=False)
     primary = "{}:{}".format(*env.bind.server("primary"))
-    assert f"warning: the primary {primary} answers REFUSED for zone elsewhere.example" in (
-        proc.stderr
-    )
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [
+        f"Error: domain elsewhere.example: the primary {primary} answers REFUSED for zone "
+        "elsewhere.example: add the zone there, or give it to another [[dns.backends]] entry"
+    ]
+    assert not [e for e in events(env) if e["type"] == "IdentityAdded"]  # nothing recorded
     quiet = env.cli("domain", "add", DOMAIN, "--policy", "demo")
     assert "warning" not in quiet.stderr
+
+
+@pytest.mark.timeout(60)
+def test_domain_add_warns_when_the_primary_cannot_be_asked(env: RotatorEnv) -> None:
+    primary = "{}:{}".format(*env.bind.server("primary"))
+    env.bind.stop_primary()
+    proc = env.cli("domain", "add", DOMAIN, "--policy", "demo")
+    assert f"warning: the primary {primary} did not answer a SOA query for {DOMAIN}" in (
+        proc.stderr
+    )
+    assert "its keys wait until the backend answers" in proc.stderr
+    assert [e["domain"] for e in events(env) if e["type"] == "IdentityAdded"] == [DOMAIN]
 
 
 def test_a_burst_of_signals_stops_the_daemon_cleanly(env: RotatorEnv) -> None:

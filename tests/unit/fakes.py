@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from rotator.domain.errors import ProbeError, PublishError, SignerLockBusy
 from rotator.domain.policy import Policy, parse_policy
+from rotator.domain.reasons import Reason
 from rotator.ports import (
     DelegationView,
     Observation,
@@ -49,7 +50,9 @@ class FakeDns:
         self.delegation_error: str | None = None
         self.delegation_queries: list[str] = []
         self.cnames: dict[str, str] = {}  # the customers' CNAMEs, as a resolver sees them
-        self.zone_problems: dict[str, str] = {}  # zones the "primary" does not serve
+        self.zone_problems: dict[str, str] = {}  # zones the "primary" says it does not serve
+        self.zone_unanswered: dict[str, str] = {}  # zones it cannot be asked about: why
+        self.zone_asks: list[str] = []
         self.unserved: set[str] = set()  # zones no backend is configured for
         # drift behind rotator's back, per server ("ns1", "ns2"): (server, name) -> what it
         # serves instead of the zone's record (None: nothing); servers answering without
@@ -84,6 +87,9 @@ class FakeDns:
         return out
 
     def zone_problem(self, zone: str) -> str | None:
+        self.zone_asks.append(zone)
+        if zone in self.zone_unanswered:
+            raise PublishError(self.zone_unanswered[zone], Reason.DNS_TIMEOUT)
         return self.zone_problems.get(zone)
 
     def serves(self, zone: str) -> bool:

@@ -17,7 +17,7 @@ from ...config.backends import BackendConfig
 from ...config.backends.lexicon import LexiconConfig, provider_options
 from ...domain.errors import ConfigError, PublishError
 from ...domain.reasons import Reason
-from ...ports import Publisher, RecordChange
+from ...ports import SAID_NO, Publisher, RecordChange
 from .fanout import PerZone
 from .powerdns import txt_content
 
@@ -108,7 +108,9 @@ class LexiconPublisher(PerZone):
         try:
             self._bounded(zone, lambda source, client, step: None)  # authenticate() finds it
         except PublishError as exc:
-            return exc.reason
+            if exc.code in SAID_NO:
+                return exc.reason
+            raise
         return None
 
     def _changes(

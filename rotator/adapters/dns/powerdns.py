@@ -19,7 +19,7 @@ from ...config.backends.powerdns import PowerDnsConfig
 from ...domain.errors import PublishError
 from ...domain.reasons import Reason
 from ...domain.record import split_strings
-from ...ports import Publisher, RecordChange
+from ...ports import SAID_NO, Publisher, RecordChange
 from .fanout import PerZone
 
 # PowerDNS refuses a body over webserver-max-bodysize (2 MB by default): a batch is sent in
@@ -120,7 +120,9 @@ class PowerDnsPublisher(PerZone):
         try:
             self._call("GET", self._zone_path(zone) + "?rrsets=false", zone)
         except PublishError as exc:
-            return exc.reason
+            if exc.code in SAID_NO:
+                return exc.reason
+            raise
         return None
 
     def _zone_path(self, zone: str) -> str:

@@ -81,13 +81,18 @@ class Rfc2136Publisher(PerZone):
         try:
             response = dns.query.tcp(query, self.server, port=self.port, timeout=self.timeout)
         except (OSError, EOFError, dns.exception.DNSException) as exc:
-            return f"the primary {self.where} did not answer a SOA query for {zone}: {exc}"
+            raise PublishError(
+                f"the primary {self.where} did not answer a SOA query for {zone}: {exc}",
+                Reason.DNS_TIMEOUT,
+            ) from None
         rcode = response.rcode()
+        fix = "add the zone there, or give it to another [[dns.backends]] entry"
         if rcode != dns.rcode.NOERROR:
-            return f"the primary {self.where} answers {dns.rcode.to_text(rcode)} for zone {zone}"
+            said = dns.rcode.to_text(rcode)
+            return f"the primary {self.where} answers {said} for zone {zone}: {fix}"
         soa = [r for r in response.answer if r.rdtype == dns.rdatatype.SOA and r.name == name]
         if not soa or not response.flags & dns.flags.AA:
-            return f"the primary {self.where} is not authoritative for zone {zone}"
+            return f"the primary {self.where} is not authoritative for zone {zone}: {fix}"
         return None
 
     def _new(self, zone: str) -> dns.update.UpdateMessage:

@@ -74,7 +74,12 @@ class ZoneRouter:
         route = self.route(zone)
         if route is None:
             return _unserved(zone)
-        problem = route.backend.zone_problem(zone)
+        try:
+            problem = route.backend.zone_problem(zone)
+        except PublishError as exc:
+            if not self.routes:
+                raise
+            raise PublishError(f"DNS backend {route.name}: {exc.reason}", exc.code) from None
         if problem is None or not self.routes:
             return problem
         return f"DNS backend {route.name}: {problem}"

@@ -11,7 +11,9 @@ from .identities import IdentityView
 
 
 class Onboarded(IdentityView):
-    warnings: list[str] = Field(description="zones to add to the primary before publishing")
+    warnings: list[str] = Field(
+        description="zones whose DNS backend could not be asked whether it serves them"
+    )
 
 
 class PolicyChanged(IdentityView):
@@ -19,7 +21,9 @@ class PolicyChanged(IdentityView):
 
 
 class ModeChanged(IdentityView):
-    warnings: list[str] = Field(description="zones to add to the primary before publishing")
+    warnings: list[str] = Field(
+        description="zones whose DNS backend could not be asked whether it serves them"
+    )
     rotating: bool = Field(description="a key of the new mode is being made")
     explanation: str | None = Field(description="what the customer must do, in words")
     records_to_add: list[str] = Field(description="the customer's records, as zone-file lines")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Annotated, Any, Protocol, runtime_checkable
 
 from fastapi import Depends, Security
@@ -112,15 +111,7 @@ def identity_of(app: App, domain: str) -> IdentityState:
     return ident
 
 
-# how old the primary's answer about a zone may be in a warning: the API onboards many
-# customers into the same few zones
-ZONE_CHECK_AGE = timedelta(minutes=1)
-
-
 def zone_warnings(app: App, ident: IdentityState) -> list[str]:
-    """The zones a new identity's records go into that the primary does not serve yet.
-    Needs no lock: it asks the primary, not the App's database."""
-    return [
-        f"{p}: add the zone to the primary before its first key is published"
-        for p in app.onboarding.zone_problems([ident], max_age=ZONE_CHECK_AGE)
-    ]
+    """The zones a new identity's records go into whose backend could not be asked whether
+    it serves them (a zone it said it does not serve refused the identity)."""
+    return app.onboarding.zone_problems([ident])

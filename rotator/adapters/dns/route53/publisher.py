@@ -12,7 +12,7 @@ from typing import Any
 from ....config.backends.route53 import AwsKeys, Route53Config, read_credentials
 from ....domain.errors import PublishError
 from ....domain.reasons import Reason
-from ....ports import RecordChange
+from ....ports import SAID_NO, RecordChange
 from ..fanout import PerZone
 from .calls import Calls
 from .changes import Change, absolute, chunks, delete, last_per_name, txt_value, upsert
@@ -84,7 +84,9 @@ class Route53Publisher(PerZone):
         try:
             self._zone_id(zone)
         except PublishError as exc:
-            return exc.reason
+            if exc.code in SAID_NO:
+                return exc.reason
+            raise
         return None
 
     # --- the hosted zone ----------------------------------------------------------------
