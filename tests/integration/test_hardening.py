@@ -74,7 +74,7 @@ def test_read_only_database_is_one_line_for_every_writer(env: RotatorEnv) -> Non
     key_id = activate_one(env)
     db = env.workdir / "rotator.db"
     writers: tuple[tuple[str, ...], ...] = (
-        ("domain", "add", "other.test", "--policy", "demo"),
+        ("domain", "add", f"other.{DOMAIN}", "--zone", DOMAIN, "--policy", "demo"),
         ("rotate", DOMAIN),
     )
     for args in writers:

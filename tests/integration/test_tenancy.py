@@ -218,10 +218,10 @@ def test_bad_csv_row_changes_nothing(ten: Tenancy, tmp_path: Path) -> None:
     )
     csv_file = tmp_path / "customers.csv"
     csv_file.write_text(
-        "customer,domain,mode,policy,signing_domain\n"
-        "Acme,acme.test,ns-delegation,demo,\n"
-        "Gamma,gamma.example,third-party,demo,gamma.esp-dkim.test\n"
-        "Delta,delta..example,ns-delegation,demo,\n"
+        "customer,domain,mode,policy,signing_domain,zone\n"
+        "Acme,acme.test,ns-delegation,demo,,\n"
+        f"Gamma,gamma.example,third-party,demo,gamma.esp-dkim.test,{THIRD_PARTY_ZONE}\n"
+        "Delta,delta..example,ns-delegation,demo,,\n"
     )
     before = env.store().info()["events"]
     bad = env.cli("customer", "import", str(csv_file), check=False)
@@ -229,11 +229,18 @@ def test_bad_csv_row_changes_nothing(ten: Tenancy, tmp_path: Path) -> None:
     assert "customers.csv line 4: domain:" in bad.stderr and "delta..example" in bad.stderr
     assert env.store().info()["events"] == before
     csv_file.write_text(csv_file.read_text().replace("delta..example", "delta.example"))
+    # delta's own zone is not on the ESP's primary (it answers REFUSED): refused as a whole
+    unserved = env.cli("customer", "import", str(csv_file), check=False)
+    assert unserved.returncode != 0
+    assert "domain delta.example: the primary" in unserved.stderr
+    assert "answers REFUSED for zone myesp._domainkey.delta.example" in unserved.stderr
+    assert env.store().info()["events"] == before
+    csv_file.write_text("".join(csv_file.read_text().splitlines(keepends=True)[:3]))
     good = env.cli("customer", "import", str(csv_file))
-    assert "imported 3 customer domains" in good.stdout
-    assert "myesp._domainkey.delta.example. 86400 IN NS dkim1.esp.test." in good.stdout
-    assert "myesp._domainkey.delta.example. 86400 IN NS dkim2.esp.test." in good.stdout
-    assert env.store().info()["events"] == before + 3
+    assert "imported 2 customer domains" in good.stdout
+    assert "myesp._domainkey.acme.test. 86400 IN NS dkim1.esp.test." in good.stdout
+    assert "myesp._domainkey.acme.test. 86400 IN NS dkim2.esp.test." in good.stdout
+    assert env.store().info()["events"] == before + 2
 
 
 def sign_with(env: RotatorEnv, key: object, domain: str, msg: bytes = MESSAGE) -> bytes:
