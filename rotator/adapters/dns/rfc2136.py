@@ -4,10 +4,7 @@ lives in this one small class; every failure becomes a one-line PublishError rea
 from __future__ import annotations
 
 import binascii
-import socket
-import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 
 import dns.exception
 import dns.flags
@@ -27,10 +24,6 @@ from ...domain.reasons import Reason
 from ...domain.record import split_strings
 from ...ports import RecordChange
 from .fanout import PerZone
-
-# changes that fit one UPDATE whatever their size (an RSA-4096 record is under 1 KB): a
-# batch this small is sent on the caller's thread
-ONE_MESSAGE = 32
 
 
 class Rfc2136Publisher(PerZone):
@@ -75,32 +68,10 @@ class Rfc2136Publisher(PerZone):
         return f"{host}:{self.port}"
 
     def apply(self, zone: str, changes: Sequence[RecordChange]) -> str:
-        """The changes in as few UPDATEs as fit, one after another, each accepted before
-        the next is sent. With many changes, each message is built, rendered and signed
-        while the primary applies the one before (the first is CPU here, the second the
-        server's); a few changes (a customer's own zone) are one message, sent at once."""
-        self.last_message_count = 0
         messages = self._messages(zone, changes)
-        if len(changes) <= ONE_MESSAGE:
-            for update in messages:
-                self._send(zone, update, self._render(zone, update))
-                self.last_message_count += 1
-            return self.where
-        sending: Future[None] | None = None
-        with ThreadPoolExecutor(1, thread_name_prefix="update") as sender:
-            try:
-                for update in messages:
-                    wire = self._render(zone, update)
-                    if sending is not None:
-                        sending.result()  # raises its PublishError: nothing more is sent
-                    sending = sender.submit(self._send, zone, update, wire)
-                    self.last_message_count += 1
-                if sending is not None:
-                    sending.result()
-            except BaseException:
-                if sending is not None:  # the one in flight ends before this returns
-                    sending.exception()
-                raise
+        self.last_message_count = len(messages)
+        for update in messages:
+            self._send(zone, update)
         return self.where
 
     def zone_problem(self, zone: str) -> str | None:
@@ -131,63 +102,51 @@ class Rfc2136Publisher(PerZone):
 
     def _messages(
         self, zone: str, changes: Sequence[RecordChange]
-    ) -> Iterator[dns.update.UpdateMessage]:
-        """Pack changes into as few UPDATEs as fit max_message octets (TSIG included),
-        each given as soon as it is full. Each change is costed without name compression
-        (compression pointers cannot reach past 16 KiB into a message, so big messages
-        compress less), which keeps the packing linear and never over the limit. Every
-        change is checked before the first message is given: a bad one sends nothing."""
+    ) -> list[dns.update.UpdateMessage]:
+        """Pack changes into as few UPDATEs as fit max_message octets (TSIG included).
+        Each change is costed without name compression (compression pointers cannot
+        reach past 16 KiB into a message, so big messages compress less), which keeps
+        the packing linear and never over the limit."""
         try:
             base = len(self._new(zone).to_wire())
         except dns.exception.DNSException as exc:
             raise PublishError(f"invalid zone name {zone!r}: {exc}") from None
-        costed: list[tuple[dns.name.Name, RecordChange, int]] = []
+        messages: list[dns.update.UpdateMessage] = []
+        current = self._new(zone)
+        size = base
+        count = 0
         for change in changes:
             # bad input (malformed name, non-ASCII text) is a PublishError, not a crash
             try:
-                name = dns.name.from_text(change.name)
-                costed.append((name, change, _uncompressed_cost(name, change)))
+                cost = _uncompressed_cost(change)
             except (dns.exception.DNSException, ValueError) as exc:
                 raise PublishError(
                     f"invalid record {change.name!r} for zone {zone}: {exc}"
                 ) from None
-        current = self._new(zone)
-        size = base
-        count = 0
-        for name, change, cost in costed:
             if count and size + cost > self.max_message:
-                yield current
+                messages.append(current)
                 current, size, count = self._new(zone), base, 0
-            _add(current, name, change)
+            self._add(current, change)
             size += cost
             count += 1
         if count:
-            yield current
+            messages.append(current)
+        return messages
 
-    def _render(self, zone: str, update: dns.update.UpdateMessage) -> bytes:
-        """The message on the wire, signed (TSIG): its MAC is kept for the answer's."""
+    @staticmethod
+    def _add(update: dns.update.UpdateMessage, change: RecordChange) -> None:
+        name = dns.name.from_text(change.name)
+        if change.text is None:
+            update.delete(name, dns.rdatatype.TXT)
+            return
+        rdata = dns.rdtypes.ANY.TXT.TXT(
+            dns.rdataclass.IN, dns.rdatatype.TXT, split_strings(change.text)
+        )
+        update.replace(name, change.ttl, rdata)
+
+    def _send(self, zone: str, update: dns.update.UpdateMessage) -> None:
         try:
-            return update.to_wire()
-        except dns.exception.DNSException as exc:
-            raise PublishError(f"cannot build an UPDATE for zone {zone}: {exc}") from None
-
-    def _exchange(self, update: dns.update.UpdateMessage, wire: bytes) -> dns.message.Message:
-        """dnspython's query.tcp() for a message rendered already: sent, its answer read
-        (the answer's TSIG checked against the request's MAC)."""
-        expiration = time.time() + self.timeout
-        with socket.create_connection((self.server, self.port), timeout=self.timeout) as sock:
-            sock.setblocking(False)
-            dns.query.send_tcp(sock, wire, expiration)
-            response, _ = dns.query.receive_tcp(
-                sock, expiration, keyring=update.keyring, request_mac=update.mac
-            )
-        if not update.is_response(response):
-            raise dns.query.BadResponse
-        return response
-
-    def _send(self, zone: str, update: dns.update.UpdateMessage, wire: bytes) -> None:
-        try:
-            response = self._exchange(update, wire)
+            response = dns.query.tcp(update, self.server, port=self.port, timeout=self.timeout)
         except dns.tsig.PeerBadKey:
             raise PublishError(
                 f"TSIG BADKEY from {self.where} for zone {zone}: the server does not know key "
@@ -204,7 +163,7 @@ class Rfc2136Publisher(PerZone):
                 f"TSIG {type(exc).__name__} from {self.where} for zone {zone}: check clocks",
                 Reason.DNS_TSIG,
             ) from None
-        except (dns.exception.Timeout, TimeoutError):
+        except dns.exception.Timeout:
             raise PublishError(
                 f"timeout after {self.timeout:g}s sending UPDATE to {self.where} for zone {zone}",
                 Reason.DNS_TIMEOUT,
@@ -233,20 +192,10 @@ class Rfc2136Publisher(PerZone):
 _RCODES = {dns.rcode.REFUSED: Reason.DNS_REFUSED, dns.rcode.NOTAUTH: Reason.DNS_NOTAUTH}
 
 
-def _add(update: dns.update.UpdateMessage, name: dns.name.Name, change: RecordChange) -> None:
-    if change.text is None:
-        update.delete(name, dns.rdatatype.TXT)
-        return
-    rdata = dns.rdtypes.ANY.TXT.TXT(
-        dns.rdataclass.IN, dns.rdatatype.TXT, split_strings(change.text)
-    )
-    update.replace(name, change.ttl, rdata)
-
-
-def _uncompressed_cost(name: dns.name.Name, change: RecordChange) -> int:
+def _uncompressed_cost(change: RecordChange) -> int:
     """Octets a change adds to an UPDATE: a delete RR (owner + 10 fixed octets) and, for
     a replace, the new RR with its character-strings (each 1 length octet + data)."""
-    owner = sum(1 + len(label) for label in name.labels)  # its wire form, uncompressed
+    owner = len(dns.name.from_text(change.name).to_wire() or b"")
     cost = owner + 10
     if change.text is not None:
         cost += owner + 10 + sum(1 + len(c) for c in split_strings(change.text))
