@@ -189,7 +189,7 @@ class AuthoritativeProbe:
         return out
 
     def _observe_batch(
-        self, queries: Sequence[tuple[str, str]], deadline: float | None
+        self, queries: Sequence[tuple[str, str]], deadline: float | None, qtype: int = wire.TXT
     ) -> list[list[Observation] | ProbeError]:
         found = self._targets_of({zone for zone, _ in queries}, deadline)
         until = self._deadline(deadline)
@@ -208,7 +208,7 @@ class AuthoritativeProbe:
                 continue
             out.append([])
             counts.append(len(targets))
-            asks += [Ask(ns, ip, port, qname) for ns, ip, port in targets]
+            asks += [Ask(ns, ip, port, qname, qtype) for ns, ip, port in targets]
         answers = iter(ask_all(asks, self.timeout, until))
         for result, count in zip(out, counts, strict=True):
             if isinstance(result, list):
@@ -221,27 +221,13 @@ class AuthoritativeProbe:
         """Each zone's SOA serial on every address of its nameservers, pipelined (None: no
         serial came back). Servers of one zone at different serials are still passing a
         change on (NOTIFY, then a transfer)."""
-        zones = sorted(set(zones))
-        found = self._targets_of(set(zones), deadline)
-        asks: list[Ask] = []
-        counts: dict[str, int] = {}
-        for zone in zones:
-            targets = found[zone]
-            try:
-                apex = dns.name.from_text(zone).to_wire() or b""
-            except dns.exception.DNSException:
-                targets = []
-            if isinstance(targets, ProbeError):
-                targets = []
-            counts[zone] = len(targets)
-            asks += [Ask(ns, ip, port, apex, wire.SOA) for ns, ip, port in targets]
-        answers = iter(ask_all(asks, self.timeout, self._deadline(deadline)))
+        unique = sorted(set(zones))
+        found = self._observe_batch([(z, z) for z in unique], deadline, wire.SOA)
         return {
-            zone: [
-                obs.serial if obs.authoritative and obs.rcode == "NOERROR" else None
-                for obs in itertools.islice(answers, count)
-            ]
-            for zone, count in counts.items()
+            zone: []
+            if isinstance(seen, ProbeError)
+            else [o.serial if o.authoritative and o.rcode == "NOERROR" else None for o in seen]
+            for zone, seen in zip(unique, found, strict=True)
         }
 
     def _targets_of(

@@ -4,9 +4,8 @@ queries.
 dnspython's general message parser costs 0.3-1 ms per answer here, and verifying 1,000 keys
 on two servers reads 2,000 answers: this reads only what a verifier needs (the rcode, AA,
 TC, the TXT RRs at the asked name, an SOA's serial) in tens of microseconds. A datagram
-that is not the
-answer to the query (another id, not a response, another question) is None: the caller
-keeps waiting for the real one. A malformed answer raises Malformed."""
+that is not the answer to the query (another id, not a response, another question) is
+None: the caller keeps waiting for the real one. A malformed answer raises Malformed."""
 
 from __future__ import annotations
 
