@@ -6,7 +6,7 @@ that makes no progress at the same serial is left for a later look after 0.2 s."
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rotator.domain.states import State
@@ -23,32 +23,47 @@ def onboard_lagging(env: UnitEnv) -> None:
     lag_secondary(env)
 
 
-def test_a_secondary_catching_up_is_waited_for_in_the_tick(env: UnitEnv) -> None:
-    onboard_lagging(env)
+def before_each_look(env: UnitEnv, change: Callable[[], None]) -> None:
+    """`change` the fake's servers just before each look of verification."""
     real = env.dns.observe_many
 
-    def catching_up(queries: Sequence[tuple[str, str]], deadline: Any = None) -> Any:
-        if env.dns.lagging:  # one more record reaches the secondary before each look
-            env.dns.lagging.pop()
+    def look(queries: Sequence[tuple[str, str]], deadline: Any = None) -> Any:
+        change()
         return real(queries, deadline)
 
-    env.dns.observe_many = catching_up  # type: ignore[method-assign]
+    env.dns.observe_many = look  # type: ignore[method-assign]
+
+
+def timed_tick(env: UnitEnv) -> float:
     started = time.monotonic()
     env.app.lifecycle.tick()
-    took = time.monotonic() - started
+    return time.monotonic() - started
+
+
+def assert_keys(env: UnitEnv, state: State, waiting: int) -> None:
+    """Every key in `state`, `waiting` of them left for a later look."""
+    assert {k.state for k in env.store.list_keys()} == {state}
+    assert len(env.app.lifecycle.verifying.next_checks()) == waiting
+
+
+def test_a_secondary_catching_up_is_waited_for_in_the_tick(env: UnitEnv) -> None:
+    onboard_lagging(env)
+
+    def catching_up() -> None:
+        if env.dns.lagging:  # one more record reaches the secondary before each look
+            env.dns.lagging.pop()
+
+    before_each_look(env, catching_up)
+    took = timed_tick(env)
     # 9 looks 50 ms apart: past the 0.2 s grace, within the 1 s bound
-    assert {k.state for k in env.store.list_keys()} == {State.ACTIVE}
-    assert env.app.lifecycle.verifying.next_checks() == {}
+    assert_keys(env, State.ACTIVE, 0)
     assert 0.3 < took < 1.5
 
 
 def test_a_secondary_making_no_progress_is_looked_at_later(env: UnitEnv) -> None:
     onboard_lagging(env)
-    started = time.monotonic()
-    env.app.lifecycle.tick()
-    took = time.monotonic() - started
-    assert {k.state for k in env.store.list_keys()} == {State.PUBLISHED}
-    assert len(env.app.lifecycle.verifying.next_checks()) == len(DOMAINS)
+    took = timed_tick(env)
+    assert_keys(env, State.PUBLISHED, len(DOMAINS))
     assert took < 0.8  # the 0.2 s grace, not the 1 s bound
 
 
@@ -57,28 +72,21 @@ def test_a_secondary_behind_on_the_serial_is_waited_for_until_its_transfer(env: 
     older serial says a transfer is to come, so the tick waits for it."""
     onboard_lagging(env)
     env.dns.serial_lag = True
-    real = env.dns.observe_many
     started = time.monotonic()
 
-    def one_transfer(queries: Sequence[tuple[str, str]], deadline: Any = None) -> Any:
+    def one_transfer() -> None:
         if time.monotonic() - started > 0.5:
             env.dns.lagging.clear()
-        return real(queries, deadline)
 
-    env.dns.observe_many = one_transfer  # type: ignore[method-assign]
-    env.app.lifecycle.tick()
-    took = time.monotonic() - started
-    assert {k.state for k in env.store.list_keys()} == {State.ACTIVE}
-    assert env.app.lifecycle.verifying.next_checks() == {}
+    before_each_look(env, one_transfer)
+    took = timed_tick(env)
+    assert_keys(env, State.ACTIVE, 0)
     assert 0.5 < took < 1.5
 
 
 def test_a_secondary_behind_on_the_serial_is_waited_for_at_most_the_bound(env: UnitEnv) -> None:
     onboard_lagging(env)
     env.dns.serial_lag = True
-    started = time.monotonic()
-    env.app.lifecycle.tick()
-    took = time.monotonic() - started
-    assert {k.state for k in env.store.list_keys()} == {State.PUBLISHED}
-    assert len(env.app.lifecycle.verifying.next_checks()) == len(DOMAINS)
+    took = timed_tick(env)
+    assert_keys(env, State.PUBLISHED, len(DOMAINS))
     assert 1.0 <= took < 2.0  # the 1 s bound, then a later look
