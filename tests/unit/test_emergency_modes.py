@@ -284,3 +284,21 @@ def test_an_emergency_revokes_and_destroys_a_key_in_any_state(env: UnitEnv, case
     assert active is not None and active != key_id
     failed = [s.event for s in env.store.events() if isinstance(s.event, ev.ActionFailed)]
     assert not [f for f in failed if "IllegalTransition" in f.error or "not allowed" in f.error]
+
+
+def test_an_emergency_publishes_the_replacement_before_it_verifies_the_revocation(
+    env: UnitEnv,
+) -> None:
+    """Both DNS changes then reach the secondaries together, not one lag after the other."""
+    env.app.onboarding.add_identity("example.com", "demo")
+    env.app.lifecycle.tick()
+    (old,) = env.keys("example.com", State.ACTIVE)
+    env.app.emergency.declare(env.app.emergency.plan(Scope(domain="example.com")), "op", "leak")
+    env.app.lifecycle.tick()
+    (new,) = env.keys("example.com", State.ACTIVE)
+    order = [
+        (type(s.event).__name__, s.event.key_id)  # type: ignore[attr-defined]
+        for s in env.store.events()
+        if type(s.event).__name__ in ("KeyPublished", "KeyRevoked")
+    ]
+    assert order[-2:] == [("KeyPublished", new.key_id), ("KeyRevoked", old.key_id)]
