@@ -68,12 +68,13 @@ class Lifecycle:
         self._held = Held()
         self._budget: int | None = None  # paced work this tick may still start
         self._waiting: set[str] = set()  # paced work left due (keys and identities)
+        self._skip: tuple[Action, ...] = ()  # the steps this pass leaves for later
         self.generation = generation
         self.signing = signing
         self.verifying = verifying
         self.handlers: dict[Action, Handler] = {
             Action.PUBLISH: publishing.publish,
-            Action.VERIFY: verifying.verify,
+            Action.VERIFY: self._verify,
             Action.ACTIVATE: signing.activate,
             Action.REVOKE: publishing.revoke,
             Action.VERIFY_REVOCATION: verifying.verify_revocation,
@@ -177,6 +178,7 @@ class Lifecycle:
         report: TickReport,
         skip: tuple[Action, ...] = (),
     ) -> None:
+        self._skip = skip
         groups: dict[Action, list[KeyState]] = defaultdict(list)
         for key in due:
             if key.next_action is None or key.next_action in skip:
@@ -212,6 +214,12 @@ class Lifecycle:
             log.exception("step_crashed", action=action.value, key_id=keys[0].key_id)
             reason = f"internal error: {type(exc).__name__}: {exc}"
             self.ctx.recorder.failed(keys, action, reason, report, now, code=Reason.INTERNAL)
+
+    def _verify(self, keys: list[KeyState], now: datetime, report: TickReport) -> None:
+        # A key verified now whose activation is due goes on into the signer in this
+        # step, unless this pass leaves activations for later (_pass).
+        then = None if Action.ACTIVATE in self._skip else self.signing.activate
+        self.verifying.verify(keys, now, report, then)
 
     def destroy(self, keys: list[KeyState], now: datetime, report: TickReport) -> None:
         recorder = self.ctx.recorder

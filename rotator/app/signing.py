@@ -4,7 +4,7 @@ under the signer lock, and rewriting the signer from the log (start-up, emergenc
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,6 +23,7 @@ from .context import Context
 from .recording import TickReport, key_ids, replacement_ids
 from .retiring import Retiring, retire_events, retiring
 from .signing_set import SigningSet
+from .verified_ahead import Ahead
 
 log = structlog.get_logger("rotator")
 
@@ -48,14 +49,24 @@ class Signing:
         self.last_finished = 0.0
         self.last_took = 0.0
 
-    def activate(self, keys: list[KeyState], now: datetime, report: TickReport) -> None:
+    def activate(
+        self,
+        keys: list[KeyState],
+        now: datetime,
+        report: TickReport,
+        verified: Mapping[str, ev.KeyVerified] | None = None,
+    ) -> None:
+        """Activate verified keys; `verified`: keys of `keys` verified just now, whose
+        KeyVerified is not recorded yet (verified_ahead.py)."""
         # One signer rewrite + reload for every key due now: an emergency over 1,000
         # domains must not reload the signer 1,000 times. The signer lock makes an operator's
         # emergency (another process) and this step write the signer one after the other,
         # each from the state it reads inside the lock.
         started = time.monotonic()
+        ahead = Ahead(self.ctx.recorder, report, verified or {})
         with self.ctx.signer.locked():
-            conflicts = self._activate_locked(keys, now, report)
+            conflicts = self._activate_locked(keys, now, report, ahead)
+            ahead.rest()
         self.last_finished = time.monotonic()
         self.last_took = self.last_finished - started
         if conflicts:
@@ -63,12 +74,13 @@ class Signing:
             # holding what the log says must not sign.
             self.sync()
 
-    def _activate_locked(self, keys: list[KeyState], now: datetime, report: TickReport) -> int:
+    def _activate_locked(
+        self, keys: list[KeyState], now: datetime, report: TickReport, ahead: Ahead
+    ) -> int:
         # O(keys switched): only these keys, their identities and the keys they replace
         # are read; the complete signing set is read only if a target needs it.
         store, recorder = self.ctx.store, self.ctx.recorder
-        fresh = store.keys_by_id([k.key_id for k in keys])
-        keys = [f for k in keys if (f := fresh.get(k.key_id)) and f.state is State.VERIFIED]
+        keys = ahead.states(keys, store.keys_by_id([k.key_id for k in keys]))
         idents = self._identities_for(keys)
         actives = [i.active_key for k in keys if (i := idents.get(k.identity)) and i.active_key]
         olds = store.keys_by_id(actives)
@@ -81,7 +93,8 @@ class Signing:
                 # the watch saw the customer's DNS break after this key was verified (a
                 # standby): it would not be found by receivers; the active key keeps signing
                 code = ident.dns_problem_code or Reason.AWAITING_CUSTOMER_DNS
-                recorder.failed([key], Action.ACTIVATE, ident.dns_problem, report, now, code=code)
+                failing = ahead.record([key])
+                recorder.failed(failing, Action.ACTIVATE, ident.dns_problem, report, now, code=code)
                 continue
             old = olds.get(ident.active_key) if ident.active_key else None
             try:
@@ -89,7 +102,8 @@ class Signing:
                 old_policy = self.ctx.policy(old.policy) if old else None
             except RotatorError as exc:  # a policy file is gone: this key waits, not the rest
                 code = Reason.POLICY_UNAVAILABLE
-                recorder.failed([key], Action.ACTIVATE, str(exc), report, now, code=code)
+                failing = ahead.record([key])
+                recorder.failed(failing, Action.ACTIVATE, str(exc), report, now, code=code)
                 continue
             plan.append(_Switch(key, policy, old, old_policy, self._handover(ident, old)))
         if not plan:
@@ -119,14 +133,17 @@ class Signing:
                 f"{r.target}: {r.detail}" for r in lagging
             )
             details = tuple(r.as_json() for r in results)
-            keys = [s.key for s in plan]
+            keys = ahead.record([s.key for s in plan])
             code = Reason.SIGNER_LAGGING
             recorder.failed(keys, Action.ACTIVATE, reason, report, now, details, code=code)
             self.stamp_lost()
             return 0
         faults.point("after-signer-written")
         targets = tuple(r.as_json() for r in results)
-        batches = [self._switch_events(s, idents[s.key.identity], now, targets) for s in plan]
+        batches = [
+            ahead.joined(s.key, *self._switch_events(s, idents[s.key.identity], now, targets))
+            for s in plan
+        ]
         # All in one transaction; if any key moved meanwhile, identity by identity (a new
         # key's activation and its predecessor's drain always land together).
         recorded = batches
@@ -137,6 +154,7 @@ class Signing:
             recorded = [
                 b for b in batches if recorder.outcomes(b[0], b[1], report, Action.ACTIVATE)
             ]
+        ahead.verified_with(recorded)
         if len(recorded) == len(batches):
             self.stamp(everything)
         else:

@@ -11,6 +11,7 @@ runs out, which is a real failure (ActionFailed with every server's answer)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -41,6 +42,8 @@ FIRST_RECHECK = timedelta(seconds=0.5)  # then the pause doubles, up to the retr
 
 log = structlog.get_logger("rotator")
 Results = tuple[dict[str, object], ...]
+# Signing.activate: keys, the time, the report, the keys' unrecorded KeyVerified by key_id
+Activate = Callable[[list[KeyState], datetime, TickReport, dict[str, ev.KeyVerified]], None]
 
 
 @dataclass
@@ -69,10 +72,19 @@ class Verifying:
             k for k in keys if k.key_id not in self.waits or self.waits[k.key_id].next_at <= now
         ]
 
-    def verify(self, keys: list[KeyState], now: datetime, report: TickReport) -> None:
+    def verify(
+        self,
+        keys: list[KeyState],
+        now: datetime,
+        report: TickReport,
+        activate: Activate | None = None,
+    ) -> None:
         """Keys that depend only on the ESP's DNS first; then those that need the
         customer's DNS (NS delegation, a CNAME), whose checks run concurrently, each
-        within its deadline, so that one customer's dead nameservers stall nobody."""
+        within its deadline, so that one customer's dead nameservers stall nobody.
+        `activate`: where the keys verified now whose activation is due at once go, their
+        KeyVerified unrecorded (verified_ahead.py); without it every KeyVerified is
+        recorded here."""
         ours: list[KeyState] = []
         theirs: list[KeyState] = []
         due = self._due(keys, now)
@@ -87,9 +99,17 @@ class Verifying:
                 ident is not None and ident.mode == Mode.NS_DELEGATION
             )
             (theirs if needs_customer else ours).append(key)
-        self._verify_ready(ours, idents, now, report)
+        ahead: dict[str, tuple[KeyState, ev.KeyVerified]] | None = {} if activate else None
+        self._verify_ready(ours, idents, now, report, ahead)
         ready = self._customer_checked(theirs, idents, now, report)
-        self._verify_ready(ready, idents, now, report)
+        self._verify_ready(ready, idents, now, report, ahead)
+        if activate and ahead:
+            activate(
+                [key for key, _ in ahead.values()],
+                now,
+                report,
+                {key_id: event for key_id, (_, event) in ahead.items()},
+            )
 
     def _customer_checked(
         self,
@@ -143,6 +163,7 @@ class Verifying:
         idents: dict[str, IdentityState | None],
         now: datetime,
         report: TickReport,
+        ahead: dict[str, tuple[KeyState, ev.KeyVerified]] | None,
     ) -> None:
         recorder = self.ctx.recorder
         verified = self._observe_all(ready, Action.VERIFY, now, report)
@@ -161,15 +182,17 @@ class Verifying:
                 recorder.failed([key], Action.VERIFY, str(exc), report, now, code=code)
                 continue
             waited, lagged = self._agreed(key, now)
-            events.append(
-                ev.KeyVerified(
-                    **key_ids(key, now),
-                    results=verified[key.key_id],
-                    activate_at=activate_at,
-                    waited=waited,
-                    lagged=lagged,
-                )
+            event = ev.KeyVerified(
+                **key_ids(key, now),
+                results=verified[key.key_id],
+                activate_at=activate_at,
+                waited=waited,
+                lagged=lagged,
             )
+            if ahead is not None and activate_at <= now:
+                ahead[key.key_id] = (key, event)
+                continue
+            events.append(event)
             done.append(key)
         recorder.outcomes(events, done, report, Action.VERIFY, split_on_conflict=True)
 
