@@ -39,15 +39,17 @@ Handler = Callable[[list[KeyState], datetime, TickReport], None]
 # verification, the one step that may depend on a customer's DNS. Publishing goes before
 # verifying revocations: an emergency's replacements then reach the secondaries while the
 # revocations are checked, instead of after (a ping-pong slot is only reused once its
-# revocation is verified, so the two never meet at one name).
+# revocation is verified, so the two never meet at one name). Wiping a private key goes
+# last: no mail waits for it, while an emergency's replacements wait for their
+# verification (and activation, which follows it in the same step).
 ORDER = (
     Action.REVOKE,
     Action.PUBLISH,
     Action.VERIFY_REVOCATION,
     Action.ACTIVATE,
-    Action.DESTROY,
     Action.REMOVE_TOMBSTONE,
     Action.VERIFY,
+    Action.DESTROY,
 )
 
 

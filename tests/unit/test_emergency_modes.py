@@ -302,3 +302,21 @@ def test_an_emergency_publishes_the_replacement_before_it_verifies_the_revocatio
         if type(s.event).__name__ in ("KeyPublished", "KeyRevoked")
     ]
     assert order[-2:] == [("KeyPublished", new.key_id), ("KeyRevoked", old.key_id)]
+
+
+def test_an_emergency_activates_the_replacement_before_it_wipes_the_old_key(
+    env: UnitEnv,
+) -> None:
+    """No mail waits for a wipe; the replacement's verification and activation go first."""
+    env.app.onboarding.add_identity("example.com", "demo")
+    env.app.lifecycle.tick()
+    (old,) = env.keys("example.com", State.ACTIVE)
+    env.app.emergency.declare(env.app.emergency.plan(Scope(domain="example.com")), "op", "leak")
+    env.app.lifecycle.tick()
+    (new,) = env.keys("example.com", State.ACTIVE)
+    order = [
+        (type(s.event).__name__, s.event.key_id)  # type: ignore[attr-defined]
+        for s in env.store.events()
+        if type(s.event).__name__ in ("KeyActivated", "KeyDestroyed")
+    ]
+    assert order[-2:] == [("KeyActivated", new.key_id), ("KeyDestroyed", old.key_id)]
