@@ -118,7 +118,8 @@ class Rfc2136Publisher(PerZone):
         for change in changes:
             # bad input (malformed name, non-ASCII text) is a PublishError, not a crash
             try:
-                cost = _uncompressed_cost(change)
+                name = record_name(change.name)
+                cost = _uncompressed_cost(name, change)
             except (dns.exception.DNSException, ValueError) as exc:
                 raise PublishError(
                     f"invalid record {change.name!r} for zone {zone}: {exc}"
@@ -126,7 +127,7 @@ class Rfc2136Publisher(PerZone):
             if count and size + cost > self.max_message:
                 messages.append(current)
                 current, size, count = self._new(zone), base, 0
-            self._add(current, change)
+            self._add(current, name, change)
             size += cost
             count += 1
         if count:
@@ -134,8 +135,7 @@ class Rfc2136Publisher(PerZone):
         return messages
 
     @staticmethod
-    def _add(update: dns.update.UpdateMessage, change: RecordChange) -> None:
-        name = dns.name.from_text(change.name)
+    def _add(update: dns.update.UpdateMessage, name: dns.name.Name, change: RecordChange) -> None:
         if change.text is None:
             update.delete(name, dns.rdatatype.TXT)
             return
@@ -192,10 +192,19 @@ class Rfc2136Publisher(PerZone):
 _RCODES = {dns.rcode.REFUSED: Reason.DNS_REFUSED, dns.rcode.NOTAUTH: Reason.DNS_NOTAUTH}
 
 
-def _uncompressed_cost(change: RecordChange) -> int:
+def record_name(text: str) -> dns.name.Name:
+    """The Name of a record's owner. A plain absolute ASCII name (no escapes) is split at
+    its dots; dnspython's from_text reads it character by character, which was a third of
+    building a 1,000-record UPDATE. Either way the labels are checked (empty, too long)."""
+    if text.endswith(".") and text != "." and text.isascii() and "\\" not in text:
+        return dns.name.Name([label.encode() for label in text.split(".")])
+    return dns.name.from_text(text)
+
+
+def _uncompressed_cost(name: dns.name.Name, change: RecordChange) -> int:
     """Octets a change adds to an UPDATE: a delete RR (owner + 10 fixed octets) and, for
     a replace, the new RR with its character-strings (each 1 length octet + data)."""
-    owner = len(dns.name.from_text(change.name).to_wire() or b"")
+    owner = sum(len(label) + 1 for label in name.labels)
     cost = owner + 10
     if change.text is not None:
         cost += owner + 10 + sum(1 + len(c) for c in split_strings(change.text))
