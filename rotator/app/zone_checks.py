@@ -3,8 +3,10 @@ anything is recorded. A backend that answers that it does not (NOTAUTH, REFUSED,
 zone, a refused credential) refuses the onboarding with its one line. One that could not be
 asked (no answer, a network error) lets it go on with a warning: its keys wait for it, as
 they would for a backend that fails later. An answer is reused for a minute, since the API
-onboards many customers into the same few zones; NS-delegated customers each bring a zone
-of their own, asked several at once."""
+onboards many customers into the same few zones; so is a failure to get one, since the API
+asks under its lock, and a backend that does not answer would otherwise hold every request
+for its timeout. NS-delegated customers each bring a zone of their own, asked several at
+once."""
 
 from __future__ import annotations
 
@@ -27,20 +29,17 @@ class ZoneChecks:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._answers: dict[str, tuple[datetime, str | None]] = {}  # zone -> (when, problem)
-        self._unasked: dict[str, str] = {}  # zone -> why it could not be asked, last time
+        # zone -> (when, why it could not be asked): the last try
+        self._unasked: dict[str, tuple[datetime, str]] = {}
 
     def refused(self, zones: Iterable[str]) -> dict[str, str]:
         """zone -> what its backend answered, for the zones it answered it does not serve.
         The zones it could not be asked about are remembered for unasked()."""
         now, zones = self.ctx.clock.now(), set(zones)
-        ask = sorted(
-            z
-            for z in zones
-            if (seen := self._answers.get(z)) is None or now - seen[0] > ZONE_CHECK_AGE
-        )
+        ask = sorted(z for z in zones if not self._fresh(z, now))
         for zone, answer in zip(ask, self._ask(ask), strict=True):
             if isinstance(answer, PublishError):
-                self._unasked[zone] = answer.reason
+                self._unasked[zone] = (now, answer.reason)
                 self._answers.pop(zone, None)
             else:
                 self._unasked.pop(zone, None)
@@ -49,7 +48,12 @@ class ZoneChecks:
 
     def unasked(self, zones: Iterable[str]) -> list[str]:
         """Why each of `zones` could not be asked about when refused() last tried."""
-        return [why for z in sorted(set(zones)) if (why := self._unasked.get(z))]
+        return [tried[1] for z in sorted(set(zones)) if (tried := self._unasked.get(z))]
+
+    def _fresh(self, zone: str, now: datetime) -> bool:
+        """Whether the zone was asked (answered or not) less than a minute ago."""
+        last = self._answers.get(zone) or self._unasked.get(zone)
+        return last is not None and now - last[0] <= ZONE_CHECK_AGE
 
     def _problem(self, zone: str) -> str | None:
         seen = self._answers.get(zone)
