@@ -12,7 +12,7 @@ import structlog
 
 from .. import faults
 from ..domain import events as ev
-from ..domain.errors import RotatorError, SignerError
+from ..domain.errors import FencedOut, RotatorError, SignerError
 from ..domain.model import IdentityState, KeyState
 from ..domain.names import pattern_problem
 from ..domain.policy import Policy
@@ -63,10 +63,18 @@ class Signing:
         # emergency (another process) and this step write the signer one after the other,
         # each from the state it reads inside the lock.
         started = time.monotonic()
-        ahead = Ahead(self.ctx.recorder, report, verified or {})
-        with self.ctx.signer.locked():
-            conflicts = self._activate_locked(keys, now, report, ahead)
+        ahead = Ahead(self.ctx.recorder, report, verified or {}, keys)
+        try:
+            with self.ctx.signer.locked():
+                conflicts = self._activate_locked(keys, now, report, ahead)
+                ahead.rest()
+        except FencedOut:  # not the leader any more: nothing of it is recorded
+            raise
+        except Exception:
+            # the verifications stand whatever the activation hit (a busy signer lock, a
+            # bug): they are recorded, and the activation is a step of its own again
             ahead.rest()
+            raise
         self.last_finished = time.monotonic()
         self.last_took = self.last_finished - started
         if conflicts:

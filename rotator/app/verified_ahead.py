@@ -19,11 +19,17 @@ from .recording import Recorder, TickReport
 
 class Ahead:
     def __init__(
-        self, recorder: Recorder, report: TickReport, events: Mapping[str, ev.KeyVerified]
+        self,
+        recorder: Recorder,
+        report: TickReport,
+        events: Mapping[str, ev.KeyVerified],
+        keys: Sequence[KeyState],
     ) -> None:
+        """`events`: the KeyVerified of those of `keys` verified just now, by key_id."""
         self.recorder, self.report = recorder, report
         self.events = dict(events)
-        self.published: dict[str, KeyState] = {}  # the state each verification decided from
+        # the state each verification decided from
+        self.published = {k.key_id: k for k in keys if k.key_id in self.events}
 
     def states(self, keys: Sequence[KeyState], fresh: Mapping[str, KeyState]) -> list[KeyState]:
         """The keys that may be activated: those verified in the log, and those verified
@@ -38,7 +44,6 @@ class Ahead:
                 if state.state is not State.PUBLISHED or state.version != key.version:
                     del self.events[key.key_id]  # moved since its look: the next tick decides
                     continue
-                self.published[key.key_id] = state
                 state = apply_key(state, event)
             if state.state is State.VERIFIED:
                 out.append(state)
@@ -61,7 +66,7 @@ class Ahead:
 
     def rest(self) -> None:
         """Record the verifications no activation took."""
-        self.record([self.published[k] for k in list(self.events) if k in self.published])
+        self.record([self.published[k] for k in list(self.events)])
 
     def joined(
         self, key: KeyState, events: list[ev.Event], basis: list[KeyState | IdentityState]

@@ -111,3 +111,21 @@ def test_a_key_compromised_between_its_look_and_the_signer_is_not_activated(
     others = [k for k in env.store.list_keys() if k.identity != victim.identity]
     assert len(others) == len(DOMAINS) - 1
     assert {k.state for k in others} == {State.ACTIVE}
+
+
+def test_a_busy_signer_lock_leaves_the_verification_recorded(env: UnitEnv) -> None:
+    onboard_published(env)
+    env.signer.busy = "held by pid 1234 (rotator emergency)"
+    looks = len(env.dns.batches)
+    env.app.lifecycle.tick()
+    for key in env.store.list_keys():
+        assert key.state is State.VERIFIED
+        assert "KeyVerified" in types_in_log(env, key.key_id)
+    failed = [s.event for s in env.store.events(LogFilter(types=("ActionFailed",)))]
+    assert failed and {f.action for f in failed} == {"activate"}  # type: ignore[attr-defined]
+    # the keys were not looked at again one by one
+    assert len(env.dns.batches) == looks + 1
+    env.signer.busy = None
+    env.clock.advance(600)
+    env.app.lifecycle.tick()
+    assert {k.state for k in env.store.list_keys()} == {State.ACTIVE}
