@@ -286,10 +286,9 @@ def test_an_emergency_revokes_and_destroys_a_key_in_any_state(env: UnitEnv, case
     assert not [f for f in failed if "IllegalTransition" in f.error or "not allowed" in f.error]
 
 
-def test_an_emergency_publishes_the_replacement_before_it_verifies_the_revocation(
-    env: UnitEnv,
-) -> None:
-    """Both DNS changes then reach the secondaries together, not one lag after the other."""
+def emergency_order(env: UnitEnv, kinds: tuple[str, ...]) -> tuple[str, str, list[tuple[str, str]]]:
+    """An emergency on one domain, its tick run: (the old key, its replacement, the log's
+    events of `kinds` as (type, key_id), in order)."""
     env.app.onboarding.add_identity("example.com", "demo")
     env.app.lifecycle.tick()
     (old,) = env.keys("example.com", State.ACTIVE)
@@ -299,24 +298,22 @@ def test_an_emergency_publishes_the_replacement_before_it_verifies_the_revocatio
     order = [
         (type(s.event).__name__, s.event.key_id)  # type: ignore[attr-defined]
         for s in env.store.events()
-        if type(s.event).__name__ in ("KeyPublished", "KeyRevoked")
+        if type(s.event).__name__ in kinds
     ]
-    assert order[-2:] == [("KeyPublished", new.key_id), ("KeyRevoked", old.key_id)]
+    return old.key_id, new.key_id, order
+
+
+def test_an_emergency_publishes_the_replacement_before_it_verifies_the_revocation(
+    env: UnitEnv,
+) -> None:
+    """Both DNS changes then reach the secondaries together, not one lag after the other."""
+    old, new, order = emergency_order(env, ("KeyPublished", "KeyRevoked"))
+    assert order[-2:] == [("KeyPublished", new), ("KeyRevoked", old)]
 
 
 def test_an_emergency_activates_the_replacement_before_it_wipes_the_old_key(
     env: UnitEnv,
 ) -> None:
     """No mail waits for a wipe; the replacement's verification and activation go first."""
-    env.app.onboarding.add_identity("example.com", "demo")
-    env.app.lifecycle.tick()
-    (old,) = env.keys("example.com", State.ACTIVE)
-    env.app.emergency.declare(env.app.emergency.plan(Scope(domain="example.com")), "op", "leak")
-    env.app.lifecycle.tick()
-    (new,) = env.keys("example.com", State.ACTIVE)
-    order = [
-        (type(s.event).__name__, s.event.key_id)  # type: ignore[attr-defined]
-        for s in env.store.events()
-        if type(s.event).__name__ in ("KeyActivated", "KeyDestroyed")
-    ]
-    assert order[-2:] == [("KeyActivated", new.key_id), ("KeyDestroyed", old.key_id)]
+    old, new, order = emergency_order(env, ("KeyActivated", "KeyDestroyed"))
+    assert order[-2:] == [("KeyActivated", new), ("KeyDestroyed", old)]
