@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from .. import __version__
 from . import problems
-from .routes import changes, customers, identities, operations, page, webhooks
+from .routes import changes, customers, identities, operations, page, status, webhooks
 from .state import ApiState
 
 
@@ -21,6 +21,6 @@ def create_app(state: ApiState) -> FastAPI:
     )
     api.state.api = state
     problems.install(api)
-    for module in (customers, identities, changes, operations, webhooks, page):
+    for module in (customers, identities, changes, operations, status, webhooks, page):
         api.include_router(module.router, responses=problems.RESPONSES)
     return api

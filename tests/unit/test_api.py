@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from rotator.bootstrap import build
 from rotator.config.settings import load_config
+from rotator.domain.errors import StoreError
+from rotator.domain.states import State
+from rotator.ports import Leader
+from rotator.timeutil import iso
 from tests.support.apiserver import serving
 from tests.support.http import Client, Response
 
 from .clirun import db_path, event_count, ok, refused
+from .test_status_leader import Shared
 
 
 @pytest.fixture
@@ -328,3 +334,45 @@ def test_a_token_revoked_by_the_cli_is_refused_at_the_next_request(
     assert client.get("/v1/safety", headers=reader).status_code == 200
     ok(cfg, "token", "revoke", "viewer")  # another process, while the API serves
     assert "unknown or revoked" in is_problem(client.get("/v1/safety", headers=reader), 401)
+
+
+def test_status_counts_the_fleet_for_a_read_token(cfg: Path, client: Client) -> None:
+    assert "no token" in is_problem(client.get("/v1/status"), 401)
+    reader = token(cfg, "reader", "read")
+    before = client.get("/v1/status", headers=reader)
+    assert before.status_code == 200, before.text
+    body = before.json()
+    assert set(body["keys"]) == {s.value for s in State} and sum(body["keys"].values()) == 0
+    # one node on SQLite: no lease to read
+    assert (body["shared"], body["leader"], body["leader_error"]) == (False, None, None)
+    assert body["held"] is None and body["problems"] == 0
+    assert [(p["algorithm"], p["bits"]) for p in body["pool"]] == sorted(
+        (p["algorithm"], p["bits"]) for p in body["pool"]
+    )
+    panel = token(cfg, "panel", "provision")
+    customer = {"customer": "acme", "domain": "acme.example", "mode": "cname",
+                "policy": "demo", "zone": "cname.esp-dkim.net"}  # fmt: skip
+    assert client.post("/v1/customers", json=customer, headers=panel).status_code == 201
+    after = client.get("/v1/status", headers=reader).json()
+    assert after["identities"] == body["identities"] + 1
+
+
+def test_status_says_which_daemon_leads_a_shared_database(cfg: Path) -> None:
+    since = datetime(2026, 12, 7, 12, 0, 3, tzinfo=UTC)
+    leader = Leader("mx-rotator-1", 3, since, since + timedelta(minutes=1), "42@mx", live=True)
+    reader = token(cfg, "reader", "read")
+    for seen, want, error in [
+        (leader, {"node": "mx-rotator-1", "epoch": 3, "since": iso(since),
+                  "expires": iso(since + timedelta(minutes=1)), "live": True}, None),
+        (None, None, None),
+        (StoreError("the database is unreachable"), None, "the database is unreachable"),
+    ]:  # fmt: skip
+        app = build(load_config(cfg), command=False, via="api")
+        app.leadership.close()
+        app.leadership = Shared(seen)
+        try:
+            with serving(app) as base:
+                body = Client(base).get("/v1/status", headers=reader).json()
+        finally:
+            app.close()
+        assert (body["shared"], body["leader"], body["leader_error"]) == (True, want, error)
