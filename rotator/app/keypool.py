@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 import structlog
 
@@ -21,6 +22,14 @@ log = structlog.get_logger("rotator")
 REFILL_BATCH = 64  # keys recorded per transaction while the pool fills
 
 
+@dataclass(frozen=True)
+class Level:
+    algorithm: str
+    bits: int
+    keep: int  # keys the policies keep ready
+    have: int | None  # keys ready now; None: the pool cannot be read (not ours, or none)
+
+
 class KeyPoolKeeper:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -28,6 +37,20 @@ class KeyPoolKeeper:
     @property
     def enabled(self) -> bool:
         return self.ctx.keypool is not None and any(self.ctx.pool_sizes.values())
+
+    def levels(self) -> list[Level]:
+        """Each kind the policies pool: how many they keep, how many are ready."""
+        pool = self.ctx.keypool
+        have: dict[tuple[str, int], int] | None = None
+        if pool is not None:
+            try:
+                have = pool.counts()
+            except OSError:  # another user's key store: not ours to look into
+                have = None
+        return [
+            Level(a, b, n, None if have is None else have.get((a, b), 0))
+            for (a, b), n in sorted(self.ctx.pool_sizes.items())
+        ]
 
     def missing(self) -> dict[tuple[str, int], int]:
         """How many keys of each kind the pool lacks."""

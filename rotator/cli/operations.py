@@ -111,15 +111,10 @@ def status(ctx: click.Context, domain_name: str | None, show_all: bool, as_json:
     held = app.safety.held()
     if held:
         say(held)
-    pool = app.ctx.keypool
-    if app.ctx.pool_sizes and pool is not None:
-        try:
-            have = pool.counts()
-        except OSError:  # another user's key store: not ours to look into
-            return
-        kinds = sorted(app.ctx.pool_sizes.items())
+    levels = app.keypool.levels()
+    if levels and all(v.have is not None for v in levels):  # unreadable: not ours to show
         say(
-            "key pool: " + ", ".join(f"{a}-{b} {have.get((a, b), 0)} of {n}" for (a, b), n in kinds)
+            "key pool: " + ", ".join(f"{v.algorithm}-{v.bits} {v.have} of {v.keep}" for v in levels)
         )
 
 
@@ -165,12 +160,7 @@ def leader_json(app: App) -> dict[str, object] | None:
         return {**row, "state": "leader unknown", "last_error": str(exc)}
     if leader is None:
         return {**row, "last_error": "no daemon has taken the lease"}
-    lease = {
-        "node": leader.node,
-        "epoch": leader.epoch,
-        "since": iso(leader.since),
-        "expires": iso(leader.expires),
-    }
+    lease = leader.as_json()
     if not leader.live:
         why = f"node {leader.node}'s lease (epoch {leader.epoch}) ran out"
         return {**row, "since": lease["expires"], "last_error": why, "last_leader": lease}

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from ..timeutil import iso
+
 
 @dataclass(frozen=True)
 class Leader:
@@ -24,6 +26,15 @@ class Leader:
     expires: datetime  # when it runs out unless renewed (the database's clock)
     holder: str = ""  # `pid@host` of the process holding it
     live: bool = True  # not run out at the moment it was read
+
+    def as_json(self) -> dict[str, object]:
+        """The lease as `status --json` and GET /v1/status give it."""
+        return {
+            "node": self.node,
+            "epoch": self.epoch,
+            "since": iso(self.since),
+            "expires": iso(self.expires),
+        }
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends
 from ...bootstrap import App, Token
 from ...domain.errors import RotatorError
 from ...statuspage.reading import build_overview
-from ...timeutil import iso, utcnow
+from ...timeutil import utcnow
 from ..models.status import LeaderView, PoolLevel, StatusView
 from ..state import ApiState, api_state, scoped
 
@@ -40,16 +40,9 @@ def fleet_status(state: State, _: Annotated[Token, scoped("read")]) -> StatusVie
 
 
 def pool_levels(app: App) -> list[PoolLevel]:
-    pool = app.ctx.keypool
-    have: dict[tuple[str, int], int] | None = None
-    if pool is not None:
-        try:
-            have = pool.counts()
-        except OSError:  # another user's key store: not ours to look into
-            have = None
     return [
-        PoolLevel(algorithm=a, bits=b, keep=n, have=None if have is None else have.get((a, b), 0))
-        for (a, b), n in sorted(app.ctx.pool_sizes.items())
+        PoolLevel(algorithm=v.algorithm, bits=v.bits, keep=v.keep, have=v.have)
+        for v in app.keypool.levels()
     ]
 
 
@@ -60,11 +53,4 @@ def leader_of(app: App) -> tuple[LeaderView | None, str | None]:
         return None, str(exc)
     if leader is None:
         return None, None
-    view = LeaderView(
-        node=leader.node,
-        epoch=leader.epoch,
-        since=iso(leader.since),
-        expires=iso(leader.expires),
-        live=leader.live,
-    )
-    return view, None
+    return LeaderView.model_validate({**leader.as_json(), "live": leader.live}), None
