@@ -122,6 +122,20 @@ def test_any_txt_answer_is_read_as_dnspython_reads_it(
     assert wire.read(data, 4321, QNAME) == dnspython_reads(data)
 
 
+def test_names_are_read_whatever_their_case_and_compression() -> None:
+    """The question echoed in another case, owners as pointers to it or written out in
+    full, and names in the authority section: read as dnspython reads them."""
+    rr = struct.pack("!HHIH", wire.TXT, wire.IN, 60, 4) + b"\x03abc"
+    rr2 = rr[:-3] + b"xyz"
+    upper = dns.name.from_text(NAME.upper()).to_wire() or b""
+    question = struct.pack("!HH", wire.TXT, wire.IN)
+    for asked, owner in ((upper, b"\xc0\x0c"), (QNAME, upper), (upper, QNAME)):
+        header = struct.pack("!HHHHHH", 4321, 0x8400, 1, 2, 1, 0)
+        data = header + asked + question + owner + rr + owner + rr2 + b"\x00" + rr
+        assert wire.read(data, 4321, QNAME) == dnspython_reads(data)
+        assert wire.read(data, 4321, QNAME) == wire.Answer(0, True, False, ("abc", "xyz"))
+
+
 def test_truncated_answers_are_flagged_not_read() -> None:
     r = response()
     r.flags |= dns.flags.TC

@@ -199,7 +199,7 @@ class AuthoritativeProbe:
         for zone, name in queries:
             targets = found[zone]
             try:  # fail once here, not as a raw dnspython error out of the pipeline
-                qname = dns.name.from_text(name).to_wire() or b""  # (bytes: no file given)
+                qname = wire.record_name(name).to_wire() or b""  # (bytes: no file given)
             except dns.exception.DNSException as exc:
                 targets = ProbeError(f"invalid name {name!r}: {exc}")
             if isinstance(targets, ProbeError):
