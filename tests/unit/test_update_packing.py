@@ -10,7 +10,8 @@ import dns.exception
 import dns.name
 import pytest
 
-from rotator.adapters.dns.rfc2136 import Rfc2136Publisher, record_name
+from rotator.adapters.dns.rfc2136 import Rfc2136Publisher
+from rotator.adapters.dns.wire import record_name
 from rotator.ports import RecordChange
 
 RSA_P = base64.b64encode(b"\1" * 294).decode()
@@ -23,7 +24,7 @@ RSA_P = base64.b64encode(b"\1" * 294).decode()
 def test_every_message_fits_and_nothing_is_lost(text: str | None) -> None:
     pub = Rfc2136Publisher("127.0.0.1", 53, "k", base64.b64encode(b"x" * 32).decode())
     changes = [RecordChange(f"s1.myesp._domainkey.d{i}.bench.test.", 60, text) for i in range(3000)]
-    messages = pub._messages("bench.test", changes)
+    messages = list(pub._messages("bench.test", changes))
     assert len(messages) > 1
     assert all(len(m.to_wire()) <= 65535 for m in messages)
     owners = {rrset.name.to_text() for m in messages for rrset in m.update}

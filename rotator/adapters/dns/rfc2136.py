@@ -4,7 +4,9 @@ lives in this one small class; every failure becomes a one-line PublishError rea
 from __future__ import annotations
 
 import binascii
-from collections.abc import Sequence
+import socket
+import time
+from collections.abc import Iterator, Sequence
 
 import dns.exception
 import dns.flags
@@ -24,6 +26,7 @@ from ...domain.reasons import Reason
 from ...domain.record import split_strings
 from ...ports import RecordChange
 from .fanout import PerZone
+from .wire import record_name
 
 
 class Rfc2136Publisher(PerZone):
@@ -68,10 +71,25 @@ class Rfc2136Publisher(PerZone):
         return f"{host}:{self.port}"
 
     def apply(self, zone: str, changes: Sequence[RecordChange]) -> str:
+        """Each UPDATE sent once the one before was answered (so they apply in order),
+        and made and signed while the server applies the one before."""
         messages = self._messages(zone, changes)
-        self.last_message_count = len(messages)
-        for update in messages:
-            self._send(zone, update)
+        self.last_message_count = 0
+        sent: tuple[socket.socket, dns.update.UpdateMessage] | None = None
+        try:
+            for update in messages:
+                wire = update.to_wire()
+                if sent is not None:
+                    self._answer(zone, *sent)
+                    sent = None
+                sent = (self._send(zone, wire), update)
+                self.last_message_count += 1
+            if sent is not None:
+                self._answer(zone, *sent)
+                sent = None
+        finally:
+            if sent is not None:
+                sent[0].close()
         return self.where
 
     def zone_problem(self, zone: str) -> str | None:
@@ -102,19 +120,18 @@ class Rfc2136Publisher(PerZone):
 
     def _messages(
         self, zone: str, changes: Sequence[RecordChange]
-    ) -> list[dns.update.UpdateMessage]:
+    ) -> Iterator[dns.update.UpdateMessage]:
         """Pack changes into as few UPDATEs as fit max_message octets (TSIG included).
         Each change is costed without name compression (compression pointers cannot
         reach past 16 KiB into a message, so big messages compress less), which keeps
-        the packing linear and never over the limit."""
+        the packing linear and never over the limit. Every change is checked before the
+        first message is made; the messages are then made one at a time, as sent."""
         try:
             base = len(self._new(zone).to_wire())
         except dns.exception.DNSException as exc:
             raise PublishError(f"invalid zone name {zone!r}: {exc}") from None
-        messages: list[dns.update.UpdateMessage] = []
-        current = self._new(zone)
-        size = base
-        count = 0
+        groups: list[list[tuple[dns.name.Name, RecordChange]]] = []
+        size = self.max_message
         for change in changes:
             # bad input (malformed name, non-ASCII text) is a PublishError, not a crash
             try:
@@ -124,15 +141,20 @@ class Rfc2136Publisher(PerZone):
                 raise PublishError(
                     f"invalid record {change.name!r} for zone {zone}: {exc}"
                 ) from None
-            if count and size + cost > self.max_message:
-                messages.append(current)
-                current, size, count = self._new(zone), base, 0
-            self._add(current, name, change)
+            if not groups or size + cost > self.max_message:
+                groups.append([])
+                size = base
+            groups[-1].append((name, change))
             size += cost
-            count += 1
-        if count:
-            messages.append(current)
-        return messages
+        return (self._message(zone, group) for group in groups)
+
+    def _message(
+        self, zone: str, group: list[tuple[dns.name.Name, RecordChange]]
+    ) -> dns.update.UpdateMessage:
+        update = self._new(zone)
+        for name, change in group:
+            self._add(update, name, change)
+        return update
 
     @staticmethod
     def _add(update: dns.update.UpdateMessage, name: dns.name.Name, change: RecordChange) -> None:
@@ -144,36 +166,73 @@ class Rfc2136Publisher(PerZone):
         )
         update.replace(name, change.ttl, rdata)
 
-    def _send(self, zone: str, update: dns.update.UpdateMessage) -> None:
+    def _send(self, zone: str, wire: bytes) -> socket.socket:
+        """A connection to the primary with the UPDATE `wire` sent on it."""
         try:
-            response = dns.query.tcp(update, self.server, port=self.port, timeout=self.timeout)
-        except dns.tsig.PeerBadKey:
-            raise PublishError(
+            sock = socket.create_connection((self.server, self.port), timeout=self.timeout)
+        except ConnectionRefusedError:
+            raise PublishError(f"connection refused by {self.where} (is the primary up?)") from None
+        except TimeoutError:
+            raise self._timeout(zone) from None
+        except OSError as exc:
+            raise PublishError(f"network error talking to {self.where}: {exc}") from None
+        try:
+            dns.query.send_tcp(sock, wire, time.time() + self.timeout)
+        except BaseException as exc:
+            sock.close()
+            raise self._failure(zone, exc) from None
+        return sock
+
+    def _answer(self, zone: str, sock: socket.socket, update: dns.update.UpdateMessage) -> None:
+        """The primary's answer to `update`, sent on `sock` (closed here): PublishError
+        unless it applied the update."""
+        try:
+            with sock:
+                response, _ = dns.query.receive_tcp(
+                    sock,
+                    time.time() + self.timeout,
+                    keyring=update.keyring,
+                    request_mac=update.mac,
+                )
+                if not update.is_response(response):
+                    raise dns.query.BadResponse
+        except Exception as exc:
+            raise self._failure(zone, exc) from None
+        self._check(zone, response)
+
+    def _timeout(self, zone: str) -> PublishError:
+        return PublishError(
+            f"timeout after {self.timeout:g}s sending UPDATE to {self.where} for zone {zone}",
+            Reason.DNS_TIMEOUT,
+        )
+
+    def _failure(self, zone: str, exc: BaseException) -> PublishError:
+        """What went wrong sending an UPDATE or reading its answer, as one line."""
+        if isinstance(exc, dns.tsig.PeerBadKey):
+            return PublishError(
                 f"TSIG BADKEY from {self.where} for zone {zone}: the server does not know key "
                 f"{self.key_name.to_text(omit_final_dot=True)} (check dns.tsig_name)",
                 Reason.DNS_TSIG,
-            ) from None
-        except (dns.tsig.PeerBadSignature, dns.tsig.BadSignature):
-            raise PublishError(
+            )
+        if isinstance(exc, (dns.tsig.PeerBadSignature, dns.tsig.BadSignature)):
+            return PublishError(
                 f"TSIG BADSIG from {self.where} for zone {zone}: check dns.tsig_secret",
                 Reason.DNS_TSIG,
-            ) from None
-        except (dns.tsig.PeerBadTime, dns.tsig.PeerBadTruncation) as exc:
-            raise PublishError(
+            )
+        if isinstance(exc, (dns.tsig.PeerBadTime, dns.tsig.PeerBadTruncation)):
+            return PublishError(
                 f"TSIG {type(exc).__name__} from {self.where} for zone {zone}: check clocks",
                 Reason.DNS_TSIG,
-            ) from None
-        except dns.exception.Timeout:
-            raise PublishError(
-                f"timeout after {self.timeout:g}s sending UPDATE to {self.where} for zone {zone}",
-                Reason.DNS_TIMEOUT,
-            ) from None
-        except ConnectionRefusedError:
-            raise PublishError(f"connection refused by {self.where} (is the primary up?)") from None
-        except (OSError, EOFError) as exc:
-            raise PublishError(f"network error talking to {self.where}: {exc}") from None
-        except dns.exception.DNSException as exc:
-            raise PublishError(f"bad answer from {self.where} for zone {zone}: {exc}") from None
+            )
+        if isinstance(exc, (dns.exception.Timeout, TimeoutError)):
+            return self._timeout(zone)
+        if isinstance(exc, (OSError, EOFError)):
+            return PublishError(f"network error talking to {self.where}: {exc}")
+        if isinstance(exc, dns.exception.DNSException):
+            return PublishError(f"bad answer from {self.where} for zone {zone}: {exc}")
+        raise exc
+
+    def _check(self, zone: str, response: dns.message.Message) -> None:
         rcode = response.rcode()
         if rcode != dns.rcode.NOERROR:
             hint = {
@@ -190,15 +249,6 @@ class Rfc2136Publisher(PerZone):
 
 
 _RCODES = {dns.rcode.REFUSED: Reason.DNS_REFUSED, dns.rcode.NOTAUTH: Reason.DNS_NOTAUTH}
-
-
-def record_name(text: str) -> dns.name.Name:
-    """The Name of a record's owner. A plain absolute ASCII name (no escapes) is split at
-    its dots; dnspython's from_text reads it character by character, which was a third of
-    building a 1,000-record UPDATE. Either way the labels are checked (empty, too long)."""
-    if text.endswith(".") and text != "." and text.isascii() and "\\" not in text:
-        return dns.name.Name([label.encode() for label in text.split(".")])
-    return dns.name.from_text(text)
 
 
 def _uncompressed_cost(name: dns.name.Name, change: RecordChange) -> int:
