@@ -8,6 +8,8 @@ nobody reads again what the fold just computed.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -63,12 +65,24 @@ class TickReport:
 State = KeyState | IdentityState
 
 
+@functools.cache
+def _log_name(kind: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
+
+
 def log_name(event: ev.Event) -> str:
     """KeyPublished -> key_published: the structlog event name of each event type."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(event).__name__).lower()
+    return _log_name(type(event).__name__)
 
 
-def log_event(event: ev.Event) -> None:
+def log_event(event: ev.Event, logger: Any = None) -> None:
+    """One log line per recorded event, unless its level is filtered out: then nothing of
+    it is built (a batch of 1,000 keys records 1,000 events). `logger`: a bound logger
+    for the whole batch."""
+    logger = logger if logger is not None else log.bind()
+    warn = type(event).__name__ in _WARN
+    if not logger.is_enabled_for(logging.WARNING if warn else logging.INFO):
+        return
     fields: dict[str, Any] = {
         "domain": getattr(event, "domain", None),
         "selector": getattr(event, "selector", None),
@@ -84,10 +98,10 @@ def log_event(event: ev.Event) -> None:
     fields.update((k, v) for k, v in payload.items() if k not in _QUIET)
     clean = {k: v for k, v in fields.items() if v is not None}
     name = log_name(event)
-    if type(event).__name__ in _WARN:
-        log.warning(name, **clean)
+    if warn:
+        logger.warning(name, **clean)
     else:
-        log.info(name, **clean)
+        logger.info(name, **clean)
 
 
 class Recorder:
@@ -131,8 +145,9 @@ class Recorder:
         # `versions`: the expected versions of streams that have no State (tokens)
         expected = {**self.expected(events, basis), **(versions or {})}
         result = self.store.append(events, expected)
+        logger = log.bind()  # the configuration is read once for the batch
         for stored in result:
-            log_event(stored.event)
+            log_event(stored.event, logger)
         return result
 
     def _stamped(self, event: ev.Event, now: datetime) -> ev.Event:
