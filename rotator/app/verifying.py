@@ -38,6 +38,7 @@ SETTLE_PAUSE = 0.05
 SETTLE_GRACE = 0.2
 SETTLE_MAX = 1.0
 SERIAL_ZONES = 256  # zones whose serials one look asks at most
+SERIAL_PAUSE = 0.01  # while a transfer is on its way, its servers' serials are asked this often
 FIRST_RECHECK = timedelta(seconds=0.5)  # then the pause doubles, up to the retry base
 
 log = structlog.get_logger("rotator")
@@ -261,7 +262,7 @@ class Verifying:
                     and not self._transferring(pending, why, started + SETTLE_MAX)
                 ):
                     break
-                time.sleep(SETTLE_PAUSE)
+                self._settle(pending, why, started + SETTLE_MAX)
             still = []
             for key, observed in zip(pending, self._observe_many(pending), strict=True):
                 if isinstance(observed, ExternalError):
@@ -292,13 +293,39 @@ class Verifying:
         NOTIFY, then a transfer), which may be all of it at once after seconds of nothing.
         Zones whose servers agree on the serial (or have none that moves, as some
         providers) only get the no-progress grace."""
-        zones = sorted(
-            {k.zone for k in pending if not k.customer_managed and propagating(why[k.key_id][2])}
-        )
-        if not zones:
-            return False
+        zones = self._lagging_zones(pending, why)
+        return bool(zones) and self._serials_differ(zones, by)
+
+    def _settle(
+        self, pending: list[KeyState], why: dict[str, tuple[str, Reason, Results]], by: float
+    ) -> None:
+        """The pause before the next look. While a zone of the keys that wait only for a
+        lagging server has its servers at different SOA serials, the serials are asked
+        again every SERIAL_PAUSE (one query per server and zone) until they agree: the
+        look after that finds the transferred records at once, and asking for every
+        record meanwhile would only slow the transfer. Otherwise SETTLE_PAUSE."""
+        zones = self._lagging_zones(pending, why)
+        if not zones or not self._serials_differ(zones, by):
+            time.sleep(SETTLE_PAUSE)
+            return
+        while time.monotonic() + SERIAL_PAUSE < by:
+            time.sleep(SERIAL_PAUSE)
+            if not self._serials_differ(zones, by):
+                return
+
+    def _lagging_zones(
+        self, pending: list[KeyState], why: dict[str, tuple[str, Reason, Results]]
+    ) -> list[str]:
+        """The zones of the pending keys whose servers only lag (the customer's own keys
+        aside), at most SERIAL_ZONES of them."""
+        zones = {
+            k.zone for k in pending if not k.customer_managed and propagating(why[k.key_id][2])
+        }
+        return sorted(zones)[:SERIAL_ZONES]
+
+    def _serials_differ(self, zones: list[str], by: float) -> bool:
         try:
-            serials = self.ctx.probe.serials(zones[:SERIAL_ZONES], by)
+            serials = self.ctx.probe.serials(zones, by)
         except ExternalError:
             return False
         return any(len({s for s in found if s is not None}) > 1 for found in serials.values())

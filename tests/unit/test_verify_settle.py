@@ -90,3 +90,33 @@ def test_a_secondary_behind_on_the_serial_is_waited_for_at_most_the_bound(env: U
     took = timed_tick(env)
     assert_keys(env, State.PUBLISHED, len(DOMAINS))
     assert 1.0 <= took < 2.0  # the 1 s bound, then a later look
+
+
+def test_records_are_not_asked_again_while_the_secondary_is_behind_on_the_serial(
+    env: UnitEnv,
+) -> None:
+    """While its serial says a transfer is to come, only the zone's SOA is asked (every
+    10 ms); the records are asked again once the serials agree, in one look."""
+    onboard_lagging(env)
+    env.dns.serial_lag = True
+    started = time.monotonic()
+    looks: list[int] = []
+    polls: list[float] = []
+    real_look, real_serials = env.dns.observe_many, env.dns.serials
+
+    def look(queries: Sequence[tuple[str, str]], deadline: Any = None) -> Any:
+        looks.append(len(queries))
+        return real_look(queries, deadline)
+
+    def serials(zones: Sequence[str], deadline: Any = None) -> Any:
+        polls.append(time.monotonic() - started)
+        if polls[-1] > 0.3:  # the transfer
+            env.dns.lagging.clear()
+        return real_serials(zones, deadline)
+
+    env.dns.observe_many = look  # type: ignore[method-assign]
+    env.dns.serials = serials  # type: ignore[method-assign]
+    env.app.lifecycle.tick()
+    assert_keys(env, State.ACTIVE, 0)
+    assert looks == [len(DOMAINS), len(DOMAINS)]  # the first look, then one after the transfer
+    assert len(polls) > 10
