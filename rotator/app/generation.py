@@ -4,7 +4,6 @@ itself, in parallel worker processes when there are many RSA keys."""
 
 from __future__ import annotations
 
-import itertools
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,6 +31,11 @@ CHUNK = 16  # keys recorded per transaction while a batch is generated
 # the main process's CPU, which the workers need on a small machine), and keys that take
 # microseconds (ed25519) go on in one batch, not 16 at a time
 MIN_CHUNK_S = 0.5
+# Pooled keys are recorded and published a chunk at a time, the first chunk small: a
+# secondary takes the first change at once, and the next ones only after a pause of its
+# own (BIND: about 0.5 s), so every change should have left by then
+POOL_FIRST = 16
+POOL_CHUNK = 1024
 
 
 @dataclass(frozen=True)
@@ -68,12 +72,16 @@ class Generation:
         idents: list[IdentityState],
         now: datetime,
         report: TickReport,
-        between: Callable[[], None] | None = None,
+        between: Callable[[list[str], bool], None] | None = None,
+        pooled_only: bool = False,
     ) -> None:
-        """New keys for every identity due: placed one by one (cheap), generated in the
+        """New keys for every identity due: taken from the key pool, or generated in the
         worker pool when there are many RSA keys, and recorded chunk by chunk as they come
-        back, so that progress survives a crash and `between` (the lifecycle's next pass:
-        publish, verify, activate) moves the first keys on while the rest are generated."""
+        back, so that progress survives a crash and `between` (the lifecycle's next pass)
+        moves the first keys on while the rest are made. `between` is given the chunk's
+        key ids and whether more keys are ready at once (pooled): then only the chunk's
+        publication is worth doing before the next chunk. `pooled_only`: only the
+        identities the key pool has keys for get one; the others are left as they are."""
         todo: list[_Todo] = []
         for ident in idents:
             if ident.pending_key is not None:  # a key is already on its way
@@ -99,30 +107,45 @@ class Generation:
             return
         pooled = self._from_pool(todo)
         todo = [replace(t, key_id=pooled[i][0]) if i in pooled else t for i, t in enumerate(todo)]
-        rest = [i for i in range(len(todo)) if i not in pooled]
-        specs = [(todo[i].key_id, todo[i].policy.algorithm, todo[i].policy.bits) for i in rest]
-        # pooled keys first, in one chunk (they are ready), then the rest as they are made
-        taken = [(i, gen) for i, (_, gen) in pooled.items()]
-        chunks = itertools.chain(
-            [taken] if taken else [],
-            ([(rest[j], gen) for j, gen in chunk] for chunk in self._generated(specs)),
-        )
+        refused: list[bool] = []  # set once an append is refused: generate nothing more
+
+        def chunks() -> Iterator[tuple[list[tuple[int, GeneratedKey]], bool]]:
+            """(chunk, whether the keys after it are ready now): the pooled keys, a few
+            first (their records can be on their way at once), then POOL_CHUNK at a
+            time; then the rest as the workers make them."""
+            taken = [(i, gen) for i, (_, gen) in pooled.items()]
+            # a first chunk on its own only where a small batch is cheap (an UPDATE): a
+            # backend that rebuilds a file or waits for its provider takes one batch
+            quick = all(self.ctx.publisher.quick(todo[i].ident.zone) for i, _ in taken)
+            start, size = 0, POOL_FIRST if quick else len(taken)
+            while start < len(taken):
+                yield taken[start : start + size], True
+                start, size = start + size, POOL_CHUNK
+            if refused or pooled_only:
+                return
+            rest = [i for i in range(len(todo)) if i not in pooled]
+            specs = [(todo[i].key_id, todo[i].policy.algorithm, todo[i].policy.bits) for i in rest]
+            for chunk in self._generated(specs):
+                yield [(rest[j], gen) for j, gen in chunk], False
+
         recorded: set[int] = set()
+        made = chunks()
         try:
-            for chunk in chunks:
+            for chunk, ready in made:
                 faults.point("after-key-written")
                 events = [self._event(todo[i], gen, now, i in pooled) for i, gen in chunk]
                 try:
                     self.ctx.recorder.append(events)
                 except (ConcurrencyError, IllegalTransition):
                     # never recorded: must not outlive this call (nor must the rest)
-                    for i, _ in [*chunk, *(pair for rest in chunks for pair in rest)]:
+                    refused.append(True)
+                    for i, _ in [*chunk, *(pair for rest, _ in made for pair in rest)]:
                         self.ctx.keystore.destroy(todo[i].key_id)
                     raise
                 recorded |= {i for i, _ in chunk}
                 report.generated += len(events)
                 if between is not None:
-                    between()
+                    between([todo[i].key_id for i, _ in chunk], ready)
         except ExternalError as exc:
             # the key store cannot take keys (disk full, read-only): each identity still
             # waiting says so, and is looked at again after its policy's retry base

@@ -108,17 +108,37 @@ class Lifecycle:
             at = now or self.ctx.clock.now()
             # Keys first: a revocation due now frees a ping-pong slot for the generation
             # due now.
-            self._run_due(self._unheld(store.due_keys(at), at), at, report)
+            due = self._unheld(store.due_keys(at), at)
+            if any(k.compromised and k.next_action is Action.REVOKE for k in due):
+                due = self._replacements_first(due, at, report)
+            self._run_due(due, at, report)
             idents = store.due_identities(at)
             if held.replacements:  # only first keys and emergencies' replacements go on
                 idents = [i for i in idents if not i.active_key or i.emergency_actor]
             idents = [i for i in idents if not self._paced(i, i.rotation_due_at, at)]
-            self.generation.generate(idents, at, report, between=lambda: self._pass(now, report))
+            self.generation.generate(
+                idents, at, report, between=lambda ids, ready: self._pass(now, report, ids, ready)
+            )
             if report.progressed == before:
                 break
         self.safety.waiting = len(self._waiting)
         if self._waiting:
             log.info("paced", waiting=len(self._waiting), limit=self.safety.limit())
+
+    def _replacements_first(
+        self, due: list[KeyState], at: datetime, report: TickReport
+    ) -> list[KeyState]:
+        """An emergency's revocations are due: its replacements waiting in the key pool
+        are recorded first, so that they leave with the revocations (PUBLISH follows
+        REVOKE in one pass) and the nameservers take both in one round. A secondary
+        takes a first change at once and the next ones only after a pause of its own:
+        replacements sent a few hundred milliseconds after the revocations would wait
+        for another round. Keys still to be generated come after the revocations."""
+        urgent = [i for i in self.ctx.store.due_identities(at) if i.emergency_actor]
+        if not urgent:
+            return due
+        self.generation.generate(urgent, at, report, pooled_only=True)
+        return self._unheld(self.ctx.store.due_keys(at), at)
 
     def _unheld(self, keys: list[KeyState], at: datetime) -> list[KeyState]:
         """The keys whose step goes ahead: scheduled revocations may be held or paced."""
@@ -151,12 +171,23 @@ class Lifecycle:
         self.safety.started(at, 1)
         return False
 
-    def _pass(self, now: datetime | None, report: TickReport) -> None:
-        # Between chunks of a big key generation: move the recorded keys on meanwhile.
+    def _pass(
+        self, now: datetime | None, report: TickReport, chunk: list[str], ready: bool
+    ) -> None:
+        """Between chunks of a key generation: move the recorded keys on meanwhile. While
+        more keys are ready at once (pooled), only the chunk's own publication goes, so
+        that every record leaves before the first has reached the secondaries; the checks
+        that wait on the secondaries come after the last chunk."""
+        at = now or self.ctx.clock.now()
+        if ready:
+            found = self.ctx.store.keys_by_id(chunk).values()
+            keys = [k for k in found if k.next_action_at is not None and k.next_action_at <= at]
+            only = tuple(a for a in ORDER if a is not Action.PUBLISH)
+            self._run_due(self._unheld(keys, at), at, report, only)
+            return
         # An activation rewrites every signer's tables (O(all keys) for a file a signer
         # reads whole): between chunks it runs only when the time since the last one is
         # at least twice what that one took, so rewrites never take over the tick.
-        at = now or self.ctx.clock.now()
         pause = time.monotonic() - self.signing.last_finished
         skip = () if pause >= 2 * self.signing.last_took else (Action.ACTIVATE,)
         self._run_due(self._unheld(self.ctx.store.due_keys(at), at), at, report, skip)

@@ -51,6 +51,14 @@ class Publisher(Protocol):
         """Whether a backend is configured for `zone` (the config alone, no request)."""
         ...
 
+    def quick(self, zone: str) -> bool:
+        """Whether a small batch of changes to `zone` costs little more than its own
+        changes and is done once the primary took it (an UPDATE, an API call): then the
+        first few of many new keys are published on their own, ahead of the rest. False
+        for a backend that rebuilds a whole file, or waits for its provider to sync, for
+        each batch."""
+        ...
+
 
 def observe_each(
     probe: NameserverProbe, queries: Sequence[tuple[str, str]], deadline: float | None = None

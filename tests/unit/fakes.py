@@ -43,6 +43,7 @@ class FakeDns:
         # (a transfer to come); off: both at one serial, as a secondary that will not catch up
         self.serial_lag = False
         self.updates = 0
+        self.quick_batches = True  # a small batch is cheap, as an UPDATE (not a file rebuild)
         # NS delegation: zone -> NS names the parent zone's servers refer to (absent: none)
         self.delegations: dict[str, set[str]] = {}
         # the apex NS RRset the ESP's servers serve in every zone they hold
@@ -94,6 +95,9 @@ class FakeDns:
 
     def serves(self, zone: str) -> bool:
         return zone not in self.unserved
+
+    def quick(self, zone: str) -> bool:
+        return self.quick_batches
 
     def observe(self, zone: str, name: str, deadline: float | None = None) -> list[Observation]:
         self.observed.append(name)

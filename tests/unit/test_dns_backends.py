@@ -34,6 +34,9 @@ class Recording:
     def serves(self, zone: str) -> bool:
         return True
 
+    def quick(self, zone: str) -> bool:
+        return self.name == "pdns"
+
 
 def change(zone: str) -> ZoneChanges:
     return zone, [RecordChange(f"s1.myesp._domainkey.{zone}.", 60, "v=DKIM1; p=")]
@@ -150,3 +153,11 @@ def test_init_checks_that_each_backend_serves_its_zones(tmp_path: Path) -> None:
     assert "dns.backends: DNS backend second: the primary 127.0.0.1:1 did not answer" in line
     secret.chmod(0o644)
     assert "readable by others" in refused(cfg, "init")
+
+
+def test_a_zone_is_quick_to_change_as_its_backend_is() -> None:
+    primary, pdns = Recording("primary"), Recording("pdns")
+    router = ZoneRouter([Route("pdns", ("pdns.example",), pdns)], primary)
+    assert router.quick("a.pdns.example")
+    assert not router.quick("other.example")  # the primary here, a Recording: not quick
+    assert not ZoneRouter([Route("pdns", ("pdns.example",), pdns)], None).quick("x.test")

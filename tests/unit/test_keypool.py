@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from rotator.adapters.keys.pool import FsKeyPool
-from rotator.app import Scope
-from rotator.domain.errors import PolicyError
+from rotator.app import Scope, generation
+from rotator.domain.errors import ConcurrencyError, PolicyError
 from rotator.domain.record import parse_record
 from rotator.domain.states import State
 from rotator.ports import LogFilter
@@ -132,3 +132,107 @@ def test_status_shows_the_pool_and_the_flag_needs_all(tmp_path: Path) -> None:
     line = refused(cfg, "rotate", "--emergency", "example.com", "--keystore-intact",
                    "--reason", "x")  # fmt: skip
     assert "--keystore-intact only changes --all" in line
+
+
+def test_pooled_keys_go_out_a_chunk_at_a_time_the_first_small(
+    env: UnitEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each chunk of pooled keys is recorded and published before the next is taken, so
+    the first records are on their way at once; verification waits for the last chunk."""
+    monkeypatch.setattr(generation, "POOL_FIRST", 2)
+    monkeypatch.setattr(generation, "POOL_CHUNK", 3)
+    pooled(env, size=7)
+    env.app.keypool.refill(budget_s=30)
+    for i in range(7):
+        env.app.onboarding.add_identity(f"d{i}.example.com", "demo")
+    env.app.lifecycle.tick()
+    kinds = ("KeyGenerated", "KeyPublished", "KeyVerified")
+    log = [type(s.event).__name__ for s in env.store.events(LogFilter(types=kinds))]
+    gen, pub = "KeyGenerated", "KeyPublished"
+    assert log[:14] == [gen] * 2 + [pub] * 2 + [gen] * 3 + [pub] * 3 + [gen] * 2 + [pub] * 2
+    assert log[14:] == ["KeyVerified"] * 7
+    assert len(env.store.list_keys(state=State.ACTIVE)) == 7
+
+
+def test_a_backend_that_rebuilds_a_file_takes_the_pooled_keys_in_one_batch(
+    env: UnitEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(generation, "POOL_FIRST", 2)
+    env.dns.quick_batches = False
+    pooled(env, size=7)
+    env.app.keypool.refill(budget_s=30)
+    for i in range(7):
+        env.app.onboarding.add_identity(f"d{i}.example.com", "demo")
+    updates = env.dns.updates
+    env.app.lifecycle.tick()
+    kinds = ("KeyGenerated", "KeyPublished")
+    log = [type(s.event).__name__ for s in env.store.events(LogFilter(types=kinds))]
+    assert log == ["KeyGenerated"] * 7 + ["KeyPublished"] * 7
+    assert env.dns.updates - updates == 7  # one batch: each of the 7 zones once
+
+
+def test_a_refused_chunk_leaves_no_key_unrecorded(
+    env: UnitEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append refused midway (another writer): the keys of that chunk and of the ones
+    after it, taken from the pool but never recorded, are wiped; the recorded ones stay."""
+    monkeypatch.setattr(generation, "POOL_FIRST", 2)
+    monkeypatch.setattr(generation, "POOL_CHUNK", 3)
+    pooled(env, size=7)
+    env.app.keypool.refill(budget_s=30)
+    for i in range(7):
+        env.app.onboarding.add_identity(f"d{i}.example.com", "demo")
+    real = env.ctx.recorder.append
+    chunks: list[list[str]] = []
+
+    def append(events: Any, *args: Any, **kwargs: Any) -> Any:
+        if type(events[0]).__name__ == "KeyGenerated":
+            chunks.append([e.key_id for e in events])
+            if len(chunks) == 2:  # another writer got there first
+                raise ConcurrencyError("moved; retry")
+        return real(events, *args, **kwargs)
+
+    monkeypatch.setattr(env.ctx.recorder, "append", append)
+    with pytest.raises(ConcurrencyError):
+        env.app.lifecycle.tick()
+    first, refused = chunks
+    assert len(first) == 2 and len(refused) == 3
+    recorded = {e.key_id for e in of_type(env, "KeyGenerated")}
+    assert recorded == set(first)
+    assert set(env.keystore.stored_ids()) == recorded  # the 5 others wiped
+
+
+def test_an_emergency_records_its_pooled_replacements_before_the_revocations_leave(
+    env: UnitEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replacements are recorded first, then the revocations and the replacements go
+    to DNS one right after the other (revocations first), so that a secondary takes both
+    in one round."""
+    pooled(env, size=3)
+    env.app.keypool.refill(budget_s=30)
+    for i in range(3):
+        env.app.onboarding.add_identity(f"d{i}.example.com", "demo")
+    env.app.lifecycle.tick()
+    env.app.keypool.refill(budget_s=30)
+    before = env.events()
+    sent: list[bool] = []  # each change sent: whether it is a revocation
+    real = env.dns.apply
+
+    def apply(zone: str, changes: Any) -> str:
+        sent.extend(c.text == "v=DKIM1; p=" for c in changes)
+        return real(zone, changes)
+
+    monkeypatch.setattr(env.dns, "apply", apply)
+    plan = env.app.emergency.plan(Scope(everything=True, keystore_intact=True))
+    env.app.emergency.declare(plan, "op", "leak")
+    env.app.lifecycle.tick()
+    kinds = ("KeyGenerated", "RevocationPublished", "KeyPublished")
+    log = [
+        type(s.event).__name__
+        for s in env.store.events(LogFilter(types=kinds))
+        if s.position > before
+    ]
+    assert log == ["KeyGenerated"] * 3 + ["RevocationPublished"] * 3 + ["KeyPublished"] * 3
+    assert sent[:6] == [True] * 3 + [False] * 3
+    assert len(env.store.list_keys(state=State.ACTIVE)) == 3
+    assert all(e.pooled for e in of_type(env, "KeyGenerated"))

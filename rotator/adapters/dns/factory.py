@@ -76,3 +76,6 @@ class NoPublisher:
 
     def serves(self, zone: str) -> bool:
         return True
+
+    def quick(self, zone: str) -> bool:
+        return False

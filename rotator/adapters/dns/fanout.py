@@ -29,6 +29,9 @@ class PerZone:
     def serves(self, zone: str) -> bool:
         return True  # whatever it was given: a router picked this backend for the zone
 
+    def quick(self, zone: str) -> bool:
+        return False
+
     def publish(self, batch: Sequence[ZoneChanges]) -> list[str | PublishError]:
         if len(batch) < 2:
             return [self._one(zone, changes) for zone, changes in batch]

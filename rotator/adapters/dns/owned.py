@@ -53,6 +53,9 @@ class FileBackend:
     def serves(self, zone: str) -> bool:
         return True  # whatever it was given: a router picked this backend for the zone
 
+    def quick(self, zone: str) -> bool:
+        return False  # every batch rebuilds the whole file
+
     def zone_problem(self, zone: str) -> str | None:
         raise NotImplementedError
 

@@ -65,6 +65,9 @@ class Rfc2136Publisher(PerZone):
             ) from None
         self.last_message_count = 0
 
+    def quick(self, zone: str) -> bool:
+        return True  # one request, answered once the primary applied it
+
     @property
     def where(self) -> str:
         host = f"[{self.server}]" if ":" in self.server else self.server

@@ -70,6 +70,10 @@ class ZoneRouter:
     def serves(self, zone: str) -> bool:
         return self.route(zone) is not None
 
+    def quick(self, zone: str) -> bool:
+        route = self.route(zone)
+        return route is not None and route.backend.quick(zone)
+
     def zone_problem(self, zone: str) -> str | None:
         route = self.route(zone)
         if route is None:
