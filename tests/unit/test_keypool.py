@@ -134,17 +134,22 @@ def test_status_shows_the_pool_and_the_flag_needs_all(tmp_path: Path) -> None:
     assert "--keystore-intact only changes --all" in line
 
 
-def test_pooled_keys_go_out_a_chunk_at_a_time_the_first_small(
-    env: UnitEnv, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Each chunk of pooled keys is recorded and published before the next is taken, so
-    the first records are on their way at once; verification waits for the last chunk."""
+def seven_due(env: UnitEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full pool of 7 and 7 domains due their first key; pooled keys in chunks of 2, 3."""
     monkeypatch.setattr(generation, "POOL_FIRST", 2)
     monkeypatch.setattr(generation, "POOL_CHUNK", 3)
     pooled(env, size=7)
     env.app.keypool.refill(budget_s=30)
     for i in range(7):
         env.app.onboarding.add_identity(f"d{i}.example.com", "demo")
+
+
+def test_pooled_keys_go_out_a_chunk_at_a_time_the_first_small(
+    env: UnitEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each chunk of pooled keys is recorded and published before the next is taken, so
+    the first records are on their way at once; verification waits for the last chunk."""
+    seven_due(env, monkeypatch)
     env.app.lifecycle.tick()
     kinds = ("KeyGenerated", "KeyPublished", "KeyVerified")
     log = [type(s.event).__name__ for s in env.store.events(LogFilter(types=kinds))]
@@ -157,12 +162,8 @@ def test_pooled_keys_go_out_a_chunk_at_a_time_the_first_small(
 def test_a_backend_that_rebuilds_a_file_takes_the_pooled_keys_in_one_batch(
     env: UnitEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(generation, "POOL_FIRST", 2)
     env.dns.quick_batches = False
-    pooled(env, size=7)
-    env.app.keypool.refill(budget_s=30)
-    for i in range(7):
-        env.app.onboarding.add_identity(f"d{i}.example.com", "demo")
+    seven_due(env, monkeypatch)
     updates = env.dns.updates
     env.app.lifecycle.tick()
     kinds = ("KeyGenerated", "KeyPublished")
@@ -176,12 +177,7 @@ def test_a_refused_chunk_leaves_no_key_unrecorded(
 ) -> None:
     """An append refused midway (another writer): the keys of that chunk and of the ones
     after it, taken from the pool but never recorded, are wiped; the recorded ones stay."""
-    monkeypatch.setattr(generation, "POOL_FIRST", 2)
-    monkeypatch.setattr(generation, "POOL_CHUNK", 3)
-    pooled(env, size=7)
-    env.app.keypool.refill(budget_s=30)
-    for i in range(7):
-        env.app.onboarding.add_identity(f"d{i}.example.com", "demo")
+    seven_due(env, monkeypatch)
     real = env.ctx.recorder.append
     chunks: list[list[str]] = []
 
