@@ -114,10 +114,10 @@ class Generation:
             first (their records can be on their way at once), then POOL_CHUNK at a
             time; then the rest as the workers make them."""
             taken = [(i, gen) for i, (_, gen) in pooled.items()]
-            # a first chunk on its own only where a small batch is cheap (an UPDATE): a
-            # backend that rebuilds a file or waits for its provider takes one batch
-            quick = all(self.ctx.publisher.quick(todo[i].ident.zone) for i, _ in taken)
-            start, size = 0, POOL_FIRST if quick else len(taken)
+            # a first chunk on its own only where a batch goes out in rounds anyway
+            # (UPDATEs): where a batch is one change, a chunk ahead would add a round
+            rounds = all(self.ctx.publisher.in_rounds(todo[i].ident.zone) for i, _ in taken)
+            start, size = 0, POOL_FIRST if rounds else len(taken)
             while start < len(taken):
                 yield taken[start : start + size], True
                 start, size = start + size, POOL_CHUNK

@@ -176,14 +176,14 @@ class Lifecycle:
     ) -> None:
         """Between chunks of a key generation: move the recorded keys on meanwhile. While
         more keys are ready at once (pooled), only the chunk's own publication goes, so
-        that every record leaves before the first has reached the secondaries; the checks
-        that wait on the secondaries come after the last chunk."""
+        that the records leave one chunk after the other without a wait between them;
+        verification, which waits for the secondaries, comes after the last chunk."""
         at = now or self.ctx.clock.now()
         if ready:
             found = self.ctx.store.keys_by_id(chunk).values()
             keys = [k for k in found if k.next_action_at is not None and k.next_action_at <= at]
-            only = tuple(a for a in ORDER if a is not Action.PUBLISH)
-            self._run_due(self._unheld(keys, at), at, report, only)
+            others = tuple(a for a in ORDER if a is not Action.PUBLISH)
+            self._run_due(self._unheld(keys, at), at, report, others)
             return
         # An activation rewrites every signer's tables (O(all keys) for a file a signer
         # reads whole): between chunks it runs only when the time since the last one is

@@ -51,12 +51,13 @@ class Publisher(Protocol):
         """Whether a backend is configured for `zone` (the config alone, no request)."""
         ...
 
-    def quick(self, zone: str) -> bool:
-        """Whether a small batch of changes to `zone` costs little more than its own
-        changes and is done once the primary took it (an UPDATE, an API call): then the
-        first few of many new keys are published on their own, ahead of the rest. False
-        for a backend that rebuilds a whole file, or waits for its provider to sync, for
-        each batch."""
+    def in_rounds(self, zone: str) -> bool:
+        """Whether a big batch of changes to `zone` reaches the primary as several changes
+        of the zone (UPDATEs of at most 64 KiB, each with its own serial and NOTIFY), which
+        secondaries take in rounds of transfers anyway: then the first few of many new
+        keys are sent on their own, ahead of the rest, to start the first round sooner.
+        False where a batch is one change (an API call, a rebuilt file): a batch sent
+        ahead would add a round."""
         ...
 
 

@@ -43,7 +43,7 @@ class FakeDns:
         # (a transfer to come); off: both at one serial, as a secondary that will not catch up
         self.serial_lag = False
         self.updates = 0
-        self.quick_batches = True  # a small batch is cheap, as an UPDATE (not a file rebuild)
+        self.rounds = True  # a big batch goes out as several changes (UPDATEs), not one
         # NS delegation: zone -> NS names the parent zone's servers refer to (absent: none)
         self.delegations: dict[str, set[str]] = {}
         # the apex NS RRset the ESP's servers serve in every zone they hold
@@ -96,8 +96,8 @@ class FakeDns:
     def serves(self, zone: str) -> bool:
         return zone not in self.unserved
 
-    def quick(self, zone: str) -> bool:
-        return self.quick_batches
+    def in_rounds(self, zone: str) -> bool:
+        return self.rounds
 
     def observe(self, zone: str, name: str, deadline: float | None = None) -> list[Observation]:
         self.observed.append(name)

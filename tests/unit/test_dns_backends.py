@@ -34,8 +34,8 @@ class Recording:
     def serves(self, zone: str) -> bool:
         return True
 
-    def quick(self, zone: str) -> bool:
-        return self.name == "pdns"
+    def in_rounds(self, zone: str) -> bool:
+        return self.name == "updates"
 
 
 def change(zone: str) -> ZoneChanges:
@@ -155,9 +155,9 @@ def test_init_checks_that_each_backend_serves_its_zones(tmp_path: Path) -> None:
     assert "readable by others" in refused(cfg, "init")
 
 
-def test_a_zone_is_quick_to_change_as_its_backend_is() -> None:
-    primary, pdns = Recording("primary"), Recording("pdns")
-    router = ZoneRouter([Route("pdns", ("pdns.example",), pdns)], primary)
-    assert router.quick("a.pdns.example")
-    assert not router.quick("other.example")  # the primary here, a Recording: not quick
-    assert not ZoneRouter([Route("pdns", ("pdns.example",), pdns)], None).quick("x.test")
+def test_a_zone_takes_a_batch_in_rounds_as_its_backend_does() -> None:
+    primary, updates = Recording("primary"), Recording("updates")
+    router = ZoneRouter([Route("updates", ("u.example",), updates)], primary)
+    assert router.in_rounds("a.u.example")
+    assert not router.in_rounds("other.example")  # the primary here: one change per batch
+    assert not ZoneRouter([Route("updates", ("u.example",), updates)], None).in_rounds("x.test")

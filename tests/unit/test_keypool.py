@@ -159,10 +159,10 @@ def test_pooled_keys_go_out_a_chunk_at_a_time_the_first_small(
     assert len(env.store.list_keys(state=State.ACTIVE)) == 7
 
 
-def test_a_backend_that_rebuilds_a_file_takes_the_pooled_keys_in_one_batch(
+def test_a_backend_that_takes_a_batch_as_one_change_gets_the_pooled_keys_in_one(
     env: UnitEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env.dns.quick_batches = False
+    env.dns.rounds = False
     seven_due(env, monkeypatch)
     updates = env.dns.updates
     env.app.lifecycle.tick()

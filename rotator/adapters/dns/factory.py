@@ -77,5 +77,5 @@ class NoPublisher:
     def serves(self, zone: str) -> bool:
         return True
 
-    def quick(self, zone: str) -> bool:
+    def in_rounds(self, zone: str) -> bool:
         return False

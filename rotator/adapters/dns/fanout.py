@@ -29,7 +29,7 @@ class PerZone:
     def serves(self, zone: str) -> bool:
         return True  # whatever it was given: a router picked this backend for the zone
 
-    def quick(self, zone: str) -> bool:
+    def in_rounds(self, zone: str) -> bool:
         return False
 
     def publish(self, batch: Sequence[ZoneChanges]) -> list[str | PublishError]:

@@ -53,8 +53,8 @@ class FileBackend:
     def serves(self, zone: str) -> bool:
         return True  # whatever it was given: a router picked this backend for the zone
 
-    def quick(self, zone: str) -> bool:
-        return False  # every batch rebuilds the whole file
+    def in_rounds(self, zone: str) -> bool:
+        return False  # a batch is one rebuild of the whole file
 
     def zone_problem(self, zone: str) -> str | None:
         raise NotImplementedError

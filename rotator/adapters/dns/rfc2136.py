@@ -65,8 +65,8 @@ class Rfc2136Publisher(PerZone):
             ) from None
         self.last_message_count = 0
 
-    def quick(self, zone: str) -> bool:
-        return True  # one request, answered once the primary applied it
+    def in_rounds(self, zone: str) -> bool:
+        return True  # an UPDATE per 60,000 octets, each its own change of the zone
 
     @property
     def where(self) -> str:

@@ -70,9 +70,9 @@ class ZoneRouter:
     def serves(self, zone: str) -> bool:
         return self.route(zone) is not None
 
-    def quick(self, zone: str) -> bool:
+    def in_rounds(self, zone: str) -> bool:
         route = self.route(zone)
-        return route is not None and route.backend.quick(zone)
+        return route is not None and route.backend.in_rounds(zone)
 
     def zone_problem(self, zone: str) -> str | None:
         route = self.route(zone)
