@@ -104,8 +104,11 @@ def is_revoked(tags: dict[str, str]) -> bool:
 
 
 def records_match(expected: str, observed: str) -> bool:
-    """Same tags with the same values (order and whitespace do not matter)."""
+    """Same tags with the same values (order and whitespace do not matter). The same text
+    is read once: a server serving what was published is the usual case."""
     try:
+        if expected == observed:
+            return bool(parse_record(expected))
         return parse_record(expected) == parse_record(observed)
     except RecordError:
         return False

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rotator.adapters.dns import wire
+from rotator.adapters.dns.pipeline import rcode_text
 
 NAME = "s1.myesp._domainkey.example.test."
 QNAME = dns.name.from_text(NAME).to_wire() or b""
@@ -225,3 +226,8 @@ def test_an_soa_of_the_wrong_length_is_malformed() -> None:
     rdata = b"\x00\x00" + bytes(20)
     rr = b"\xc0\x0c" + struct.pack("!HHIH", wire.SOA, wire.IN, 60, len(rdata)) + rdata
     assert wire.read(head + rr, 4321, ZONE_WIRE, wire.SOA) == wire.Answer(0, True, False, (), 0)
+
+
+@pytest.mark.parametrize("rcode", [0, 2, 3, 5, 16, 3000])
+def test_an_rcode_reads_as_dnspython_says(rcode: int) -> None:
+    assert rcode_text(rcode) == dns.rcode.Rcode.to_text(rcode)

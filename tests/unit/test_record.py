@@ -202,3 +202,10 @@ def test_records_match_is_false_for_unparseable(ed25519_b64: str) -> None:
     a = build_record("ed25519", ed25519_b64)
     assert not records_match(a, "not a dkim record")
     assert not records_match(a, a.replace("v=DKIM1", "v=DKIM2"))
+
+
+def test_the_same_text_matches_only_if_it_is_a_record(rsa4096_b64: str) -> None:
+    record = f"v=DKIM1; k=rsa; p={rsa4096_b64}"
+    assert records_match(record, record)
+    for bad in ("v=DKIM1; k=rsa", "v=DKIM2; p=abc", "not a record", ""):
+        assert not records_match(bad, bad)
