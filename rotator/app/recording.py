@@ -7,7 +7,6 @@ nobody reads again what the fold just computed.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import re
@@ -22,7 +21,7 @@ import structlog
 from ..domain import events as ev
 from ..domain.errors import ConcurrencyError, RotatorError
 from ..domain.events.base import not_before
-from ..domain.model import IdentityState, KeyState
+from ..domain.model import IdentityState, KeyState, replace
 from ..domain.policy import DEFAULT_PARK_AFTER, backoff
 from ..domain.reasons import Reason
 from ..domain.states import Action
@@ -156,7 +155,8 @@ class Recorder:
             changes["at"] = now
         if self.origin and not event.origin:  # the command's real uid beside any --actor
             changes["origin"] = self.origin
-        return dataclasses.replace(event, **changes) if changes else event
+        # the fold's replace: no __init__ over every field (each event of a batch is stamped)
+        return replace(event, **changes) if changes else event
 
     def outcomes(
         self,
