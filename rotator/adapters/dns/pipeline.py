@@ -273,7 +273,7 @@ class Pipeline:
         return Observation(
             ask.nameserver,
             ask.address,
-            rcode=dns.rcode.to_text(r.rcode()),
+            rcode=rcode_text(r.rcode()),
             authoritative=bool(r.flags & dns.flags.AA),
             texts=tuple(
                 b"".join(rd.strings).decode("ascii", "replace")
