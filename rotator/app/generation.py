@@ -79,8 +79,8 @@ class Generation:
         worker pool when there are many RSA keys, and recorded chunk by chunk as they come
         back, so that progress survives a crash and `between` (the lifecycle's next pass)
         moves the first keys on while the rest are made. `between` is given the chunk's
-        key ids and whether more keys are ready at once (pooled): then only the chunk's
-        publication is worth doing before the next chunk. `pooled_only`: only the
+        key ids and whether they came from the pool: pooled keys are all ready at once, so
+        only the chunk's publication is worth doing before the next chunk. `pooled_only`: only the
         identities the key pool has keys for get one; the others are left as they are."""
         todo: list[_Todo] = []
         for ident in idents:
@@ -110,7 +110,7 @@ class Generation:
         refused: list[bool] = []  # set once an append is refused: generate nothing more
 
         def chunks() -> Iterator[tuple[list[tuple[int, GeneratedKey]], bool]]:
-            """(chunk, whether the keys after it are ready now): the pooled keys, a few
+            """(chunk, whether it is pooled): the pooled keys, a few
             first (their records can be on their way at once), then POOL_CHUNK at a
             time; then the rest as the workers make them."""
             taken = [(i, gen) for i, (_, gen) in pooled.items()]
@@ -131,7 +131,7 @@ class Generation:
         recorded: set[int] = set()
         made = chunks()
         try:
-            for chunk, ready in made:
+            for chunk, from_pool in made:
                 faults.point("after-key-written")
                 events = [self._event(todo[i], gen, now, i in pooled) for i, gen in chunk]
                 try:
@@ -145,7 +145,7 @@ class Generation:
                 recorded |= {i for i, _ in chunk}
                 report.generated += len(events)
                 if between is not None:
-                    between([todo[i].key_id for i, _ in chunk], ready)
+                    between([todo[i].key_id for i, _ in chunk], from_pool)
         except ExternalError as exc:
             # the key store cannot take keys (disk full, read-only): each identity still
             # waiting says so, and is looked at again after its policy's retry base

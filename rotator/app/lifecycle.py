@@ -117,7 +117,7 @@ class Lifecycle:
                 idents = [i for i in idents if not i.active_key or i.emergency_actor]
             idents = [i for i in idents if not self._paced(i, i.rotation_due_at, at)]
             self.generation.generate(
-                idents, at, report, between=lambda ids, ready: self._pass(now, report, ids, ready)
+                idents, at, report, between=lambda ids, pooled: self._pass(now, report, ids, pooled)
             )
             if report.progressed == before:
                 break
@@ -172,14 +172,15 @@ class Lifecycle:
         return False
 
     def _pass(
-        self, now: datetime | None, report: TickReport, chunk: list[str], ready: bool
+        self, now: datetime | None, report: TickReport, chunk: list[str], pooled: bool
     ) -> None:
-        """Between chunks of a key generation: move the recorded keys on meanwhile. While
-        more keys are ready at once (pooled), only the chunk's own publication goes, so
-        that the records leave one chunk after the other without a wait between them;
-        verification, which waits for the secondaries, comes after the last chunk."""
+        """Between chunks of a key generation: move the recorded keys on meanwhile. After
+        a pooled chunk (the pool's keys are all ready at once) only the chunk's own
+        publication goes, so that the records leave one chunk after the other without a
+        wait between them; verification, which waits for the secondaries, comes in the
+        tick's next pass."""
         at = now or self.ctx.clock.now()
-        if ready:
+        if pooled:
             found = self.ctx.store.keys_by_id(chunk).values()
             keys = [k for k in found if k.next_action_at is not None and k.next_action_at <= at]
             others = tuple(a for a in ORDER if a is not Action.PUBLISH)
